@@ -1,0 +1,298 @@
+//! The typed messages carried in frames, and their (de)serialisation.
+
+use serde::{Deserialize, Serialize};
+use std::io::{Read, Write};
+
+use crate::frame::{read_frame, write_frame, FrameError, FrameKind};
+
+/// Name of the virtio-serial port the guest init talks on
+/// (`/sys/class/virtio-ports/vportNpM/name`).
+pub const CONTROL_PORT_NAME: &str = "org.vmbuild.ctl";
+/// Where the shared cache appears in the guest.
+pub const GUEST_CACHE_DIR: &str = "/var/cache/vmbuild";
+/// Alias of the cache so melange configs run unchanged.
+pub const GUEST_CACHE_ALIAS: &str = "/var/cache/melange";
+/// The build workspace and `$HOME` in the guest.
+pub const GUEST_HOME: &str = "/home/build";
+
+/// Sent by the guest init once its control port is open.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// Version of the guest init (its crate version).
+    pub init_version: String,
+    /// `uname -r` of the guest kernel.
+    pub kernel_release: String,
+    /// CLOCK_BOOTTIME when the init's `main` started, in microseconds.
+    pub init_start_us: u64,
+    /// CLOCK_BOOTTIME when the control port was open (modules loaded).
+    pub port_open_us: u64,
+}
+
+/// How a host directory is shared into the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CacheMode {
+    /// virtio-9p exported read-only, mounted read-only, with an overlayfs on
+    /// top whose upper/work dirs live on a tmpfs: writes are discarded.
+    Overlay,
+    /// virtiofs, read-write: writes persist to the host.
+    Virtiofs,
+}
+
+/// One filesystem the guest init mounts during `Setup`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountSpec {
+    /// 9p `mount_tag` or virtiofs tag of the device QEMU exposes.
+    pub tag: String,
+    pub mode: CacheMode,
+    /// Absolute guest path to mount at (created if missing).
+    pub target: String,
+    /// Absolute guest paths made symlinks to `target`.
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// 9p `msize` in bytes (ignored for virtiofs).
+    #[serde(default)]
+    pub msize: Option<u32>,
+}
+
+/// Host -> guest: prepare the machine before any command runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Setup {
+    #[serde(default)]
+    pub mounts: Vec<MountSpec>,
+    /// Directories to create (mode 0755, owned by root) before commands run.
+    #[serde(default)]
+    pub mkdirs: Vec<String>,
+    #[serde(default)]
+    pub hostname: Option<String>,
+}
+
+/// Host -> guest: run one command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandSpec {
+    /// argv[0] is looked up in `PATH` from `env` when it has no slash.
+    pub argv: Vec<String>,
+    /// The complete environment of the command; the init adds nothing.
+    pub env: Vec<(String, String)>,
+    /// Working directory (absolute guest path; created if missing).
+    pub cwd: String,
+}
+
+/// Guest -> host: a command ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitInfo {
+    /// Exit code when the command exited normally.
+    pub code: Option<i32>,
+    /// Signal number when the command was killed by a signal.
+    pub signal: Option<i32>,
+    /// CLOCK_BOOTTIME just before the command was spawned, microseconds.
+    pub started_us: u64,
+    /// CLOCK_BOOTTIME when its exit status was collected, microseconds.
+    pub ended_us: u64,
+}
+
+impl ExitInfo {
+    /// The shell convention: the code, or 128 + signal.
+    pub fn shell_code(&self) -> i32 {
+        match (self.code, self.signal) {
+            (Some(c), _) => c,
+            (None, Some(s)) => 128 + s,
+            (None, None) => 255,
+        }
+    }
+}
+
+/// Guest -> host: setup finished.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ready {
+    pub uptime_us: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GuestMessage {
+    Hello(Hello),
+    Ready(Ready),
+    Stdout(Vec<u8>),
+    Stderr(Vec<u8>),
+    Exited(ExitInfo),
+    /// The init failed and is powering off; the text says why.
+    Fatal(String),
+    /// A progress line from the init (for logs, not for the user's output).
+    Log(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostMessage {
+    Setup(Setup),
+    Run(CommandSpec),
+    Shutdown,
+}
+
+fn json<T: Serialize>(v: &T) -> Vec<u8> {
+    // Serialising these plain structs cannot fail.
+    serde_json::to_vec(v).expect("protocol structs serialise")
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(kind: FrameKind, p: &[u8]) -> Result<T, FrameError> {
+    serde_json::from_slice(p).map_err(|source| FrameError::Json { kind, source })
+}
+
+impl GuestMessage {
+    pub fn encode(&self) -> (FrameKind, Vec<u8>) {
+        match self {
+            Self::Hello(h) => (FrameKind::Hello, json(h)),
+            Self::Ready(r) => (FrameKind::Ready, json(r)),
+            Self::Stdout(b) => (FrameKind::Stdout, b.clone()),
+            Self::Stderr(b) => (FrameKind::Stderr, b.clone()),
+            Self::Exited(e) => (FrameKind::Exited, json(e)),
+            Self::Fatal(s) => (FrameKind::Fatal, s.as_bytes().to_vec()),
+            Self::Log(s) => (FrameKind::Log, s.as_bytes().to_vec()),
+        }
+    }
+
+    pub fn decode(kind: FrameKind, payload: Vec<u8>) -> Result<Self, FrameError> {
+        Ok(match kind {
+            FrameKind::Hello => Self::Hello(parse(kind, &payload)?),
+            FrameKind::Ready => Self::Ready(parse(kind, &payload)?),
+            FrameKind::Stdout => Self::Stdout(payload),
+            FrameKind::Stderr => Self::Stderr(payload),
+            FrameKind::Exited => Self::Exited(parse(kind, &payload)?),
+            FrameKind::Fatal => Self::Fatal(String::from_utf8_lossy(&payload).into_owned()),
+            FrameKind::Log => Self::Log(String::from_utf8_lossy(&payload).into_owned()),
+            other => return Err(FrameError::Unexpected(other)),
+        })
+    }
+
+    pub fn write_to<W: Write>(&self, w: &mut W) -> Result<(), FrameError> {
+        let (k, p) = self.encode();
+        write_frame(w, k, &p)
+    }
+
+    /// Reads the next guest message; `Ok(None)` on clean EOF.
+    pub fn read_from<R: Read>(r: &mut R) -> Result<Option<Self>, FrameError> {
+        match read_frame(r)? {
+            None => Ok(None),
+            Some(f) => Self::decode(f.kind, f.payload).map(Some),
+        }
+    }
+}
+
+impl HostMessage {
+    pub fn encode(&self) -> (FrameKind, Vec<u8>) {
+        match self {
+            Self::Setup(s) => (FrameKind::Setup, json(s)),
+            Self::Run(c) => (FrameKind::Run, json(c)),
+            Self::Shutdown => (FrameKind::Shutdown, Vec::new()),
+        }
+    }
+
+    pub fn decode(kind: FrameKind, payload: Vec<u8>) -> Result<Self, FrameError> {
+        Ok(match kind {
+            FrameKind::Setup => Self::Setup(parse(kind, &payload)?),
+            FrameKind::Run => Self::Run(parse(kind, &payload)?),
+            FrameKind::Shutdown => Self::Shutdown,
+            other => return Err(FrameError::Unexpected(other)),
+        })
+    }
+
+    pub fn write_to<W: Write>(&self, w: &mut W) -> Result<(), FrameError> {
+        let (k, p) = self.encode();
+        write_frame(w, k, &p)
+    }
+
+    /// Reads the next host message; `Ok(None)` on clean EOF.
+    pub fn read_from<R: Read>(r: &mut R) -> Result<Option<Self>, FrameError> {
+        match read_frame(r)? {
+            None => Ok(None),
+            Some(f) => Self::decode(f.kind, f.payload).map(Some),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guest_messages_round_trip() {
+        let msgs = vec![
+            GuestMessage::Hello(Hello {
+                init_version: "0.1.0".into(),
+                kernel_release: "6.1.0-56-amd64".into(),
+                init_start_us: 1_200_000,
+                port_open_us: 1_250_000,
+            }),
+            GuestMessage::Ready(Ready { uptime_us: 5 }),
+            GuestMessage::Stdout(vec![0, 1, 2, 255]),
+            GuestMessage::Stderr(b"err".to_vec()),
+            GuestMessage::Exited(ExitInfo { code: None, signal: Some(9), started_us: 1, ended_us: 2 }),
+            GuestMessage::Fatal("mount failed: ENODEV".into()),
+            GuestMessage::Log("loaded 12 modules".into()),
+        ];
+        let mut buf = Vec::new();
+        for m in &msgs {
+            m.write_to(&mut buf).unwrap();
+        }
+        let mut r = &buf[..];
+        for m in &msgs {
+            assert_eq!(&GuestMessage::read_from(&mut r).unwrap().unwrap(), m);
+        }
+        assert!(GuestMessage::read_from(&mut r).unwrap().is_none());
+    }
+
+    #[test]
+    fn host_messages_round_trip() {
+        let msgs = vec![
+            HostMessage::Setup(Setup {
+                mounts: vec![MountSpec {
+                    tag: "cache".into(),
+                    mode: CacheMode::Overlay,
+                    target: GUEST_CACHE_DIR.into(),
+                    aliases: vec![GUEST_CACHE_ALIAS.into()],
+                    msize: Some(512_000),
+                }],
+                mkdirs: vec![GUEST_HOME.into()],
+                hostname: Some("vmbuild".into()),
+            }),
+            HostMessage::Run(CommandSpec {
+                argv: vec!["sh".into(), "-c".into(), "exit 7".into()],
+                env: vec![("PATH".into(), "/bin".into())],
+                cwd: "/".into(),
+            }),
+            HostMessage::Shutdown,
+        ];
+        let mut buf = Vec::new();
+        for m in &msgs {
+            m.write_to(&mut buf).unwrap();
+        }
+        let mut r = &buf[..];
+        for m in &msgs {
+            assert_eq!(&HostMessage::read_from(&mut r).unwrap().unwrap(), m);
+        }
+    }
+
+    #[test]
+    fn direction_is_checked() {
+        assert!(matches!(
+            GuestMessage::decode(FrameKind::Run, b"{}".to_vec()),
+            Err(FrameError::Unexpected(FrameKind::Run))
+        ));
+        assert!(matches!(
+            HostMessage::decode(FrameKind::Stdout, vec![]),
+            Err(FrameError::Unexpected(FrameKind::Stdout))
+        ));
+    }
+
+    #[test]
+    fn malformed_json_names_the_kind() {
+        let e = GuestMessage::decode(FrameKind::Exited, b"{nope".to_vec()).unwrap_err();
+        assert!(e.to_string().contains("Exited"), "{e}");
+    }
+
+    #[test]
+    fn shell_code_follows_shell_convention() {
+        let e = |code, signal| ExitInfo { code, signal, started_us: 0, ended_us: 0 };
+        assert_eq!(e(Some(7), None).shell_code(), 7);
+        assert_eq!(e(None, Some(15)).shell_code(), 143);
+    }
+}
