@@ -1,0 +1,371 @@
+//! Acting on the host's `Setup`: hostname, directories, and the shared
+//! cache mounts (9p read-only + overlay, or virtiofs read-write) with
+//! their alias symlinks.
+
+use std::io;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::mount::MsFlags;
+use vmbuild_proto::{CacheMode, MountSpec, Setup};
+
+use crate::error::{InitError, Result};
+use crate::mounts::{mkdir_p, mount_fs};
+
+/// Default 9p message size (the cap of the guest kernel).
+pub const DEFAULT_MSIZE: u32 = 512_000;
+/// Where read-only 9p lowers are mounted.
+pub const LOWER_ROOT: &str = "/run/vmbuild/lower";
+/// Where each overlay's tmpfs (holding upper/ and work/) is mounted.
+pub const RW_ROOT: &str = "/run/vmbuild/rw";
+/// Extra overlay options tried first (no inode-number games, no index:
+/// neither is useful for a throw-away upper and both can be refused).
+pub const OVERLAY_EXTRA: &str = "xino=off,index=off";
+
+/// Applies `setup`; progress lines go to `log`. Any error is fatal.
+pub fn apply(setup: &Setup, log: &mut dyn FnMut(String)) -> Result<()> {
+    if let Some(h) = &setup.hostname {
+        nix::unistd::sethostname(h)
+            .map_err(|e| InitError::sys(format!("setting hostname '{h}'"), e))?;
+    }
+    for d in &setup.mkdirs {
+        mkdir_p(&absolute("mkdirs entry", d)?)?;
+    }
+    for m in &setup.mounts {
+        let target = absolute("mount target", &m.target)?;
+        validate_tag(&m.tag)?;
+        match m.mode {
+            CacheMode::Overlay => log(mount_overlay(m, &target)?),
+            CacheMode::Virtiofs => {
+                mkdir_p(&target)?;
+                mount_fs(&m.tag, &target, "virtiofs", MsFlags::empty(), "")?;
+                log(format!(
+                    "virtiofs tag '{}' mounted read-write at {}",
+                    m.tag,
+                    target.display()
+                ));
+            }
+        }
+        for a in &m.aliases {
+            make_alias(&absolute("alias", a)?, &target)?;
+        }
+    }
+    Ok(())
+}
+
+fn absolute(what: &str, p: &str) -> Result<PathBuf> {
+    let path = PathBuf::from(p);
+    if !path.is_absolute() {
+        return Err(InitError::Invalid(format!(
+            "{what} '{p}' is not an absolute path"
+        )));
+    }
+    Ok(path)
+}
+
+/// Tags become path components and mount options: keep them plain.
+pub fn validate_tag(tag: &str) -> Result<()> {
+    let ok = !tag.is_empty()
+        && tag != "."
+        && tag != ".."
+        && tag
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(InitError::Invalid(format!(
+            "mount tag '{tag}' must be non-empty [A-Za-z0-9._-]"
+        )))
+    }
+}
+
+/// 9p mount options.
+pub fn ninep_options(msize: u32, cache_loose: bool) -> String {
+    let mut o = format!("trans=virtio,version=9p2000.L,msize={msize}");
+    if cache_loose {
+        o.push_str(",cache=loose");
+    }
+    o
+}
+
+/// Overlay mount options; paths that the option parser would split are
+/// refused.
+pub fn overlay_options(lower: &Path, upper: &Path, work: &Path, extra: &str) -> Result<String> {
+    let mut parts = Vec::new();
+    for (key, p) in [("lowerdir", lower), ("upperdir", upper), ("workdir", work)] {
+        let s = p.to_str().filter(|s| !s.contains([',', ':', '\\']));
+        let Some(s) = s else {
+            return Err(InitError::Invalid(format!(
+                "overlay {key} {} has ',', ':' or '\\'",
+                p.display()
+            )));
+        };
+        parts.push(format!("{key}={s}"));
+    }
+    if !extra.is_empty() {
+        parts.push(extra.to_string());
+    }
+    Ok(parts.join(","))
+}
+
+/// The per-tag directories of an overlay mount.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverlayDirs {
+    pub lower: PathBuf,
+    pub rw: PathBuf,
+    pub upper: PathBuf,
+    pub work: PathBuf,
+}
+
+impl OverlayDirs {
+    pub fn for_tag(tag: &str) -> Self {
+        let rw = Path::new(RW_ROOT).join(tag);
+        Self {
+            lower: Path::new(LOWER_ROOT).join(tag),
+            upper: rw.join("upper"),
+            work: rw.join("work"),
+            rw,
+        }
+    }
+}
+
+/// 9p read-only lower + tmpfs upper + overlay at `target`. Returns a log
+/// line saying which options worked.
+fn mount_overlay(m: &MountSpec, target: &Path) -> Result<String> {
+    let dirs = OverlayDirs::for_tag(&m.tag);
+    let msize = m.msize.unwrap_or(DEFAULT_MSIZE);
+
+    mkdir_p(&dirs.lower)?;
+    let ninep = first_accepted(
+        &[ninep_options(msize, true), ninep_options(msize, false)],
+        |o| mount_fs(&m.tag, &dirs.lower, "9p", MsFlags::MS_RDONLY, o),
+    )?;
+
+    mkdir_p(&dirs.rw)?;
+    mount_fs("tmpfs", &dirs.rw, "tmpfs", MsFlags::empty(), "mode=0755")?;
+    mkdir_p(&dirs.upper)?;
+    mkdir_p(&dirs.work)?;
+    copy_root_owner(&dirs.lower, &dirs.upper)?;
+
+    mkdir_p(target)?;
+    let with = overlay_options(&dirs.lower, &dirs.upper, &dirs.work, OVERLAY_EXTRA)?;
+    let without = overlay_options(&dirs.lower, &dirs.upper, &dirs.work, "")?;
+    let ov = first_accepted(&[with, without], |o| {
+        mount_fs("overlay", target, "overlay", MsFlags::empty(), o)
+    })?;
+    let ov_note = if ov == 0 {
+        OVERLAY_EXTRA
+    } else {
+        "without xino=off,index=off (refused)"
+    };
+    let ninep_note = if ninep == 0 {
+        "cache=loose"
+    } else {
+        "no cache option (cache=loose refused)"
+    };
+    Ok(format!(
+        "9p tag '{}' (msize={msize}, {ninep_note}) read-only with a tmpfs overlay at {} ({ov_note})",
+        m.tag,
+        target.display()
+    ))
+}
+
+/// Tries each option string in turn while the kernel answers EINVAL;
+/// returns the index of the one that worked, or the last error.
+fn first_accepted(
+    options: &[String],
+    mut try_one: impl FnMut(&str) -> Result<()>,
+) -> Result<usize> {
+    let mut last = None;
+    for (i, o) in options.iter().enumerate() {
+        match try_one(o) {
+            Ok(()) => return Ok(i),
+            Err(
+                e @ InitError::Mount {
+                    errno: Errno::EINVAL,
+                    ..
+                },
+            ) => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| InitError::Invalid("no mount options to try".into())))
+}
+
+/// Gives `upper`'s root the mode and owner of `lower`'s root, so the merged
+/// directory looks like the host's.
+pub fn copy_root_owner(lower: &Path, upper: &Path) -> Result<()> {
+    let meta = std::fs::metadata(lower)
+        .map_err(|e| InitError::io(format!("stat {}", lower.display()), e))?;
+    std::fs::set_permissions(upper, std::fs::Permissions::from_mode(meta.mode() & 0o7777))
+        .map_err(|e| InitError::io(format!("chmod {}", upper.display()), e))?;
+    std::os::unix::fs::chown(upper, Some(meta.uid()), Some(meta.gid()))
+        .map_err(|e| InitError::io(format!("chown {}", upper.display()), e))
+}
+
+/// Makes `alias` a symlink to `target`: creates its parent, replaces an
+/// existing symlink or empty directory, refuses anything else.
+pub fn make_alias(alias: &Path, target: &Path) -> Result<()> {
+    if let Some(parent) = alias.parent() {
+        mkdir_p(parent)?;
+    }
+    let ctx = |what: &str| format!("{what} alias {} -> {}", alias.display(), target.display());
+    match alias.symlink_metadata() {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(InitError::io(ctx("inspecting"), e)),
+        Ok(m) if m.file_type().is_symlink() => {
+            if std::fs::read_link(alias).ok().as_deref() == Some(target) {
+                return Ok(());
+            }
+            std::fs::remove_file(alias).map_err(|e| InitError::io(ctx("replacing"), e))?;
+        }
+        Ok(m) if m.is_dir() => {
+            std::fs::remove_dir(alias)
+                .map_err(|e| InitError::io(ctx("replacing (it must be an empty directory)"), e))?;
+        }
+        Ok(_) => {
+            return Err(InitError::Invalid(format!(
+                "{}: it exists and is not a directory",
+                ctx("creating")
+            )))
+        }
+    }
+    std::os::unix::fs::symlink(target, alias).map_err(|e| InitError::io(ctx("creating"), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ninep_options_with_and_without_cache() {
+        assert_eq!(
+            ninep_options(512_000, true),
+            "trans=virtio,version=9p2000.L,msize=512000,cache=loose"
+        );
+        assert_eq!(
+            ninep_options(8192, false),
+            "trans=virtio,version=9p2000.L,msize=8192"
+        );
+    }
+
+    #[test]
+    fn overlay_options_in_order_and_optional_extra() {
+        let d = OverlayDirs::for_tag("cache");
+        assert_eq!(d.lower, Path::new("/run/vmbuild/lower/cache"));
+        assert_eq!(d.upper, Path::new("/run/vmbuild/rw/cache/upper"));
+        assert_eq!(
+            overlay_options(&d.lower, &d.upper, &d.work, OVERLAY_EXTRA).unwrap(),
+            "lowerdir=/run/vmbuild/lower/cache,upperdir=/run/vmbuild/rw/cache/upper,\
+             workdir=/run/vmbuild/rw/cache/work,xino=off,index=off"
+        );
+        assert!(overlay_options(&d.lower, &d.upper, &d.work, "")
+            .unwrap()
+            .ends_with("/work"));
+        let e = overlay_options(Path::new("/a,b"), &d.upper, &d.work, "").unwrap_err();
+        assert!(e.to_string().contains("lowerdir"), "{e}");
+    }
+
+    #[test]
+    fn tags_are_plain_names() {
+        assert!(validate_tag("cache").is_ok());
+        assert!(validate_tag("cache-2.x_y").is_ok());
+        for bad in ["", "..", "a/b", "a,b", "a b"] {
+            assert!(validate_tag(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn first_accepted_retries_only_on_einval() {
+        let opts = vec!["a".to_string(), "b".to_string()];
+        let mount_err = |errno| InitError::Mount {
+            fstype: "t".into(),
+            device: "s".into(),
+            target: "/t".into(),
+            options: "a".into(),
+            errno,
+        };
+        let mut tried = Vec::new();
+        let got = first_accepted(&opts, |o| {
+            tried.push(o.to_string());
+            if o == "a" {
+                Err(mount_err(Errno::EINVAL))
+            } else {
+                Ok(())
+            }
+        });
+        assert_eq!(got.unwrap(), 1);
+        assert_eq!(tried, ["a", "b"]);
+        let got = first_accepted(&opts, |_| Err(mount_err(Errno::ENOENT)));
+        assert!(matches!(
+            got,
+            Err(InitError::Mount {
+                errno: Errno::ENOENT,
+                ..
+            })
+        ));
+        let got = first_accepted(&opts, |_| Err(mount_err(Errno::EINVAL)));
+        assert!(matches!(
+            got,
+            Err(InitError::Mount {
+                errno: Errno::EINVAL,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn alias_created_and_replaces_empty_dir_or_stale_link() {
+        let d = tempfile::tempdir().unwrap();
+        let target = d.path().join("cache");
+        let alias = d.path().join("var/cache/melange");
+        make_alias(&alias, &target).unwrap();
+        assert_eq!(std::fs::read_link(&alias).unwrap(), target);
+        make_alias(&alias, &target).unwrap(); // idempotent
+
+        std::fs::remove_file(&alias).unwrap();
+        std::fs::create_dir(&alias).unwrap();
+        make_alias(&alias, &target).unwrap();
+        assert_eq!(std::fs::read_link(&alias).unwrap(), target);
+
+        let other = d.path().join("other");
+        make_alias(&alias, &other).unwrap();
+        assert_eq!(std::fs::read_link(&alias).unwrap(), other);
+    }
+
+    #[test]
+    fn alias_refuses_non_empty_dir_and_files() {
+        let d = tempfile::tempdir().unwrap();
+        let alias = d.path().join("full");
+        std::fs::create_dir(&alias).unwrap();
+        std::fs::write(alias.join("f"), b"x").unwrap();
+        assert!(make_alias(&alias, Path::new("/t")).is_err());
+        let file = d.path().join("file");
+        std::fs::write(&file, b"x").unwrap();
+        assert!(make_alias(&file, Path::new("/t")).is_err());
+        assert!(alias.join("f").exists(), "must not delete user data");
+    }
+
+    #[test]
+    fn upper_root_takes_lower_mode() {
+        let d = tempfile::tempdir().unwrap();
+        let (lower, upper) = (d.path().join("l"), d.path().join("u"));
+        std::fs::create_dir(&lower).unwrap();
+        std::fs::create_dir(&upper).unwrap();
+        std::fs::set_permissions(&lower, std::fs::Permissions::from_mode(0o2750)).unwrap();
+        copy_root_owner(&lower, &upper).unwrap();
+        assert_eq!(std::fs::metadata(&upper).unwrap().mode() & 0o7777, 0o2750);
+    }
+
+    #[test]
+    fn relative_paths_in_setup_are_refused() {
+        let setup = Setup {
+            mkdirs: vec!["rel/dir".into()],
+            ..Default::default()
+        };
+        let e = apply(&setup, &mut |_| {}).unwrap_err();
+        assert!(e.to_string().contains("rel/dir"), "{e}");
+    }
+}
