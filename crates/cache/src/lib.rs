@@ -1,1 +1,33 @@
-//! placeholder
+//! The shared cache of vmbuild, host side.
+//!
+//! A host directory (`--cache-dir`) is shared into the guest at
+//! [`vmbuild_proto::GUEST_CACHE_DIR`] (alias [`vmbuild_proto::GUEST_CACHE_ALIAS`]),
+//! either as read-only 9p with a guest overlay (writes discarded, the
+//! default) or as read-write virtiofs (`QEMU_USE_VIRTIOFS=1`, writes
+//! persist). This crate:
+//!
+//! - prepares the host directory ([`prepare_cache_dir`]),
+//! - resolves the sharing mode ([`resolve_mode`], [`describe`]),
+//! - knows which per-language variables and symlinks point tools into the
+//!   cache ([`cache_env_defaults`], [`symlink_defaults`], [`apply_defaults`],
+//!   [`symlink_setup_script`], [`docs_table`]),
+//! - finds, identifies and supervises virtiofsd ([`virtiofsd`]).
+
+mod dir;
+mod docs_table;
+mod env_defaults;
+mod error;
+mod mode;
+mod symlink_setup;
+pub mod virtiofsd;
+
+pub use dir::prepare_cache_dir;
+pub use docs_table::docs_table;
+pub use env_defaults::{
+    apply_defaults, cache_env_defaults, symlink_defaults, EnvDefault, SymlinkDefault,
+};
+pub use error::CacheError;
+pub use mode::{describe, resolve_mode, resolve_mode_from_env, USE_VIRTIOFS_ENV};
+pub use symlink_setup::{applicable_symlinks, symlink_setup_script};
+pub use virtiofsd::Virtiofsd;
+pub use vmbuild_proto::{CacheMode, GUEST_CACHE_ALIAS, GUEST_CACHE_DIR, GUEST_HOME};

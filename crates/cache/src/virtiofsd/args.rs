@@ -1,0 +1,211 @@
+//! The virtiofsd command line, per flavour (pure).
+
+use std::ffi::{OsStr, OsString};
+use std::fmt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::PathBuf;
+
+use crate::virtiofsd::Flavor;
+use crate::CacheError;
+
+/// How virtiofsd isolates itself from the rest of the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sandbox {
+    /// Mount/pid/net namespaces and `pivot_root` into the shared dir; as a
+    /// non-root user (Rust flavour only) inside a user namespace.
+    Namespace,
+    /// `chroot` into the shared dir (root only).
+    Chroot,
+    /// No isolation (Rust flavour only).
+    None,
+}
+
+impl Sandbox {
+    /// The word both flavours use for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Sandbox::Namespace => "namespace",
+            Sandbox::Chroot => "chroot",
+            Sandbox::None => "none",
+        }
+    }
+}
+
+impl fmt::Display for Sandbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The safest sandbox `flavor` can use, or `None` when it cannot run at all
+/// for this user (the C flavour needs root).
+///
+/// `namespace` is the strongest and works for both flavours as root and for
+/// the Rust flavour as an unprivileged user (through a user namespace);
+/// `chroot` is root-only in both.
+pub fn default_sandbox(flavor: Flavor, running_as_root: bool) -> Option<Sandbox> {
+    match (flavor, running_as_root) {
+        (_, true) => Some(Sandbox::Namespace),
+        (Flavor::Rust, false) => Some(Sandbox::Namespace),
+        (Flavor::LegacyC, false) => None,
+    }
+}
+
+/// What virtiofsd should serve and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VirtiofsdArgs {
+    /// The vhost-user socket QEMU connects to (its parent must exist).
+    pub socket_path: PathBuf,
+    /// The host directory shared read-write.
+    pub shared_dir: PathBuf,
+    pub sandbox: Sandbox,
+}
+
+/// The argv (without the program) for `flavor`:
+///
+/// - Rust: `--socket-path=S --shared-dir=D --cache=auto --sandbox=X`
+/// - C: `--socket-path=S -o source=D -o cache=auto -o sandbox=X`, with `\`
+///   and `,` in `D` backslash-escaped (the C option parser splits `-o`
+///   values on commas).
+///
+/// `cache=auto` is both flavours' default, spelt out so the guest's
+/// caching does not change under us. Submount announcement and thread pool
+/// size keep each flavour's default.
+pub fn build_args(flavor: Flavor, a: &VirtiofsdArgs) -> Result<Vec<OsString>, CacheError> {
+    if !flavor.sandboxes().contains(&a.sandbox) {
+        return Err(CacheError::UnsupportedSandbox {
+            flavor,
+            sandbox: a.sandbox,
+        });
+    }
+    let socket = joined("--socket-path=", a.socket_path.as_os_str());
+    Ok(match flavor {
+        Flavor::Rust => vec![
+            socket,
+            joined("--shared-dir=", a.shared_dir.as_os_str()),
+            "--cache=auto".into(),
+            format!("--sandbox={}", a.sandbox).into(),
+        ],
+        Flavor::LegacyC => vec![
+            socket,
+            "-o".into(),
+            joined("source=", &escape_fuse_opt(a.shared_dir.as_os_str())),
+            "-o".into(),
+            "cache=auto".into(),
+            "-o".into(),
+            format!("sandbox={}", a.sandbox).into(),
+        ],
+    })
+}
+
+fn joined(prefix: &str, value: &OsStr) -> OsString {
+    let mut s = OsString::from(prefix);
+    s.push(value);
+    s
+}
+
+/// Escapes `\` and `,` for a FUSE `-o` option value.
+fn escape_fuse_opt(value: &OsStr) -> OsString {
+    let mut out = Vec::with_capacity(value.len());
+    for &b in value.as_bytes() {
+        if b == b'\\' || b == b',' {
+            out.push(b'\\');
+        }
+        out.push(b);
+    }
+    OsString::from_vec(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(sandbox: Sandbox) -> VirtiofsdArgs {
+        VirtiofsdArgs {
+            socket_path: "/run/vm/fs.sock".into(),
+            shared_dir: "/home/u/cache".into(),
+            sandbox,
+        }
+    }
+
+    fn strs(v: Vec<OsString>) -> Vec<String> {
+        v.into_iter().map(|s| s.into_string().unwrap()).collect()
+    }
+
+    #[test]
+    fn rust_argv() {
+        assert_eq!(
+            strs(build_args(Flavor::Rust, &args(Sandbox::Namespace)).unwrap()),
+            [
+                "--socket-path=/run/vm/fs.sock",
+                "--shared-dir=/home/u/cache",
+                "--cache=auto",
+                "--sandbox=namespace"
+            ]
+        );
+        let none = strs(build_args(Flavor::Rust, &args(Sandbox::None)).unwrap());
+        assert_eq!(none.last().unwrap(), "--sandbox=none");
+    }
+
+    #[test]
+    fn c_argv() {
+        assert_eq!(
+            strs(build_args(Flavor::LegacyC, &args(Sandbox::Chroot)).unwrap()),
+            [
+                "--socket-path=/run/vm/fs.sock",
+                "-o",
+                "source=/home/u/cache",
+                "-o",
+                "cache=auto",
+                "-o",
+                "sandbox=chroot"
+            ]
+        );
+    }
+
+    #[test]
+    fn c_has_no_sandbox_none() {
+        let err = build_args(Flavor::LegacyC, &args(Sandbox::None)).unwrap_err();
+        assert!(
+            matches!(err, CacheError::UnsupportedSandbox { .. }),
+            "{err:?}"
+        );
+        let msg = err.to_string();
+        assert!(msg.contains("namespace, chroot"), "{msg}");
+    }
+
+    #[test]
+    fn commas_and_backslashes_are_escaped_for_c_only() {
+        let mut a = args(Sandbox::Namespace);
+        a.shared_dir = r"/x/a,b\c".into();
+        let c = strs(build_args(Flavor::LegacyC, &a).unwrap());
+        assert_eq!(c[2], r"source=/x/a\,b\\c");
+        let r = strs(build_args(Flavor::Rust, &a).unwrap());
+        assert_eq!(r[1], r"--shared-dir=/x/a,b\c");
+    }
+
+    #[test]
+    fn non_utf8_paths_pass_through() {
+        let mut a = args(Sandbox::Namespace);
+        a.shared_dir = PathBuf::from(OsString::from_vec(b"/x/\xff".to_vec()));
+        let r = build_args(Flavor::Rust, &a).unwrap();
+        assert_eq!(r[1].as_bytes(), b"--shared-dir=/x/\xff");
+    }
+
+    #[test]
+    fn sandbox_defaults() {
+        assert_eq!(
+            default_sandbox(Flavor::Rust, true),
+            Some(Sandbox::Namespace)
+        );
+        assert_eq!(
+            default_sandbox(Flavor::LegacyC, true),
+            Some(Sandbox::Namespace)
+        );
+        assert_eq!(
+            default_sandbox(Flavor::Rust, false),
+            Some(Sandbox::Namespace)
+        );
+        assert_eq!(default_sandbox(Flavor::LegacyC, false), None);
+    }
+}

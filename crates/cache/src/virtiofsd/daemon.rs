@@ -1,0 +1,378 @@
+//! Running virtiofsd: start it, wait for its socket while watching it,
+//! stop it, and leave nothing behind.
+
+use std::io::ErrorKind;
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use rustix::process::{Pid, Signal};
+
+use crate::virtiofsd::procs::{has_member_in_new_pid_ns, other_group_members};
+use crate::virtiofsd::{
+    build_args, default_sandbox, find_virtiofsd_on_host, probe, Flavor, VirtiofsdArgs,
+};
+use crate::CacheError;
+
+/// How long [`Virtiofsd::start`] waits for the socket.
+pub const SOCKET_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long [`Virtiofsd::stop`] waits after SIGTERM before SIGKILL.
+pub const STOP_GRACE: Duration = Duration::from_secs(1);
+const POLL: Duration = Duration::from_millis(5);
+const TAIL_LINES: usize = 20;
+
+/// A running virtiofsd, in its own process group.
+///
+/// Stop it with [`Virtiofsd::stop`]; dropping it also stops it (blocking for
+/// at most ~0.5 s, then SIGKILL). Either way the process group is killed and reaped and
+/// the socket removed. On Linux the daemon also gets SIGKILL if the thread
+/// that started it dies (PDEATHSIG), so start it from a thread that lives as
+/// long as the VM (a tokio worker or the main thread, not `spawn_blocking`).
+#[derive(Debug)]
+pub struct Virtiofsd {
+    child: Option<tokio::process::Child>,
+    pid: Pid,
+    flavor: Flavor,
+    socket_path: PathBuf,
+    log_path: PathBuf,
+}
+
+impl Virtiofsd {
+    /// Starts `binary` sharing `shared_dir` on `socket_path`, with the
+    /// safest sandbox for this flavour and user (see
+    /// [`default_sandbox`]), and waits up to [`SOCKET_TIMEOUT`] for the
+    /// socket. Its stdout and stderr go to `log_path` (truncated).
+    pub async fn start(
+        binary: &Path,
+        flavor: Flavor,
+        shared_dir: &Path,
+        socket_path: &Path,
+        log_path: &Path,
+    ) -> Result<Virtiofsd, CacheError> {
+        let root = rustix::process::geteuid().is_root();
+        let sandbox =
+            default_sandbox(flavor, root).ok_or_else(|| CacheError::CFlavorNeedsRoot {
+                binary: binary.to_owned(),
+            })?;
+        let args = VirtiofsdArgs {
+            socket_path: socket_path.to_owned(),
+            shared_dir: shared_dir.to_owned(),
+            sandbox,
+        };
+        Self::start_with(binary, flavor, &args, log_path, SOCKET_TIMEOUT).await
+    }
+
+    /// Finds virtiofsd the usual way ([`find_virtiofsd_on_host`]), tells
+    /// its flavour ([`probe`]) and [`start`](Virtiofsd::start)s it.
+    pub async fn start_found(
+        shared_dir: &Path,
+        socket_path: &Path,
+        log_path: &Path,
+    ) -> Result<Virtiofsd, CacheError> {
+        let binary = find_virtiofsd_on_host()?;
+        let info = probe(&binary).await?;
+        Self::start(&binary, info.flavor, shared_dir, socket_path, log_path).await
+    }
+
+    /// [`Virtiofsd::start`] with an explicit sandbox and socket timeout.
+    pub async fn start_with(
+        binary: &Path,
+        flavor: Flavor,
+        args: &VirtiofsdArgs,
+        log_path: &Path,
+        timeout: Duration,
+    ) -> Result<Virtiofsd, CacheError> {
+        let argv = build_args(flavor, args)?;
+        let socket = &args.socket_path;
+        if std::fs::symlink_metadata(socket).is_ok() {
+            return Err(CacheError::SocketExists {
+                path: socket.clone(),
+            });
+        }
+        let log_err = |source| CacheError::Log {
+            path: log_path.to_owned(),
+            source,
+        };
+        let log = std::fs::File::create(log_path).map_err(log_err)?;
+        let log2 = log.try_clone().map_err(log_err)?;
+
+        let mut cmd = tokio::process::Command::new(binary);
+        cmd.args(&argv)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .process_group(0);
+        set_parent_death_signal(&mut cmd);
+        let child = cmd.spawn().map_err(|source| CacheError::Spawn {
+            binary: binary.to_owned(),
+            source,
+        })?;
+        let pid = child
+            .id()
+            .and_then(|id| Pid::from_raw(id as i32))
+            .ok_or_else(|| CacheError::Spawn {
+                binary: binary.to_owned(),
+                source: std::io::Error::other("the child has no pid"),
+            })?;
+        tracing::info!(
+            pid = pid.as_raw_pid(),
+            binary = %binary.display(),
+            %flavor,
+            sandbox = %args.sandbox,
+            socket = %socket.display(),
+            "started virtiofsd"
+        );
+        let mut me = Virtiofsd {
+            child: Some(child),
+            pid,
+            flavor,
+            socket_path: socket.clone(),
+            log_path: log_path.to_owned(),
+        };
+        // The Rust flavour creates its socket and then forks its sandboxed
+        // worker; stopping it between the two would orphan the worker, so
+        // it is ready only once the worker exists too.
+        let needs_worker = cfg!(target_os = "linux")
+            && flavor == Flavor::Rust
+            && args.sandbox == crate::virtiofsd::Sandbox::Namespace;
+        me.wait_until_ready(binary, timeout, needs_worker).await?;
+        Ok(me)
+    }
+
+    async fn wait_until_ready(
+        &mut self,
+        binary: &Path,
+        timeout: Duration,
+        needs_worker: bool,
+    ) -> Result<(), CacheError> {
+        let started = Instant::now();
+        loop {
+            let status = match self.child.as_mut() {
+                Some(c) => c.try_wait().map_err(|source| CacheError::Supervise {
+                    pid: self.pid.as_raw_pid(),
+                    source,
+                })?,
+                None => None,
+            };
+            if let Some(status) = status {
+                self.child = None;
+                self.cleanup_files();
+                return Err(CacheError::EarlyExit {
+                    binary: binary.to_owned(),
+                    status: status.to_string(),
+                    socket: self.socket_path.clone(),
+                    log: self.log_path.clone(),
+                    log_tail: read_tail(&self.log_path),
+                });
+            }
+            if is_socket(&self.socket_path) && (!needs_worker || has_member_in_new_pid_ns(self.pid))
+            {
+                tracing::debug!(elapsed = ?started.elapsed(), "virtiofsd is ready");
+                return Ok(());
+            }
+            if started.elapsed() >= timeout {
+                self.stop().await?;
+                return Err(CacheError::SocketTimeout {
+                    binary: binary.to_owned(),
+                    socket: self.socket_path.clone(),
+                    timeout,
+                    log: self.log_path.clone(),
+                    log_tail: read_tail(&self.log_path),
+                });
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Process id (also the process group id).
+    pub fn pid(&self) -> i32 {
+        self.pid.as_raw_pid()
+    }
+
+    /// The vhost-user socket to give QEMU.
+    pub fn socket_path(&self) -> &Path {
+        &self.socket_path
+    }
+
+    /// Where its output goes.
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
+    /// Stops it: SIGTERM to the daemon's forked workers first (so the
+    /// leader reaps them and exits by itself), then, if the leader is still
+    /// there, SIGTERM to the whole process group; SIGKILL after
+    /// [`STOP_GRACE`]. Reaps it and removes the socket. Safe to call twice
+    /// and after the daemon exited by itself (it does once QEMU disconnects).
+    pub async fn stop(&mut self) -> Result<(), CacheError> {
+        if let Some(mut child) = self.child.take() {
+            let pid = self.pid.as_raw_pid();
+            let supervise = |source| CacheError::Supervise { pid, source };
+            if child.try_wait().map_err(supervise)?.is_none() {
+                let mut done = false;
+                if term_workers(self.pid) {
+                    done = tokio::time::timeout(STOP_GRACE, child.wait()).await.is_ok();
+                }
+                if !done {
+                    signal_group(self.pid, Signal::TERM);
+                    if tokio::time::timeout(STOP_GRACE, child.wait())
+                        .await
+                        .is_err()
+                    {
+                        tracing::warn!(pid, "virtiofsd ignored SIGTERM; killing it");
+                        signal_group(self.pid, Signal::KILL);
+                    }
+                }
+                child.wait().await.map_err(supervise)?;
+            }
+            // Whatever is left in the group goes too.
+            signal_group(self.pid, Signal::KILL);
+            tracing::debug!(pid, "virtiofsd stopped");
+        }
+        self.cleanup_files();
+        Ok(())
+    }
+
+    /// Removes the socket and the pid file QEMU's C virtiofsd leaves in
+    /// `/var/run/virtiofsd` (only if it holds our pid).
+    fn cleanup_files(&self) {
+        match std::fs::remove_file(&self.socket_path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(socket = %self.socket_path.display(), error = %e, "cannot remove virtiofsd socket")
+            }
+        }
+        if self.flavor == Flavor::LegacyC {
+            if let Some(pidfile) = c_pid_file(&self.socket_path) {
+                let ours = std::fs::read_to_string(&pidfile)
+                    .map(|s| s.trim() == self.pid.as_raw_pid().to_string())
+                    .unwrap_or(false);
+                if ours {
+                    let _ = std::fs::remove_file(&pidfile);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Virtiofsd {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let exited = |c: &mut tokio::process::Child| !matches!(c.try_wait(), Ok(None));
+            let wait_up_to = |c: &mut tokio::process::Child, d: Duration| {
+                let deadline = Instant::now() + d;
+                while !exited(c) && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                exited(c)
+            };
+            if !exited(&mut child) {
+                let done =
+                    term_workers(self.pid) && wait_up_to(&mut child, Duration::from_millis(250));
+                if !done {
+                    signal_group(self.pid, Signal::TERM);
+                    wait_up_to(&mut child, Duration::from_millis(250));
+                }
+            }
+            signal_group(self.pid, Signal::KILL);
+            // Reap now if possible; otherwise tokio's orphan reaper does.
+            let _ = child.try_wait();
+        }
+        self.cleanup_files();
+    }
+}
+
+/// SIGTERM to the group's members other than the leader; true if any.
+fn term_workers(pgid: Pid) -> bool {
+    let workers = other_group_members(pgid);
+    for w in &workers {
+        let _ = rustix::process::kill_process(*w, Signal::TERM);
+    }
+    !workers.is_empty()
+}
+
+fn signal_group(pgid: Pid, sig: Signal) {
+    match rustix::process::kill_process_group(pgid, sig) {
+        Ok(()) => {}
+        Err(rustix::io::Errno::SRCH) => {}
+        Err(e) => {
+            tracing::warn!(pgid = pgid.as_raw_pid(), ?sig, error = %e, "cannot signal virtiofsd")
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn set_parent_death_signal(cmd: &mut tokio::process::Command) {
+    let parent = rustix::process::getpid();
+    // SAFETY: the closure only makes raw syscalls (prctl, getppid) and
+    // allocates nothing, so it is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
+            // The parent may have died between fork and prctl.
+            if rustix::process::getppid() != Some(parent) {
+                return Err(std::io::Error::from_raw_os_error(
+                    rustix::io::Errno::SRCH.raw_os_error(),
+                ));
+            }
+            Ok(())
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn set_parent_death_signal(_cmd: &mut tokio::process::Command) {}
+
+fn is_socket(path: &Path) -> bool {
+    std::fs::symlink_metadata(path)
+        .map(|m| m.file_type().is_socket())
+        .unwrap_or(false)
+}
+
+/// `/var/run/virtiofsd/<socket path with / as .>.pid`, as QEMU 7.2 names it.
+fn c_pid_file(socket: &Path) -> Option<PathBuf> {
+    let s = socket.to_str()?;
+    Some(PathBuf::from(format!(
+        "/var/run/virtiofsd/{}.pid",
+        s.replace('/', ".")
+    )))
+}
+
+fn read_tail(log: &Path) -> String {
+    match std::fs::read(log) {
+        Ok(bytes) => tail_lines(&String::from_utf8_lossy(&bytes), TAIL_LINES),
+        Err(e) => format!("(cannot read {}: {e})", log.display()),
+    }
+}
+
+/// The last `n` non-empty lines of `text`, or a note that it is empty.
+fn tail_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    if lines.is_empty() {
+        return "(log is empty)".to_owned();
+    }
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tail_keeps_last_lines() {
+        assert_eq!(tail_lines("a\nb\n\nc\n", 2), "b\nc");
+        assert_eq!(tail_lines("a\n", 5), "a");
+        assert_eq!(tail_lines("", 5), "(log is empty)");
+        assert_eq!(tail_lines("\n \n", 5), "(log is empty)");
+    }
+
+    #[test]
+    fn c_pid_file_name() {
+        assert_eq!(
+            c_pid_file(Path::new("/tmp/vfsprobe/pidtest.sock")).unwrap(),
+            Path::new("/var/run/virtiofsd/.tmp.vfsprobe.pidtest.sock.pid")
+        );
+    }
+}
