@@ -1,0 +1,365 @@
+//! The guest initramfs: init, optional busybox, and the kernel modules the
+//! guest needs, as an uncompressed newc cpio cached by content hash.
+//!
+//! Layout (the guest init relies on it):
+//!
+//! ```text
+//! /init                              the guest init binary (0755)
+//! /bin/busybox                       when given (0755)
+//! /lib/modules/<release>/<relpath>   each module of the closure, uncompressed
+//! /etc/vmbuild/modules.load          one absolute guest path per line, dependency order
+//! /dev /proc /sys /run /etc /root /home (0755), /tmp (1777)
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::cpio::CpioWriter;
+use crate::error::io_err;
+use crate::kernel::Kernel;
+use crate::modules::{read_module, resolve_modules, ModuleIndex};
+use crate::provision::write_atomic;
+use crate::ImageError;
+
+/// Bumped whenever the layout or the writer changes, so old cached
+/// archives are not reused.
+pub const FORMAT_VERSION: &str = "vmbuild-initramfs-v1";
+
+/// Where the module load list lives in the guest.
+pub const MODULES_LOAD: &str = "/etc/vmbuild/modules.load";
+
+/// What goes into an initramfs.
+#[derive(Debug, Clone, Copy)]
+pub struct InitramfsSpec<'a> {
+    /// The guest init binary (static), installed as `/init`.
+    pub init: &'a Path,
+    /// A static busybox, installed as `/bin/busybox`.
+    pub busybox: Option<&'a Path>,
+    /// The kernel the initramfs is for (release and modules dir).
+    pub kernel: &'a Kernel,
+    /// Modules to load; their dependency closure is added.
+    pub modules: &'a [String],
+}
+
+/// The resolved contents of an initramfs (all bytes in memory).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InitramfsContents {
+    /// `/init`.
+    pub init: Vec<u8>,
+    /// `/bin/busybox`.
+    pub busybox: Option<Vec<u8>>,
+    /// Kernel release.
+    pub release: String,
+    /// `(absolute guest path, uncompressed bytes)` in load order.
+    pub modules: Vec<(String, Vec<u8>)>,
+}
+
+const DIRS: &[(&str, u32)] = &[
+    ("dev", 0o755),
+    ("proc", 0o755),
+    ("sys", 0o755),
+    ("tmp", 0o1777),
+    ("run", 0o755),
+    ("etc", 0o755),
+    ("etc/vmbuild", 0o755),
+    ("root", 0o755),
+    ("home", 0o755),
+    ("bin", 0o755),
+];
+
+impl InitramfsContents {
+    /// Read the files `spec` names and resolve the module closure.
+    pub fn collect(spec: &InitramfsSpec<'_>) -> Result<InitramfsContents, ImageError> {
+        let read = |p: &Path, what: &str| {
+            std::fs::read(p).map_err(io_err(format!("reading the {what} {}", p.display())))
+        };
+        let init = read(spec.init, "guest init")?;
+        let busybox = spec.busybox.map(|p| read(p, "busybox")).transpose()?;
+        let release = spec.kernel.release.clone();
+        let mut modules = Vec::new();
+        if !spec.modules.is_empty() {
+            let dir = spec.kernel.modules_dir.as_deref().ok_or_else(|| {
+                ImageError::ModulesDirMissing {
+                    release: release.clone(),
+                    modules: spec.modules.join(", "),
+                }
+            })?;
+            let index = ModuleIndex::scan(dir)?;
+            for m in resolve_modules(&index, spec.modules)? {
+                let guest = format!(
+                    "/lib/modules/{release}/{}",
+                    m.guest_relpath.to_string_lossy()
+                );
+                modules.push((guest, read_module(&m.path)?));
+            }
+        }
+        Ok(InitramfsContents {
+            init,
+            busybox,
+            release,
+            modules,
+        })
+    }
+
+    /// Content hash (hex sha256) over the format version and every input.
+    pub fn hash(&self) -> String {
+        let mut h = Sha256::new();
+        let mut field = |bytes: &[u8]| {
+            h.update((bytes.len() as u64).to_le_bytes());
+            h.update(bytes);
+        };
+        field(FORMAT_VERSION.as_bytes());
+        field(&self.init);
+        match &self.busybox {
+            Some(b) => {
+                field(b"busybox");
+                field(b);
+            }
+            None => field(b"no-busybox"),
+        }
+        field(self.release.as_bytes());
+        for (path, data) in &self.modules {
+            field(path.as_bytes());
+            field(data);
+        }
+        hex::encode(h.finalize())
+    }
+
+    /// The `modules.load` text: one guest path per line.
+    pub fn modules_load(&self) -> String {
+        self.modules.iter().map(|(p, _)| format!("{p}\n")).collect()
+    }
+
+    /// The cpio archive bytes.
+    pub fn to_cpio(&self) -> std::io::Result<Vec<u8>> {
+        let size: usize = self.init.len()
+            + self.busybox.as_ref().map_or(0, Vec::len)
+            + self
+                .modules
+                .iter()
+                .map(|(_, d)| d.len() + 256)
+                .sum::<usize>()
+            + 4096;
+        let mut w = CpioWriter::new(Vec::with_capacity(size));
+        for (dir, perm) in DIRS {
+            w.dir(dir, *perm)?;
+        }
+        w.file("init", 0o755, &self.init)?;
+        if let Some(b) = &self.busybox {
+            w.file("bin/busybox", 0o755, b)?;
+        }
+        for (path, data) in &self.modules {
+            w.file(path, 0o644, data)?;
+        }
+        w.file(MODULES_LOAD, 0o644, self.modules_load().as_bytes())?;
+        w.finish()
+    }
+}
+
+/// Build (or reuse) the initramfs for `spec`, cached as
+/// `<cache_root>/initramfs/<sha256>.cpio`; returns its path.
+pub fn build_initramfs(spec: &InitramfsSpec<'_>, cache_root: &Path) -> Result<PathBuf, ImageError> {
+    let contents = InitramfsContents::collect(spec)?;
+    let out = cache_root
+        .join("initramfs")
+        .join(format!("{}.cpio", contents.hash()));
+    if out.is_file() {
+        tracing::debug!(path = %out.display(), "initramfs cached");
+        return Ok(out);
+    }
+    let bytes = contents
+        .to_cpio()
+        .map_err(io_err(format!("building the initramfs {}", out.display())))?;
+    write_atomic(&out, &bytes)?;
+    tracing::info!(path = %out.display(), bytes = bytes.len(), modules = contents.modules.len(), "initramfs built");
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpio::tests::parse;
+    use crate::kernel::KernelOrigin;
+    use crate::modules::tests::{fake_ko, fake_modules_dir};
+
+    fn kernel(modules_dir: Option<PathBuf>) -> Kernel {
+        Kernel {
+            image: PathBuf::from("/k/vmlinux"),
+            release: "6.9.1-test".into(),
+            modules_dir,
+            origin: KernelOrigin::User {
+                path: "/k/vmlinux".into(),
+            },
+        }
+    }
+
+    struct Fixture {
+        t: tempfile::TempDir,
+        init: PathBuf,
+        bb: PathBuf,
+        kernel: Kernel,
+    }
+
+    fn fixture() -> Fixture {
+        let t = tempfile::tempdir().unwrap();
+        let mods = fake_modules_dir(t.path());
+        let (init, bb) = (t.path().join("init"), t.path().join("busybox"));
+        std::fs::write(&init, b"\x7fELF init").unwrap();
+        std::fs::write(&bb, b"\x7fELF busybox").unwrap();
+        Fixture {
+            init,
+            bb,
+            kernel: kernel(Some(mods)),
+            t,
+        }
+    }
+
+    fn wanted() -> Vec<String> {
+        vec!["virtio_mmio".into(), "ext4".into()]
+    }
+
+    #[test]
+    fn layout_matches_what_the_guest_init_expects() {
+        let f = fixture();
+        let w = wanted();
+        let spec = InitramfsSpec {
+            init: &f.init,
+            busybox: Some(&f.bb),
+            kernel: &f.kernel,
+            modules: &w,
+        };
+        let path = build_initramfs(&spec, &f.t.path().join("cache")).unwrap();
+        let entries = parse(&std::fs::read(&path).unwrap());
+        let get = |n: &str| {
+            entries
+                .iter()
+                .find(|e| e.name == n)
+                .unwrap_or_else(|| panic!("{n} missing"))
+        };
+        assert_eq!(get("init").mode, 0o100755);
+        assert_eq!(get("init").data, b"\x7fELF init");
+        assert_eq!(get("bin/busybox").mode, 0o100755);
+        assert_eq!(get("tmp").mode, 0o041777);
+        for d in ["dev", "proc", "sys", "run", "etc", "root", "home"] {
+            assert_eq!(get(d).mode, 0o040755, "{d}");
+        }
+        let virtio = get("lib/modules/6.9.1-test/kernel/drivers/virtio/virtio.ko");
+        assert_eq!(
+            virtio.data,
+            fake_ko("virtio", &[]),
+            "modules are stored uncompressed"
+        );
+        let load = String::from_utf8(get("etc/vmbuild/modules.load").data.clone()).unwrap();
+        assert_eq!(
+            load,
+            "/lib/modules/6.9.1-test/kernel/drivers/virtio/virtio.ko\n\
+             /lib/modules/6.9.1-test/kernel/drivers/virtio/virtio_ring.ko\n\
+             /lib/modules/6.9.1-test/kernel/drivers/virtio/virtio_mmio.ko\n\
+             /lib/modules/6.9.1-test/kernel/fs/ext4/ext4.ko\n"
+        );
+        for line in load.lines() {
+            assert!(
+                entries.iter().any(|e| format!("/{}", e.name) == line),
+                "{line} not in archive"
+            );
+        }
+        assert!(!entries.iter().any(|e| e.name.contains("other.ko")));
+    }
+
+    #[test]
+    fn cached_by_content_and_rebuilt_on_change() {
+        let f = fixture();
+        let cache = f.t.path().join("cache");
+        let w = wanted();
+        let spec = InitramfsSpec {
+            init: &f.init,
+            busybox: Some(&f.bb),
+            kernel: &f.kernel,
+            modules: &w,
+        };
+        let a = build_initramfs(&spec, &cache).unwrap();
+        let mtime = std::fs::metadata(&a).unwrap().modified().unwrap();
+        assert_eq!(build_initramfs(&spec, &cache).unwrap(), a);
+        assert_eq!(
+            std::fs::metadata(&a).unwrap().modified().unwrap(),
+            mtime,
+            "not rewritten"
+        );
+
+        std::fs::write(&f.init, b"\x7fELF init v2").unwrap();
+        let b = build_initramfs(&spec, &cache).unwrap();
+        assert_ne!(a, b);
+
+        let no_bb = InitramfsSpec {
+            busybox: None,
+            ..spec
+        };
+        let c = build_initramfs(&no_bb, &cache).unwrap();
+        assert_ne!(b, c);
+        assert!(!parse(&std::fs::read(&c).unwrap())
+            .iter()
+            .any(|e| e.name == "bin/busybox"));
+
+        // A module file changing changes the hash.
+        let ext4 = f
+            .kernel
+            .modules_dir
+            .as_ref()
+            .unwrap()
+            .join("kernel/fs/ext4/ext4.ko");
+        std::fs::write(&ext4, fake_ko("ext4", &[])).unwrap();
+        assert_ne!(build_initramfs(&spec, &cache).unwrap(), b);
+    }
+
+    #[test]
+    fn same_inputs_same_bytes() {
+        let f = fixture();
+        let w = wanted();
+        let spec = InitramfsSpec {
+            init: &f.init,
+            busybox: Some(&f.bb),
+            kernel: &f.kernel,
+            modules: &w,
+        };
+        let a = InitramfsContents::collect(&spec).unwrap();
+        let b = InitramfsContents::collect(&spec).unwrap();
+        assert_eq!(a.hash(), b.hash());
+        assert_eq!(a.to_cpio().unwrap(), b.to_cpio().unwrap());
+    }
+
+    #[test]
+    fn modules_without_a_modules_dir_or_missing_module_are_errors() {
+        let f = fixture();
+        let w = wanted();
+        let k = kernel(None);
+        let spec = InitramfsSpec {
+            init: &f.init,
+            busybox: None,
+            kernel: &k,
+            modules: &w,
+        };
+        let err = build_initramfs(&spec, f.t.path()).unwrap_err();
+        assert!(matches!(err, ImageError::ModulesDirMissing { .. }), "{err}");
+        // No modules wanted: fine without a modules dir.
+        let spec = InitramfsSpec {
+            modules: &[],
+            ..spec
+        };
+        let p = build_initramfs(&spec, f.t.path()).unwrap();
+        let entries = parse(&std::fs::read(p).unwrap());
+        assert!(entries
+            .iter()
+            .any(|e| e.name == "etc/vmbuild/modules.load" && e.data.is_empty()));
+
+        let w = vec!["virtiofs".to_string()];
+        let spec = InitramfsSpec {
+            init: &f.init,
+            busybox: None,
+            kernel: &f.kernel,
+            modules: &w,
+        };
+        let err = build_initramfs(&spec, f.t.path()).unwrap_err().to_string();
+        assert!(err.contains("`virtiofs`"), "{err}");
+    }
+}
