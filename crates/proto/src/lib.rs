@@ -25,7 +25,9 @@
 mod frame;
 mod messages;
 
-pub use frame::{read_frame, write_frame, Frame, FrameError, FrameKind, MAX_FRAME_LEN};
+pub use frame::{
+    header, parse_header, read_frame, write_frame, Frame, FrameError, FrameKind, MAX_FRAME_LEN,
+};
 pub use messages::{
     CacheMode, CommandSpec, ExitInfo, GuestMessage, Hello, HostMessage, MountSpec, Ready, Setup,
     CONTROL_PORT_NAME, GUEST_CACHE_ALIAS, GUEST_CACHE_DIR, GUEST_HOME,

@@ -1,1 +1,107 @@
-fn main() {}
+//! vmbuild: the command line. Parses, wires and prints; the work is done by
+//! the library crates (see docs/architecture.md).
+
+mod args;
+mod bench;
+mod cli;
+mod doctor;
+mod run;
+mod vm_setup;
+
+use std::time::Instant;
+
+use clap::Parser;
+use vmbuild_runner::{RunError, Stopper, EXIT_SETUP};
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}
+
+/// Prints a run error the way users see it: one line, then (for VM
+/// failures) the last console lines.
+fn report(e: &RunError) {
+    eprintln!("vmbuild: error: {e}");
+    if let Some(tail) = e.console_tail() {
+        eprintln!("vmbuild: guest console (last lines):");
+        for line in tail.lines() {
+            eprintln!("  {line}");
+        }
+    }
+}
+
+/// Ctrl-C (SIGINT) and SIGTERM set the interrupt flag; the run then stops
+/// the VM and cleans up before exiting.
+fn interrupt_channel() -> tokio::sync::watch::Receiver<bool> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term => {}
+        }
+        let _ = tx.send(true);
+        // Keep the sender alive so receivers never see a closed channel.
+        std::future::pending::<()>().await;
+    });
+    rx
+}
+
+fn main() {
+    let started = Instant::now();
+    let cli = match cli::Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_SETUP } else { 0 };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
+    init_logging(cli.verbose);
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("vmbuild: error: cannot start the async runtime: {e}");
+            std::process::exit(EXIT_SETUP);
+        }
+    };
+    let code = rt.block_on(async move {
+        match cli.command {
+            cli::Command::Run(args) => {
+                let stop = Stopper::new(args.timeout, interrupt_channel());
+                match run::run(args, started, stop).await {
+                    Ok(code) => code,
+                    Err(e) => {
+                        report(&e);
+                        e.exit_code()
+                    }
+                }
+            }
+            cli::Command::Doctor => doctor::doctor(),
+            cli::Command::Bench(b) => match bench::bench(b).await {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("vmbuild: error: {e:#}");
+                    1
+                }
+            },
+        }
+    });
+    // Dropping the runtime here would wait for blocking tasks; everything
+    // we own was already cleaned up by the run.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    std::process::exit(code);
+}

@@ -1,0 +1,117 @@
+//! Errors of a VM run and the exit codes they map to (documented in README).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// `vmbuild` could not start the VM (bad input, missing QEMU/kernel/init...).
+pub const EXIT_SETUP: i32 = 125;
+/// The run exceeded `--timeout`.
+pub const EXIT_TIMEOUT: i32 = 124;
+/// The VM itself failed: kernel panic, guest init crash, out of memory,
+/// QEMU dying mid-run, or a broken control channel.
+pub const EXIT_VM_FAILURE: i32 = 123;
+/// Interrupted by SIGINT/SIGTERM (128 + SIGINT).
+pub const EXIT_INTERRUPTED: i32 = 130;
+
+/// Why the guest stopped without finishing its work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VmFailureKind {
+    KernelPanic,
+    InitCrash,
+    OutOfMemory,
+    /// The init reported a fatal error of its own (mount failed, ...).
+    InitFatal,
+    /// QEMU went away without telling us why.
+    Unexpected,
+}
+
+impl std::fmt::Display for VmFailureKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::KernelPanic => "guest kernel panic",
+            Self::InitCrash => "guest init crashed",
+            Self::OutOfMemory => "guest ran out of memory",
+            Self::InitFatal => "guest init failed",
+            Self::Unexpected => "VM stopped unexpectedly",
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Qemu(#[from] vmbuild_qemu::QemuError),
+    #[error(transparent)]
+    Image(#[from] vmbuild_image::ImageError),
+    #[error(transparent)]
+    Cache(#[from] vmbuild_cache::CacheError),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("guest init binary not found (looked in: {}); build it with `scripts/build-init.sh` or set VMBUILD_INIT=/path/to/vmbuild-init", .checked.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
+    InitNotFound { checked: Vec<PathBuf> },
+    #[error("{0}")]
+    InvalidInput(String),
+    #[error("QEMU failed to start the VM ({status}): {detail}")]
+    QemuStartFailed { status: String, detail: String },
+    #[error("{kind}: {detail}")]
+    Vm { kind: VmFailureKind, detail: String, console_tail: String },
+    #[error("timed out after {}s {during}; the VM was stopped", .after.as_secs_f64())]
+    Timeout { after: Duration, during: &'static str },
+    #[error("interrupted; the VM was stopped")]
+    Interrupted,
+}
+
+impl RunError {
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Self::Io { context: context.into(), source }
+    }
+
+    /// The process exit code `vmbuild` uses for this error.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Self::Vm { .. } => EXIT_VM_FAILURE,
+            Self::Timeout { .. } => EXIT_TIMEOUT,
+            Self::Interrupted => EXIT_INTERRUPTED,
+            _ => EXIT_SETUP,
+        }
+    }
+
+    /// Console lines worth showing under the one-line error, if any.
+    pub fn console_tail(&self) -> Option<&str> {
+        match self {
+            Self::Vm { console_tail, .. } if !console_tail.trim().is_empty() => Some(console_tail),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_are_distinct_per_failure_class() {
+        let vm = RunError::Vm { kind: VmFailureKind::KernelPanic, detail: "x".into(), console_tail: String::new() };
+        let codes = [
+            RunError::InvalidInput("bad".into()).exit_code(),
+            vm.exit_code(),
+            RunError::Timeout { after: Duration::from_secs(5), during: "running the command" }.exit_code(),
+            RunError::Interrupted.exit_code(),
+        ];
+        assert_eq!(codes, [EXIT_SETUP, EXIT_VM_FAILURE, EXIT_TIMEOUT, EXIT_INTERRUPTED]);
+        let mut sorted = codes.to_vec();
+        sorted.dedup();
+        assert_eq!(sorted.len(), 4);
+    }
+
+    #[test]
+    fn init_not_found_says_what_to_do() {
+        let e = RunError::InitNotFound { checked: vec!["/a/vmbuild-init".into(), "/b/vmbuild-init".into()] };
+        let s = e.to_string();
+        assert!(s.contains("/a/vmbuild-init, /b/vmbuild-init") && s.contains("VMBUILD_INIT"), "{s}");
+    }
+}

@@ -1,0 +1,372 @@
+//! One VM's life: boot, run commands, shut down — or abort on timeout and
+//! Ctrl-C. Every await point also watches QEMU's exit and the [`Stopper`],
+//! so nothing hangs; dropping a [`Vm`] kills QEMU and virtiofsd and removes
+//! the run directory (sockets, logs), so nothing is left behind either.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use tokio::net::UnixListener;
+use vmbuild_proto::{
+    CacheMode, CommandSpec, ExitInfo, GuestMessage, Hello, HostMessage, MountSpec, Setup,
+    GUEST_CACHE_ALIAS, GUEST_CACHE_DIR, GUEST_HOME,
+};
+use vmbuild_qemu::{Accel, Share, ShareKind, VmConfig};
+
+use crate::assets::BootAssets;
+use crate::control::{ControlChannel, Incoming};
+use crate::error::{RunError, VmFailureKind};
+use crate::output::OutputSink;
+use crate::stop::Stopper;
+use crate::timings::Timings;
+
+/// 9p message size: the largest this guest kernel accepts (DESIGN.md).
+pub const NINEP_MSIZE: u32 = 512_000;
+/// How long a guest may take to power off after `Shutdown`.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How long QEMU gets to exit after QMP `quit` before SIGKILL.
+const QUIT_GRACE: Duration = Duration::from_secs(2);
+const CACHE_TAG: &str = "vmbuild-cache";
+
+/// The host cache directory to share, already validated and absolute.
+#[derive(Debug, Clone)]
+pub struct CacheShare {
+    pub host_dir: PathBuf,
+    pub mode: CacheMode,
+}
+
+/// What the VM looks like; the CLI fills this from flags and environment.
+#[derive(Debug, Clone)]
+pub struct VmOptions {
+    pub qemu: Option<PathBuf>,
+    /// `None`: detect (KVM/HVF when really usable, else TCG).
+    pub accel: Option<Accel>,
+    pub cpus: u32,
+    pub memory_mib: u32,
+    pub cache: Option<CacheShare>,
+}
+
+impl Default for VmOptions {
+    fn default() -> Self {
+        Self { qemu: None, accel: None, cpus: 1, memory_mib: 1024, cache: None }
+    }
+}
+
+/// What was decided while booting, for `--verbose` and `doctor`.
+#[derive(Debug, Clone)]
+pub struct BootInfo {
+    pub qemu: PathBuf,
+    pub accel: Accel,
+    pub accel_reason: String,
+    pub argv: Vec<std::ffi::OsString>,
+}
+
+pub struct Vm {
+    // Field order is drop order: processes die before their directory goes.
+    qemu: vmbuild_qemu::QemuProcess,
+    qmp: Option<vmbuild_qemu::Qmp>,
+    ctl: ControlChannel,
+    virtiofsd: Option<vmbuild_cache::Virtiofsd>,
+    console_log: PathBuf,
+    qemu_log: PathBuf,
+    pub hello: Hello,
+    pub info: BootInfo,
+    pub timings: Timings,
+    _rundir: tempfile::TempDir,
+}
+
+/// A directory for sockets and logs. Unix socket paths are limited to 108
+/// bytes, so a long `$TMPDIR` falls back to `/tmp`.
+fn make_rundir() -> Result<tempfile::TempDir, RunError> {
+    let base = std::env::temp_dir();
+    let base = if base.as_os_str().len() > 64 { PathBuf::from("/tmp") } else { base };
+    tempfile::Builder::new()
+        .prefix("vmbuild-")
+        .tempdir_in(&base)
+        .map_err(|e| RunError::io(format!("cannot create a run directory in {}", base.display()), e))
+}
+
+fn bind(path: &Path) -> Result<UnixListener, RunError> {
+    UnixListener::bind(path).map_err(|e| RunError::io(format!("cannot listen on {}", path.display()), e))
+}
+
+fn read_tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    vmbuild_qemu::console::tail(&text, lines)
+}
+
+impl Vm {
+    /// Boots a VM and brings the guest init to `Ready`.
+    pub async fn boot(
+        opts: &VmOptions,
+        assets: &BootAssets,
+        stop: &Stopper,
+        mut timings: Timings,
+    ) -> Result<Vm, RunError> {
+        let facts = vmbuild_qemu::probe_host();
+        let (accel, accel_reason) = match opts.accel {
+            Some(a) => (a, format!("{a}: requested with --accel")),
+            None => vmbuild_qemu::choose_accel(&facts),
+        };
+        let qemu_bin = vmbuild_qemu::find_qemu(facts.arch, opts.qemu.as_deref())?;
+        let rundir = make_rundir()?;
+        let dir = rundir.path();
+        let ctl_path = dir.join("ctl.sock");
+        let qmp_path = dir.join("qmp.sock");
+        let console_log = dir.join("console.log");
+        let qemu_log = dir.join("qemu.log");
+        let ctl_listener = bind(&ctl_path)?;
+        let qmp_listener = bind(&qmp_path)?;
+
+        let mut shares = Vec::new();
+        let mut setup = Setup { mkdirs: vec![GUEST_HOME.to_string()], ..Default::default() };
+        let mut virtiofsd = None;
+        if let Some(cache) = &opts.cache {
+            let kind = match cache.mode {
+                CacheMode::Overlay => ShareKind::NineP { read_only: true },
+                CacheMode::Virtiofs => {
+                    let socket = dir.join("virtiofs.sock");
+                    let d = vmbuild_cache::Virtiofsd::start_found(&cache.host_dir, &socket, &dir.join("virtiofsd.log"))
+                        .await?;
+                    virtiofsd = Some(d);
+                    ShareKind::Virtiofs { socket }
+                }
+            };
+            shares.push(Share { tag: CACHE_TAG.into(), host_path: cache.host_dir.clone(), kind });
+            setup.mounts.push(MountSpec {
+                tag: CACHE_TAG.into(),
+                mode: cache.mode,
+                target: GUEST_CACHE_DIR.into(),
+                aliases: vec![GUEST_CACHE_ALIAS.into()],
+                msize: Some(NINEP_MSIZE),
+            });
+        }
+
+        let cfg = VmConfig {
+            qemu: qemu_bin.clone(),
+            host_os: facts.os,
+            arch: facts.arch,
+            accel,
+            cpus: opts.cpus,
+            memory_mib: opts.memory_mib,
+            kernel: assets.kernel.image.clone(),
+            initrd: assets.initramfs.clone(),
+            kernel_cmdline_extra: Vec::new(),
+            tsc_khz: facts.tsc_khz,
+            console_log: console_log.clone(),
+            control_socket: ctl_path,
+            qmp_socket: qmp_path,
+            shares,
+        };
+        let argv = vmbuild_qemu::build_argv(&cfg);
+        tracing::debug!(?argv, "starting QEMU");
+        let mut qemu = vmbuild_qemu::QemuProcess::spawn(&qemu_bin, &argv, &qemu_log)?;
+        timings.qemu_spawned = Some(Instant::now());
+
+        // QEMU connects to both sockets while it starts; it exits instead if
+        // it cannot start (bad kernel, bad option...).
+        let accepted = async {
+            let qmp = vmbuild_qemu::Qmp::accept(&qmp_listener).await?;
+            let (ctl, _) = ctl_listener
+                .accept()
+                .await
+                .map_err(|e| RunError::io("accepting the guest control connection from QEMU", e))?;
+            Ok::<_, RunError>((qmp, ctl))
+        };
+        let (qmp, ctl) = tokio::select! {
+            r = accepted => r?,
+            status = qemu.wait() => return Err(start_failure(status, &qemu_log)),
+            e = stop.fired("while starting QEMU") => return Err(e),
+        };
+        drop((ctl_listener, qmp_listener));
+        let info = BootInfo { qemu: qemu_bin, accel, accel_reason, argv };
+        let mut vm = Vm {
+            qemu,
+            qmp: Some(qmp),
+            ctl: ControlChannel::new(ctl),
+            virtiofsd,
+            console_log,
+            qemu_log,
+            hello: Hello {
+                init_version: String::new(),
+                kernel_release: String::new(),
+                init_start_us: 0,
+                port_open_us: 0,
+            },
+            info,
+            timings,
+            _rundir: rundir,
+        };
+
+        match vm.next_message(stop, "while booting the guest").await? {
+            GuestMessage::Hello(h) => {
+                vm.timings.hello_at = Some(Instant::now());
+                vm.timings.init_start_us = h.init_start_us;
+                vm.timings.port_open_us = h.port_open_us;
+                vm.hello = h;
+            }
+            other => return Err(protocol_error("Hello", &other)),
+        }
+        vm.ctl.send(&HostMessage::Setup(setup)).await.map_err(|e| RunError::io("sending setup to the guest", e))?;
+        loop {
+            match vm.next_message(stop, "while setting up the guest").await? {
+                GuestMessage::Ready(r) => {
+                    vm.timings.ready_us = r.uptime_us;
+                    break;
+                }
+                GuestMessage::Log(l) => tracing::debug!(guest = %l),
+                other => return Err(protocol_error("Ready", &other)),
+            }
+        }
+        Ok(vm)
+    }
+
+    /// Runs one command to its exit status, streaming its output to `sink`.
+    pub async fn run(
+        &mut self,
+        cmd: &CommandSpec,
+        sink: &mut dyn OutputSink,
+        stop: &Stopper,
+    ) -> Result<ExitInfo, RunError> {
+        self.ctl.send(&HostMessage::Run(cmd.clone())).await.map_err(|e| RunError::io("sending a command to the guest", e))?;
+        loop {
+            match self.next_message(stop, "while running the command").await? {
+                GuestMessage::Stdout(b) => sink.stdout(&b),
+                GuestMessage::Stderr(b) => sink.stderr(&b),
+                GuestMessage::Log(l) => tracing::debug!(guest = %l),
+                GuestMessage::Exited(e) => {
+                    self.timings.first_command_start_us.get_or_insert(e.started_us);
+                    self.timings.last_command_end_us = Some(e.ended_us);
+                    self.timings.last_exited_at = Some(Instant::now());
+                    return Ok(e);
+                }
+                other => return Err(protocol_error("output or exit status", &other)),
+            }
+        }
+    }
+
+    /// Asks the guest to sync and power off, and waits for QEMU to exit.
+    pub async fn shutdown(mut self) -> Result<Timings, RunError> {
+        let sent = self.ctl.send(&HostMessage::Shutdown).await;
+        let exited = match sent {
+            Ok(()) => tokio::time::timeout(SHUTDOWN_GRACE, self.qemu.wait()).await.is_ok(),
+            Err(_) => false,
+        };
+        if !exited {
+            tracing::warn!("guest did not power off within {SHUTDOWN_GRACE:?}; stopping QEMU");
+            self.quit().await;
+        }
+        self.timings.qemu_exited_at = Some(Instant::now());
+        self.stop_virtiofsd().await;
+        Ok(self.timings)
+    }
+
+    /// Stops the VM now (timeout, Ctrl-C, error): QMP `quit`, then SIGKILL.
+    pub async fn abort(mut self) {
+        self.quit().await;
+        self.stop_virtiofsd().await;
+    }
+
+    async fn quit(&mut self) {
+        if let Some(qmp) = self.qmp.as_mut() {
+            let _ = tokio::time::timeout(QUIT_GRACE, qmp.quit()).await;
+        }
+        if tokio::time::timeout(QUIT_GRACE, self.qemu.wait()).await.is_err() {
+            let _ = self.qemu.kill().await;
+        }
+    }
+
+    async fn stop_virtiofsd(&mut self) {
+        if let Some(mut d) = self.virtiofsd.take() {
+            if let Err(e) = d.stop().await {
+                tracing::warn!("stopping virtiofsd: {e}");
+            }
+        }
+    }
+
+    /// The next message from the guest, or why none will come.
+    async fn next_message(&mut self, stop: &Stopper, during: &'static str) -> Result<GuestMessage, RunError> {
+        let incoming = tokio::select! {
+            biased;
+            m = self.ctl.recv() => m,
+            status = self.qemu.wait() => {
+                tracing::debug!(?status, "QEMU exited");
+                return Err(self.died(Some(status)).await);
+            }
+            e = stop.fired(during) => return Err(e),
+        };
+        match incoming {
+            Some(Incoming::Message(GuestMessage::Fatal(msg))) => Err(RunError::Vm {
+                kind: VmFailureKind::InitFatal,
+                detail: msg,
+                console_tail: read_tail(&self.console_log, 20),
+            }),
+            Some(Incoming::Message(m)) => Ok(m),
+            Some(Incoming::Broken(why)) => Err(RunError::Vm {
+                kind: VmFailureKind::Unexpected,
+                detail: format!("control channel broke: {why}"),
+                console_tail: read_tail(&self.console_log, 20),
+            }),
+            None => Err(self.died(None).await),
+        }
+    }
+
+    /// QEMU exited (or closed the channel) before the guest finished: find
+    /// out why from a last Fatal message, QEMU's own log, and the console.
+    async fn died(&mut self, status: Option<std::io::Result<std::process::ExitStatus>>) -> RunError {
+        let status = match status {
+            Some(s) => s.ok(),
+            None => tokio::time::timeout(QUIT_GRACE, self.qemu.wait()).await.ok().and_then(|s| s.ok()),
+        };
+        // A Fatal sent just before power-off may still be in the channel.
+        while let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(300), self.ctl.recv()).await {
+            if let Incoming::Message(GuestMessage::Fatal(msg)) = m {
+                return RunError::Vm {
+                    kind: VmFailureKind::InitFatal,
+                    detail: msg,
+                    console_tail: read_tail(&self.console_log, 20),
+                };
+            }
+        }
+        if let Some(s) = status.filter(|s| !s.success()) {
+            return start_failure(Ok(s), &self.qemu_log);
+        }
+        let console = std::fs::read(&self.console_log).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+        let tail = vmbuild_qemu::console::tail(&console, 20);
+        use vmbuild_qemu::console::GuestFailure as G;
+        let (kind, detail) = match vmbuild_qemu::console::classify(&console) {
+            Some(G::InitCrash(l)) => (VmFailureKind::InitCrash, l),
+            Some(G::KernelPanic(l)) => (VmFailureKind::KernelPanic, l),
+            Some(G::OutOfMemory(l)) => (VmFailureKind::OutOfMemory, l),
+            None => (VmFailureKind::Unexpected, "QEMU exited before the guest reported a result".to_string()),
+        };
+        RunError::Vm { kind, detail, console_tail: tail }
+    }
+}
+
+fn start_failure(status: std::io::Result<std::process::ExitStatus>, qemu_log: &Path) -> RunError {
+    let tail = read_tail(qemu_log, 5);
+    let status = match status {
+        Ok(s) => s.to_string(),
+        Err(e) => format!("could not wait for it: {e}"),
+    };
+    let detail = if tail.trim().is_empty() { "no output".to_string() } else { tail.trim().replace('\n', " | ") };
+    RunError::QemuStartFailed { status, detail }
+}
+
+fn protocol_error(expected: &str, got: &GuestMessage) -> RunError {
+    let got = match got {
+        GuestMessage::Hello(_) => "Hello",
+        GuestMessage::Ready(_) => "Ready",
+        GuestMessage::Stdout(_) => "Stdout",
+        GuestMessage::Stderr(_) => "Stderr",
+        GuestMessage::Exited(_) => "Exited",
+        GuestMessage::Fatal(_) => "Fatal",
+        GuestMessage::Log(_) => "Log",
+    };
+    RunError::Vm {
+        kind: VmFailureKind::Unexpected,
+        detail: format!("guest init sent {got} where {expected} was expected (mismatched init? rebuild with scripts/build-init.sh)"),
+        console_tail: String::new(),
+    }
+}

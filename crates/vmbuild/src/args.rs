@@ -1,0 +1,105 @@
+//! Parsers for flag values (pure, unit-tested): durations, sizes, K=V.
+
+/// `300`, `300s`, `5m`, `1h`, `1.5s` -> seconds.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, 's')) => (&s[..i], 1.0),
+        Some((i, 'm')) => (&s[..i], 60.0),
+        Some((i, 'h')) => (&s[..i], 3600.0),
+        _ => (s, 1.0),
+    };
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?}: use seconds (300), or 300s, 5m, 1h"))?;
+    if !(v.is_finite() && v > 0.0) {
+        return Err(format!("invalid duration {s:?}: must be greater than zero"));
+    }
+    Ok(std::time::Duration::from_secs_f64(v * mult))
+}
+
+/// `1024` (MiB), `512M`, `2G` -> MiB.
+pub fn parse_memory(s: &str) -> Result<u32, String> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, 'G' | 'g')) => (&t[..i], 1024),
+        Some((i, 'M' | 'm')) => (&t[..i], 1),
+        _ => (t, 1),
+    };
+    let v: u32 = num
+        .parse()
+        .map_err(|_| format!("invalid memory size {s:?}: use MiB (1024) or 512M, 2G"))?;
+    let mib = v.checked_mul(mult).ok_or_else(|| format!("memory size {s:?} is too large"))?;
+    if mib < 128 {
+        return Err(format!("memory size {s:?} is too small: the guest needs at least 128M"));
+    }
+    Ok(mib)
+}
+
+/// `KEY=VALUE` (VALUE may be empty or contain `=`).
+pub fn parse_env(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("invalid --env {s:?}: expected KEY=VALUE"))?;
+    let valid = !k.is_empty()
+        && !k.starts_with(|c: char| c.is_ascii_digit())
+        && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid {
+        return Err(format!("invalid --env {s:?}: {k:?} is not a valid variable name"));
+    }
+    Ok((k.to_string(), v.to_string()))
+}
+
+/// 1..=64 vCPUs.
+pub fn parse_cpus(s: &str) -> Result<u32, String> {
+    match s.trim().parse::<u32>() {
+        Ok(n) if (1..=64).contains(&n) => Ok(n),
+        _ => Err(format!("invalid --cpus {s:?}: use a number from 1 to 64")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("5").unwrap(), Duration::from_secs(5));
+        assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
+        assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
+        assert!(parse_duration("0").is_err());
+        assert!(parse_duration("-3").is_err());
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn memory() {
+        assert_eq!(parse_memory("1024").unwrap(), 1024);
+        assert_eq!(parse_memory("2G").unwrap(), 2048);
+        assert_eq!(parse_memory("512m").unwrap(), 512);
+        assert!(parse_memory("64M").unwrap_err().contains("too small"));
+        assert!(parse_memory("lots").is_err());
+        assert!(parse_memory("9999999G").unwrap_err().contains("too large"));
+    }
+
+    #[test]
+    fn env_pairs() {
+        assert_eq!(parse_env("A=b=c").unwrap(), ("A".into(), "b=c".into()));
+        assert_eq!(parse_env("EMPTY=").unwrap(), ("EMPTY".into(), "".into()));
+        assert!(parse_env("NOEQ").is_err());
+        assert!(parse_env("=x").is_err());
+        assert!(parse_env("1A=x").is_err());
+        assert!(parse_env("A-B=x").is_err());
+    }
+
+    #[test]
+    fn cpus() {
+        assert_eq!(parse_cpus("2").unwrap(), 2);
+        assert!(parse_cpus("0").is_err());
+        assert!(parse_cpus("65").is_err());
+    }
+}

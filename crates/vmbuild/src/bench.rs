@@ -1,0 +1,6 @@
+//! `vmbuild bench ...` (filled in below).
+use crate::cli::BenchCommand;
+
+pub async fn bench(_b: BenchCommand) -> anyhow::Result<()> {
+    anyhow::bail!("not yet")
+}

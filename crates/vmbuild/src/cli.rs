@@ -1,0 +1,130 @@
+//! The command line (clap). Values are parsed here; behaviour lives in the
+//! library crates.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::args::{parse_cpus, parse_duration, parse_env, parse_memory};
+
+#[derive(Debug, Parser)]
+#[command(name = "vmbuild", version, about = "Run CI build pipelines inside throw-away QEMU microVMs")]
+pub struct Cli {
+    /// More logging (-v: debug, -vv: trace); also RUST_LOG.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Boot a fresh microVM, run one command in it, and exit with its code.
+    Run(RunArgs),
+    /// Show what vmbuild found on this host (QEMU, accelerator, kernel,
+    /// virtiofsd, bubblewrap) and how to fix what is missing.
+    Doctor,
+    /// Benchmarks (separate from the tests; see docs/benchmarks.md).
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CacheModeArg {
+    /// read-only 9p + guest overlay: writes are discarded
+    Overlay,
+    /// read-write virtiofs: writes persist to the host
+    Virtiofs,
+}
+
+/// Options shared by everything that boots a VM.
+#[derive(Debug, Clone, Args)]
+pub struct VmArgs {
+    /// Accelerator: kvm, hvf or tcg (default: detected).
+    #[arg(long, value_name = "ACCEL")]
+    pub accel: Option<String>,
+    /// Number of vCPUs.
+    #[arg(long, default_value = "1", value_parser = parse_cpus)]
+    pub cpus: u32,
+    /// Guest memory in MiB, or with a unit: 512M, 2G.
+    #[arg(long, default_value = "1024", value_parser = parse_memory)]
+    pub memory: u32,
+    /// Guest kernel (bzImage or ELF vmlinux); default: the pinned Debian kernel, fetched on first use.
+    #[arg(long, env = "VMBUILD_KERNEL", value_name = "PATH")]
+    pub kernel: Option<PathBuf>,
+    /// The modules directory of --kernel (lib/modules/RELEASE).
+    #[arg(long, env = "VMBUILD_KERNEL_MODULES", value_name = "DIR")]
+    pub kernel_modules: Option<PathBuf>,
+    /// QEMU binary (default: qemu-system-<arch> on PATH; also VMBUILD_QEMU).
+    #[arg(long, value_name = "PATH")]
+    pub qemu: Option<PathBuf>,
+    /// Host directory shared at /var/cache/vmbuild (and /var/cache/melange); created if missing.
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// How the cache is shared (default: overlay, or virtiofs when QEMU_USE_VIRTIOFS=1).
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub cache_mode: Option<CacheModeArg>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub vm: VmArgs,
+    /// Stop the VM after this long (300, 300s, 5m); exit code 124.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub timeout: Option<Duration>,
+    /// Set a variable in the command's environment (repeatable).
+    #[arg(short, long = "env", value_parser = parse_env, value_name = "KEY=VALUE")]
+    pub env: Vec<(String, String)>,
+    /// Working directory in the guest (default /home/build).
+    #[arg(short = 'w', long, value_name = "DIR")]
+    pub workdir: Option<String>,
+    /// Print where the time went (one JSON line on stderr).
+    #[arg(long)]
+    pub timings: bool,
+    /// The command and its arguments.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Median wall time of `vmbuild run -- true`, its phases, and the floor
+    /// (bare QEMU booting the same kernel into an initramfs that powers off).
+    Boot(BenchBootArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchBootArgs {
+    /// Runs per measurement (at least 5).
+    #[arg(long, default_value = "10")]
+    pub runs: usize,
+    #[command(flatten)]
+    pub vm: VmArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_takes_everything_after_double_dash() {
+        let cli = Cli::try_parse_from(["vmbuild", "run", "--cpus", "2", "-e", "A=1", "--", "sh", "-c", "exit 7"]).unwrap();
+        let Command::Run(r) = cli.command else { panic!("not run") };
+        assert_eq!(r.command, ["sh", "-c", "exit 7"]);
+        assert_eq!(r.vm.cpus, 2);
+        assert_eq!(r.env, [("A".to_string(), "1".to_string())]);
+    }
+
+    #[test]
+    fn run_requires_a_command() {
+        assert!(Cli::try_parse_from(["vmbuild", "run"]).is_err());
+    }
+}

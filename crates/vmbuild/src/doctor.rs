@@ -1,0 +1,93 @@
+//! `vmbuild doctor`: what was found on this host, and how to fix what is not.
+
+use vmbuild_qemu::{Arch, HostOs};
+
+struct Report {
+    missing: usize,
+}
+
+impl Report {
+    fn ok(&self, what: &str, detail: impl std::fmt::Display) {
+        println!("  ok       {what:<11} {detail}");
+    }
+    fn info(&self, what: &str, detail: impl std::fmt::Display) {
+        println!("  info     {what:<11} {detail}");
+    }
+    fn missing(&mut self, what: &str, detail: impl std::fmt::Display, fix: &str) {
+        self.missing += 1;
+        println!("  MISSING  {what:<11} {detail}\n           {:<11} fix: {fix}", "");
+    }
+}
+
+/// Prints the report; exit code 0 when everything `vmbuild run` needs is
+/// there, 1 otherwise.
+pub fn doctor() -> i32 {
+    let mut r = Report { missing: 0 };
+    let facts = vmbuild_qemu::probe_host();
+    println!("vmbuild doctor");
+    match vmbuild_qemu::find_qemu(facts.arch, None) {
+        Ok(q) => {
+            let v = vmbuild_qemu::qemu_version(&q).unwrap_or_else(|e| format!("version unknown: {e}"));
+            r.ok("qemu", format!("{} ({v})", q.display()));
+        }
+        Err(e) => r.missing("qemu", e, &vmbuild_qemu::install_hint(facts.os, facts.arch)),
+    }
+    let (accel, why) = vmbuild_qemu::choose_accel(&facts);
+    r.ok("accel", format!("{accel} — {why}"));
+    match facts.tsc_khz {
+        Some(k) => r.info("tsc", format!("{k} kHz (passed as tsc_early_khz under TCG)")),
+        None => r.info("tsc", "unknown"),
+    }
+    doctor_kernel(&mut r);
+    match vmbuild_runner::assets::locate_init() {
+        Ok(p) => r.ok("guest init", p.display()),
+        Err(e) => r.missing("guest init", e, "scripts/build-init.sh"),
+    }
+    match vmbuild_cache::virtiofsd::find_virtiofsd_on_host() {
+        Ok(p) => r.ok("virtiofsd", format!("{} (needed only for --cache-mode virtiofs)", p.display())),
+        Err(e) => r.info("virtiofsd", format!("not found (needed only for --cache-mode virtiofs): {e}")),
+    }
+    match which::which("bwrap") {
+        Ok(p) => r.ok("bubblewrap", p.display()),
+        Err(_) => r.info(
+            "bubblewrap",
+            "not found (needed only for --runner bubblewrap): apt-get install bubblewrap",
+        ),
+    }
+    if facts.os == HostOs::MacOs && facts.arch == Arch::Aarch64 {
+        r.info("note", "Apple Silicon: pass an arm64 kernel with --kernel (the pinned kernel is amd64)");
+    }
+    if r.missing == 0 {
+        println!("everything `vmbuild run` needs is here");
+        0
+    } else {
+        println!("{} thing(s) missing; see the fix lines above", r.missing);
+        1
+    }
+}
+
+fn doctor_kernel(r: &mut Report) {
+    let pin = match vmbuild_image::kernel_pin() {
+        Ok(p) => p,
+        Err(e) => return r.missing("kernel", e, "reinstall vmbuild (its kernel pin is unreadable)"),
+    };
+    if let Some(k) = std::env::var_os("VMBUILD_KERNEL") {
+        return r.info("kernel", format!("VMBUILD_KERNEL={} (overrides the pin)", k.to_string_lossy()));
+    }
+    let cached = vmbuild_image::cache_root()
+        .ok()
+        .map(|root| root.join("kernels").join(format!("{}_{}", pin.package, pin.version)))
+        .filter(|d| d.join("vmlinux").is_file() || d.join("vmlinuz").is_file());
+    match cached {
+        Some(d) => r.ok("kernel", format!("{} {} (cached in {})", pin.package, pin.version, d.display())),
+        None if which::which("apt-get").is_ok() => r.info(
+            "kernel",
+            format!("{} {} not fetched yet; the first run fetches it with apt-get download", pin.package, pin.version),
+        ),
+        None => r.missing(
+            "kernel",
+            format!("{} {} not fetched and apt-get is not available", pin.package, pin.version),
+            "pass --kernel PATH --kernel-modules DIR (or VMBUILD_KERNEL / VMBUILD_KERNEL_MODULES)",
+        ),
+    }
+}

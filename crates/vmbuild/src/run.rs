@@ -1,0 +1,43 @@
+//! `vmbuild run -- CMD...`
+
+use std::time::Instant;
+
+use vmbuild_proto::{CommandSpec, GUEST_CACHE_DIR, GUEST_HOME};
+use vmbuild_runner::{env, RunError, StdioSink, Stopper, Timings, Vm};
+
+use crate::cli::RunArgs;
+
+/// Runs the command; `Ok(code)` is the guest command's shell exit code.
+pub async fn run(args: RunArgs, started: Instant, stop: Stopper) -> Result<i32, RunError> {
+    let prepared = crate::vm_setup::prepare(&args.vm)?;
+    let assets = crate::vm_setup::assets(prepared.kernel.clone()).await?;
+
+    let mut cmd_env = env::base_env();
+    if prepared.opts.cache.is_some() {
+        for d in vmbuild_cache::cache_env_defaults(GUEST_CACHE_DIR, GUEST_HOME) {
+            env::set_if_unset(&mut cmd_env, &d.name, &d.value);
+        }
+    }
+    env::layer(&mut cmd_env, &args.env);
+    let cmd = CommandSpec {
+        argv: args.command.clone(),
+        env: cmd_env,
+        cwd: args.workdir.clone().unwrap_or_else(|| GUEST_HOME.to_string()),
+    };
+
+    let timings = Timings { process_start: Some(started), ..Default::default() };
+    let mut vm = Vm::boot(&prepared.opts, &assets, &stop, timings).await?;
+    tracing::debug!(accel = %vm.info.accel, reason = %vm.info.accel_reason, kernel = %vm.hello.kernel_release, "guest up");
+    let exit = match vm.run(&cmd, &mut StdioSink, &stop).await {
+        Ok(e) => e,
+        Err(e) => {
+            vm.abort().await;
+            return Err(e);
+        }
+    };
+    let timings = vm.shutdown().await?;
+    if args.timings {
+        eprintln!("vmbuild-timings: {}", timings.phases().to_json());
+    }
+    Ok(exit.shell_code())
+}

@@ -1,0 +1,49 @@
+//! Turns the shared VM flags into runner options (validating them).
+
+use vmbuild_proto::CacheMode;
+use vmbuild_runner::{CacheShare, KernelChoice, RunError, VmOptions};
+
+use crate::cli::{CacheModeArg, VmArgs};
+
+pub struct Prepared {
+    pub opts: VmOptions,
+    pub kernel: KernelChoice,
+}
+
+pub fn prepare(args: &VmArgs) -> Result<Prepared, RunError> {
+    let accel = match &args.accel {
+        None => None,
+        Some(a) => Some(a.parse::<vmbuild_qemu::Accel>().map_err(|e| RunError::InvalidInput(format!("--accel: {e}")))?),
+    };
+    let flag = args.cache_mode.map(|m| match m {
+        CacheModeArg::Overlay => CacheMode::Overlay,
+        CacheModeArg::Virtiofs => CacheMode::Virtiofs,
+    });
+    let cache = match &args.cache_dir {
+        None if flag.is_some() => {
+            return Err(RunError::InvalidInput("--cache-mode needs --cache-dir DIR".into()));
+        }
+        None => None,
+        Some(dir) => {
+            let env = std::env::var("QEMU_USE_VIRTIOFS").ok();
+            let mode = vmbuild_cache::resolve_mode(flag, env.as_deref())?;
+            let host_dir = vmbuild_cache::prepare_cache_dir(dir)?;
+            eprintln!("{}", vmbuild_cache::describe(mode, dir));
+            Some(CacheShare { host_dir, mode })
+        }
+    };
+    Ok(Prepared {
+        opts: VmOptions { qemu: args.qemu.clone(), accel, cpus: args.cpus, memory_mib: args.memory, cache },
+        kernel: KernelChoice { kernel: args.kernel.clone(), modules: args.kernel_modules.clone() },
+    })
+}
+
+/// Resolves kernel, busybox and initramfs off the async threads, printing
+/// notices (first fetch, fallbacks) as they come.
+pub async fn assets(kernel: KernelChoice) -> Result<vmbuild_runner::BootAssets, RunError> {
+    tokio::task::spawn_blocking(move || {
+        vmbuild_runner::assets::prepare(&kernel, &mut |line: &str| eprintln!("vmbuild: {line}"))
+    })
+    .await
+    .map_err(|e| RunError::InvalidInput(format!("asset preparation panicked: {e}")))?
+}

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs the host packages vmbuild needs, through apt, only when missing.
+#   qemu-system-x86  QEMU (and QEMU's legacy virtiofsd at /usr/lib/qemu/virtiofsd)
+#   dpkg-dev/apt     already on Debian: used to fetch the pinned guest kernel
+#   bubblewrap       the non-VM runner (`--runner bubblewrap`)
+set -euo pipefail
+
+packages=(qemu-system-x86 bubblewrap)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    SUDO=""
+    [[ $(id -u) -eq 0 ]] || SUDO="sudo"
+    echo "setup: installing ${missing[*]}" >&2
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust (rustup) first" >&2; exit 1; }

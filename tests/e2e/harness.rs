@@ -1,0 +1,95 @@
+//! Runs `vmbuild` with a private TMPDIR so a test can prove that nothing
+//! (socket, run dir, QEMU or virtiofsd process) is left behind.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_vmbuild");
+
+pub struct Vmb {
+    pub tmp: tempfile::TempDir,
+}
+
+impl Vmb {
+    pub fn new() -> Self {
+        let tmp = tempfile::Builder::new().prefix("vmb-e2e-").tempdir_in("/tmp").expect("temp dir");
+        Vmb { tmp }
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(BIN);
+        c.env("TMPDIR", self.tmp.path()).env_remove("QEMU_USE_VIRTIOFS").stdin(Stdio::null());
+        c
+    }
+
+    /// Runs `vmbuild ARGS`, then checks nothing was left behind.
+    pub fn run(&self, args: &[&str]) -> Output {
+        let out = self.cmd().args(args).output().expect("spawn vmbuild");
+        self.assert_clean();
+        out
+    }
+
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        self.cmd().args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn vmbuild")
+    }
+
+    /// No file left in our TMPDIR and no process whose command line names it.
+    pub fn assert_clean(&self) {
+        let left: Vec<PathBuf> = std::fs::read_dir(self.tmp.path())
+            .expect("read tmp")
+            .map(|e| e.expect("entry").path())
+            .collect();
+        assert!(left.is_empty(), "left behind in TMPDIR: {left:?}");
+        let procs = processes_mentioning(self.tmp.path());
+        assert!(procs.is_empty(), "processes left behind: {procs:?}");
+    }
+}
+
+/// `(pid, cmdline)` of live processes whose argv mentions `needle`.
+pub fn processes_mentioning(needle: &Path) -> Vec<(u32, String)> {
+    let needle = needle.to_string_lossy().into_owned();
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(raw) = std::fs::read(e.path().join("cmdline")) else { continue };
+        let cmd = String::from_utf8_lossy(&raw).replace('\0', " ");
+        if cmd.contains(&needle) {
+            found.push((pid, cmd));
+        }
+    }
+    found
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Waits for a child with a limit, killing it (and failing) past the limit.
+pub fn wait_with_limit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let t0 = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().expect("try_wait") {
+            return s;
+        }
+        if t0.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("vmbuild did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The error output is exactly one line.
+pub fn assert_one_line_error(o: &Output) -> String {
+    let err = stderr(o);
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected a one-line error, got: {err}");
+    assert!(lines[0].starts_with("vmbuild: error: "), "{err}");
+    lines[0].to_string()
+}

@@ -1,0 +1,7 @@
+//! End-to-end tests: they run the real `vmbuild` binary, which boots real
+//! microVMs (TCG here, KVM where usable). `scripts/test.sh` installs what
+//! they need (QEMU, the guest init) first; nothing here is skipped.
+
+mod harness;
+mod run_basics;
+mod run_failures;
