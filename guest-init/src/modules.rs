@@ -13,6 +13,9 @@ use crate::error::{InitError, Result};
 
 /// Where the initramfs lists its modules.
 pub const MODULES_LOAD: &str = "/etc/vmbuild/modules.load";
+/// Where the initramfs lists modules loaded on demand, one `<fstype>.load`
+/// per filesystem type (only what the boot set lacks).
+pub const ON_DEMAND_DIR: &str = "/etc/vmbuild/modules.d";
 
 /// Parses a modules.load text: one absolute path per line; blank lines and
 /// lines starting with `#` are skipped, surrounding spaces trimmed.
@@ -71,6 +74,15 @@ pub fn load_all(list_path: &Path) -> Result<Vec<(PathBuf, Duration)>> {
         out.push((m, t0.elapsed()));
     }
     Ok(out)
+}
+
+/// Loads the on-demand group for filesystem type `fstype` from `dir`, if
+/// the initramfs has one (a missing list means built in or not needed).
+pub fn load_group(dir: &Path, fstype: &str) -> Result<Vec<(PathBuf, Duration)>> {
+    if fstype.is_empty() || fstype.contains('/') || fstype.starts_with('.') {
+        return Err(InitError::Invalid(format!("bad module group name '{fstype}'")));
+    }
+    load_all(&dir.join(format!("{fstype}.load")))
 }
 
 /// One log line: how many modules, the total time and the slowest three.
@@ -160,5 +172,14 @@ mod tests {
             "{e}"
         );
         assert!(e.to_string().contains("/nonexistent/foo.ko"));
+    }
+
+    #[test]
+    fn group_names_cannot_leave_the_list_dir() {
+        let d = tempfile::tempdir().unwrap();
+        assert!(load_group(d.path(), "../etc").is_err());
+        assert!(load_group(d.path(), "").is_err());
+        // A filesystem without a list needs nothing loaded.
+        assert!(load_group(d.path(), "9p").unwrap().is_empty());
     }
 }

@@ -36,8 +36,13 @@ pub fn apply(setup: &Setup, log: &mut dyn FnMut(String)) -> Result<()> {
         let target = absolute("mount target", &m.target)?;
         validate_tag(&m.tag)?;
         match m.mode {
-            CacheMode::Overlay => log(mount_overlay(m, &target)?),
+            CacheMode::Overlay => {
+                load_modules_for("9p", log)?;
+                load_modules_for("overlay", log)?;
+                log(mount_overlay(m, &target)?)
+            }
             CacheMode::Virtiofs => {
+                load_modules_for("virtiofs", log)?;
                 mkdir_p(&target)?;
                 mount_fs(&m.tag, &target, "virtiofs", MsFlags::empty(), "")?;
                 log(format!(
@@ -50,6 +55,15 @@ pub fn apply(setup: &Setup, log: &mut dyn FnMut(String)) -> Result<()> {
         for a in &m.aliases {
             make_alias(&absolute("alias", a)?, &target)?;
         }
+    }
+    Ok(())
+}
+
+/// Loads the initramfs's on-demand modules for `fstype` and logs them.
+fn load_modules_for(fstype: &str, log: &mut dyn FnMut(String)) -> Result<()> {
+    let loaded = crate::modules::load_group(Path::new(crate::modules::ON_DEMAND_DIR), fstype)?;
+    if !loaded.is_empty() {
+        log(format!("{fstype}: {}", crate::modules::summary(&loaded)));
     }
     Ok(())
 }

@@ -44,6 +44,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let kernel = resolve_kernel(&req, &mut notice)?;
     let init = args.next().map(PathBuf::from).unwrap_or_else(|| bb.clone());
     let modules = guest_modules()?;
+    let groups = vmbuild_image::guest_module_groups()?;
+    let applets = vmbuild_image::busybox_applets(&bb);
     for pass in ["first", "second"] {
         let t = Instant::now();
         let spec = InitramfsSpec {
@@ -51,6 +53,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             busybox: Some(&bb),
             kernel: &kernel,
             modules: &modules,
+            on_demand: &groups,
+            applets: &applets,
         };
         let p = build_initramfs(&spec, &root)?;
         let size = std::fs::metadata(&p)?.len();

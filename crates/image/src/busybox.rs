@@ -38,6 +38,53 @@ pub fn busybox(cache_root: &Path, notice: &mut dyn FnMut(&str)) -> Result<PathBu
     Ok(bin)
 }
 
+/// The applet paths of `busybox` (`usr/bin/env`, `bin/sh`, ...), so the
+/// initramfs can carry the symlinks instead of the guest running
+/// `busybox --install -s` at every boot (~35 ms under TCG). Listed once by
+/// running `busybox --list-full` on the host and kept beside the binary as
+/// `applets.txt`; empty when it cannot run here (e.g. a macOS host), in
+/// which case the guest init installs the links itself.
+pub fn busybox_applets(busybox: &Path) -> Vec<String> {
+    let Some(list) = busybox.parent().and_then(Path::parent).map(|d| d.join("applets.txt")) else {
+        return Vec::new();
+    };
+    if let Ok(text) = std::fs::read_to_string(&list) {
+        return parse_applets(&text);
+    }
+    let out = match std::process::Command::new(busybox).arg("--list-full").output() {
+        Ok(o) if o.status.success() => o.stdout,
+        Ok(o) => {
+            tracing::debug!(status = %o.status, "busybox --list-full failed; the guest will install applets");
+            return Vec::new();
+        }
+        Err(e) => {
+            tracing::debug!("cannot run busybox on this host ({e}); the guest will install applets");
+            return Vec::new();
+        }
+    };
+    let applets = parse_applets(&String::from_utf8_lossy(&out));
+    if !applets.is_empty() {
+        if let Err(e) = write_atomic(&list, applets.join("\n").as_bytes()) {
+            tracing::debug!("could not cache the applet list: {e}");
+        }
+    }
+    applets
+}
+
+/// One relative applet path per line; anything odd is dropped.
+pub fn parse_applets(text: &str) -> Vec<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| {
+            !l.is_empty()
+                && !l.starts_with('/')
+                && l.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
+                && l.bytes().all(|b| b.is_ascii_graphic())
+        })
+        .map(str::to_string)
+        .collect()
+}
+
 fn build_entry(
     out: &Path,
     tools: &AptTools,
@@ -88,4 +135,30 @@ fn build_entry(
             source: std::io::Error::other(e),
         })?;
     write_atomic(&out.join("busybox.json"), &json)
+}
+
+#[cfg(test)]
+mod applet_tests {
+    use super::*;
+
+    #[test]
+    fn applet_list_keeps_only_safe_relative_paths() {
+        let got = parse_applets("bin/sh\nusr/bin/env\n\n/abs/x\n../escape\nbin//x\nbin/a b\nsbin/init\n");
+        assert_eq!(got, ["bin/sh", "usr/bin/env", "sbin/init"]);
+    }
+
+    #[test]
+    fn applets_are_listed_once_and_cached() {
+        let d = tempfile::tempdir().unwrap();
+        let bin = d.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        let fake = bin.join("busybox");
+        std::fs::write(&fake, "#!/bin/sh\nprintf 'bin/sh\\nusr/bin/env\\n'\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(busybox_applets(&fake), ["bin/sh", "usr/bin/env"]);
+        // Cached: the binary is no longer asked.
+        std::fs::write(&fake, "#!/bin/sh\nexit 1\n").unwrap();
+        assert_eq!(busybox_applets(&fake), ["bin/sh", "usr/bin/env"]);
+    }
 }

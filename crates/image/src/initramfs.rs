@@ -8,8 +8,14 @@
 //! /bin/busybox                       when given (0755)
 //! /lib/modules/<release>/<relpath>   each module of the closure, uncompressed
 //! /etc/vmbuild/modules.load          one absolute guest path per line, dependency order
+//! /etc/vmbuild/modules.d/<fs>.load   modules loaded right before mounting a <fs>
+//!                                    (same format; only what the boot set lacks)
+//! /<applet path> -> /bin/busybox     busybox applet symlinks, when the list is known
 //! /dev /proc /sys /run /etc /root /home (0755), /tmp (1777)
 //! ```
+//!
+//! Loading a module costs 20-60 ms under TCG, so the boot set is only what
+//! the control channel needs; filesystem modules load on demand.
 
 use std::path::{Path, PathBuf};
 
@@ -29,6 +35,9 @@ pub const FORMAT_VERSION: &str = "vmbuild-initramfs-v1";
 /// Where the module load list lives in the guest.
 pub const MODULES_LOAD: &str = "/etc/vmbuild/modules.load";
 
+/// Where the on-demand module lists live in the guest (`<group>.load`).
+pub const MODULES_ON_DEMAND_DIR: &str = "/etc/vmbuild/modules.d";
+
 /// What goes into an initramfs.
 #[derive(Debug, Clone, Copy)]
 pub struct InitramfsSpec<'a> {
@@ -38,8 +47,12 @@ pub struct InitramfsSpec<'a> {
     pub busybox: Option<&'a Path>,
     /// The kernel the initramfs is for (release and modules dir).
     pub kernel: &'a Kernel,
-    /// Modules to load; their dependency closure is added.
+    /// Modules to load at boot; their dependency closure is added.
     pub modules: &'a [String],
+    /// Groups of modules loaded on demand (group name = filesystem type).
+    pub on_demand: &'a [(String, Vec<String>)],
+    /// Busybox applet paths (e.g. `usr/bin/env`) to symlink to `/bin/busybox`.
+    pub applets: &'a [String],
 }
 
 /// The resolved contents of an initramfs (all bytes in memory).
@@ -53,6 +66,10 @@ pub struct InitramfsContents {
     pub release: String,
     /// `(absolute guest path, uncompressed bytes)` in load order.
     pub modules: Vec<(String, Vec<u8>)>,
+    /// On-demand groups: name and their modules not already in `modules`.
+    pub groups: Vec<(String, Vec<(String, Vec<u8>)>)>,
+    /// Applet symlink paths (relative, no leading `/`).
+    pub applets: Vec<String>,
 }
 
 const DIRS: &[(&str, u32)] = &[
@@ -78,27 +95,49 @@ impl InitramfsContents {
         let busybox = spec.busybox.map(|p| read(p, "busybox")).transpose()?;
         let release = spec.kernel.release.clone();
         let mut modules = Vec::new();
-        if !spec.modules.is_empty() {
+        let mut groups = Vec::new();
+        let wanted_any = !spec.modules.is_empty() || spec.on_demand.iter().any(|(_, m)| !m.is_empty());
+        if wanted_any {
             let dir = spec.kernel.modules_dir.as_deref().ok_or_else(|| {
+                let mut all: Vec<String> = spec.modules.to_vec();
+                all.extend(spec.on_demand.iter().flat_map(|(_, m)| m.iter().cloned()));
                 ImageError::ModulesDirMissing {
                     release: release.clone(),
-                    modules: spec.modules.join(", "),
+                    modules: all.join(", "),
                 }
             })?;
             let index = ModuleIndex::scan(dir)?;
-            for m in resolve_modules(&index, spec.modules)? {
-                let guest = format!(
-                    "/lib/modules/{release}/{}",
-                    m.guest_relpath.to_string_lossy()
-                );
-                modules.push((guest, read_module(&m.path)?));
+            let resolve = |names: &[String]| -> Result<Vec<(String, Vec<u8>)>, ImageError> {
+                resolve_modules(&index, names)?
+                    .into_iter()
+                    .map(|m| {
+                        let guest = format!("/lib/modules/{release}/{}", m.guest_relpath.to_string_lossy());
+                        Ok((guest, read_module(&m.path)?))
+                    })
+                    .collect()
+            };
+            modules = resolve(spec.modules)?;
+            for (name, wanted) in spec.on_demand {
+                let extra: Vec<_> = resolve(wanted)?
+                    .into_iter()
+                    .filter(|(p, _)| !modules.iter().any(|(b, _)| b == p))
+                    .collect();
+                groups.push((name.clone(), extra));
             }
         }
+        let applets = spec
+            .applets
+            .iter()
+            .map(|a| a.trim_start_matches('/').to_string())
+            .filter(|a| !a.is_empty() && a != "bin/busybox" && !a.split('/').any(|c| c == ".." || c == "."))
+            .collect();
         Ok(InitramfsContents {
             init,
             busybox,
             release,
             modules,
+            groups,
+            applets,
         })
     }
 
@@ -122,6 +161,18 @@ impl InitramfsContents {
         for (path, data) in &self.modules {
             field(path.as_bytes());
             field(data);
+        }
+        for (name, mods) in &self.groups {
+            field(b"group");
+            field(name.as_bytes());
+            for (path, data) in mods {
+                field(path.as_bytes());
+                field(data);
+            }
+        }
+        for a in &self.applets {
+            field(b"applet");
+            field(a.as_bytes());
         }
         hex::encode(h.finalize())
     }
@@ -149,10 +200,23 @@ impl InitramfsContents {
         if let Some(b) = &self.busybox {
             w.file("bin/busybox", 0o755, b)?;
         }
-        for (path, data) in &self.modules {
-            w.file(path, 0o644, data)?;
+        let mut written = std::collections::HashSet::new();
+        let all = self.modules.iter().chain(self.groups.iter().flat_map(|(_, m)| m.iter()));
+        for (path, data) in all {
+            if written.insert(path.as_str()) {
+                w.file(path, 0o644, data)?;
+            }
         }
         w.file(MODULES_LOAD, 0o644, self.modules_load().as_bytes())?;
+        for (name, mods) in &self.groups {
+            let list: String = mods.iter().map(|(p, _)| format!("{p}\n")).collect();
+            w.file(&format!("{MODULES_ON_DEMAND_DIR}/{name}.load"), 0o644, list.as_bytes())?;
+        }
+        if self.busybox.is_some() {
+            for a in &self.applets {
+                w.symlink(a, "/bin/busybox")?;
+            }
+        }
         w.finish()
     }
 }
@@ -228,6 +292,8 @@ mod tests {
             busybox: Some(&f.bb),
             kernel: &f.kernel,
             modules: &w,
+            on_demand: &[],
+            applets: &[],
         };
         let path = build_initramfs(&spec, &f.t.path().join("cache")).unwrap();
         let entries = parse(&std::fs::read(&path).unwrap());
@@ -277,6 +343,8 @@ mod tests {
             busybox: Some(&f.bb),
             kernel: &f.kernel,
             modules: &w,
+            on_demand: &[],
+            applets: &[],
         };
         let a = build_initramfs(&spec, &cache).unwrap();
         let mtime = std::fs::metadata(&a).unwrap().modified().unwrap();
@@ -321,6 +389,8 @@ mod tests {
             busybox: Some(&f.bb),
             kernel: &f.kernel,
             modules: &w,
+            on_demand: &[],
+            applets: &[],
         };
         let a = InitramfsContents::collect(&spec).unwrap();
         let b = InitramfsContents::collect(&spec).unwrap();
@@ -338,6 +408,8 @@ mod tests {
             busybox: None,
             kernel: &k,
             modules: &w,
+            on_demand: &[],
+            applets: &[],
         };
         let err = build_initramfs(&spec, f.t.path()).unwrap_err();
         assert!(matches!(err, ImageError::ModulesDirMissing { .. }), "{err}");
@@ -358,6 +430,8 @@ mod tests {
             busybox: None,
             kernel: &f.kernel,
             modules: &w,
+            on_demand: &[],
+            applets: &[],
         };
         let err = build_initramfs(&spec, f.t.path()).unwrap_err().to_string();
         assert!(err.contains("`virtiofs`"), "{err}");

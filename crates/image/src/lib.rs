@@ -26,12 +26,12 @@ mod pins;
 mod provision;
 mod user_kernel;
 
-pub use busybox::busybox;
+pub use busybox::{busybox, busybox_applets};
 pub use dirs::{cache_root, cache_root_from};
 pub use error::ImageError;
 pub use initramfs::{
     build_initramfs, InitramfsContents, InitramfsSpec, FORMAT_VERSION, MODULES_LOAD,
 };
 pub use kernel::{resolve_kernel, Kernel, KernelOrigin, KernelRequest};
-pub use pins::{busybox_pin, guest_modules, kernel_pin, BusyboxPin, KernelPin};
+pub use pins::{busybox_pin, guest_module_groups, guest_modules, kernel_pin, BusyboxPin, KernelPin};
 pub use user_kernel::module_dir_candidates;

@@ -19,8 +19,11 @@ pub struct KernelPin {
     pub sha256: String,
     /// Meta-package whose current dependency is used when the pin is gone.
     pub fallback_depends_of: String,
-    /// Modules the guest needs (their dependency closure is added at build time).
+    /// Modules the guest loads at boot (their dependency closure is added).
     pub modules: Vec<String>,
+    /// Modules loaded right before mounting a filesystem of the given type.
+    #[serde(default)]
+    pub on_demand: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// The busybox put into the initramfs (`images/busybox.toml`).
@@ -47,9 +50,14 @@ pub fn busybox_pin() -> Result<BusyboxPin, ImageError> {
     parse("busybox.toml", BUSYBOX_TOML)
 }
 
-/// The modules the guest init needs, from the kernel pin.
+/// The modules the guest init loads at boot, from the kernel pin.
 pub fn guest_modules() -> Result<Vec<String>, ImageError> {
     Ok(kernel_pin()?.modules)
+}
+
+/// The on-demand module groups (filesystem type -> modules), from the pin.
+pub fn guest_module_groups() -> Result<Vec<(String, Vec<String>)>, ImageError> {
+    Ok(kernel_pin()?.on_demand.into_iter().collect())
 }
 
 fn parse<T: for<'de> Deserialize<'de>>(file: &'static str, text: &str) -> Result<T, ImageError> {
@@ -72,18 +80,13 @@ mod tests {
         let k = kernel_pin().unwrap();
         assert!(k.package.starts_with("linux-image-"));
         assert!(is_sha256(&k.sha256));
-        for m in [
-            "virtio_mmio",
-            "virtio_console",
-            "9pnet_virtio",
-            "9p",
-            "overlay",
-            "virtiofs",
-        ] {
-            assert!(
-                k.modules.iter().any(|x| x == m),
-                "{m} missing from kernel.toml"
-            );
+        for m in ["virtio_mmio", "virtio_console"] {
+            assert!(k.modules.iter().any(|x| x == m), "{m} missing from the boot set");
+        }
+        // Every filesystem the guest init mounts has its modules on demand.
+        for (fs, m) in [("9p", "9p"), ("overlay", "overlay"), ("virtiofs", "virtiofs"), ("erofs", "erofs"), ("ext4", "ext4")] {
+            let group = k.on_demand.get(fs).unwrap_or_else(|| panic!("no on_demand group {fs}"));
+            assert!(group.iter().any(|x| x == m), "{m} missing from group {fs}");
         }
         let b = busybox_pin().unwrap();
         assert_eq!(b.package, "busybox-static");
