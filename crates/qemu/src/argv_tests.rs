@@ -65,7 +65,7 @@ fn x86_tcg_full_command_line() {
         "-initrd",
         "/k/initrd.cpio",
         "-append",
-        "console=ttyS0 quiet panic=-1 reboot=t",
+        "console=ttyS0 quiet panic=-1 reboot=t cryptomgr.notests",
         "-chardev",
         "file,id=con,path=/run/vm/console.log",
         "-serial",
@@ -122,7 +122,7 @@ fn aarch64_uses_virt_and_pl011_console_and_no_tsc() {
     assert_eq!(one(&argv, "-M"), "virt,gic-version=max");
     assert_eq!(
         one(&argv, "-append"),
-        "console=ttyAMA0 quiet panic=-1 reboot=t"
+        "console=ttyAMA0 quiet panic=-1 reboot=t cryptomgr.notests"
     );
     assert_eq!(one(&argv, "-serial"), "chardev:con");
 }
@@ -136,7 +136,7 @@ fn cmdline_has_tsc_then_extras_in_order() {
     };
     assert_eq!(
         kernel_cmdline(&c),
-        "console=ttyS0 quiet panic=-1 reboot=t tsc_early_khz=2596126 rdinit=/init vmbuild.debug=1"
+        "console=ttyS0 quiet panic=-1 reboot=t cryptomgr.notests tsc_early_khz=2596126 rdinit=/init vmbuild.debug=1"
     );
     assert_eq!(
         one(&strings(&build_argv(&c)), "-append"),
@@ -154,7 +154,7 @@ fn tsc_is_only_passed_under_tcg() {
         };
         assert_eq!(
             kernel_cmdline(&c),
-            "console=ttyS0 quiet panic=-1 reboot=t",
+            "console=ttyS0 quiet panic=-1 reboot=t cryptomgr.notests",
             "{accel}"
         );
     }

@@ -104,11 +104,15 @@ pub fn prepare(choice: &KernelChoice, notice: &mut dyn FnMut(&str)) -> Result<Bo
     let kernel = vmbuild_image::resolve_kernel(&req, notice)?;
     let busybox = vmbuild_image::busybox(&cache_root, notice)?;
     let modules = vmbuild_image::guest_modules()?;
+    let on_demand = vmbuild_image::guest_module_groups()?;
+    let applets = vmbuild_image::busybox_applets(&busybox);
     let spec = vmbuild_image::InitramfsSpec {
         init: &init,
         busybox: Some(&busybox),
         kernel: &kernel,
         modules: &modules,
+        on_demand: &on_demand,
+        applets: &applets,
     };
     let initramfs = vmbuild_image::build_initramfs(&spec, &cache_root)?;
     Ok(BootAssets { kernel, initramfs })
@@ -150,7 +154,7 @@ mod tests {
         assert_eq!(elf_needs_interpreter(&elf_with_phdr(3)), Some(true));
         assert_eq!(elf_needs_interpreter(b"#!/bin/sh\n"), None);
         let mut truncated = elf_with_phdr(3);
-        truncated.truncate(70);
+        truncated.truncate(66);
         assert_eq!(elf_needs_interpreter(&truncated), None);
     }
 

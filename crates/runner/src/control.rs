@@ -103,6 +103,10 @@ mod tests {
         let mut got = vec![0u8; 5];
         b.read_exact(&mut got).await.unwrap();
         assert_eq!(got[0], vmbuild_proto::FrameKind::Setup as u8);
+        // Read the payload too: closing with unread data resets the peer.
+        let len = u32::from_le_bytes([got[1], got[2], got[3], got[4]]) as usize;
+        let mut payload = vec![0u8; len];
+        b.read_exact(&mut payload).await.unwrap();
         drop(b);
         assert!(matches!(ch.recv().await, Some(Incoming::Message(GuestMessage::Stdout(o))) if o == b"out"));
         assert!(matches!(ch.recv().await, Some(Incoming::Message(GuestMessage::Exited(e))) if e.code == Some(3)));

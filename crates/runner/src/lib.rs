@@ -10,6 +10,7 @@ pub mod assets;
 pub mod control;
 pub mod env;
 pub mod error;
+pub mod floor;
 pub mod output;
 pub mod session;
 pub mod stop;

@@ -44,11 +44,23 @@ pub struct VmOptions {
     pub cpus: u32,
     pub memory_mib: u32,
     pub cache: Option<CacheShare>,
+    /// Extra kernel command-line arguments (appended last, so they win).
+    pub kernel_args: Vec<String>,
+    /// Keep the guest console here instead of in the run dir.
+    pub console_log: Option<PathBuf>,
 }
 
 impl Default for VmOptions {
     fn default() -> Self {
-        Self { qemu: None, accel: None, cpus: 1, memory_mib: 1024, cache: None }
+        Self {
+            qemu: None,
+            accel: None,
+            cpus: 1,
+            memory_mib: 1024,
+            cache: None,
+            kernel_args: Vec::new(),
+            console_log: None,
+        }
     }
 }
 
@@ -95,6 +107,51 @@ fn read_tail(path: &Path, lines: usize) -> String {
     vmbuild_qemu::console::tail(&text, lines)
 }
 
+/// Everything decided and bound before QEMU starts: the run dir, the two
+/// listening sockets and the VM's configuration (no shares yet).
+pub(crate) struct Launch {
+    pub rundir: tempfile::TempDir,
+    pub ctl_listener: UnixListener,
+    pub qmp_listener: UnixListener,
+    pub cfg: VmConfig,
+    pub info: BootInfo,
+}
+
+impl Launch {
+    pub fn prepare(opts: &VmOptions, kernel: &Path, initrd: &Path) -> Result<Launch, RunError> {
+        let facts = vmbuild_qemu::probe_host();
+        let (accel, accel_reason) = match opts.accel {
+            Some(a) => (a, format!("{a}: requested with --accel")),
+            None => vmbuild_qemu::choose_accel(&facts),
+        };
+        let qemu = vmbuild_qemu::find_qemu(facts.arch, opts.qemu.as_deref())?;
+        let rundir = make_rundir()?;
+        let dir = rundir.path();
+        let control_socket = dir.join("ctl.sock");
+        let qmp_socket = dir.join("qmp.sock");
+        let ctl_listener = bind(&control_socket)?;
+        let qmp_listener = bind(&qmp_socket)?;
+        let cfg = VmConfig {
+            qemu: qemu.clone(),
+            host_os: facts.os,
+            arch: facts.arch,
+            accel,
+            cpus: opts.cpus,
+            memory_mib: opts.memory_mib,
+            kernel: kernel.to_path_buf(),
+            initrd: initrd.to_path_buf(),
+            kernel_cmdline_extra: opts.kernel_args.clone(),
+            tsc_khz: facts.tsc_khz,
+            console_log: opts.console_log.clone().unwrap_or_else(|| dir.join("console.log")),
+            control_socket,
+            qmp_socket,
+            shares: Vec::new(),
+        };
+        let info = BootInfo { qemu, accel, accel_reason, argv: Vec::new() };
+        Ok(Launch { rundir, ctl_listener, qmp_listener, cfg, info })
+    }
+}
+
 impl Vm {
     /// Boots a VM and brings the guest init to `Ready`.
     pub async fn boot(
@@ -103,20 +160,11 @@ impl Vm {
         stop: &Stopper,
         mut timings: Timings,
     ) -> Result<Vm, RunError> {
-        let facts = vmbuild_qemu::probe_host();
-        let (accel, accel_reason) = match opts.accel {
-            Some(a) => (a, format!("{a}: requested with --accel")),
-            None => vmbuild_qemu::choose_accel(&facts),
-        };
-        let qemu_bin = vmbuild_qemu::find_qemu(facts.arch, opts.qemu.as_deref())?;
-        let rundir = make_rundir()?;
+        let Launch { rundir, ctl_listener, qmp_listener, mut cfg, info } =
+            Launch::prepare(opts, &assets.kernel.image, &assets.initramfs)?;
         let dir = rundir.path();
-        let ctl_path = dir.join("ctl.sock");
-        let qmp_path = dir.join("qmp.sock");
-        let console_log = dir.join("console.log");
+        let console_log = cfg.console_log.clone();
         let qemu_log = dir.join("qemu.log");
-        let ctl_listener = bind(&ctl_path)?;
-        let qmp_listener = bind(&qmp_path)?;
 
         let mut shares = Vec::new();
         let mut setup = Setup { mkdirs: vec![GUEST_HOME.to_string()], ..Default::default() };
@@ -142,25 +190,10 @@ impl Vm {
             });
         }
 
-        let cfg = VmConfig {
-            qemu: qemu_bin.clone(),
-            host_os: facts.os,
-            arch: facts.arch,
-            accel,
-            cpus: opts.cpus,
-            memory_mib: opts.memory_mib,
-            kernel: assets.kernel.image.clone(),
-            initrd: assets.initramfs.clone(),
-            kernel_cmdline_extra: Vec::new(),
-            tsc_khz: facts.tsc_khz,
-            console_log: console_log.clone(),
-            control_socket: ctl_path,
-            qmp_socket: qmp_path,
-            shares,
-        };
+        cfg.shares = shares;
         let argv = vmbuild_qemu::build_argv(&cfg);
         tracing::debug!(?argv, "starting QEMU");
-        let mut qemu = vmbuild_qemu::QemuProcess::spawn(&qemu_bin, &argv, &qemu_log)?;
+        let mut qemu = vmbuild_qemu::QemuProcess::spawn(&cfg.qemu, &argv, &qemu_log)?;
         timings.qemu_spawned = Some(Instant::now());
 
         // QEMU connects to both sockets while it starts; it exits instead if
@@ -179,7 +212,7 @@ impl Vm {
             e = stop.fired("while starting QEMU") => return Err(e),
         };
         drop((ctl_listener, qmp_listener));
-        let info = BootInfo { qemu: qemu_bin, accel, accel_reason, argv };
+        let info = BootInfo { argv, ..info };
         let mut vm = Vm {
             qemu,
             qmp: Some(qmp),

@@ -1,6 +1,130 @@
-//! `vmbuild bench ...` (filled in below).
-use crate::cli::BenchCommand;
+//! `vmbuild bench boot`: how long `vmbuild run -- true` takes end to end,
+//! where the time goes, and how that compares to the floor (bare QEMU
+//! booting the same kernel into an initramfs that powers off at once),
+//! measured interleaved in one run so machine noise hits both alike.
 
-pub async fn bench(_b: BenchCommand) -> anyhow::Result<()> {
-    anyhow::bail!("not yet")
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+
+use crate::cli::{BenchBootArgs, BenchCommand, VmArgs};
+
+pub async fn bench(cmd: BenchCommand) -> Result<()> {
+    match cmd {
+        BenchCommand::Boot(a) => boot(a).await,
+    }
+}
+
+/// The flags of `vm` that shape a boot, to pass to `vmbuild run`.
+fn vm_flags(vm: &VmArgs) -> Vec<String> {
+    let mut f = vec!["--cpus".to_string(), vm.cpus.to_string(), "--memory".into(), vm.memory.to_string()];
+    let mut opt = |name: &str, v: Option<String>| {
+        if let Some(v) = v {
+            f.push(name.to_string());
+            f.push(v);
+        }
+    };
+    opt("--accel", vm.accel.clone());
+    opt("--kernel", vm.kernel.as_ref().map(|p| p.display().to_string()));
+    opt("--kernel-modules", vm.kernel_modules.as_ref().map(|p| p.display().to_string()));
+    opt("--qemu", vm.qemu.as_ref().map(|p| p.display().to_string()));
+    for a in &vm.kernel_args {
+        f.push("--kernel-arg".into());
+        f.push(a.clone());
+    }
+    f
+}
+
+pub fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    match s.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => s[n / 2],
+        n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
+    }
+}
+
+/// Extracts the phases JSON from `vmbuild run --timings` stderr.
+fn parse_timings(stderr: &str) -> Option<serde_json::Value> {
+    let line = stderr.lines().find_map(|l| l.strip_prefix("vmbuild-timings: "))?;
+    serde_json::from_str(line).ok()
+}
+
+async fn boot(a: BenchBootArgs) -> Result<()> {
+    if a.runs < 5 {
+        bail!("--runs must be at least 5 (got {})", a.runs);
+    }
+    let exe = std::env::current_exe().context("locating the vmbuild binary")?;
+    let prepared = crate::vm_setup::prepare(&a.vm)?;
+    let assets = crate::vm_setup::assets(prepared.kernel.clone()).await?;
+    let cache_root = vmbuild_image::cache_root()?;
+    let busybox = vmbuild_image::busybox(&cache_root, &mut |l: &str| eprintln!("vmbuild: {l}"))?;
+    let tmp = tempfile::tempdir().context("creating a temp dir")?;
+    let floor_initrd = tmp.path().join("floor.cpio");
+    vmbuild_runner::floor::floor_initramfs(&busybox, &floor_initrd)?;
+    let flags = vm_flags(&a.vm);
+
+    // One untimed run of each to warm the page cache.
+    let warm = Command::new(&exe).arg("run").args(&flags).args(["--", "true"]).output()?;
+    if !warm.status.success() {
+        bail!("vmbuild run -- true failed: {}", String::from_utf8_lossy(&warm.stderr).trim());
+    }
+    vmbuild_runner::floor::boot_floor(&prepared.opts, &assets.kernel.image, &floor_initrd).await?;
+
+    let keys = ["host_setup_ms", "kernel_to_init_ms", "init_to_command_ms", "commands_ms", "command_end_to_exit_ms"];
+    let mut wall = Vec::new();
+    let mut floor = Vec::new();
+    let mut phases: Vec<Vec<f64>> = vec![Vec::new(); keys.len()];
+    for i in 0..a.runs {
+        let t0 = Instant::now();
+        let out = Command::new(&exe).arg("run").arg("--timings").args(&flags).args(["--", "true"]).output()?;
+        let took = t0.elapsed().as_secs_f64() * 1000.0;
+        let err = String::from_utf8_lossy(&out.stderr);
+        if !out.status.success() {
+            bail!("run {} failed: {}", i + 1, err.trim());
+        }
+        let t = parse_timings(&err).context("vmbuild run --timings printed no timings")?;
+        for (k, v) in keys.iter().zip(phases.iter_mut()) {
+            v.push(t[*k].as_f64().unwrap_or(0.0));
+        }
+        wall.push(took);
+        let f = vmbuild_runner::floor::boot_floor(&prepared.opts, &assets.kernel.image, &floor_initrd).await?;
+        floor.push(f.as_secs_f64() * 1000.0);
+        eprintln!("  run {:>2}: vmbuild run -- true {took:7.0} ms   floor {:7.0} ms", i + 1, floor[i]);
+    }
+    let (m, fm) = (median(&wall), median(&floor));
+    println!("vmbuild bench boot: {} runs each, interleaved", a.runs);
+    println!("  kernel: {} ({})", assets.kernel.release, assets.kernel.image.display());
+    println!("  `vmbuild run -- true`, process start to exit (median): {m:.0} ms");
+    println!("    min {:.0} ms, max {:.0} ms", wall.iter().cloned().fold(f64::MAX, f64::min), wall.iter().cloned().fold(0.0, f64::max));
+    println!("    phases (medians):");
+    for (k, v) in keys.iter().zip(phases.iter()) {
+        println!("      {:<24} {:7.1} ms", k.trim_end_matches("_ms"), median(v));
+    }
+    let accounted: f64 = phases.iter().map(|v| median(v)).sum();
+    println!("      {:<24} {:7.1} ms", "other (QEMU start, exit)", (m - accounted).max(0.0));
+    println!("  floor: bare QEMU, same kernel, busybox /init that powers off (median): {fm:.0} ms");
+    println!("  ratio run/floor: {:.2}x", m / fm);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_and_even() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert_eq!(median(&[]), 0.0);
+    }
+
+    #[test]
+    fn timings_line_is_found_among_other_stderr() {
+        let t = parse_timings("noise\nvmbuild-timings: {\"total_ms\":12.5}\n").unwrap();
+        assert_eq!(t["total_ms"].as_f64(), Some(12.5));
+        assert!(parse_timings("nothing here").is_none());
+    }
 }

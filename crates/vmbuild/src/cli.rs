@@ -56,6 +56,12 @@ pub struct VmArgs {
     /// The modules directory of --kernel (lib/modules/RELEASE).
     #[arg(long, env = "VMBUILD_KERNEL_MODULES", value_name = "DIR")]
     pub kernel_modules: Option<PathBuf>,
+    /// Extra guest kernel command-line argument (repeatable), e.g. `loglevel=7`.
+    #[arg(long = "kernel-arg", value_name = "ARG")]
+    pub kernel_args: Vec<String>,
+    /// Write the guest's serial console to FILE (kept after the run).
+    #[arg(long, value_name = "FILE")]
+    pub console_log: Option<PathBuf>,
     /// QEMU binary (default: qemu-system-<arch> on PATH; also VMBUILD_QEMU).
     #[arg(long, value_name = "PATH")]
     pub qemu: Option<PathBuf>,

@@ -15,6 +15,8 @@ pub fn prepare(args: &VmArgs) -> Result<Prepared, RunError> {
         None => None,
         Some(a) => Some(a.parse::<vmbuild_qemu::Accel>().map_err(|e| RunError::InvalidInput(format!("--accel: {e}")))?),
     };
+    // QEMU first: a cheap check that must not wait for a kernel download.
+    let qemu = vmbuild_qemu::find_qemu(vmbuild_qemu::Arch::current(), args.qemu.as_deref())?;
     let flag = args.cache_mode.map(|m| match m {
         CacheModeArg::Overlay => CacheMode::Overlay,
         CacheModeArg::Virtiofs => CacheMode::Virtiofs,
@@ -33,7 +35,15 @@ pub fn prepare(args: &VmArgs) -> Result<Prepared, RunError> {
         }
     };
     Ok(Prepared {
-        opts: VmOptions { qemu: args.qemu.clone(), accel, cpus: args.cpus, memory_mib: args.memory, cache },
+        opts: VmOptions {
+            qemu: Some(qemu),
+            accel,
+            cpus: args.cpus,
+            memory_mib: args.memory,
+            cache,
+            kernel_args: args.kernel_args.clone(),
+            console_log: args.console_log.clone(),
+        },
         kernel: KernelChoice { kernel: args.kernel.clone(), modules: args.kernel_modules.clone() },
     })
 }
