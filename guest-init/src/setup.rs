@@ -56,7 +56,31 @@ pub fn apply(setup: &Setup, log: &mut dyn FnMut(String)) -> Result<()> {
             make_alias(&absolute("alias", a)?, &target)?;
         }
     }
+    for l in &setup.symlinks {
+        let link = absolute("symlink", &l.link)?;
+        let target = absolute("symlink target", &l.target)?;
+        if make_default_link(&link, &target)? {
+            log(format!("linked {} -> {}", link.display(), target.display()));
+        }
+    }
     Ok(())
+}
+
+/// Creates `link` -> `target` (and the `target` directory) unless
+/// something already exists at `link`: these are defaults, and whatever a
+/// rootfs or an earlier step put there wins. Returns whether it linked.
+pub fn make_default_link(link: &Path, target: &Path) -> Result<bool> {
+    if link.symlink_metadata().is_ok() {
+        return Ok(false);
+    }
+    mkdir_p(target)?;
+    if let Some(parent) = link.parent() {
+        mkdir_p(parent)?;
+    }
+    std::os::unix::fs::symlink(target, link).map_err(|e| {
+        InitError::io(format!("creating the link {} -> {}", link.display(), target.display()), e)
+    })?;
+    Ok(true)
 }
 
 /// Loads the initramfs's on-demand modules for `fstype` and logs them.
@@ -381,5 +405,20 @@ mod tests {
         };
         let e = apply(&setup, &mut |_| {}).unwrap_err();
         assert!(e.to_string().contains("rel/dir"), "{e}");
+    }
+
+    #[test]
+    fn default_links_are_made_once_and_never_replace_anything() {
+        let d = tempfile::tempdir().unwrap();
+        let link = d.path().join("home/.m2/repository");
+        let target = d.path().join("cache/m2repository");
+        assert!(make_default_link(&link, &target).unwrap());
+        assert!(target.is_dir());
+        assert_eq!(std::fs::read_link(&link).unwrap(), target);
+        assert!(!make_default_link(&link, &target).unwrap(), "second time is a no-op");
+        let own = d.path().join("home/.cargo/registry");
+        std::fs::create_dir_all(&own).unwrap();
+        assert!(!make_default_link(&own, &d.path().join("cache/cargo/registry")).unwrap());
+        assert!(own.is_dir() && !own.is_symlink(), "an existing directory is left alone");
     }
 }

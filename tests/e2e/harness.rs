@@ -93,3 +93,37 @@ pub fn assert_one_line_error(o: &Output) -> String {
     assert!(lines[0].starts_with("vmbuild: error: "), "{err}");
     lines[0].to_string()
 }
+
+/// A digest of a whole tree: every entry's relative path, type, mode bits,
+/// and content (files) or target (symlinks), in sorted order.
+pub fn tree_digest(root: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    use std::os::unix::fs::MetadataExt;
+    fn walk(root: &Path, dir: &Path, h: &mut Sha256) {
+        let mut entries: Vec<_> = std::fs::read_dir(dir).expect("read_dir").map(|e| e.expect("entry").path()).collect();
+        entries.sort();
+        for p in entries {
+            let md = std::fs::symlink_metadata(&p).expect("lstat");
+            let rel = p.strip_prefix(root).expect("under root").to_string_lossy().into_owned();
+            h.update(format!("{rel}\0{:o}\0", md.mode()).as_bytes());
+            if md.file_type().is_symlink() {
+                h.update(std::fs::read_link(&p).expect("readlink").to_string_lossy().as_bytes());
+            } else if md.is_dir() {
+                walk(root, &p, h);
+            } else {
+                h.update(std::fs::read(&p).expect("read"));
+            }
+            h.update(b"\n");
+        }
+    }
+    let mut h = Sha256::new();
+    walk(root, root, &mut h);
+    hex::encode(h.finalize())
+}
+
+/// Writes an executable shell script.
+pub fn write_script(path: &Path, body: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, body).expect("write script");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+}

@@ -5,3 +5,4 @@
 mod harness;
 mod run_basics;
 mod run_failures;
+mod cache;

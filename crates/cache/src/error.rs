@@ -41,7 +41,7 @@ pub enum CacheError {
     VirtiofsdNotInDir { dir: PathBuf, candidate: PathBuf },
 
     /// No `virtiofsd` anywhere we looked.
-    #[error("virtiofsd not found (needed because QEMU_USE_VIRTIOFS is on); looked in: {}; {install_hint}; or set QEMU_VIRTIOFS_PATH to the directory containing virtiofsd, or unset QEMU_USE_VIRTIOFS to use read-only 9p + overlay", join_paths(.searched))]
+    #[error("virtiofsd not found (needed for the virtiofs cache mode); looked in: {}; {install_hint}; or set QEMU_VIRTIOFS_PATH to the directory containing virtiofsd, or use the default mode (read-only 9p + overlay: unset QEMU_USE_VIRTIOFS / --cache-mode overlay)", join_paths(.searched))]
     VirtiofsdNotFound {
         searched: Vec<PathBuf>,
         install_hint: &'static str,

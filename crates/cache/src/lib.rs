@@ -10,7 +10,7 @@
 //! - resolves the sharing mode ([`resolve_mode`], [`describe`]),
 //! - knows which per-language variables and symlinks point tools into the
 //!   cache ([`cache_env_defaults`], [`symlink_defaults`], [`apply_defaults`],
-//!   [`symlink_setup_script`], [`docs_table`]),
+//!   [`docs_table`]),
 //! - finds, identifies and supervises virtiofsd ([`virtiofsd`]).
 
 mod dir;
@@ -28,6 +28,6 @@ pub use env_defaults::{
 };
 pub use error::CacheError;
 pub use mode::{describe, resolve_mode, resolve_mode_from_env, USE_VIRTIOFS_ENV};
-pub use symlink_setup::{applicable_symlinks, symlink_setup_script};
+pub use symlink_setup::applicable_symlinks;
 pub use virtiofsd::Virtiofsd;
 pub use vmbuild_proto::{CacheMode, GUEST_CACHE_ALIAS, GUEST_CACHE_DIR, GUEST_HOME};

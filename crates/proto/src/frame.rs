@@ -129,7 +129,10 @@ mod tests {
         write_frame(&mut buf, FrameKind::Shutdown, &[0xff; 3]).unwrap();
         let mut r = &buf[..];
         let a = read_frame(&mut r).unwrap().unwrap();
-        assert_eq!((a.kind, a.payload.as_slice()), (FrameKind::Stdout, &b"hello"[..]));
+        assert_eq!(
+            (a.kind, a.payload.as_slice()),
+            (FrameKind::Stdout, &b"hello"[..])
+        );
         let b = read_frame(&mut r).unwrap().unwrap();
         assert_eq!((b.kind, b.payload.len()), (FrameKind::Stderr, 0));
         let c = read_frame(&mut r).unwrap().unwrap();
@@ -148,7 +151,10 @@ mod tests {
 
     #[test]
     fn rejects_unknown_kind_and_oversize() {
-        assert!(matches!(parse_header([200, 0, 0, 0, 0]), Err(FrameError::UnknownKind(200))));
+        assert!(matches!(
+            parse_header([200, 0, 0, 0, 0]),
+            Err(FrameError::UnknownKind(200))
+        ));
         let big = (MAX_FRAME_LEN + 1).to_le_bytes();
         assert!(matches!(
             parse_header([3, big[0], big[1], big[2], big[3]]),
@@ -159,9 +165,16 @@ mod tests {
     #[test]
     fn every_kind_round_trips_through_u8() {
         for k in [
-            FrameKind::Hello, FrameKind::Ready, FrameKind::Stdout, FrameKind::Stderr,
-            FrameKind::Exited, FrameKind::Fatal, FrameKind::Log, FrameKind::Setup,
-            FrameKind::Run, FrameKind::Shutdown,
+            FrameKind::Hello,
+            FrameKind::Ready,
+            FrameKind::Stdout,
+            FrameKind::Stderr,
+            FrameKind::Exited,
+            FrameKind::Fatal,
+            FrameKind::Log,
+            FrameKind::Setup,
+            FrameKind::Run,
+            FrameKind::Shutdown,
         ] {
             assert_eq!(FrameKind::from_u8(k as u8), Some(k));
         }

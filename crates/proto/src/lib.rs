@@ -30,5 +30,5 @@ pub use frame::{
 };
 pub use messages::{
     CacheMode, CommandSpec, ExitInfo, GuestMessage, Hello, HostMessage, MountSpec, Ready, Setup,
-    CONTROL_PORT_NAME, GUEST_CACHE_ALIAS, GUEST_CACHE_DIR, GUEST_HOME,
+    SymlinkSpec, CONTROL_PORT_NAME, GUEST_CACHE_ALIAS, GUEST_CACHE_DIR, GUEST_HOME,
 };

@@ -65,6 +65,18 @@ pub struct Setup {
     pub mkdirs: Vec<String>,
     #[serde(default)]
     pub hostname: Option<String>,
+    /// Symlinks created after the mounts, unless something already exists
+    /// at `link` (e.g. `~/.m2/repository` -> `<cache>/m2repository`). The
+    /// target directory is created too.
+    #[serde(default)]
+    pub symlinks: Vec<SymlinkSpec>,
+}
+
+/// One symlink `link` -> `target` (absolute guest paths).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SymlinkSpec {
+    pub link: String,
+    pub target: String,
 }
 
 /// Host -> guest: run one command.
@@ -225,7 +237,12 @@ mod tests {
             GuestMessage::Ready(Ready { uptime_us: 5 }),
             GuestMessage::Stdout(vec![0, 1, 2, 255]),
             GuestMessage::Stderr(b"err".to_vec()),
-            GuestMessage::Exited(ExitInfo { code: None, signal: Some(9), started_us: 1, ended_us: 2 }),
+            GuestMessage::Exited(ExitInfo {
+                code: None,
+                signal: Some(9),
+                started_us: 1,
+                ended_us: 2,
+            }),
             GuestMessage::Fatal("mount failed: ENODEV".into()),
             GuestMessage::Log("loaded 12 modules".into()),
         ];
@@ -253,6 +270,10 @@ mod tests {
                 }],
                 mkdirs: vec![GUEST_HOME.into()],
                 hostname: Some("vmbuild".into()),
+                symlinks: vec![SymlinkSpec {
+                    link: "/home/build/.m2/repository".into(),
+                    target: "/var/cache/vmbuild/m2repository".into(),
+                }],
             }),
             HostMessage::Run(CommandSpec {
                 argv: vec!["sh".into(), "-c".into(), "exit 7".into()],
@@ -291,7 +312,12 @@ mod tests {
 
     #[test]
     fn shell_code_follows_shell_convention() {
-        let e = |code, signal| ExitInfo { code, signal, started_us: 0, ended_us: 0 };
+        let e = |code, signal| ExitInfo {
+            code,
+            signal,
+            started_us: 0,
+            ended_us: 0,
+        };
         assert_eq!(e(Some(7), None).shell_code(), 7);
         assert_eq!(e(None, Some(15)).shell_code(), 143);
     }

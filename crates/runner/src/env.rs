@@ -3,7 +3,7 @@
 //! Precedence, lowest first: vmbuild's base environment, the per-language
 //! cache defaults (fill-if-unset, only when a cache is shared), `--env K=V`.
 
-use vmbuild_proto::GUEST_HOME;
+use vmbuild_proto::{SymlinkSpec, GUEST_CACHE_DIR, GUEST_HOME};
 
 pub const GUEST_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -45,6 +45,19 @@ pub fn layer(env: &mut Vec<(String, String)>, overrides: &[(String, String)]) {
     }
 }
 
+/// Adds the per-language cache defaults to `env` (fill-if-unset: a variable
+/// the user set, or an equivalent one, wins) and returns the symlink
+/// defaults (maven, cargo) that apply to this environment, for `Setup`.
+pub fn apply_cache_defaults(env: &mut Vec<(String, String)>) -> Vec<SymlinkSpec> {
+    let defaults = vmbuild_cache::cache_env_defaults(GUEST_CACHE_DIR, GUEST_HOME);
+    vmbuild_cache::apply_defaults(env, &defaults);
+    let links = vmbuild_cache::symlink_defaults(GUEST_CACHE_DIR, GUEST_HOME);
+    vmbuild_cache::applicable_symlinks(&links, env)
+        .into_iter()
+        .map(|l| SymlinkSpec { link: l.link.clone(), target: l.target.clone() })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,5 +74,18 @@ mod tests {
         assert_eq!(get("PATH"), Some("/opt/bin"));
         assert_eq!(get("X"), Some("1"));
         assert_eq!(env.iter().filter(|(k, _)| k == "PATH").count(), 1);
+    }
+
+    #[test]
+    fn cache_defaults_fill_only_what_the_user_left_unset() {
+        let mut env = base_env();
+        layer(&mut env, &[("PIP_CACHE_DIR".into(), "/mine".into()), ("CARGO_HOME".into(), "/opt/cargo".into())]);
+        let links = apply_cache_defaults(&mut env);
+        let get = |k: &str| env.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+        assert_eq!(get("PIP_CACHE_DIR").as_deref(), Some("/mine"));
+        assert_eq!(get("GOMODCACHE").as_deref(), Some("/var/cache/vmbuild/gomodcache"));
+        // CARGO_HOME set by the user: the ~/.cargo links are not made.
+        assert!(links.iter().all(|l| !l.link.contains(".cargo")), "{links:?}");
+        assert!(links.iter().any(|l| l.link == "/home/build/.m2/repository"));
     }
 }

@@ -48,6 +48,8 @@ pub struct VmOptions {
     pub kernel_args: Vec<String>,
     /// Keep the guest console here instead of in the run dir.
     pub console_log: Option<PathBuf>,
+    /// Symlinks the guest creates during setup (cache defaults).
+    pub symlinks: Vec<vmbuild_proto::SymlinkSpec>,
 }
 
 impl Default for VmOptions {
@@ -60,6 +62,7 @@ impl Default for VmOptions {
             cache: None,
             kernel_args: Vec::new(),
             console_log: None,
+            symlinks: Vec::new(),
         }
     }
 }
@@ -167,7 +170,11 @@ impl Vm {
         let qemu_log = dir.join("qemu.log");
 
         let mut shares = Vec::new();
-        let mut setup = Setup { mkdirs: vec![GUEST_HOME.to_string()], ..Default::default() };
+        let mut setup = Setup {
+            mkdirs: vec![GUEST_HOME.to_string()],
+            symlinks: opts.symlinks.clone(),
+            ..Default::default()
+        };
         let mut virtiofsd = None;
         if let Some(cache) = &opts.cache {
             let kind = match cache.mode {

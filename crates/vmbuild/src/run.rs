@@ -2,23 +2,26 @@
 
 use std::time::Instant;
 
-use vmbuild_proto::{CommandSpec, GUEST_CACHE_DIR, GUEST_HOME};
+use vmbuild_proto::{CommandSpec, GUEST_HOME};
 use vmbuild_runner::{env, RunError, StdioSink, Stopper, Timings, Vm};
 
 use crate::cli::RunArgs;
 
 /// Runs the command; `Ok(code)` is the guest command's shell exit code.
 pub async fn run(args: RunArgs, started: Instant, stop: Stopper) -> Result<i32, RunError> {
-    let prepared = crate::vm_setup::prepare(&args.vm)?;
+    let mut prepared = crate::vm_setup::prepare(&args.vm)?;
     let assets = crate::vm_setup::assets(prepared.kernel.clone()).await?;
-
-    let mut cmd_env = env::base_env();
-    if prepared.opts.cache.is_some() {
-        for d in vmbuild_cache::cache_env_defaults(GUEST_CACHE_DIR, GUEST_HOME) {
-            env::set_if_unset(&mut cmd_env, &d.name, &d.value);
-        }
+    if let Some(note) = &prepared.cache_note {
+        eprintln!("{note}");
     }
+
+    // base < cache defaults (fill-if-unset) < --env; the defaults go in last
+    // so they can see what the user set (e.g. NPM_CONFIG_CACHE in any case).
+    let mut cmd_env = env::base_env();
     env::layer(&mut cmd_env, &args.env);
+    if prepared.opts.cache.is_some() {
+        prepared.opts.symlinks = env::apply_cache_defaults(&mut cmd_env);
+    }
     let cmd = CommandSpec {
         argv: args.command.clone(),
         env: cmd_env,

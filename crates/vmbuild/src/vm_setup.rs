@@ -8,6 +8,8 @@ use crate::cli::{CacheModeArg, VmArgs};
 pub struct Prepared {
     pub opts: VmOptions,
     pub kernel: KernelChoice,
+    /// The one-line cache mode note, printed once everything is checked.
+    pub cache_note: Option<String>,
 }
 
 pub fn prepare(args: &VmArgs) -> Result<Prepared, RunError> {
@@ -21,6 +23,7 @@ pub fn prepare(args: &VmArgs) -> Result<Prepared, RunError> {
         CacheModeArg::Overlay => CacheMode::Overlay,
         CacheModeArg::Virtiofs => CacheMode::Virtiofs,
     });
+    let mut cache_note = None;
     let cache = match &args.cache_dir {
         None if flag.is_some() => {
             return Err(RunError::InvalidInput("--cache-mode needs --cache-dir DIR".into()));
@@ -30,7 +33,11 @@ pub fn prepare(args: &VmArgs) -> Result<Prepared, RunError> {
             let env = std::env::var("QEMU_USE_VIRTIOFS").ok();
             let mode = vmbuild_cache::resolve_mode(flag, env.as_deref())?;
             let host_dir = vmbuild_cache::prepare_cache_dir(dir)?;
-            eprintln!("{}", vmbuild_cache::describe(mode, dir));
+            if mode == CacheMode::Virtiofs {
+                // Fail before any download or boot when virtiofsd is missing.
+                vmbuild_cache::virtiofsd::find_virtiofsd_on_host()?;
+            }
+            cache_note = Some(vmbuild_cache::describe(mode, dir));
             Some(CacheShare { host_dir, mode })
         }
     };
@@ -43,8 +50,10 @@ pub fn prepare(args: &VmArgs) -> Result<Prepared, RunError> {
             cache,
             kernel_args: args.kernel_args.clone(),
             console_log: args.console_log.clone(),
+            symlinks: Vec::new(),
         },
         kernel: KernelChoice { kernel: args.kernel.clone(), modules: args.kernel_modules.clone() },
+        cache_note,
     })
 }
 
