@@ -1,0 +1,86 @@
+//! The resolved plan: what the runner executes, in order.
+
+use std::time::Duration;
+
+/// Where the build's output goes in the guest: `${{targets.destdir}}` (and
+/// `${{targets.contextdir}}`).
+pub const GUEST_OUTPUT_DIR: &str = "/home/build/out";
+
+/// Put before every step's script, on the script's first line (so the
+/// shell's "line N" messages match the `runs` text). It turns on `set -e`,
+/// and `pipefail` where the shell has it (busybox ash, bash, dash 0.5.13+):
+/// Debian bookworm's dash 0.5.12 refuses `set -o pipefail`, so it is tried
+/// in a subshell first instead of failing the step.
+pub const SCRIPT_PRELUDE: &str =
+    "set -e; if (set -o pipefail) 2>/dev/null; then set -o pipefail; fi; ";
+
+/// The shell every step runs with (`/bin/sh -c SCRIPT`).
+pub const SHELL: &str = "/bin/sh";
+
+/// A config resolved for one build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// The `package:` section.
+    pub package: PackageInfo,
+    /// `environment.contents.packages` (substituted, validated as Debian
+    /// package names, optionally `NAME=VERSION`).
+    pub packages: Vec<String>,
+    /// `environment.contents.repositories` (substituted).
+    pub repositories: Vec<String>,
+    /// The steps to run, flattened in execution order.
+    pub steps: Vec<PlanStep>,
+    /// Names (paths) of the steps skipped because their `if:` was false;
+    /// their nested steps are not listed.
+    pub skipped: Vec<String>,
+}
+
+/// What the `package:` section says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackageInfo {
+    /// `package.name`.
+    pub name: String,
+    /// `package.version`, as written (`1.10` stays `1.10`).
+    pub version: String,
+    /// `package.epoch` (0 when absent).
+    pub epoch: u64,
+    /// `package.description`.
+    pub description: Option<String>,
+    /// Whole-build timeout (`package.timeout`).
+    pub timeout: Option<Duration>,
+    /// `package.resources.cpu`.
+    pub cpus: Option<u32>,
+    /// `package.resources.memory`, in MiB.
+    pub memory_mib: Option<u32>,
+}
+
+/// One step to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanStep {
+    /// The step's name with its parents', e.g. `build > configure`.
+    pub name: String,
+    /// The shell script: [`SCRIPT_PRELUDE`] followed by the substituted `runs`.
+    pub script: String,
+    /// The working directory: an absolute guest path under `/home/build`.
+    pub workdir: String,
+    /// The complete environment (see the crate docs for the precedence).
+    pub env: Vec<(String, String)>,
+    /// The step's own timeout (inherited from an enclosing step that has one).
+    pub timeout: Option<Duration>,
+    /// Nesting depth: 0 for a top-level step, +1 per enclosing `pipeline`/`uses`.
+    pub depth: usize,
+}
+
+impl PlanStep {
+    /// The command line that runs the step: `/bin/sh -c SCRIPT`.
+    pub fn argv(&self) -> Vec<String> {
+        vec![SHELL.to_string(), "-c".to_string(), self.script.clone()]
+    }
+
+    /// The value of `name` in the step's environment.
+    pub fn env_var(&self, name: &str) -> Option<&str> {
+        self.env
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
