@@ -13,6 +13,7 @@ use crate::cli::{BenchBootArgs, BenchCommand, VmArgs};
 pub async fn bench(cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Boot(a) => boot(a).await,
+        BenchCommand::Cache(a) => crate::bench_cache::cache(a).await,
     }
 }
 

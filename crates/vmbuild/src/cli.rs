@@ -99,6 +99,14 @@ pub enum BenchCommand {
     /// Median wall time of `vmbuild run -- true`, its phases, and the floor
     /// (bare QEMU booting the same kernel into an initramfs that powers off).
     Boot(BenchBootArgs),
+    /// Reading and writing the shared cache in both modes vs natively.
+    Cache(BenchCacheArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchCacheArgs {
+    #[command(flatten)]
+    pub vm: VmArgs,
 }
 
 #[derive(Debug, Args)]

@@ -3,6 +3,7 @@
 
 mod args;
 mod bench;
+mod bench_cache;
 mod cli;
 mod doctor;
 mod run;
