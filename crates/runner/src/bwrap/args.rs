@@ -1,0 +1,534 @@
+//! bubblewrap's command line for one command, and what bubblewrap reports
+//! back: pure functions, unit-tested without running anything.
+
+use std::ffi::{OsStr, OsString};
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use vmbuild_proto::{CommandSpec, GUEST_CACHE_ALIAS, GUEST_CACHE_DIR, GUEST_HOME};
+
+use crate::error::RunError;
+
+/// Runs the command with exactly its environment (see [`super`]).
+pub(crate) const ENV_SHIM: &str = "/usr/bin/env";
+/// The paths the sandbox provides itself; the host's are never bound there.
+const OWNED: &[&str] = &[
+    "/dev",
+    "/proc",
+    "/tmp",
+    "/run",
+    "/home",
+    "/var/tmp",
+    "/var/cache",
+];
+
+/// What a host directory entry is, for [`mirror_host_root`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum HostEntry {
+    Dir,
+    File,
+    Symlink(PathBuf),
+    /// Socket, FIFO, device: not bound.
+    Other,
+}
+
+/// The entries of a host directory, sorted by name.
+pub(crate) fn list_host_dir(dir: &Path) -> std::io::Result<Vec<(OsString, HostEntry)>> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        let Ok(meta) = fs::symlink_metadata(&path) else {
+            continue;
+        };
+        let ft = meta.file_type();
+        let kind = if ft.is_symlink() {
+            match fs::read_link(&path) {
+                Ok(t) => HostEntry::Symlink(t),
+                Err(_) => continue,
+            }
+        } else if ft.is_dir() {
+            HostEntry::Dir
+        } else if ft.is_file() {
+            HostEntry::File
+        } else {
+            HostEntry::Other
+        };
+        out.push((entry.file_name(), kind));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+type Lister<'a> = dyn Fn(&Path) -> std::io::Result<Vec<(OsString, HostEntry)>> + 'a;
+
+/// bubblewrap options that mirror the host root read-only, leaving out the
+/// [`OWNED`] paths (and descending into their ancestors, e.g. `/var`).
+pub(crate) fn mirror_host_root(list: &Lister<'_>) -> Result<Vec<OsString>, RunError> {
+    let mut args = Vec::new();
+    mirror_dir(Path::new("/"), list, &mut args)?;
+    Ok(args)
+}
+
+fn mirror_dir(dir: &Path, list: &Lister<'_>, args: &mut Vec<OsString>) -> Result<(), RunError> {
+    let entries = list(dir)
+        .map_err(|e| RunError::io(format!("listing {} to build the sandbox", dir.display()), e))?;
+    for (name, kind) in entries {
+        let path = dir.join(&name);
+        if OWNED.iter().any(|o| Path::new(o) == path) {
+            continue;
+        }
+        if OWNED.iter().any(|o| Path::new(o).starts_with(&path)) {
+            // An ancestor of an owned path: the sandbox makes it a real
+            // directory and binds the host's entries in it one by one.
+            if kind == HostEntry::Dir {
+                mirror_dir(&path, list, args)?;
+            }
+            continue;
+        }
+        match kind {
+            HostEntry::Dir | HostEntry::File => push(
+                args,
+                ["--ro-bind".as_ref(), path.as_os_str(), path.as_os_str()],
+            ),
+            HostEntry::Symlink(target) => push(
+                args,
+                ["--symlink".as_ref(), target.as_os_str(), path.as_os_str()],
+            ),
+            HostEntry::Other => {
+                tracing::debug!(path = %path.display(), "not binding a special file into the sandbox")
+            }
+        }
+    }
+    Ok(())
+}
+
+fn push<'a>(args: &mut Vec<OsString>, items: impl IntoIterator<Item = &'a OsStr>) {
+    args.extend(items.into_iter().map(OsStr::to_os_string));
+}
+
+/// One bubblewrap invocation: `options` go through `--args` (they carry
+/// the environment, which must not show in `ps`), `argv` follows them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Invocation {
+    pub options: Vec<OsString>,
+    pub argv: Vec<OsString>,
+}
+
+impl Invocation {
+    /// The options as bubblewrap's `--args` reads them: NUL-terminated.
+    pub(crate) fn options_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        for o in &self.options {
+            out.extend_from_slice(o.as_bytes());
+            out.push(0);
+        }
+        out
+    }
+}
+
+fn refuse_nul(what: &str, s: &str) -> Result<(), RunError> {
+    if s.contains('\0') {
+        return Err(RunError::InvalidInput(format!(
+            "{what} {s:?} contains a NUL byte; remove it"
+        )));
+    }
+    Ok(())
+}
+
+/// The bubblewrap options and argv that run `cmd` (see [`super`] for the why).
+pub(crate) fn invocation(
+    mirror: &[OsString],
+    workspace: &Path,
+    cache: Option<&Path>,
+    cmd: &CommandSpec,
+) -> Result<Invocation, RunError> {
+    for a in &cmd.argv {
+        refuse_nul("argument", a)?;
+    }
+    let argv0 = cmd
+        .argv
+        .first()
+        .ok_or_else(|| RunError::InvalidInput("empty command line".into()))?;
+    if argv0.contains('=') {
+        return Err(RunError::InvalidInput(format!(
+            "command {argv0:?}: the bubblewrap runner cannot run a program whose name contains '='; rename it or use --runner qemu"
+        )));
+    }
+    refuse_nul("working directory", &cmd.cwd)?;
+    if !cmd.cwd.starts_with('/') {
+        return Err(RunError::InvalidInput(format!(
+            "working directory {:?} is not absolute; give an absolute path",
+            cmd.cwd
+        )));
+    }
+    for (k, v) in &cmd.env {
+        refuse_nul("environment variable", k)?;
+        refuse_nul(&format!("value of {k}"), v)?;
+        if k.is_empty() || k.contains('=') {
+            return Err(RunError::InvalidInput(format!(
+                "environment variable name {k:?} is empty or contains '='; fix it"
+            )));
+        }
+    }
+
+    let mut o: Vec<OsString> = Vec::new();
+    let mut add = |items: &[&OsStr]| push(&mut o, items.iter().copied());
+    let s = |x: &'static str| OsStr::new(x);
+    add(&[
+        s("--unshare-all"),
+        s("--unshare-pid"),
+        s("--die-with-parent"),
+        s("--new-session"),
+        s("--cap-drop"),
+        s("ALL"),
+    ]);
+    for dir in ["/home", "/var", "/var/cache"] {
+        add(&[s("--perms"), s("0755"), s("--dir"), s(dir)]);
+    }
+    o.extend(mirror.iter().cloned());
+    let mut add = |items: &[&OsStr]| push(&mut o, items.iter().copied());
+    add(&[s("--dev"), s("/dev"), s("--proc"), s("/proc")]);
+    add(&[s("--perms"), s("01777"), s("--tmpfs"), s("/tmp")]);
+    add(&[s("--perms"), s("01777"), s("--tmpfs"), s("/var/tmp")]);
+    add(&[s("--perms"), s("0755"), s("--tmpfs"), s("/run")]);
+    add(&[s("--bind"), workspace.as_os_str(), s(GUEST_HOME)]);
+    if let Some(c) = cache {
+        add(&[s("--bind"), c.as_os_str(), s(GUEST_CACHE_DIR)]);
+        add(&[s("--symlink"), s(GUEST_CACHE_DIR), s(GUEST_CACHE_ALIAS)]);
+    }
+    if !cmd.cwd.trim_end_matches('/').is_empty() {
+        // bubblewrap resolves symlinks in --dir paths against the setup
+        // root, not the sandbox's, so spell the cache alias out.
+        let dir = match (cache, cmd.cwd.strip_prefix(GUEST_CACHE_ALIAS)) {
+            (Some(_), Some(rest)) if rest.is_empty() || rest.starts_with('/') => {
+                format!("{GUEST_CACHE_DIR}{rest}")
+            }
+            _ => cmd.cwd.clone(),
+        };
+        add(&[s("--dir"), OsStr::new(&dir)]);
+    }
+    add(&[
+        s("--remount-ro"),
+        s("/"),
+        s("--chdir"),
+        OsStr::new(&cmd.cwd),
+        s("--clearenv"),
+    ]);
+    for (k, v) in &cmd.env {
+        add(&[s("--setenv"), OsStr::new(k), OsStr::new(v)]);
+    }
+
+    // bubblewrap sets PWD itself; `env` takes it out again (or puts the
+    // command's own value back) and runs the command.
+    let mut argv: Vec<OsString> = vec!["--".into(), ENV_SHIM.into()];
+    match cmd.env.iter().rev().find(|(k, _)| k == "PWD") {
+        Some((_, v)) => argv.extend(["--".into(), format!("PWD={v}").into()]),
+        None => argv.extend(["-u".into(), "PWD".into(), "--".into()]),
+    }
+    argv.extend(cmd.argv.iter().map(OsString::from));
+    Ok(Invocation { options: o, argv })
+}
+
+/// What bubblewrap wrote on `--json-status-fd`.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct StatusReport {
+    /// PID (in our namespace) of the sandbox's PID 1.
+    pub child_pid: Option<i32>,
+    /// The command's exit code; absent when bubblewrap failed before the
+    /// command started (setup error, `env` not executable).
+    pub exit_code: Option<i32>,
+}
+
+/// Parses the JSON documents bubblewrap wrote so far (a trailing partial
+/// document is ignored).
+pub(crate) fn parse_status(bytes: &[u8]) -> StatusReport {
+    let mut report = StatusReport::default();
+    for doc in serde_json::Deserializer::from_slice(bytes).into_iter::<serde_json::Value>() {
+        let Ok(doc) = doc else { break };
+        let int = |key: &str| {
+            doc.get(key)
+                .and_then(serde_json::Value::as_i64)
+                .and_then(|n| i32::try_from(n).ok())
+        };
+        report.child_pid = report.child_pid.or(int("child-pid"));
+        report.exit_code = report.exit_code.or(int("exit-code"));
+    }
+    report
+}
+
+/// The error for a bubblewrap that exited without running the command.
+pub(crate) fn setup_failed(status: &std::process::ExitStatus, stderr_tail: &[u8]) -> RunError {
+    let text = String::from_utf8_lossy(stderr_tail);
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("bwrap:"))
+        .or_else(|| text.lines().rev().find(|l| !l.trim().is_empty()))
+        .unwrap_or("no message");
+    let hint = if line.contains("namespace") {
+        "; user namespaces may be disabled on this host (check sysctl kernel.unprivileged_userns_clone and user.max_user_namespaces) or use --runner qemu"
+    } else {
+        "; fix what it names, or use --runner qemu"
+    };
+    RunError::InvalidInput(format!(
+        "bubblewrap could not start the command ({status}): {}{hint}",
+        line.trim()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+
+    fn spec(argv: &[&str], env: &[(&str, &str)], cwd: &str) -> CommandSpec {
+        CommandSpec {
+            argv: argv.iter().map(|s| s.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            cwd: cwd.into(),
+        }
+    }
+
+    fn strs(v: &[OsString]) -> Vec<String> {
+        v.iter().map(|s| s.to_string_lossy().into_owned()).collect()
+    }
+
+    /// Index of the option `name` followed by `args`, if present.
+    fn find(opts: &[String], seq: &[&str]) -> Option<usize> {
+        opts.windows(seq.len())
+            .position(|w| w.iter().zip(seq).all(|(a, b)| a == b))
+    }
+
+    fn fake_host(dir: &Path) -> std::io::Result<Vec<(OsString, HostEntry)>> {
+        let e = |n: &str, k: HostEntry| (OsString::from(n), k);
+        Ok(match dir.to_str().unwrap_or("") {
+            "/" => vec![
+                e("bin", HostEntry::Symlink("usr/bin".into())),
+                e("dev", HostEntry::Dir),
+                e("etc", HostEntry::Dir),
+                e("home", HostEntry::Dir),
+                e("proc", HostEntry::Dir),
+                e("run", HostEntry::Dir),
+                e("swap.sock", HostEntry::Other),
+                e(".dockerenv", HostEntry::File),
+                e("tmp", HostEntry::Dir),
+                e("usr", HostEntry::Dir),
+                e("var", HostEntry::Dir),
+            ],
+            "/var" => vec![
+                e("cache", HostEntry::Dir),
+                e("lib", HostEntry::Dir),
+                e("run", HostEntry::Symlink("/run".into())),
+                e("tmp", HostEntry::Dir),
+            ],
+            other => panic!("listed {other}, which the mirror must not descend into"),
+        })
+    }
+
+    #[test]
+    fn mirror_binds_host_entries_read_only_except_owned_paths() {
+        let got = strs(&mirror_host_root(&fake_host).unwrap());
+        let want = [
+            "--symlink",
+            "usr/bin",
+            "/bin",
+            "--ro-bind",
+            "/etc",
+            "/etc",
+            "--ro-bind",
+            "/.dockerenv",
+            "/.dockerenv",
+            "--ro-bind",
+            "/usr",
+            "/usr",
+            "--ro-bind",
+            "/var/lib",
+            "/var/lib",
+            "--symlink",
+            "/run",
+            "/var/run",
+        ];
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn mirror_reports_an_unreadable_root() {
+        let e =
+            mirror_host_root(&|_| Err(std::io::Error::from(std::io::ErrorKind::PermissionDenied)))
+                .unwrap_err();
+        assert!(
+            e.to_string().contains("listing / to build the sandbox"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn invocation_sets_up_namespaces_mounts_env_and_cwd() {
+        let mirror = vec![OsString::from("--ro-bind"), "/usr".into(), "/usr".into()];
+        let cmd = spec(
+            &["make", "-j2"],
+            &[("PATH", "/usr/bin"), ("HOME", "/home/build")],
+            "/home/build/src",
+        );
+        let inv = invocation(&mirror, Path::new("/tmp/ws"), Some(Path::new("/c")), &cmd).unwrap();
+        let o = strs(&inv.options);
+        for seq in [
+            &[
+                "--unshare-all",
+                "--unshare-pid",
+                "--die-with-parent",
+                "--new-session",
+                "--cap-drop",
+                "ALL",
+            ][..],
+            &["--ro-bind", "/usr", "/usr"],
+            &["--dev", "/dev", "--proc", "/proc"],
+            &["--perms", "01777", "--tmpfs", "/tmp"],
+            &["--tmpfs", "/run"],
+            &["--bind", "/tmp/ws", "/home/build"],
+            &["--bind", "/c", "/var/cache/vmbuild"],
+            &["--symlink", "/var/cache/vmbuild", "/var/cache/melange"],
+            &["--dir", "/home/build/src"],
+            &[
+                "--remount-ro",
+                "/",
+                "--chdir",
+                "/home/build/src",
+                "--clearenv",
+            ],
+            &[
+                "--setenv",
+                "PATH",
+                "/usr/bin",
+                "--setenv",
+                "HOME",
+                "/home/build",
+            ],
+        ] {
+            assert!(find(&o, seq).is_some(), "{seq:?} missing from {o:?}");
+        }
+        // Order matters: mounts before the cwd is created, the root made
+        // read-only after that, the environment cleared before it is set.
+        let at = |seq: &[&str]| find(&o, seq).unwrap();
+        assert!(at(&["--bind", "/tmp/ws"]) < at(&["--dir", "/home/build/src"]));
+        assert!(at(&["--dir", "/home/build/src"]) < at(&["--remount-ro"]));
+        assert!(at(&["--clearenv"]) < at(&["--setenv"]));
+        assert!(!o.iter().any(|x| x == "--share-net"));
+        assert_eq!(
+            strs(&inv.argv),
+            ["--", ENV_SHIM, "-u", "PWD", "--", "make", "-j2"]
+        );
+        assert_eq!(
+            inv.options_bytes().iter().filter(|&&b| b == 0).count(),
+            inv.options.len()
+        );
+    }
+
+    #[test]
+    fn no_cache_no_cache_mounts_and_root_cwd_needs_no_dir() {
+        let inv = invocation(&[], Path::new("/ws"), None, &spec(&["true"], &[], "/")).unwrap();
+        let o = strs(&inv.options);
+        assert!(find(&o, &["--bind", "/ws", "/home/build"]).is_some());
+        assert!(
+            !o.iter()
+                .any(|x| x.contains("/var/cache/vmbuild") || x == "/var/cache/melange"),
+            "{o:?}"
+        );
+        assert!(find(&o, &["--dir", "/"]).is_none());
+    }
+
+    #[test]
+    fn cwd_in_the_cache_alias_is_created_through_the_real_path() {
+        let cmd = spec(&["true"], &[], "/var/cache/melange/go");
+        let o = strs(
+            &invocation(&[], Path::new("/ws"), Some(Path::new("/c")), &cmd)
+                .unwrap()
+                .options,
+        );
+        assert!(
+            find(&o, &["--dir", "/var/cache/vmbuild/go"]).is_some(),
+            "{o:?}"
+        );
+        assert!(
+            find(&o, &["--chdir", "/var/cache/melange/go"]).is_some(),
+            "{o:?}"
+        );
+    }
+
+    #[test]
+    fn a_pwd_given_in_env_is_kept() {
+        let cmd = spec(&["pwd"], &[("PWD", "/elsewhere")], "/");
+        let inv = invocation(&[], Path::new("/ws"), None, &cmd).unwrap();
+        assert_eq!(
+            strs(&inv.argv),
+            ["--", ENV_SHIM, "--", "PWD=/elsewhere", "pwd"]
+        );
+    }
+
+    #[test]
+    fn bad_input_is_refused_with_a_reason() {
+        let ws = Path::new("/ws");
+        let err = |c: CommandSpec| invocation(&[], ws, None, &c).unwrap_err().to_string();
+        assert!(err(spec(&["a=b"], &[], "/")).contains("contains '='"));
+        assert!(err(spec(&["true"], &[], "rel")).contains("not absolute"));
+        assert!(err(spec(&["true"], &[("A=B", "1")], "/")).contains("empty or contains '='"));
+        assert!(err(spec(&["true"], &[("", "1")], "/")).contains("empty or contains '='"));
+        assert!(err(spec(&["true"], &[("A", "x\0y")], "/")).contains("NUL"));
+        assert!(err(spec(&["tr\0ue"], &[], "/")).contains("NUL"));
+    }
+
+    #[test]
+    fn status_documents_are_parsed_incrementally() {
+        let first = br#"{ "child-pid": 6123, "pid-namespace": 4026532181 }"#;
+        assert_eq!(
+            parse_status(first),
+            StatusReport {
+                child_pid: Some(6123),
+                exit_code: None
+            }
+        );
+        assert_eq!(
+            parse_status(&first[..20]),
+            StatusReport::default(),
+            "partial document"
+        );
+        let both = [&first[..], b"\n{ \"exit-code\": 137 }\n"].concat();
+        assert_eq!(
+            parse_status(&both),
+            StatusReport {
+                child_pid: Some(6123),
+                exit_code: Some(137)
+            }
+        );
+        assert_eq!(parse_status(b"garbage"), StatusReport::default());
+    }
+
+    #[test]
+    fn setup_failure_names_bwraps_message() {
+        let status = std::process::ExitStatus::from_raw(1 << 8);
+        let e = setup_failed(
+            &status,
+            b"noise\nbwrap: Can't mkdir /usr/x: Read-only file system\n",
+        )
+        .to_string();
+        assert!(
+            e.contains("bwrap: Can't mkdir /usr/x: Read-only file system"),
+            "{e}"
+        );
+        assert!(
+            e.contains("exit status: 1") && e.contains("--runner qemu"),
+            "{e}"
+        );
+        let e = setup_failed(
+            &status,
+            b"bwrap: No permissions to creating new namespace\n",
+        )
+        .to_string();
+        assert!(e.contains("user namespaces may be disabled"), "{e}");
+    }
+}
