@@ -29,9 +29,6 @@ pub fn apply(setup: &Setup, log: &mut dyn FnMut(String)) -> Result<()> {
         nix::unistd::sethostname(h)
             .map_err(|e| InitError::sys(format!("setting hostname '{h}'"), e))?;
     }
-    for d in &setup.mkdirs {
-        mkdir_p(&absolute("mkdirs entry", d)?)?;
-    }
     for m in &setup.mounts {
         let target = absolute("mount target", &m.target)?;
         validate_tag(&m.tag)?;
@@ -55,6 +52,10 @@ pub fn apply(setup: &Setup, log: &mut dyn FnMut(String)) -> Result<()> {
         for a in &m.aliases {
             make_alias(&absolute("alias", a)?, &target)?;
         }
+    }
+    // After the mounts: a directory may live on one (e.g. /home/build/out).
+    for d in &setup.mkdirs {
+        mkdir_p(&absolute("mkdirs entry", d)?)?;
     }
     for l in &setup.symlinks {
         let link = absolute("symlink", &l.link)?;

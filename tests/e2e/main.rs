@@ -6,3 +6,4 @@ mod harness;
 mod run_basics;
 mod run_failures;
 mod cache;
+mod build;

@@ -60,7 +60,7 @@ pub struct MountSpec {
 pub struct Setup {
     #[serde(default)]
     pub mounts: Vec<MountSpec>,
-    /// Directories to create (mode 0755, owned by root) before commands run.
+    /// Directories to create (mode 0755, owned by root) after the mounts.
     #[serde(default)]
     pub mkdirs: Vec<String>,
     #[serde(default)]

@@ -45,6 +45,8 @@ pub enum RunError {
     Image(#[from] vmbuild_image::ImageError),
     #[error(transparent)]
     Cache(#[from] vmbuild_cache::CacheError),
+    #[error(transparent)]
+    Export(#[from] crate::export::ExportError),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -59,9 +61,9 @@ pub enum RunError {
     QemuStartFailed { status: String, detail: String },
     #[error("{kind}: {detail}")]
     Vm { kind: VmFailureKind, detail: String, console_tail: String },
-    #[error("timed out after {}s {during}; the VM was stopped", .after.as_secs_f64())]
-    Timeout { after: Duration, during: &'static str },
-    #[error("interrupted; the VM was stopped")]
+    #[error("timed out after {}s {during}; everything was stopped", .after.as_secs_f64())]
+    Timeout { after: Duration, during: String },
+    #[error("interrupted; everything was stopped")]
     Interrupted,
 }
 
@@ -99,7 +101,7 @@ mod tests {
         let codes = [
             RunError::InvalidInput("bad".into()).exit_code(),
             vm.exit_code(),
-            RunError::Timeout { after: Duration::from_secs(5), during: "running the command" }.exit_code(),
+            RunError::Timeout { after: Duration::from_secs(5), during: "running the command".into() }.exit_code(),
             RunError::Interrupted.exit_code(),
         ];
         assert_eq!(codes, [EXIT_SETUP, EXIT_VM_FAILURE, EXIT_TIMEOUT, EXIT_INTERRUPTED]);

@@ -37,7 +37,7 @@ pub async fn boot_floor(opts: &VmOptions, kernel: &Path, initrd: &Path) -> Resul
     // connections, so nothing needs accepting for it to boot.
     let status = tokio::time::timeout(Duration::from_secs(60), qemu.wait())
         .await
-        .map_err(|_| RunError::Timeout { after: Duration::from_secs(60), during: "booting the floor VM" })?
+        .map_err(|_| RunError::Timeout { after: Duration::from_secs(60), during: "booting the floor VM".into() })?
         .map_err(|e| RunError::io("waiting for QEMU", e))?;
     let took = t0.elapsed();
     if !status.success() {

@@ -27,6 +27,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// How long QEMU gets to exit after QMP `quit` before SIGKILL.
 const QUIT_GRACE: Duration = Duration::from_secs(2);
 const CACHE_TAG: &str = "vmbuild-cache";
+const SOURCE_TAG: &str = "vmbuild-src";
 
 /// The host cache directory to share, already validated and absolute.
 #[derive(Debug, Clone)]
@@ -50,6 +51,11 @@ pub struct VmOptions {
     pub console_log: Option<PathBuf>,
     /// Symlinks the guest creates during setup (cache defaults).
     pub symlinks: Vec<vmbuild_proto::SymlinkSpec>,
+    /// A host directory shown at /home/build: read-only 9p with a tmpfs
+    /// overlay, so the build can write but the host copy never changes.
+    pub source: Option<PathBuf>,
+    /// Extra guest directories created after the mounts.
+    pub mkdirs: Vec<String>,
 }
 
 impl Default for VmOptions {
@@ -63,6 +69,8 @@ impl Default for VmOptions {
             kernel_args: Vec::new(),
             console_log: None,
             symlinks: Vec::new(),
+            source: None,
+            mkdirs: Vec::new(),
         }
     }
 }
@@ -170,8 +178,10 @@ impl Vm {
         let qemu_log = dir.join("qemu.log");
 
         let mut shares = Vec::new();
+        let mut mkdirs = vec![GUEST_HOME.to_string()];
+        mkdirs.extend(opts.mkdirs.iter().cloned());
         let mut setup = Setup {
-            mkdirs: vec![GUEST_HOME.to_string()],
+            mkdirs,
             symlinks: opts.symlinks.clone(),
             ..Default::default()
         };
@@ -197,6 +207,20 @@ impl Vm {
             });
         }
 
+        if let Some(src) = &opts.source {
+            shares.push(Share {
+                tag: SOURCE_TAG.into(),
+                host_path: src.clone(),
+                kind: ShareKind::NineP { read_only: true },
+            });
+            setup.mounts.push(MountSpec {
+                tag: SOURCE_TAG.into(),
+                mode: CacheMode::Overlay,
+                target: GUEST_HOME.into(),
+                aliases: Vec::new(),
+                msize: Some(NINEP_MSIZE),
+            });
+        }
         cfg.shares = shares;
         let argv = vmbuild_qemu::build_argv(&cfg);
         tracing::debug!(?argv, "starting QEMU");

@@ -29,8 +29,19 @@ impl Stopper {
         Self::new(None, rx)
     }
 
+    /// A stopper for one step: the same interrupt, and the earlier of the
+    /// current deadline and `timeout` from now (reported as that timeout).
+    pub fn narrowed(&self, timeout: Option<Duration>) -> Stopper {
+        let Some(t) = timeout else { return self.clone() };
+        let step_deadline = Instant::now() + t;
+        match self.deadline {
+            Some(d) if d <= step_deadline => self.clone(),
+            _ => Stopper { timeout: Some(t), deadline: Some(step_deadline), interrupt: self.interrupt.clone() },
+        }
+    }
+
     /// Waits until the run must stop; `during` names the phase for the message.
-    pub async fn fired(&self, during: &'static str) -> RunError {
+    pub async fn fired(&self, during: &str) -> RunError {
         let deadline = async {
             match self.deadline {
                 Some(d) => tokio::time::sleep_until(d).await,
@@ -40,7 +51,7 @@ impl Stopper {
         let timeout = self.timeout.unwrap_or_default();
         let mut interrupt_rx = self.interrupt.clone();
         tokio::select! {
-            _ = deadline => RunError::Timeout { after: timeout, during },
+            _ = deadline => RunError::Timeout { after: timeout, during: during.to_string() },
             _ = async move {
                 loop {
                     if *interrupt_rx.borrow_and_update() { return; }
@@ -69,6 +80,19 @@ mod tests {
         let s = Stopper::new(None, rx);
         tokio::spawn(async move { tx.send(true).unwrap(); tokio::time::sleep(Duration::from_secs(60)).await });
         assert!(matches!(s.fired("booting").await, RunError::Interrupted));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn narrowed_fires_at_the_earlier_deadline_with_its_own_duration() {
+        let (_tx, rx) = watch::channel(false);
+        let build = Stopper::new(Some(Duration::from_secs(100)), rx);
+        let step = build.narrowed(Some(Duration::from_secs(3)));
+        let t0 = Instant::now();
+        assert!(matches!(step.fired("x").await, RunError::Timeout { after, .. } if after == Duration::from_secs(3)));
+        assert_eq!(t0.elapsed(), Duration::from_secs(3));
+        // A step allowed longer than what is left of the build keeps the build's deadline.
+        let late = build.narrowed(Some(Duration::from_secs(1000)));
+        assert!(matches!(late.fired("x").await, RunError::Timeout { after, .. } if after == Duration::from_secs(100)));
     }
 
     #[tokio::test(start_paused = true)]

@@ -19,13 +19,15 @@ pub async fn bench(cmd: BenchCommand) -> Result<()> {
 
 /// The flags of `vm` that shape a boot, to pass to `vmbuild run`.
 fn vm_flags(vm: &VmArgs) -> Vec<String> {
-    let mut f = vec!["--cpus".to_string(), vm.cpus.to_string(), "--memory".into(), vm.memory.to_string()];
+    let mut f = Vec::new();
     let mut opt = |name: &str, v: Option<String>| {
         if let Some(v) = v {
             f.push(name.to_string());
             f.push(v);
         }
     };
+    opt("--cpus", vm.cpus.map(|c| c.to_string()));
+    opt("--memory", vm.memory.map(|m| m.to_string()));
     opt("--accel", vm.accel.clone());
     opt("--kernel", vm.kernel.as_ref().map(|p| p.display().to_string()));
     opt("--kernel-modules", vm.kernel_modules.as_ref().map(|p| p.display().to_string()));

@@ -103,7 +103,11 @@ pub async fn cache(a: BenchCacheArgs) -> Result<()> {
     let nat = native(&busybox, &cache, &tmp.path().join("scratch"))?;
     let ov = in_guest(&a, CacheMode::Overlay, &cache).await?;
     let vf = in_guest(&a, CacheMode::Virtiofs, &cache).await?;
-    println!("vmbuild bench cache: {} MiB guest memory, {} vCPU(s)", a.vm.memory, a.vm.cpus);
+    println!(
+        "vmbuild bench cache: {} MiB guest memory, {} vCPU(s)",
+        a.vm.memory.unwrap_or(crate::vm_setup::DEFAULT_MEMORY_MIB),
+        a.vm.cpus.unwrap_or(crate::vm_setup::DEFAULT_CPUS)
+    );
     println!("  {:<20} {:>10} {:>22} {:>22}", "operation", "native", "overlay (9p ro+ovl)", "virtiofs (rw)");
     for (i, (name, _)) in OPS.iter().enumerate() {
         println!(

@@ -20,6 +20,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run a melange-style pipeline (steps in one fresh VM); outputs land in --output-dir.
+    Build(BuildArgs),
     /// Boot a fresh microVM, run one command in it, and exit with its code.
     Run(RunArgs),
     /// Show what vmbuild found on this host (QEMU, accelerator, kernel,
@@ -44,12 +46,12 @@ pub struct VmArgs {
     /// Accelerator: kvm, hvf or tcg (default: detected).
     #[arg(long, value_name = "ACCEL")]
     pub accel: Option<String>,
-    /// Number of vCPUs.
-    #[arg(long, default_value = "1", value_parser = parse_cpus)]
-    pub cpus: u32,
-    /// Guest memory in MiB, or with a unit: 512M, 2G.
-    #[arg(long, default_value = "1024", value_parser = parse_memory)]
-    pub memory: u32,
+    /// Number of vCPUs [default: 1, or the pipeline's resources.cpu].
+    #[arg(long, value_parser = parse_cpus)]
+    pub cpus: Option<u32>,
+    /// Guest memory in MiB, or with a unit: 512M, 2G [default: 1024, or the pipeline's resources.memory].
+    #[arg(long, value_parser = parse_memory)]
+    pub memory: Option<u32>,
     /// Guest kernel (bzImage or ELF vmlinux); default: the pinned Debian kernel, fetched on first use.
     #[arg(long, env = "VMBUILD_KERNEL", value_name = "PATH")]
     pub kernel: Option<PathBuf>,
@@ -71,6 +73,59 @@ pub struct VmArgs {
     /// How the cache is shared (default: overlay, or virtiofs when QEMU_USE_VIRTIOFS=1).
     #[arg(long, value_enum, value_name = "MODE")]
     pub cache_mode: Option<CacheModeArg>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RunnerArg {
+    /// a throw-away QEMU microVM per build
+    Qemu,
+    /// a bubblewrap sandbox on the host (no VM; the cache is bound read-write)
+    Bubblewrap,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// a step list on a terminal, JSON lines otherwise
+    Auto,
+    /// the step list
+    Text,
+    /// one JSON event per line
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The pipeline file (melange-style YAML).
+    pub config: PathBuf,
+    /// Where the steps run.
+    #[arg(long, value_enum, default_value = "qemu")]
+    pub runner: RunnerArg,
+    #[command(flatten)]
+    pub vm: VmArgs,
+    /// Shown at /home/build in the guest (default: the config file's directory).
+    #[arg(long, value_name = "DIR")]
+    pub source_dir: Option<PathBuf>,
+    /// Where /home/build/out lands after a successful build (default: ./vmbuild-out/<package>).
+    #[arg(long, value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
+    /// KEY=VALUE lines, lowest precedence (see docs/pipelines.md).
+    #[arg(long, value_name = "FILE")]
+    pub env_file: Option<PathBuf>,
+    /// Set a variable in every step (highest precedence; repeatable).
+    #[arg(short, long = "env", value_parser = parse_env, value_name = "KEY=VALUE")]
+    pub env: Vec<(String, String)>,
+    /// A directory of `uses:` pipelines (repeatable; searched first).
+    #[arg(long, value_name = "DIR")]
+    pub pipeline_dir: Vec<PathBuf>,
+    /// Whole-build timeout (default: the pipeline's package.timeout, else none).
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub timeout: Option<Duration>,
+    /// Progress format.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub log_format: LogFormat,
+    /// Also write the full log (every step's output) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -133,7 +188,7 @@ mod tests {
         let cli = Cli::try_parse_from(["vmbuild", "run", "--cpus", "2", "-e", "A=1", "--", "sh", "-c", "exit 7"]).unwrap();
         let Command::Run(r) = cli.command else { panic!("not run") };
         assert_eq!(r.command, ["sh", "-c", "exit 7"]);
-        assert_eq!(r.vm.cpus, 2);
+        assert_eq!(r.vm.cpus, Some(2));
         assert_eq!(r.env, [("A".to_string(), "1".to_string())]);
     }
 

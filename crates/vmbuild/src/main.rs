@@ -4,8 +4,10 @@
 mod args;
 mod bench;
 mod bench_cache;
+mod build;
 mod cli;
 mod doctor;
+mod progress;
 mod run;
 mod vm_setup;
 
@@ -91,6 +93,13 @@ fn main() {
                     }
                 }
             }
+            cli::Command::Build(args) => match build::build(args, started, interrupt_channel()).await {
+                Ok(code) => code,
+                Err(e) => {
+                    report(&e);
+                    e.exit_code()
+                }
+            },
             cli::Command::Doctor => doctor::doctor(),
             cli::Command::Bench(b) => match bench::bench(b).await {
                 Ok(()) => 0,

@@ -5,6 +5,9 @@ use vmbuild_runner::{CacheShare, KernelChoice, RunError, VmOptions};
 
 use crate::cli::{CacheModeArg, VmArgs};
 
+pub const DEFAULT_CPUS: u32 = 1;
+pub const DEFAULT_MEMORY_MIB: u32 = 1024;
+
 pub struct Prepared {
     pub opts: VmOptions,
     pub kernel: KernelChoice,
@@ -19,42 +22,51 @@ pub fn prepare(args: &VmArgs) -> Result<Prepared, RunError> {
     };
     // QEMU first: a cheap check that must not wait for a kernel download.
     let qemu = vmbuild_qemu::find_qemu(vmbuild_qemu::Arch::current(), args.qemu.as_deref())?;
-    let flag = args.cache_mode.map(|m| match m {
-        CacheModeArg::Overlay => CacheMode::Overlay,
-        CacheModeArg::Virtiofs => CacheMode::Virtiofs,
-    });
-    let mut cache_note = None;
-    let cache = match &args.cache_dir {
-        None if flag.is_some() => {
-            return Err(RunError::InvalidInput("--cache-mode needs --cache-dir DIR".into()));
-        }
-        None => None,
-        Some(dir) => {
-            let env = std::env::var("QEMU_USE_VIRTIOFS").ok();
-            let mode = vmbuild_cache::resolve_mode(flag, env.as_deref())?;
-            let host_dir = vmbuild_cache::prepare_cache_dir(dir)?;
-            if mode == CacheMode::Virtiofs {
+    let (cache, cache_note) = match prepare_cache(args)? {
+        Some((share, note)) => {
+            if share.mode == CacheMode::Virtiofs {
                 // Fail before any download or boot when virtiofsd is missing.
                 vmbuild_cache::virtiofsd::find_virtiofsd_on_host()?;
             }
-            cache_note = Some(vmbuild_cache::describe(mode, dir));
-            Some(CacheShare { host_dir, mode })
+            (Some(share), Some(note))
         }
+        None => (None, None),
     };
     Ok(Prepared {
         opts: VmOptions {
             qemu: Some(qemu),
             accel,
-            cpus: args.cpus,
-            memory_mib: args.memory,
+            cpus: args.cpus.unwrap_or(DEFAULT_CPUS),
+            memory_mib: args.memory.unwrap_or(DEFAULT_MEMORY_MIB),
             cache,
             kernel_args: args.kernel_args.clone(),
             console_log: args.console_log.clone(),
             symlinks: Vec::new(),
+            source: None,
+            mkdirs: Vec::new(),
         },
         kernel: KernelChoice { kernel: args.kernel.clone(), modules: args.kernel_modules.clone() },
         cache_note,
     })
+}
+
+/// Validates `--cache-dir` (created if missing) and resolves the mode from
+/// `--cache-mode` and `QEMU_USE_VIRTIOFS`; returns it with its one-line note.
+pub fn prepare_cache(args: &VmArgs) -> Result<Option<(CacheShare, String)>, RunError> {
+    let flag = args.cache_mode.map(|m| match m {
+        CacheModeArg::Overlay => CacheMode::Overlay,
+        CacheModeArg::Virtiofs => CacheMode::Virtiofs,
+    });
+    let Some(dir) = &args.cache_dir else {
+        if flag.is_some() {
+            return Err(RunError::InvalidInput("--cache-mode needs --cache-dir DIR".into()));
+        }
+        return Ok(None);
+    };
+    let env = std::env::var(vmbuild_cache::USE_VIRTIOFS_ENV).ok();
+    let mode = vmbuild_cache::resolve_mode(flag, env.as_deref())?;
+    let host_dir = vmbuild_cache::prepare_cache_dir(dir)?;
+    Ok(Some((CacheShare { host_dir, mode }, vmbuild_cache::describe(mode, dir))))
 }
 
 /// Resolves kernel, busybox and initramfs off the async threads, printing

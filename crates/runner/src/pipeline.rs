@@ -1,0 +1,265 @@
+//! Running a build: steps in order in one VM (or sandbox), live events for
+//! the UI, and on success the outputs exported into `--output-dir`.
+//!
+//! A step that exits non-zero stops the build (no later step runs, no
+//! output is placed); a step over its timeout, Ctrl-C, or a VM failure
+//! aborts it with the matching [`RunError`].
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use vmbuild_proto::{CommandSpec, ExitInfo};
+
+use crate::error::RunError;
+use crate::output::OutputSink;
+use crate::stop::Stopper;
+
+/// One step, ready to run.
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// Display name (`group > step` for nested steps).
+    pub name: String,
+    /// Nesting depth, for indentation.
+    pub depth: usize,
+    pub command: CommandSpec,
+    pub timeout: Option<Duration>,
+}
+
+/// Which stream an output chunk came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// How a step ended.
+#[derive(Debug, Clone)]
+pub struct StepResult {
+    pub exit: ExitInfo,
+    pub duration: Duration,
+}
+
+impl StepResult {
+    pub fn ok(&self) -> bool {
+        self.exit.code == Some(0)
+    }
+}
+
+/// Receives the build's progress (terminal UI, JSON lines, log file).
+pub trait BuildObserver: Send {
+    fn step_started(&mut self, index: usize, total: usize, step: &Step);
+    fn output(&mut self, index: usize, stream: Stream, bytes: &[u8]);
+    fn step_finished(&mut self, index: usize, step: &Step, result: &StepResult);
+    /// Phases around the steps ("booting", "exporting outputs", ...).
+    fn note(&mut self, text: &str);
+}
+
+impl<T: BuildObserver + ?Sized> BuildObserver for Box<T> {
+    fn step_started(&mut self, i: usize, t: usize, s: &Step) {
+        (**self).step_started(i, t, s)
+    }
+    fn output(&mut self, i: usize, st: Stream, b: &[u8]) {
+        (**self).output(i, st, b)
+    }
+    fn step_finished(&mut self, i: usize, s: &Step, r: &StepResult) {
+        (**self).step_finished(i, s, r)
+    }
+    fn note(&mut self, text: &str) {
+        (**self).note(text)
+    }
+}
+
+/// Where the steps run.
+pub enum Backend {
+    Qemu(crate::session::Vm),
+    Bwrap(crate::bwrap::Sandbox),
+}
+
+impl Backend {
+    pub async fn run(&mut self, cmd: &CommandSpec, sink: &mut dyn OutputSink, stop: &Stopper) -> Result<ExitInfo, RunError> {
+        match self {
+            Backend::Qemu(vm) => vm.run(cmd, sink, stop).await,
+            Backend::Bwrap(sb) => sb.run(cmd, sink, stop).await,
+        }
+    }
+
+    /// Clean end after success or a failed step.
+    pub async fn finish(self) -> Result<(), RunError> {
+        match self {
+            Backend::Qemu(vm) => vm.shutdown().await.map(|_| ()),
+            Backend::Bwrap(sb) => {
+                sb.finish().await;
+                Ok(())
+            }
+        }
+    }
+
+    /// Stop now (timeout, Ctrl-C, VM failure).
+    pub async fn abort(self) {
+        match self {
+            Backend::Qemu(vm) => vm.abort().await,
+            Backend::Bwrap(sb) => sb.finish().await,
+        }
+    }
+}
+
+/// How many output lines of a failed step are kept for the error.
+pub const TAIL_LINES: usize = 20;
+
+/// Forwards a step's output to the observer and keeps its last lines.
+struct StepSink<'a> {
+    index: usize,
+    obs: &'a mut dyn BuildObserver,
+    tail: Tail,
+}
+
+impl OutputSink for StepSink<'_> {
+    fn stdout(&mut self, bytes: &[u8]) {
+        self.tail.push(bytes);
+        self.obs.output(self.index, Stream::Stdout, bytes);
+    }
+    fn stderr(&mut self, bytes: &[u8]) {
+        self.tail.push(bytes);
+        self.obs.output(self.index, Stream::Stderr, bytes);
+    }
+}
+
+/// The last [`TAIL_LINES`] lines of interleaved output.
+#[derive(Debug, Default)]
+pub struct Tail {
+    lines: VecDeque<String>,
+    partial: Vec<u8>,
+}
+
+impl Tail {
+    pub fn push(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            if b == b'\n' {
+                let line = String::from_utf8_lossy(&self.partial).into_owned();
+                self.partial.clear();
+                self.lines.push_back(line);
+                if self.lines.len() > TAIL_LINES {
+                    self.lines.pop_front();
+                }
+            } else if self.partial.len() < 4096 {
+                self.partial.push(b);
+            }
+        }
+    }
+
+    pub fn text(&self) -> String {
+        let mut out: Vec<String> = self.lines.iter().cloned().collect();
+        if !self.partial.is_empty() {
+            out.push(String::from_utf8_lossy(&self.partial).into_owned());
+        }
+        let skip = out.len().saturating_sub(TAIL_LINES);
+        out[skip..].join("\n")
+    }
+}
+
+/// How the steps went.
+#[derive(Debug)]
+pub enum StepsOutcome {
+    AllPassed { durations: Vec<Duration> },
+    /// Step `index` exited non-zero; later steps did not run.
+    Failed { index: usize, name: String, exit: ExitInfo, tail: String },
+}
+
+/// Runs `steps` in order until one fails.
+pub async fn run_steps(
+    backend: &mut Backend,
+    steps: &[Step],
+    obs: &mut dyn BuildObserver,
+    stop: &Stopper,
+) -> Result<StepsOutcome, RunError> {
+    let mut durations = Vec::new();
+    for (i, step) in steps.iter().enumerate() {
+        obs.step_started(i, steps.len(), step);
+        let t0 = Instant::now();
+        let step_stop = stop.narrowed(step.timeout);
+        let mut sink = StepSink { index: i, obs: &mut *obs, tail: Tail::default() };
+        let exit = match backend.run(&step.command, &mut sink, &step_stop).await {
+            Ok(e) => e,
+            Err(RunError::Timeout { after, .. }) => {
+                return Err(RunError::Timeout { after, during: format!("in step '{}'", step.name) })
+            }
+            Err(e) => return Err(e),
+        };
+        let tail = sink.tail.text();
+        let result = StepResult { exit, duration: t0.elapsed() };
+        obs.step_finished(i, step, &result);
+        if !result.ok() {
+            return Ok(StepsOutcome::Failed { index: i, name: step.name.clone(), exit: result.exit, tail });
+        }
+        durations.push(result.duration);
+    }
+    Ok(StepsOutcome::AllPassed { durations })
+}
+
+/// Streams `guest_dir` out of the backend as a tar archive into a staging
+/// directory next to `output_dir` and, when the whole archive was good,
+/// puts it in place of `output_dir` atomically. Nothing is placed on any
+/// error: a half-written output never looks complete.
+pub async fn export_outputs(
+    backend: &mut Backend,
+    guest_dir: &str,
+    env: Vec<(String, String)>,
+    output_dir: &Path,
+    stop: &Stopper,
+) -> Result<crate::export::ExportReport, RunError> {
+    let staging = crate::export::staging_dir(output_dir)?;
+    let mut extractor = BlockingSink(crate::export::TarExtractor::new(staging.path())?);
+    let cmd = CommandSpec {
+        argv: vec!["tar".into(), "-C".into(), guest_dir.into(), "-cf".into(), "-".into(), ".".into()],
+        env,
+        cwd: "/".into(),
+    };
+    let exit = backend.run(&cmd, &mut extractor, stop).await;
+    let stderr = extractor.0.guest_stderr();
+    let report = extractor.0.finish();
+    let exit = exit?;
+    if exit.code != Some(0) {
+        return Err(RunError::InvalidInput(format!(
+            "packing the outputs in {guest_dir} failed ({}): {}",
+            exit.shell_code(),
+            stderr.trim()
+        )));
+    }
+    let report = report?;
+    staging.commit(output_dir)?;
+    Ok(report)
+}
+
+/// Runs a sink that may block (disk writes) without stalling the async
+/// worker it is called on.
+struct BlockingSink<S: OutputSink>(S);
+
+impl<S: OutputSink> OutputSink for BlockingSink<S> {
+    fn stdout(&mut self, bytes: &[u8]) {
+        tokio::task::block_in_place(|| self.0.stdout(bytes))
+    }
+    fn stderr(&mut self, bytes: &[u8]) {
+        self.0.stderr(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tail_keeps_the_last_lines_across_chunks() {
+        let mut t = Tail::default();
+        for i in 0..30 {
+            t.push(format!("line {i}\n").as_bytes());
+        }
+        t.push(b"partial ");
+        t.push(b"end");
+        let text = t.text();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), TAIL_LINES);
+        assert_eq!(lines.last(), Some(&"partial end"));
+        assert_eq!(lines[0], "line 11");
+    }
+}

@@ -1,0 +1,227 @@
+//! `vmbuild build CONFIG.yaml`: load the pipeline, run its steps in one VM
+//! (or bubblewrap sandbox), show progress, place the outputs.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use vmbuild_config::{LoadOptions, Plan, GUEST_OUTPUT_DIR};
+use vmbuild_proto::{CommandSpec, SymlinkSpec, GUEST_CACHE_DIR, GUEST_HOME};
+use vmbuild_runner::pipeline::{self, Backend, BuildObserver, Step, StepsOutcome};
+use vmbuild_runner::{env, RunError, Stopper, Timings, Vm};
+
+use crate::cli::{BuildArgs, LogFormat, RunnerArg};
+use crate::progress::{JsonProgress, Tee, TextProgress};
+
+/// Exit code of a build whose step failed (the step's own code is shown).
+pub const EXIT_STEP_FAILED: i32 = 1;
+
+fn config_err(e: vmbuild_config::ConfigError) -> RunError {
+    RunError::InvalidInput(e.to_string())
+}
+
+/// The cache defaults in the form the config crate layers them.
+fn cache_layers() -> (Vec<(String, String)>, Vec<(String, String)>) {
+    let defaults = vmbuild_cache::cache_env_defaults(GUEST_CACHE_DIR, GUEST_HOME);
+    let values = defaults.iter().map(|d| (d.name.to_string(), d.value.clone())).collect();
+    let aliases = defaults
+        .iter()
+        .flat_map(|d| d.set_by.iter().map(move |a| (d.name.to_string(), a.to_string())))
+        .collect();
+    (values, aliases)
+}
+
+/// The maven/cargo links, unless some step sets the variable that turns
+/// one off (e.g. CARGO_HOME).
+fn cache_symlinks(plan: &Plan) -> Vec<SymlinkSpec> {
+    let links = vmbuild_cache::symlink_defaults(GUEST_CACHE_DIR, GUEST_HOME);
+    links
+        .iter()
+        .filter(|l| {
+            plan.steps.iter().all(|s| !vmbuild_cache::applicable_symlinks(std::slice::from_ref(l), &s.env).is_empty())
+        })
+        .map(|l| SymlinkSpec { link: l.link.clone(), target: l.target.clone() })
+        .collect()
+}
+
+fn steps(plan: &Plan) -> Vec<Step> {
+    plan.steps
+        .iter()
+        .map(|s| Step {
+            name: s.name.clone(),
+            depth: s.depth,
+            command: CommandSpec { argv: s.argv(), env: s.env.clone(), cwd: s.workdir.clone() },
+            timeout: s.timeout,
+        })
+        .collect()
+}
+
+fn observer(args: &BuildArgs) -> Result<Box<dyn BuildObserver>, RunError> {
+    use std::io::IsTerminal;
+    let json = match args.log_format {
+        LogFormat::Json => true,
+        LogFormat::Text => false,
+        LogFormat::Auto => !std::io::stderr().is_terminal(),
+    };
+    let screen: Box<dyn BuildObserver> = if json {
+        Box::new(JsonProgress::new(std::io::stderr()))
+    } else {
+        Box::new(TextProgress::new(std::io::stderr()))
+    };
+    Ok(match &args.log_file {
+        None => screen,
+        Some(p) => {
+            let f = std::fs::File::create(p).map_err(|e| RunError::io(format!("--log-file {}", p.display()), e))?;
+            Box::new(Tee(screen, TextProgress::new(f)))
+        }
+    })
+}
+
+fn source_dir(args: &BuildArgs) -> Result<PathBuf, RunError> {
+    let dir = match &args.source_dir {
+        Some(d) => d.clone(),
+        None => match args.config.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        },
+    };
+    let canon = dir
+        .canonicalize()
+        .map_err(|e| RunError::InvalidInput(format!("--source-dir {}: {e}", dir.display())))?;
+    if !canon.is_dir() {
+        return Err(RunError::InvalidInput(format!("--source-dir {} is not a directory", dir.display())));
+    }
+    Ok(canon)
+}
+
+pub async fn build(
+    args: BuildArgs,
+    started: Instant,
+    interrupt: tokio::sync::watch::Receiver<bool>,
+) -> Result<i32, RunError> {
+    let cache = crate::vm_setup::prepare_cache(&args.vm)?;
+    let (cache_defaults, cache_default_aliases) = if cache.is_some() { cache_layers() } else { Default::default() };
+    let opts = LoadOptions {
+        pipeline_dirs: args.pipeline_dir.clone(),
+        env_file: args.env_file.clone(),
+        cli_env: args.env.clone(),
+        cache_defaults,
+        cache_default_aliases,
+        base_env: env::base_env(),
+    };
+    let plan = vmbuild_config::load(&args.config, &opts).map_err(config_err)?;
+    let source = source_dir(&args)?;
+    let output_dir = args
+        .output_dir
+        .clone()
+        .unwrap_or_else(|| Path::new("vmbuild-out").join(&plan.package.name));
+    if !plan.packages.is_empty() {
+        return Err(RunError::InvalidInput(format!(
+            "{}: environment.contents.packages is not supported yet (this vmbuild boots a busybox environment); remove it or build the packages into your own image",
+            args.config.display()
+        )));
+    }
+    let steps = steps(&plan);
+    let timeout = args.timeout.or(plan.package.timeout);
+    let stop = Stopper::new(timeout, interrupt);
+    let mut obs = observer(&args)?;
+
+    let runner_name = match args.runner {
+        RunnerArg::Qemu => "qemu",
+        RunnerArg::Bubblewrap => "bubblewrap",
+    };
+    obs.note(&format!(
+        "building {} {}: {} step(s) with the {runner_name} runner",
+        plan.package.name,
+        plan.package.version,
+        steps.len()
+    ));
+    for s in &plan.skipped {
+        obs.note(&format!("skipped (if: false): {s}"));
+    }
+    match (&cache, args.runner) {
+        (Some((c, _)), RunnerArg::Bubblewrap) => {
+            if args.vm.cache_mode.is_some() {
+                return Err(RunError::InvalidInput(
+                    "--cache-mode applies to the qemu runner; bubblewrap always binds the cache read-write".into(),
+                ));
+            }
+            obs.note(&format!("cache: {} (bind-mounted read-write; writes persist)", c.host_dir.display()));
+        }
+        (Some((_, note)), _) => obs.note(note),
+        (None, _) => {}
+    }
+
+    let mut backend = match args.runner {
+        RunnerArg::Qemu => {
+            let mut prepared = crate::vm_setup::prepare(&args.vm)?;
+            prepared.opts.cpus = args.vm.cpus.or(plan.package.cpus).unwrap_or(crate::vm_setup::DEFAULT_CPUS);
+            prepared.opts.memory_mib =
+                args.vm.memory.or(plan.package.memory_mib).unwrap_or(crate::vm_setup::DEFAULT_MEMORY_MIB);
+            prepared.opts.source = Some(source.clone());
+            prepared.opts.mkdirs = vec![GUEST_OUTPUT_DIR.to_string()];
+            if prepared.opts.cache.is_some() {
+                prepared.opts.symlinks = cache_symlinks(&plan);
+            }
+            let assets = crate::vm_setup::assets(prepared.kernel.clone()).await?;
+            obs.note("booting the VM");
+            let timings = Timings { process_start: Some(started), ..Default::default() };
+            let vm = Vm::boot(&prepared.opts, &assets, &stop, timings).await?;
+            Backend::Qemu(vm)
+        }
+        RunnerArg::Bubblewrap => {
+            let opts = vmbuild_runner::BwrapOptions {
+                bwrap: None,
+                source_dir: source.clone(),
+                cache_dir: cache.as_ref().map(|(c, _)| c.host_dir.clone()),
+            };
+            let sandbox = tokio::task::block_in_place(|| vmbuild_runner::Sandbox::start(&opts))?;
+            Backend::Bwrap(sandbox)
+        }
+    };
+
+    let outcome = match pipeline::run_steps(&mut backend, &steps, &mut obs, &stop).await {
+        Ok(o) => o,
+        Err(e) => {
+            backend.abort().await;
+            return Err(e);
+        }
+    };
+    match outcome {
+        StepsOutcome::AllPassed { .. } => {
+            obs.note(&format!("exporting {GUEST_OUTPUT_DIR} to {}", output_dir.display()));
+            let report = match pipeline::export_outputs(&mut backend, GUEST_OUTPUT_DIR, env::base_env(), &output_dir, &stop).await {
+                Ok(r) => r,
+                Err(e) => {
+                    backend.abort().await;
+                    return Err(e);
+                }
+            };
+            backend.finish().await?;
+            obs.note(&format!(
+                "built {} {} in {:.1}s: {} file(s) in {}",
+                plan.package.name,
+                plan.package.version,
+                started.elapsed().as_secs_f64(),
+                report.files,
+                output_dir.display()
+            ));
+            Ok(0)
+        }
+        StepsOutcome::Failed { name, exit, tail, .. } => {
+            backend.finish().await?;
+            let status = match (exit.code, exit.signal) {
+                (Some(c), _) => format!("exit code {c}"),
+                (None, Some(s)) => format!("signal {s}"),
+                _ => "an unknown status".into(),
+            };
+            eprintln!("vmbuild: error: step '{name}' failed with {status}; no outputs were placed");
+            if !tail.trim().is_empty() {
+                eprintln!("vmbuild: last output of '{name}':");
+                for l in tail.lines() {
+                    eprintln!("  {l}");
+                }
+            }
+            Ok(EXIT_STEP_FAILED)
+        }
+    }
+}

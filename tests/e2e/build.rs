@@ -1,0 +1,243 @@
+//! `vmbuild build`: steps, workspace in and out, failures, timeouts, the
+//! export's defences, and the same results under both runners.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::harness::{assert_one_line_error, stderr, tree_digest, Vmb};
+
+/// 2020-01-02T03:04:05Z, set on an output file with `touch -d`.
+const MTIME: i64 = 1_577_934_245;
+
+const THREE_STEPS: &str = r#"
+package:
+  name: trio
+  version: "1.0"
+pipeline:
+  - name: copy the input
+    runs: |
+      mkdir -p ${{targets.destdir}}/share
+      cp input.txt ${{targets.destdir}}/share/input.txt
+      touch -d "2020-01-02 03:04:05" ${{targets.destdir}}/share/input.txt
+  - name: executable and symlink
+    working-directory: ${{targets.destdir}}
+    runs: |
+      mkdir -p bin
+      printf '#!/bin/sh\necho hi\n' > bin/tool
+      chmod 0755 bin/tool
+      ln -s ../share/input.txt bin/input-link
+      mkdir empty-dir
+  - name: hard link
+    working-directory: ${{targets.destdir}}
+    runs: |
+      ln bin/tool bin/tool-again
+      test "$(stat -c %h bin/tool)" = 2
+      echo done
+"#;
+
+/// A source dir holding `vmbuild.yaml` and an input file.
+fn project(config: &str) -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("vmbuild.yaml"), config).unwrap();
+    std::fs::write(d.path().join("input.txt"), "from the source dir\n").unwrap();
+    d
+}
+
+fn build(v: &Vmb, proj: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    let cfg = proj.join("vmbuild.yaml").to_string_lossy().into_owned();
+    let out = out.to_string_lossy().into_owned();
+    let mut args = vec!["build", cfg.as_str(), "--output-dir", out.as_str()];
+    args.extend_from_slice(extra);
+    v.run(&args)
+}
+
+fn check_outputs(out: &Path) {
+    let rd = |p: &str| std::fs::read_to_string(out.join(p)).unwrap();
+    assert_eq!(rd("share/input.txt"), "from the source dir\n");
+    assert_eq!(std::fs::metadata(out.join("share/input.txt")).unwrap().mtime(), MTIME);
+    let tool = std::fs::metadata(out.join("bin/tool")).unwrap();
+    assert_eq!(tool.mode() & 0o777, 0o755);
+    assert_eq!(std::fs::read_link(out.join("bin/input-link")).unwrap(), PathBuf::from("../share/input.txt"));
+    let again = std::fs::metadata(out.join("bin/tool-again")).unwrap();
+    assert_eq!((again.ino(), again.nlink()), (tool.ino(), 2), "hard link kept");
+    assert!(out.join("empty-dir").is_dir());
+}
+
+#[test]
+fn three_steps_give_the_same_outputs_under_both_runners() {
+    let v = Vmb::new();
+    let p = project(THREE_STEPS);
+    let outs = tempfile::tempdir().unwrap();
+    let (q, b) = (outs.path().join("qemu"), outs.path().join("bwrap"));
+
+    let o = build(&v, p.path(), &q, &["--runner", "qemu", "--log-format", "json"]);
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    check_outputs(&q);
+    let events: Vec<serde_json::Value> =
+        stderr(&o).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let finished: Vec<&serde_json::Value> = events.iter().filter(|e| e["event"] == "step_finished").collect();
+    assert_eq!(finished.len(), 3, "{}", stderr(&o));
+    assert!(finished.iter().all(|e| e["status"] == "ok" && e["duration_ms"].is_u64()));
+    assert!(events.iter().any(|e| e["event"] == "output" && e["line"] == "done"));
+
+    let o = build(&v, p.path(), &b, &["--runner", "bubblewrap"]);
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    check_outputs(&b);
+    assert_eq!(tree_digest(&q), tree_digest(&b), "both runners give the same tree");
+    // The source dir was not changed by either build.
+    let names: Vec<_> = std::fs::read_dir(p.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+}
+
+#[test]
+fn a_failing_step_stops_the_build_and_places_nothing() {
+    let v = Vmb::new();
+    let p = project(
+        r#"
+package: { name: fails, version: "1" }
+pipeline:
+  - name: first
+    runs: mkdir -p ${{targets.destdir}} && echo one > ${{targets.destdir}}/one
+  - name: second
+    runs: |
+      echo "about to fail" >&2
+      false
+      echo never
+  - name: third
+    runs: echo three > ${{targets.destdir}}/three
+"#,
+    );
+    let outs = tempfile::tempdir().unwrap();
+    let out = outs.path().join("out");
+    let o = build(&v, p.path(), &out, &["--log-format", "text"]);
+    assert_eq!(o.status.code(), Some(1), "stderr: {}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("step 'second' failed with exit code 1"), "{err}");
+    assert!(err.contains("about to fail") && !err.contains("never"), "{err}");
+    assert!(!err.contains("[3/3]"), "the third step must not start: {err}");
+    assert!(!out.exists(), "no output dir for a failed build");
+    let left: Vec<_> = std::fs::read_dir(outs.path()).unwrap().collect();
+    assert!(left.is_empty(), "no staging leftovers: {left:?}");
+}
+
+#[test]
+fn a_step_over_its_timeout_stops_the_build() {
+    let v = Vmb::new();
+    let p = project(
+        r#"
+package: { name: slow, version: "1" }
+pipeline:
+  - name: sleepy
+    timeout: 3s
+    runs: sleep 120
+"#,
+    );
+    let outs = tempfile::tempdir().unwrap();
+    let t0 = Instant::now();
+    let o = build(&v, p.path(), &outs.path().join("out"), &[]);
+    assert_eq!(o.status.code(), Some(124), "stderr: {}", stderr(&o));
+    assert!(t0.elapsed() < Duration::from_secs(40), "took {:?}", t0.elapsed());
+    assert!(stderr(&o).contains("timed out after 3s in step 'sleepy'"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_config_error_names_file_line_and_column() {
+    let v = Vmb::new();
+    let p = project("package:\n  name: x\n  version: \"1\"\npipline:\n  - runs: true\n");
+    let outs = tempfile::tempdir().unwrap();
+    let o = build(&v, p.path(), &outs.path().join("out"), &[]);
+    assert_eq!(o.status.code(), Some(125), "stderr: {}", stderr(&o));
+    let line = assert_one_line_error(&o);
+    assert!(line.contains("vmbuild.yaml:4:1") && line.contains("pipeline"), "{line}");
+}
+
+#[test]
+fn env_precedence_conditions_nesting_and_uses_in_one_vm() {
+    let v = Vmb::new();
+    let p = project(
+        r#"
+package: { name: envs, version: "2.5" }
+vars: { flavor: full }
+environment:
+  environment: { FROM_CONFIG: config, OVERRIDDEN: config, PIP_CACHE_DIR: /config/pip }
+pipeline:
+  - name: record
+    environment: { OVERRIDDEN: step }
+    runs: |
+      mkdir -p ${{targets.destdir}}
+      echo "$FROM_FILE|$FROM_CONFIG|$OVERRIDDEN|$FROM_CLI|$PIP_CACHE_DIR|$GOCACHE" > ${{targets.destdir}}/env.txt
+  - name: skipped
+    if: ${{vars.flavor}} == 'lite'
+    runs: echo skipped > ${{targets.destdir}}/skipped
+  - name: group
+    environment: { LEVEL: outer }
+    pipeline:
+      - name: inner
+        runs: echo "$LEVEL ${{package.version}}" > ${{targets.destdir}}/nested.txt
+      - uses: test/echo
+        with: { message: from-uses }
+"#,
+    );
+    std::fs::write(p.path().join("env.list"), "FROM_FILE=file\nFROM_CONFIG=file\n").unwrap();
+    let outs = tempfile::tempdir().unwrap();
+    let out = outs.path().join("out");
+    let cache = outs.path().join("cache");
+    let env_file = p.path().join("env.list").to_string_lossy().into_owned();
+    let c = cache.to_string_lossy().into_owned();
+    let o = build(&v, p.path(), &out, &["--env-file", &env_file, "-e", "FROM_CLI=cli", "--cache-dir", &c, "--log-format", "text"]);
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    let rd = |f: &str| std::fs::read_to_string(out.join(f)).unwrap();
+    // env-file < config < cache defaults (fill-if-unset) < step < --env
+    assert_eq!(rd("env.txt"), "file|config|step|cli|/config/pip|/var/cache/vmbuild/gocache\n");
+    assert_eq!(rd("nested.txt"), "outer 2.5\n");
+    assert!(!out.join("skipped").exists());
+    assert!(stderr(&o).contains("echo: from-uses"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("skipped (if: false): skipped"), "{}", stderr(&o));
+}
+
+/// A tar stream that plants `link -> <outside>` and then writes
+/// `link/pwned` through it.
+fn evil_tar(outside: &Path) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Symlink);
+    h.set_size(0);
+    h.set_mode(0o777);
+    h.set_link_name(outside).unwrap();
+    h.set_cksum();
+    b.append_data(&mut h, "link", std::io::empty()).unwrap();
+    let mut f = tar::Header::new_gnu();
+    f.set_size(6);
+    f.set_mode(0o644);
+    f.set_cksum();
+    b.append_data(&mut f, "link/pwned", &b"pwned\n"[..]).unwrap();
+    b.into_inner().unwrap()
+}
+
+#[test]
+fn a_guest_cannot_write_outside_the_output_dir_through_a_symlink() {
+    let v = Vmb::new();
+    let outs = tempfile::tempdir().unwrap();
+    let outside = outs.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    // The build is hostile: it replaces the guest's tar so the export
+    // stream is whatever it wants.
+    let p = project(
+        r#"
+package: { name: evil, version: "1" }
+pipeline:
+  - runs: |
+      mkdir -p /usr/local/bin ${{targets.destdir}}
+      printf '#!/bin/sh\ncat /home/build/evil.tar\n' > /usr/local/bin/tar
+      chmod +x /usr/local/bin/tar
+"#,
+    );
+    std::fs::write(p.path().join("evil.tar"), evil_tar(&outside)).unwrap();
+    let out = outs.path().join("out");
+    let o = build(&v, p.path(), &out, &["--log-format", "text"]);
+    assert_ne!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    assert!(stderr(&o).contains("link/pwned"), "the error names the entry: {}", stderr(&o));
+    assert!(!outside.join("pwned").exists(), "wrote outside the output dir");
+    assert!(!out.exists(), "nothing placed");
+}
