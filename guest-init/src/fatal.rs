@@ -8,6 +8,7 @@ use std::mem::ManuallyDrop;
 use std::os::fd::{FromRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::Duration;
+use vmbuild_proto::Message as _;
 
 use nix::sys::reboot::{reboot, RebootMode};
 use vmbuild_proto::GuestMessage;

@@ -80,7 +80,9 @@ pub fn load_all(list_path: &Path) -> Result<Vec<(PathBuf, Duration)>> {
 /// the initramfs has one (a missing list means built in or not needed).
 pub fn load_group(dir: &Path, fstype: &str) -> Result<Vec<(PathBuf, Duration)>> {
     if fstype.is_empty() || fstype.contains('/') || fstype.starts_with('.') {
-        return Err(InitError::Invalid(format!("bad module group name '{fstype}'")));
+        return Err(InitError::Invalid(format!(
+            "bad module group name '{fstype}'"
+        )));
     }
     load_all(&dir.join(format!("{fstype}.load")))
 }

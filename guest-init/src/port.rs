@@ -8,7 +8,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use vmbuild_proto::{FrameError, GuestMessage, HostMessage};
+use vmbuild_proto::{FrameError, GuestMessage, HostMessage, Message};
 
 use crate::error::{InitError, Result};
 

@@ -79,7 +79,14 @@ pub fn make_default_link(link: &Path, target: &Path) -> Result<bool> {
         mkdir_p(parent)?;
     }
     std::os::unix::fs::symlink(target, link).map_err(|e| {
-        InitError::io(format!("creating the link {} -> {}", link.display(), target.display()), e)
+        InitError::io(
+            format!(
+                "creating the link {} -> {}",
+                link.display(),
+                target.display()
+            ),
+            e,
+        )
     })?;
     Ok(true)
 }
@@ -416,10 +423,16 @@ mod tests {
         assert!(make_default_link(&link, &target).unwrap());
         assert!(target.is_dir());
         assert_eq!(std::fs::read_link(&link).unwrap(), target);
-        assert!(!make_default_link(&link, &target).unwrap(), "second time is a no-op");
+        assert!(
+            !make_default_link(&link, &target).unwrap(),
+            "second time is a no-op"
+        );
         let own = d.path().join("home/.cargo/registry");
         std::fs::create_dir_all(&own).unwrap();
         assert!(!make_default_link(&own, &d.path().join("cache/cargo/registry")).unwrap());
-        assert!(own.is_dir() && !own.is_symlink(), "an existing directory is left alone");
+        assert!(
+            own.is_dir() && !own.is_symlink(),
+            "an existing directory is left alone"
+        );
     }
 }

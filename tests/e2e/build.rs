@@ -55,12 +55,24 @@ fn build(v: &Vmb, proj: &Path, out: &Path, extra: &[&str]) -> std::process::Outp
 fn check_outputs(out: &Path) {
     let rd = |p: &str| std::fs::read_to_string(out.join(p)).unwrap();
     assert_eq!(rd("share/input.txt"), "from the source dir\n");
-    assert_eq!(std::fs::metadata(out.join("share/input.txt")).unwrap().mtime(), MTIME);
+    assert_eq!(
+        std::fs::metadata(out.join("share/input.txt"))
+            .unwrap()
+            .mtime(),
+        MTIME
+    );
     let tool = std::fs::metadata(out.join("bin/tool")).unwrap();
     assert_eq!(tool.mode() & 0o777, 0o755);
-    assert_eq!(std::fs::read_link(out.join("bin/input-link")).unwrap(), PathBuf::from("../share/input.txt"));
+    assert_eq!(
+        std::fs::read_link(out.join("bin/input-link")).unwrap(),
+        PathBuf::from("../share/input.txt")
+    );
     let again = std::fs::metadata(out.join("bin/tool-again")).unwrap();
-    assert_eq!((again.ino(), again.nlink()), (tool.ino(), 2), "hard link kept");
+    assert_eq!(
+        (again.ino(), again.nlink()),
+        (tool.ino(), 2),
+        "hard link kept"
+    );
     assert!(out.join("empty-dir").is_dir());
 }
 
@@ -71,22 +83,43 @@ fn three_steps_give_the_same_outputs_under_both_runners() {
     let outs = tempfile::tempdir().unwrap();
     let (q, b) = (outs.path().join("qemu"), outs.path().join("bwrap"));
 
-    let o = build(&v, p.path(), &q, &["--runner", "qemu", "--log-format", "json"]);
+    let o = build(
+        &v,
+        p.path(),
+        &q,
+        &["--runner", "qemu", "--log-format", "json"],
+    );
     assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
     check_outputs(&q);
-    let events: Vec<serde_json::Value> =
-        stderr(&o).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
-    let finished: Vec<&serde_json::Value> = events.iter().filter(|e| e["event"] == "step_finished").collect();
+    let events: Vec<serde_json::Value> = stderr(&o)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let finished: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["event"] == "step_finished")
+        .collect();
     assert_eq!(finished.len(), 3, "{}", stderr(&o));
-    assert!(finished.iter().all(|e| e["status"] == "ok" && e["duration_ms"].is_u64()));
-    assert!(events.iter().any(|e| e["event"] == "output" && e["line"] == "done"));
+    assert!(finished
+        .iter()
+        .all(|e| e["status"] == "ok" && e["duration_ms"].is_u64()));
+    assert!(events
+        .iter()
+        .any(|e| e["event"] == "output" && e["line"] == "done"));
 
     let o = build(&v, p.path(), &b, &["--runner", "bubblewrap"]);
     assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
     check_outputs(&b);
-    assert_eq!(tree_digest(&q), tree_digest(&b), "both runners give the same tree");
+    assert_eq!(
+        tree_digest(&q),
+        tree_digest(&b),
+        "both runners give the same tree"
+    );
     // The source dir was not changed by either build.
-    let names: Vec<_> = std::fs::read_dir(p.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let names: Vec<_> = std::fs::read_dir(p.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(names.len(), 2, "{names:?}");
 }
 
@@ -113,9 +146,18 @@ pipeline:
     let o = build(&v, p.path(), &out, &["--log-format", "text"]);
     assert_eq!(o.status.code(), Some(1), "stderr: {}", stderr(&o));
     let err = stderr(&o);
-    assert!(err.contains("step 'second' failed with exit code 1"), "{err}");
-    assert!(err.contains("about to fail") && !err.contains("never"), "{err}");
-    assert!(!err.contains("[3/3]"), "the third step must not start: {err}");
+    assert!(
+        err.contains("step 'second' failed with exit code 1"),
+        "{err}"
+    );
+    assert!(
+        err.contains("about to fail") && !err.contains("never"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("[3/3]"),
+        "the third step must not start: {err}"
+    );
     assert!(!out.exists(), "no output dir for a failed build");
     let left: Vec<_> = std::fs::read_dir(outs.path()).unwrap().collect();
     assert!(left.is_empty(), "no staging leftovers: {left:?}");
@@ -137,8 +179,16 @@ pipeline:
     let t0 = Instant::now();
     let o = build(&v, p.path(), &outs.path().join("out"), &[]);
     assert_eq!(o.status.code(), Some(124), "stderr: {}", stderr(&o));
-    assert!(t0.elapsed() < Duration::from_secs(40), "took {:?}", t0.elapsed());
-    assert!(stderr(&o).contains("timed out after 3s in step 'sleepy'"), "{}", stderr(&o));
+    assert!(
+        t0.elapsed() < Duration::from_secs(40),
+        "took {:?}",
+        t0.elapsed()
+    );
+    assert!(
+        stderr(&o).contains("timed out after 3s in step 'sleepy'"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -149,7 +199,10 @@ fn a_config_error_names_file_line_and_column() {
     let o = build(&v, p.path(), &outs.path().join("out"), &[]);
     assert_eq!(o.status.code(), Some(125), "stderr: {}", stderr(&o));
     let line = assert_one_line_error(&o);
-    assert!(line.contains("vmbuild.yaml:4:1") && line.contains("pipeline"), "{line}");
+    assert!(
+        line.contains("vmbuild.yaml:4:1") && line.contains("pipeline"),
+        "{line}"
+    );
 }
 
 #[test]
@@ -179,21 +232,46 @@ pipeline:
         with: { message: from-uses }
 "#,
     );
-    std::fs::write(p.path().join("env.list"), "FROM_FILE=file\nFROM_CONFIG=file\n").unwrap();
+    std::fs::write(
+        p.path().join("env.list"),
+        "FROM_FILE=file\nFROM_CONFIG=file\n",
+    )
+    .unwrap();
     let outs = tempfile::tempdir().unwrap();
     let out = outs.path().join("out");
     let cache = outs.path().join("cache");
     let env_file = p.path().join("env.list").to_string_lossy().into_owned();
     let c = cache.to_string_lossy().into_owned();
-    let o = build(&v, p.path(), &out, &["--env-file", &env_file, "-e", "FROM_CLI=cli", "--cache-dir", &c, "--log-format", "text"]);
+    let o = build(
+        &v,
+        p.path(),
+        &out,
+        &[
+            "--env-file",
+            &env_file,
+            "-e",
+            "FROM_CLI=cli",
+            "--cache-dir",
+            &c,
+            "--log-format",
+            "text",
+        ],
+    );
     assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
     let rd = |f: &str| std::fs::read_to_string(out.join(f)).unwrap();
     // env-file < config < cache defaults (fill-if-unset) < step < --env
-    assert_eq!(rd("env.txt"), "file|config|step|cli|/config/pip|/var/cache/vmbuild/gocache\n");
+    assert_eq!(
+        rd("env.txt"),
+        "file|config|step|cli|/config/pip|/var/cache/vmbuild/gocache\n"
+    );
     assert_eq!(rd("nested.txt"), "outer 2.5\n");
     assert!(!out.join("skipped").exists());
     assert!(stderr(&o).contains("echo: from-uses"), "{}", stderr(&o));
-    assert!(stderr(&o).contains("skipped (if: false): skipped"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("skipped (if: false): skipped"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 /// A tar stream that plants `link -> <outside>` and then writes
@@ -211,7 +289,8 @@ fn evil_tar(outside: &Path) -> Vec<u8> {
     f.set_size(6);
     f.set_mode(0o644);
     f.set_cksum();
-    b.append_data(&mut f, "link/pwned", &b"pwned\n"[..]).unwrap();
+    b.append_data(&mut f, "link/pwned", &b"pwned\n"[..])
+        .unwrap();
     b.into_inner().unwrap()
 }
 
@@ -237,7 +316,14 @@ pipeline:
     let out = outs.path().join("out");
     let o = build(&v, p.path(), &out, &["--log-format", "text"]);
     assert_ne!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
-    assert!(stderr(&o).contains("link/pwned"), "the error names the entry: {}", stderr(&o));
-    assert!(!outside.join("pwned").exists(), "wrote outside the output dir");
+    assert!(
+        stderr(&o).contains("link/pwned"),
+        "the error names the entry: {}",
+        stderr(&o)
+    );
+    assert!(
+        !outside.join("pwned").exists(),
+        "wrote outside the output dir"
+    );
     assert!(!out.exists(), "nothing placed");
 }

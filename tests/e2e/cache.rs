@@ -18,7 +18,11 @@ fn seed(cache: &Path) {
     std::fs::write(cache.join("delete.txt"), b"gone soon").unwrap();
     std::fs::write(cache.join("rename.txt"), b"moving").unwrap();
     std::fs::write(cache.join("tool.sh"), b"#!/bin/sh\necho tool\n").unwrap();
-    std::fs::set_permissions(cache.join("tool.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        cache.join("tool.sh"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
     std::os::unix::fs::symlink("keep.txt", cache.join("link")).unwrap();
 }
 
@@ -56,8 +60,16 @@ fn overlay_mode_build_sees_its_changes_and_the_host_is_untouched() {
     let c = cache.to_string_lossy().into_owned();
     let o = v.run(&["run", "--cache-dir", &c, "--", "sh", "-c", CHANGES]);
     assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
-    assert!(stderr(&o).contains("9p read-only + overlay; writes discarded"), "{}", stderr(&o));
-    assert_eq!(tree_digest(&cache), before, "the host cache changed in overlay mode");
+    assert!(
+        stderr(&o).contains("9p read-only + overlay; writes discarded"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        tree_digest(&cache),
+        before,
+        "the host cache changed in overlay mode"
+    );
 }
 
 fn virtiofs_round_trip(v: &Vmb, mode_args: &[&str], env_on: bool) {
@@ -76,7 +88,11 @@ fn virtiofs_round_trip(v: &Vmb, mode_args: &[&str], env_on: bool) {
     let o = cmd.args(&args).output().unwrap();
     v.assert_clean();
     assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
-    assert!(stderr(&o).contains("virtiofs read-write; writes persist"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("virtiofs read-write; writes persist"),
+        "{}",
+        stderr(&o)
+    );
     let rd = |p: &str| std::fs::read_to_string(cache.join(p)).unwrap();
     assert_eq!(rd("new.txt"), "created\n");
     assert_eq!(rd("newdir/sub/f"), "deep\n");
@@ -87,7 +103,11 @@ fn virtiofs_round_trip(v: &Vmb, mode_args: &[&str], env_on: bool) {
     assert!(!cache.join("pip/wheels").exists());
     let blob = std::fs::read(cache.join("blob")).unwrap();
     assert_eq!(blob.len(), 1 << 20);
-    assert_eq!(hex::encode(Sha256::digest(&blob)), stdout(&o).trim(), "byte-exact on the host");
+    assert_eq!(
+        hex::encode(Sha256::digest(&blob)),
+        stdout(&o).trim(),
+        "byte-exact on the host"
+    );
 }
 
 #[test]
@@ -106,7 +126,17 @@ fn qemu_use_virtiofs_env_selects_virtiofs_and_the_flag_wins() {
     let o = v
         .cmd()
         .env("QEMU_USE_VIRTIOFS", "1")
-        .args(["run", "--cache-dir", &c, "--cache-mode", "overlay", "--", "sh", "-c", "echo x > /var/cache/vmbuild/f"])
+        .args([
+            "run",
+            "--cache-dir",
+            &c,
+            "--cache-mode",
+            "overlay",
+            "--",
+            "sh",
+            "-c",
+            "echo x > /var/cache/vmbuild/f",
+        ])
         .output()
         .unwrap();
     v.assert_clean();
@@ -119,7 +149,12 @@ fn bad_qemu_use_virtiofs_value_is_an_error_not_off() {
     let v = Vmb::new();
     let dir = tempfile::tempdir().unwrap();
     let c = dir.path().to_string_lossy().into_owned();
-    let o = v.cmd().env("QEMU_USE_VIRTIOFS", "maybe").args(["run", "--cache-dir", &c, "--", "true"]).output().unwrap();
+    let o = v
+        .cmd()
+        .env("QEMU_USE_VIRTIOFS", "maybe")
+        .args(["run", "--cache-dir", &c, "--", "true"])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(125));
     assert!(assert_one_line_error(&o).contains("maybe"));
 }
@@ -130,7 +165,14 @@ fn recording_qemu(dir: &Path) -> (String, std::path::PathBuf) {
     let marker = dir.join("qemu-was-started");
     let real = which::which("qemu-system-x86_64").expect("qemu-system-x86_64 on PATH");
     let wrapper = dir.join("qemu-wrapper");
-    write_script(&wrapper, &format!("#!/bin/sh\ntouch '{}'\nexec '{}' \"$@\"\n", marker.display(), real.display()));
+    write_script(
+        &wrapper,
+        &format!(
+            "#!/bin/sh\ntouch '{}'\nexec '{}' \"$@\"\n",
+            marker.display(),
+            real.display()
+        ),
+    );
     (wrapper.to_string_lossy().into_owned(), marker)
 }
 
@@ -145,7 +187,17 @@ fn qemu_virtiofs_path_without_virtiofsd_is_an_error_naming_it() {
     let o = v
         .cmd()
         .env("QEMU_VIRTIOFS_PATH", &empty)
-        .args(["run", "--qemu", &qemu, "--cache-dir", &c, "--cache-mode", "virtiofs", "--", "true"])
+        .args([
+            "run",
+            "--qemu",
+            &qemu,
+            "--cache-dir",
+            &c,
+            "--cache-mode",
+            "virtiofs",
+            "--",
+            "true",
+        ])
         .output()
         .unwrap();
     v.assert_clean();
@@ -175,14 +227,37 @@ fn no_virtiofsd_anywhere_lists_the_places_checked() {
         .env_remove("QEMU_VIRTIOFS_PATH")
         .env_remove("QEMU_USE_VIRTIOFS")
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .args(["--mount", "--propagation", "private", "sh", "-c", &script, "sh", bin])
-        .args(["run", "--qemu", &qemu, "--cache-dir", &c, "--cache-mode", "virtiofs", "--", "true"])
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            &script,
+            "sh",
+            bin,
+        ])
+        .args([
+            "run",
+            "--qemu",
+            &qemu,
+            "--cache-dir",
+            &c,
+            "--cache-mode",
+            "virtiofs",
+            "--",
+            "true",
+        ])
         .output()
         .unwrap();
     v.assert_clean();
     assert_eq!(o.status.code(), Some(125), "stderr: {}", stderr(&o));
     let line = assert_one_line_error(&o);
-    for place in ["/usr/libexec/virtiofsd", "/usr/lib/qemu/virtiofsd", "QEMU_VIRTIOFS_PATH"] {
+    for place in [
+        "/usr/libexec/virtiofsd",
+        "/usr/lib/qemu/virtiofsd",
+        "QEMU_VIRTIOFS_PATH",
+    ] {
         assert!(line.contains(place), "{place} not in: {line}");
     }
     assert!(!marker.exists(), "QEMU must not be started");
@@ -211,15 +286,25 @@ fn language_cache_defaults_fill_only_unset_variables() {
     let out = stdout(&o);
     let has = |line: &str| out.lines().any(|l| l == line);
     assert!(has("PIP_CACHE_DIR=/mine"), "the user's value wins:\n{out}");
-    let defaults = vmbuild_cache::cache_env_defaults(vmbuild_proto::GUEST_CACHE_DIR, vmbuild_proto::GUEST_HOME);
+    let defaults = vmbuild_cache::cache_env_defaults(
+        vmbuild_proto::GUEST_CACHE_DIR,
+        vmbuild_proto::GUEST_HOME,
+    );
     assert!(defaults.len() >= 12);
     for d in defaults.iter().filter(|d| d.name != "PIP_CACHE_DIR") {
-        assert!(has(&format!("{}={}", d.name, d.value)), "{} missing or different:\n{out}", d.name);
+        assert!(
+            has(&format!("{}={}", d.name, d.value)),
+            "{} missing or different:\n{out}",
+            d.name
+        );
     }
     assert!(has("m2=/var/cache/vmbuild/m2repository"), "{out}");
     assert!(has("reg=/var/cache/vmbuild/cargo/registry"), "{out}");
     assert!(has("m2dir=yes"), "{out}");
-    assert!(!out.contains("CARGO_HOME="), "CARGO_HOME stays unset so ~/.cargo/bin works");
+    assert!(
+        !out.contains("CARGO_HOME="),
+        "CARGO_HOME stays unset so ~/.cargo/bin works"
+    );
 }
 
 #[test]
@@ -239,7 +324,11 @@ fn virtiofs_leaves_nothing_behind_on_failure_timeout_and_sigint() {
     let mut child = v.spawn(&[&base[..], &["--", "sh", "-c", "echo ready; sleep 300"]].concat());
     let mut buf = [0u8; 6];
     child.stdout.take().unwrap().read_exact(&mut buf).unwrap();
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
     let status = crate::harness::wait_with_limit(&mut child, Duration::from_secs(10));
     assert_eq!(status.code(), Some(130));
     v.assert_clean();

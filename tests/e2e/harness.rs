@@ -13,13 +13,18 @@ pub struct Vmb {
 
 impl Vmb {
     pub fn new() -> Self {
-        let tmp = tempfile::Builder::new().prefix("vmb-e2e-").tempdir_in("/tmp").expect("temp dir");
+        let tmp = tempfile::Builder::new()
+            .prefix("vmb-e2e-")
+            .tempdir_in("/tmp")
+            .expect("temp dir");
         Vmb { tmp }
     }
 
     pub fn cmd(&self) -> Command {
         let mut c = Command::new(BIN);
-        c.env("TMPDIR", self.tmp.path()).env_remove("QEMU_USE_VIRTIOFS").stdin(Stdio::null());
+        c.env("TMPDIR", self.tmp.path())
+            .env_remove("QEMU_USE_VIRTIOFS")
+            .stdin(Stdio::null());
         c
     }
 
@@ -31,7 +36,12 @@ impl Vmb {
     }
 
     pub fn spawn(&self, args: &[&str]) -> Child {
-        self.cmd().args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn vmbuild")
+        self.cmd()
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn vmbuild")
     }
 
     /// No file left in our TMPDIR and no process whose command line names it.
@@ -51,8 +61,12 @@ pub fn processes_mentioning(needle: &Path) -> Vec<(u32, String)> {
     let needle = needle.to_string_lossy().into_owned();
     let mut found = Vec::new();
     for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(raw) = std::fs::read(e.path().join("cmdline")) else { continue };
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(raw) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
         let cmd = String::from_utf8_lossy(&raw).replace('\0', " ");
         if cmd.contains(&needle) {
             found.push((pid, cmd));
@@ -100,14 +114,26 @@ pub fn tree_digest(root: &Path) -> String {
     use sha2::{Digest, Sha256};
     use std::os::unix::fs::MetadataExt;
     fn walk(root: &Path, dir: &Path, h: &mut Sha256) {
-        let mut entries: Vec<_> = std::fs::read_dir(dir).expect("read_dir").map(|e| e.expect("entry").path()).collect();
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .expect("read_dir")
+            .map(|e| e.expect("entry").path())
+            .collect();
         entries.sort();
         for p in entries {
             let md = std::fs::symlink_metadata(&p).expect("lstat");
-            let rel = p.strip_prefix(root).expect("under root").to_string_lossy().into_owned();
+            let rel = p
+                .strip_prefix(root)
+                .expect("under root")
+                .to_string_lossy()
+                .into_owned();
             h.update(format!("{rel}\0{:o}\0", md.mode()).as_bytes());
             if md.file_type().is_symlink() {
-                h.update(std::fs::read_link(&p).expect("readlink").to_string_lossy().as_bytes());
+                h.update(
+                    std::fs::read_link(&p)
+                        .expect("readlink")
+                        .to_string_lossy()
+                        .as_bytes(),
+                );
             } else if md.is_dir() {
                 walk(root, &p, h);
             } else {

@@ -2,8 +2,8 @@
 //! microVMs (TCG here, KVM where usable). `scripts/test.sh` installs what
 //! they need (QEMU, the guest init) first; nothing here is skipped.
 
+mod build;
+mod cache;
 mod harness;
 mod run_basics;
 mod run_failures;
-mod cache;
-mod build;

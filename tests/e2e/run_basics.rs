@@ -9,13 +9,26 @@ use crate::harness::{stderr, stdout, Vmb};
 #[test]
 fn stdout_stderr_and_exit_code_come_back_separately() {
     let v = Vmb::new();
-    let o = v.run(&["run", "--", "sh", "-c", "uname -r; echo to-stderr >&2; exit 7"]);
+    let o = v.run(&[
+        "run",
+        "--",
+        "sh",
+        "-c",
+        "uname -r; echo to-stderr >&2; exit 7",
+    ]);
     assert_eq!(o.status.code(), Some(7), "stderr: {}", stderr(&o));
     let out = stdout(&o);
     let release = out.trim();
-    assert!(release.starts_with("6.") && !release.contains(' '), "stdout: {out:?}");
+    assert!(
+        release.starts_with("6.") && !release.contains(' '),
+        "stdout: {out:?}"
+    );
     assert!(!out.contains("to-stderr"));
-    assert!(stderr(&o).lines().any(|l| l == "to-stderr"), "stderr: {}", stderr(&o));
+    assert!(
+        stderr(&o).lines().any(|l| l == "to-stderr"),
+        "stderr: {}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -26,17 +39,29 @@ fn ten_mib_arrive_byte_exact_and_streams_do_not_mix() {
                   cat /tmp/d & i=0; while [ $i -lt 2000 ]; do i=$((i+1)); echo err$i >&2; done; wait; \
                   cat /tmp/sum >&2";
     let o = v.run(&["run", "--memory", "1G", "--", "sh", "-c", script]);
-    assert_eq!(o.status.code(), Some(0), "stderr tail: {}", stderr(&o).lines().last().unwrap_or(""));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "stderr tail: {}",
+        stderr(&o).lines().last().unwrap_or("")
+    );
     assert_eq!(o.stdout.len(), 10 * 1024 * 1024);
     let local = hex::encode(Sha256::digest(&o.stdout));
     let err = stderr(&o);
     let lines: Vec<&str> = err.lines().collect();
-    assert_eq!(lines.len(), 2001, "stderr must hold exactly the 2000 lines and the checksum");
+    assert_eq!(
+        lines.len(),
+        2001,
+        "stderr must hold exactly the 2000 lines and the checksum"
+    );
     for (i, l) in lines[..2000].iter().enumerate() {
         assert_eq!(*l, format!("err{}", i + 1));
     }
     let guest = lines[2000].split_whitespace().next().unwrap_or("");
-    assert_eq!(guest, local, "checksum computed in the guest vs of what arrived");
+    assert_eq!(
+        guest, local,
+        "checksum computed in the guest vs of what arrived"
+    );
 }
 
 #[test]
@@ -46,17 +71,33 @@ fn background_process_holding_stdout_does_not_hang_the_run() {
     let o = v.run(&["run", "--", "sh", "-c", "sleep 300 & echo started"]);
     assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
     assert_eq!(stdout(&o), "started\n");
-    assert!(t0.elapsed() < Duration::from_secs(60), "took {:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() < Duration::from_secs(60),
+        "took {:?}",
+        t0.elapsed()
+    );
 }
 
 #[test]
 fn env_workdir_and_signals_reach_the_command() {
     let v = Vmb::new();
     let o = v.run(&[
-        "run", "-e", "GREETING=hi there", "-w", "/tmp/work", "--",
-        "sh", "-c", "echo \"$GREETING|$(pwd)|$HOME\"; kill -TERM $$",
+        "run",
+        "-e",
+        "GREETING=hi there",
+        "-w",
+        "/tmp/work",
+        "--",
+        "sh",
+        "-c",
+        "echo \"$GREETING|$(pwd)|$HOME\"; kill -TERM $$",
     ]);
-    assert_eq!(stdout(&o), "hi there|/tmp/work|/home/build\n", "stderr: {}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        "hi there|/tmp/work|/home/build\n",
+        "stderr: {}",
+        stderr(&o)
+    );
     assert_eq!(o.status.code(), Some(128 + 15), "killed by SIGTERM -> 143");
 }
 
@@ -65,5 +106,9 @@ fn a_missing_command_exits_127() {
     let v = Vmb::new();
     let o = v.run(&["run", "--", "no-such-command-here"]);
     assert_eq!(o.status.code(), Some(127), "stderr: {}", stderr(&o));
-    assert!(stderr(&o).contains("no-such-command-here"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("no-such-command-here"),
+        "{}",
+        stderr(&o)
+    );
 }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::deb::{self, AptTools, DebPin, Fallback, FetchedDeb};
 use crate::error::io_err;
-use crate::kernel::{entry_name, mkdir_0755};
+use crate::kernel::entry_name;
 use crate::pins;
 use crate::provision::{ensure_dir, is_complete, write_atomic};
 use crate::ImageError;
@@ -45,20 +45,29 @@ pub fn busybox(cache_root: &Path, notice: &mut dyn FnMut(&str)) -> Result<PathBu
 /// `applets.txt`; empty when it cannot run here (e.g. a macOS host), in
 /// which case the guest init installs the links itself.
 pub fn busybox_applets(busybox: &Path) -> Vec<String> {
-    let Some(list) = busybox.parent().and_then(Path::parent).map(|d| d.join("applets.txt")) else {
+    let Some(list) = busybox
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("applets.txt"))
+    else {
         return Vec::new();
     };
     if let Ok(text) = std::fs::read_to_string(&list) {
         return parse_applets(&text);
     }
-    let out = match std::process::Command::new(busybox).arg("--list-full").output() {
+    let out = match std::process::Command::new(busybox)
+        .arg("--list-full")
+        .output()
+    {
         Ok(o) if o.status.success() => o.stdout,
         Ok(o) => {
             tracing::debug!(status = %o.status, "busybox --list-full failed; the guest will install applets");
             return Vec::new();
         }
         Err(e) => {
-            tracing::debug!("cannot run busybox on this host ({e}); the guest will install applets");
+            tracing::debug!(
+                "cannot run busybox on this host ({e}); the guest will install applets"
+            );
             return Vec::new();
         }
     };
@@ -91,10 +100,7 @@ fn build_entry(
     pin: &pins::BusyboxPin,
     notice: &mut dyn FnMut(&str),
 ) -> Result<(), ImageError> {
-    let download = out.join("download");
-    let root = out.join("root");
-    mkdir_0755(&download)?;
-    let fetched = deb::fetch_deb(
+    let (fetched, root) = deb::fetch_into_entry(
         tools,
         DebPin {
             package: &pin.package,
@@ -102,8 +108,7 @@ fn build_entry(
             sha256: &pin.sha256,
         },
         Fallback::Candidate,
-        &download,
-        &root,
+        out,
         notice,
     )?;
     let src = root.join(&pin.binary);
@@ -125,10 +130,7 @@ fn build_entry(
         src.display(),
         dst.display()
     )))?;
-    for scratch in [&download, &root] {
-        std::fs::remove_dir_all(scratch)
-            .map_err(io_err(format!("removing {}", scratch.display())))?;
-    }
+    deb::remove_scratch(out)?;
     let json =
         serde_json::to_vec_pretty(&BusyboxRecord { fetched }).map_err(|e| ImageError::Io {
             context: "serializing busybox.json".into(),
@@ -143,7 +145,8 @@ mod applet_tests {
 
     #[test]
     fn applet_list_keeps_only_safe_relative_paths() {
-        let got = parse_applets("bin/sh\nusr/bin/env\n\n/abs/x\n../escape\nbin//x\nbin/a b\nsbin/init\n");
+        let got =
+            parse_applets("bin/sh\nusr/bin/env\n\n/abs/x\n../escape\nbin//x\nbin/a b\nsbin/init\n");
         assert_eq!(got, ["bin/sh", "usr/bin/env", "sbin/init"]);
     }
 

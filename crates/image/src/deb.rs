@@ -228,6 +228,35 @@ pub fn parse_control(stdout: &str) -> Option<(String, String)> {
 }
 
 /// sha256 of a file, lowercase hex.
+/// Fetches `pin` into `<out>/download` and unpacks it into `<out>/root`
+/// (the layout both the kernel and the busybox cache entries use); returns
+/// what was fetched and the unpacked root.
+pub fn fetch_into_entry(
+    tools: &AptTools,
+    pin: DebPin<'_>,
+    fallback: Fallback<'_>,
+    out: &Path,
+    notice: &mut dyn FnMut(&str),
+) -> Result<(FetchedDeb, std::path::PathBuf), ImageError> {
+    let download = out.join("download");
+    let root = out.join("root");
+    crate::kernel::mkdir_0755(&download)?;
+    let fetched = fetch_deb(tools, pin, fallback, &download, &root, notice)?;
+    Ok((fetched, root))
+}
+
+/// Removes what [`fetch_into_entry`] left in `out` once the needed files
+/// were moved out of it.
+pub fn remove_scratch(out: &Path) -> Result<(), ImageError> {
+    for scratch in [out.join("download"), out.join("root")] {
+        std::fs::remove_dir_all(&scratch).map_err(crate::error::io_err(format!(
+            "removing {}",
+            scratch.display()
+        )))?;
+    }
+    Ok(())
+}
+
 pub fn sha256_file(path: &Path) -> Result<String, ImageError> {
     let mut f = std::fs::File::open(path).map_err(io_err(format!("opening {}", path.display())))?;
     let mut h = Sha256::new();

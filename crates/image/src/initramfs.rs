@@ -96,7 +96,8 @@ impl InitramfsContents {
         let release = spec.kernel.release.clone();
         let mut modules = Vec::new();
         let mut groups = Vec::new();
-        let wanted_any = !spec.modules.is_empty() || spec.on_demand.iter().any(|(_, m)| !m.is_empty());
+        let wanted_any =
+            !spec.modules.is_empty() || spec.on_demand.iter().any(|(_, m)| !m.is_empty());
         if wanted_any {
             let dir = spec.kernel.modules_dir.as_deref().ok_or_else(|| {
                 let mut all: Vec<String> = spec.modules.to_vec();
@@ -111,7 +112,10 @@ impl InitramfsContents {
                 resolve_modules(&index, names)?
                     .into_iter()
                     .map(|m| {
-                        let guest = format!("/lib/modules/{release}/{}", m.guest_relpath.to_string_lossy());
+                        let guest = format!(
+                            "/lib/modules/{release}/{}",
+                            m.guest_relpath.to_string_lossy()
+                        );
                         Ok((guest, read_module(&m.path)?))
                     })
                     .collect()
@@ -129,7 +133,9 @@ impl InitramfsContents {
             .applets
             .iter()
             .map(|a| a.trim_start_matches('/').to_string())
-            .filter(|a| !a.is_empty() && a != "bin/busybox" && !a.split('/').any(|c| c == ".." || c == "."))
+            .filter(|a| {
+                !a.is_empty() && a != "bin/busybox" && !a.split('/').any(|c| c == ".." || c == ".")
+            })
             .collect();
         Ok(InitramfsContents {
             init,
@@ -201,7 +207,10 @@ impl InitramfsContents {
             w.file("bin/busybox", 0o755, b)?;
         }
         let mut written = std::collections::HashSet::new();
-        let all = self.modules.iter().chain(self.groups.iter().flat_map(|(_, m)| m.iter()));
+        let all = self
+            .modules
+            .iter()
+            .chain(self.groups.iter().flat_map(|(_, m)| m.iter()));
         for (path, data) in all {
             if written.insert(path.as_str()) {
                 w.file(path, 0o644, data)?;
@@ -210,7 +219,11 @@ impl InitramfsContents {
         w.file(MODULES_LOAD, 0o644, self.modules_load().as_bytes())?;
         for (name, mods) in &self.groups {
             let list: String = mods.iter().map(|(p, _)| format!("{p}\n")).collect();
-            w.file(&format!("{MODULES_ON_DEMAND_DIR}/{name}.load"), 0o644, list.as_bytes())?;
+            w.file(
+                &format!("{MODULES_ON_DEMAND_DIR}/{name}.load"),
+                0o644,
+                list.as_bytes(),
+            )?;
         }
         if self.busybox.is_some() {
             for a in &self.applets {

@@ -190,10 +190,7 @@ fn build_kernel_entry(
     pin: &pins::KernelPin,
     notice: &mut dyn FnMut(&str),
 ) -> Result<(), ImageError> {
-    let download = out.join("download");
-    let root = out.join("root");
-    mkdir_0755(&download)?;
-    let fetched = deb::fetch_deb(
+    let (fetched, root) = deb::fetch_into_entry(
         tools,
         DebPin {
             package: &pin.package,
@@ -201,8 +198,7 @@ fn build_kernel_entry(
             sha256: &pin.sha256,
         },
         Fallback::DependencyOf(&pin.fallback_depends_of),
-        &download,
-        &root,
+        out,
         notice,
     )?;
     let bad_package = |reason: String| ImageError::BadPackage {
@@ -233,10 +229,7 @@ fn build_kernel_entry(
             pruned.push(sub.to_string());
         }
     }
-    for scratch in [&download, &root] {
-        std::fs::remove_dir_all(scratch)
-            .map_err(io_err(format!("removing {}", scratch.display())))?;
-    }
+    deb::remove_scratch(out)?;
 
     let data = std::fs::read(&vmlinuz).map_err(io_err(format!("reading {}", vmlinuz.display())))?;
     let header_release = bzimage::bzimage_release(&data).map_err(|e| corrupt(&vmlinuz, e))?;

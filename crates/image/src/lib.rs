@@ -33,5 +33,7 @@ pub use initramfs::{
     build_initramfs, InitramfsContents, InitramfsSpec, FORMAT_VERSION, MODULES_LOAD,
 };
 pub use kernel::{resolve_kernel, Kernel, KernelOrigin, KernelRequest};
-pub use pins::{busybox_pin, guest_module_groups, guest_modules, kernel_pin, BusyboxPin, KernelPin};
+pub use pins::{
+    busybox_pin, guest_module_groups, guest_modules, kernel_pin, BusyboxPin, KernelPin,
+};
 pub use user_kernel::module_dir_candidates;

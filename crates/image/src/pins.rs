@@ -81,11 +81,23 @@ mod tests {
         assert!(k.package.starts_with("linux-image-"));
         assert!(is_sha256(&k.sha256));
         for m in ["virtio_mmio", "virtio_console"] {
-            assert!(k.modules.iter().any(|x| x == m), "{m} missing from the boot set");
+            assert!(
+                k.modules.iter().any(|x| x == m),
+                "{m} missing from the boot set"
+            );
         }
         // Every filesystem the guest init mounts has its modules on demand.
-        for (fs, m) in [("9p", "9p"), ("overlay", "overlay"), ("virtiofs", "virtiofs"), ("erofs", "erofs"), ("ext4", "ext4")] {
-            let group = k.on_demand.get(fs).unwrap_or_else(|| panic!("no on_demand group {fs}"));
+        for (fs, m) in [
+            ("9p", "9p"),
+            ("overlay", "overlay"),
+            ("virtiofs", "virtiofs"),
+            ("erofs", "erofs"),
+            ("ext4", "ext4"),
+        ] {
+            let group = k
+                .on_demand
+                .get(fs)
+                .unwrap_or_else(|| panic!("no on_demand group {fs}"));
             assert!(group.iter().any(|x| x == m), "{m} missing from group {fs}");
         }
         let b = busybox_pin().unwrap();

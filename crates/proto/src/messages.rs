@@ -149,8 +149,27 @@ fn parse<T: for<'de> Deserialize<'de>>(kind: FrameKind, p: &[u8]) -> Result<T, F
     serde_json::from_slice(p).map_err(|source| FrameError::Json { kind, source })
 }
 
-impl GuestMessage {
-    pub fn encode(&self) -> (FrameKind, Vec<u8>) {
+/// What both directions' message types share: framing on a byte stream.
+pub trait Message: Sized {
+    fn encode(&self) -> (FrameKind, Vec<u8>);
+    fn decode(kind: FrameKind, payload: Vec<u8>) -> Result<Self, FrameError>;
+
+    fn write_to<W: Write>(&self, w: &mut W) -> Result<(), FrameError> {
+        let (k, p) = self.encode();
+        write_frame(w, k, &p)
+    }
+
+    /// Reads the next message; `Ok(None)` on a clean EOF.
+    fn read_from<R: Read>(r: &mut R) -> Result<Option<Self>, FrameError> {
+        match read_frame(r)? {
+            None => Ok(None),
+            Some(f) => Self::decode(f.kind, f.payload).map(Some),
+        }
+    }
+}
+
+impl Message for GuestMessage {
+    fn encode(&self) -> (FrameKind, Vec<u8>) {
         match self {
             Self::Hello(h) => (FrameKind::Hello, json(h)),
             Self::Ready(r) => (FrameKind::Ready, json(r)),
@@ -162,7 +181,7 @@ impl GuestMessage {
         }
     }
 
-    pub fn decode(kind: FrameKind, payload: Vec<u8>) -> Result<Self, FrameError> {
+    fn decode(kind: FrameKind, payload: Vec<u8>) -> Result<Self, FrameError> {
         Ok(match kind {
             FrameKind::Hello => Self::Hello(parse(kind, &payload)?),
             FrameKind::Ready => Self::Ready(parse(kind, &payload)?),
@@ -174,23 +193,10 @@ impl GuestMessage {
             other => return Err(FrameError::Unexpected(other)),
         })
     }
-
-    pub fn write_to<W: Write>(&self, w: &mut W) -> Result<(), FrameError> {
-        let (k, p) = self.encode();
-        write_frame(w, k, &p)
-    }
-
-    /// Reads the next guest message; `Ok(None)` on clean EOF.
-    pub fn read_from<R: Read>(r: &mut R) -> Result<Option<Self>, FrameError> {
-        match read_frame(r)? {
-            None => Ok(None),
-            Some(f) => Self::decode(f.kind, f.payload).map(Some),
-        }
-    }
 }
 
-impl HostMessage {
-    pub fn encode(&self) -> (FrameKind, Vec<u8>) {
+impl Message for HostMessage {
+    fn encode(&self) -> (FrameKind, Vec<u8>) {
         match self {
             Self::Setup(s) => (FrameKind::Setup, json(s)),
             Self::Run(c) => (FrameKind::Run, json(c)),
@@ -198,26 +204,13 @@ impl HostMessage {
         }
     }
 
-    pub fn decode(kind: FrameKind, payload: Vec<u8>) -> Result<Self, FrameError> {
+    fn decode(kind: FrameKind, payload: Vec<u8>) -> Result<Self, FrameError> {
         Ok(match kind {
             FrameKind::Setup => Self::Setup(parse(kind, &payload)?),
             FrameKind::Run => Self::Run(parse(kind, &payload)?),
             FrameKind::Shutdown => Self::Shutdown,
             other => return Err(FrameError::Unexpected(other)),
         })
-    }
-
-    pub fn write_to<W: Write>(&self, w: &mut W) -> Result<(), FrameError> {
-        let (k, p) = self.encode();
-        write_frame(w, k, &p)
-    }
-
-    /// Reads the next host message; `Ok(None)` on clean EOF.
-    pub fn read_from<R: Read>(r: &mut R) -> Result<Option<Self>, FrameError> {
-        match read_frame(r)? {
-            None => Ok(None),
-            Some(f) => Self::decode(f.kind, f.payload).map(Some),
-        }
     }
 }
 

@@ -61,9 +61,15 @@ pub fn find_init(candidates: Vec<PathBuf>) -> Result<PathBuf, RunError> {
             Some(false) => return Ok(p),
             Some(true) => {
                 tracing::debug!(path = %p.display(), "skipping a dynamically linked guest init");
-                checked.push(PathBuf::from(format!("{} (dynamically linked)", p.display())));
+                checked.push(PathBuf::from(format!(
+                    "{} (dynamically linked)",
+                    p.display()
+                )));
             }
-            None => checked.push(PathBuf::from(format!("{} (not an ELF64 executable)", p.display()))),
+            None => checked.push(PathBuf::from(format!(
+                "{} (not an ELF64 executable)",
+                p.display()
+            ))),
         }
     }
     Err(RunError::InitNotFound { checked })
@@ -71,7 +77,9 @@ pub fn find_init(candidates: Vec<PathBuf>) -> Result<PathBuf, RunError> {
 
 /// Finds the init using the real environment.
 pub fn locate_init() -> Result<PathBuf, RunError> {
-    let env = std::env::var_os("VMBUILD_INIT").filter(|v| !v.is_empty()).map(PathBuf::from);
+    let env = std::env::var_os("VMBUILD_INIT")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from);
     let exe = std::env::current_exe().ok();
     find_init(init_candidates(env, exe.as_deref()))
 }
@@ -93,7 +101,10 @@ pub struct KernelChoice {
 /// Resolves (fetching on first use) the kernel and busybox, and builds the
 /// initramfs; every piece is cached by content so a warm call does no work
 /// beyond hashing. `notice` receives lines worth telling the user.
-pub fn prepare(choice: &KernelChoice, notice: &mut dyn FnMut(&str)) -> Result<BootAssets, RunError> {
+pub fn prepare(
+    choice: &KernelChoice,
+    notice: &mut dyn FnMut(&str),
+) -> Result<BootAssets, RunError> {
     let init = locate_init()?;
     let cache_root = vmbuild_image::cache_root()?;
     let req = vmbuild_image::KernelRequest {
@@ -168,7 +179,9 @@ mod tests {
         std::fs::write(&good, elf_with_phdr(1)).unwrap();
         let found = find_init(vec![missing.clone(), dynamic.clone(), good.clone()]).unwrap();
         assert_eq!(found, good);
-        let err = find_init(vec![missing.clone(), dynamic]).unwrap_err().to_string();
+        let err = find_init(vec![missing.clone(), dynamic])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(&missing.display().to_string()), "{err}");
         assert!(err.contains("(dynamically linked)"), "{err}");
     }

@@ -9,7 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 use tokio::sync::mpsc;
-use vmbuild_proto::{parse_header, FrameError, GuestMessage, HostMessage};
+use vmbuild_proto::{parse_header, FrameError, GuestMessage, HostMessage, Message};
 
 /// What the reader task reports.
 #[derive(Debug)]
@@ -92,13 +92,22 @@ mod tests {
     async fn messages_flow_both_ways_and_eof_ends_the_stream() {
         let (a, mut b) = UnixStream::pair().unwrap();
         let mut ch = ControlChannel::new(a);
-        ch.send(&HostMessage::Setup(Setup::default())).await.unwrap();
+        ch.send(&HostMessage::Setup(Setup::default()))
+            .await
+            .unwrap();
         // Guest side, written by hand with the sync encoder.
         let mut buf = Vec::new();
-        GuestMessage::Stdout(b"out".to_vec()).write_to(&mut buf).unwrap();
-        GuestMessage::Exited(ExitInfo { code: Some(3), signal: None, started_us: 1, ended_us: 2 })
+        GuestMessage::Stdout(b"out".to_vec())
             .write_to(&mut buf)
             .unwrap();
+        GuestMessage::Exited(ExitInfo {
+            code: Some(3),
+            signal: None,
+            started_us: 1,
+            ended_us: 2,
+        })
+        .write_to(&mut buf)
+        .unwrap();
         b.write_all(&buf).await.unwrap();
         let mut got = vec![0u8; 5];
         b.read_exact(&mut got).await.unwrap();
@@ -108,8 +117,12 @@ mod tests {
         let mut payload = vec![0u8; len];
         b.read_exact(&mut payload).await.unwrap();
         drop(b);
-        assert!(matches!(ch.recv().await, Some(Incoming::Message(GuestMessage::Stdout(o))) if o == b"out"));
-        assert!(matches!(ch.recv().await, Some(Incoming::Message(GuestMessage::Exited(e))) if e.code == Some(3)));
+        assert!(
+            matches!(ch.recv().await, Some(Incoming::Message(GuestMessage::Stdout(o))) if o == b"out")
+        );
+        assert!(
+            matches!(ch.recv().await, Some(Incoming::Message(GuestMessage::Exited(e))) if e.code == Some(3))
+        );
         assert!(ch.recv().await.is_none());
     }
 
@@ -118,6 +131,8 @@ mod tests {
         let (a, mut b) = UnixStream::pair().unwrap();
         let mut ch = ControlChannel::new(a);
         b.write_all(&[250, 0, 0, 0, 0]).await.unwrap();
-        assert!(matches!(ch.recv().await, Some(Incoming::Broken(e)) if e.contains("unknown frame kind")));
+        assert!(
+            matches!(ch.recv().await, Some(Incoming::Broken(e)) if e.contains("unknown frame kind"))
+        );
     }
 }

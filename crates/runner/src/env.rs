@@ -54,7 +54,10 @@ pub fn apply_cache_defaults(env: &mut Vec<(String, String)>) -> Vec<SymlinkSpec>
     let links = vmbuild_cache::symlink_defaults(GUEST_CACHE_DIR, GUEST_HOME);
     vmbuild_cache::applicable_symlinks(&links, env)
         .into_iter()
-        .map(|l| SymlinkSpec { link: l.link.clone(), target: l.target.clone() })
+        .map(|l| SymlinkSpec {
+            link: l.link.clone(),
+            target: l.target.clone(),
+        })
         .collect()
 }
 
@@ -67,8 +70,15 @@ mod tests {
         let mut env = base_env();
         set_if_unset(&mut env, "HOME", "/elsewhere");
         set_if_unset(&mut env, "PIP_CACHE_DIR", "/var/cache/vmbuild/pip");
-        layer(&mut env, &[("PATH".into(), "/opt/bin".into()), ("X".into(), "1".into())]);
-        let get = |k: &str| env.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+        layer(
+            &mut env,
+            &[("PATH".into(), "/opt/bin".into()), ("X".into(), "1".into())],
+        );
+        let get = |k: &str| {
+            env.iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.as_str())
+        };
         assert_eq!(get("HOME"), Some(GUEST_HOME));
         assert_eq!(get("PIP_CACHE_DIR"), Some("/var/cache/vmbuild/pip"));
         assert_eq!(get("PATH"), Some("/opt/bin"));
@@ -79,13 +89,25 @@ mod tests {
     #[test]
     fn cache_defaults_fill_only_what_the_user_left_unset() {
         let mut env = base_env();
-        layer(&mut env, &[("PIP_CACHE_DIR".into(), "/mine".into()), ("CARGO_HOME".into(), "/opt/cargo".into())]);
+        layer(
+            &mut env,
+            &[
+                ("PIP_CACHE_DIR".into(), "/mine".into()),
+                ("CARGO_HOME".into(), "/opt/cargo".into()),
+            ],
+        );
         let links = apply_cache_defaults(&mut env);
         let get = |k: &str| env.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
         assert_eq!(get("PIP_CACHE_DIR").as_deref(), Some("/mine"));
-        assert_eq!(get("GOMODCACHE").as_deref(), Some("/var/cache/vmbuild/gomodcache"));
+        assert_eq!(
+            get("GOMODCACHE").as_deref(),
+            Some("/var/cache/vmbuild/gomodcache")
+        );
         // CARGO_HOME set by the user: the ~/.cargo links are not made.
-        assert!(links.iter().all(|l| !l.link.contains(".cargo")), "{links:?}");
+        assert!(
+            links.iter().all(|l| !l.link.contains(".cargo")),
+            "{links:?}"
+        );
         assert!(links.iter().any(|l| l.link == "/home/build/.m2/repository"));
     }
 }

@@ -60,7 +60,11 @@ pub enum RunError {
     #[error("QEMU failed to start the VM ({status}): {detail}")]
     QemuStartFailed { status: String, detail: String },
     #[error("{kind}: {detail}")]
-    Vm { kind: VmFailureKind, detail: String, console_tail: String },
+    Vm {
+        kind: VmFailureKind,
+        detail: String,
+        console_tail: String,
+    },
     #[error("timed out after {}s {during}; everything was stopped", .after.as_secs_f64())]
     Timeout { after: Duration, during: String },
     #[error("interrupted; everything was stopped")]
@@ -69,7 +73,10 @@ pub enum RunError {
 
 impl RunError {
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        Self::Io { context: context.into(), source }
+        Self::Io {
+            context: context.into(),
+            source,
+        }
     }
 
     /// The process exit code `vmbuild` uses for this error.
@@ -97,14 +104,25 @@ mod tests {
 
     #[test]
     fn exit_codes_are_distinct_per_failure_class() {
-        let vm = RunError::Vm { kind: VmFailureKind::KernelPanic, detail: "x".into(), console_tail: String::new() };
+        let vm = RunError::Vm {
+            kind: VmFailureKind::KernelPanic,
+            detail: "x".into(),
+            console_tail: String::new(),
+        };
         let codes = [
             RunError::InvalidInput("bad".into()).exit_code(),
             vm.exit_code(),
-            RunError::Timeout { after: Duration::from_secs(5), during: "running the command".into() }.exit_code(),
+            RunError::Timeout {
+                after: Duration::from_secs(5),
+                during: "running the command".into(),
+            }
+            .exit_code(),
             RunError::Interrupted.exit_code(),
         ];
-        assert_eq!(codes, [EXIT_SETUP, EXIT_VM_FAILURE, EXIT_TIMEOUT, EXIT_INTERRUPTED]);
+        assert_eq!(
+            codes,
+            [EXIT_SETUP, EXIT_VM_FAILURE, EXIT_TIMEOUT, EXIT_INTERRUPTED]
+        );
         let mut sorted = codes.to_vec();
         sorted.dedup();
         assert_eq!(sorted.len(), 4);
@@ -112,8 +130,13 @@ mod tests {
 
     #[test]
     fn init_not_found_says_what_to_do() {
-        let e = RunError::InitNotFound { checked: vec!["/a/vmbuild-init".into(), "/b/vmbuild-init".into()] };
+        let e = RunError::InitNotFound {
+            checked: vec!["/a/vmbuild-init".into(), "/b/vmbuild-init".into()],
+        };
         let s = e.to_string();
-        assert!(s.contains("/a/vmbuild-init, /b/vmbuild-init") && s.contains("VMBUILD_INIT"), "{s}");
+        assert!(
+            s.contains("/a/vmbuild-init, /b/vmbuild-init") && s.contains("VMBUILD_INIT"),
+            "{s}"
+        );
     }
 }

@@ -10,7 +10,8 @@ use crate::session::{Launch, VmOptions};
 
 /// The floor initramfs: `/init` = `poweroff -f` through busybox.
 pub fn floor_initramfs(busybox: &Path, out: &Path) -> Result<(), RunError> {
-    let bb = std::fs::read(busybox).map_err(|e| RunError::io(format!("reading {}", busybox.display()), e))?;
+    let bb = std::fs::read(busybox)
+        .map_err(|e| RunError::io(format!("reading {}", busybox.display()), e))?;
     let mut w = vmbuild_image::cpio::CpioWriter::new(Vec::new());
     let script = b"#!/bin/busybox sh\n/bin/busybox poweroff -f\n";
     let write = |w: &mut vmbuild_image::cpio::CpioWriter<Vec<u8>>| -> std::io::Result<()> {
@@ -21,13 +22,19 @@ pub fn floor_initramfs(busybox: &Path, out: &Path) -> Result<(), RunError> {
         w.file("init", 0o755, script)
     };
     write(&mut w).map_err(|e| RunError::io("writing the floor initramfs", e))?;
-    let bytes = w.finish().map_err(|e| RunError::io("writing the floor initramfs", e))?;
+    let bytes = w
+        .finish()
+        .map_err(|e| RunError::io("writing the floor initramfs", e))?;
     std::fs::write(out, bytes).map_err(|e| RunError::io(format!("writing {}", out.display()), e))
 }
 
 /// Boots `kernel` with `initrd` under the same QEMU command line a run uses
 /// and returns the wall time from spawning QEMU to its exit.
-pub async fn boot_floor(opts: &VmOptions, kernel: &Path, initrd: &Path) -> Result<Duration, RunError> {
+pub async fn boot_floor(
+    opts: &VmOptions,
+    kernel: &Path,
+    initrd: &Path,
+) -> Result<Duration, RunError> {
     let launch = Launch::prepare(opts, kernel, initrd)?;
     let argv = vmbuild_qemu::build_argv(&launch.cfg);
     let log = launch.rundir.path().join("qemu.log");
@@ -37,11 +44,17 @@ pub async fn boot_floor(opts: &VmOptions, kernel: &Path, initrd: &Path) -> Resul
     // connections, so nothing needs accepting for it to boot.
     let status = tokio::time::timeout(Duration::from_secs(60), qemu.wait())
         .await
-        .map_err(|_| RunError::Timeout { after: Duration::from_secs(60), during: "booting the floor VM".into() })?
+        .map_err(|_| RunError::Timeout {
+            after: Duration::from_secs(60),
+            during: "booting the floor VM".into(),
+        })?
         .map_err(|e| RunError::io("waiting for QEMU", e))?;
     let took = t0.elapsed();
     if !status.success() {
-        return Err(RunError::QemuStartFailed { status: status.to_string(), detail: qemu.read_log() });
+        return Err(RunError::QemuStartFailed {
+            status: status.to_string(),
+            detail: qemu.read_log(),
+        });
     }
     Ok(took)
 }

@@ -22,7 +22,9 @@ pub mod timings;
 
 pub use assets::{BootAssets, KernelChoice};
 pub use bwrap::{BwrapOptions, Sandbox};
-pub use error::{RunError, VmFailureKind, EXIT_INTERRUPTED, EXIT_SETUP, EXIT_TIMEOUT, EXIT_VM_FAILURE};
+pub use error::{
+    RunError, VmFailureKind, EXIT_INTERRUPTED, EXIT_SETUP, EXIT_TIMEOUT, EXIT_VM_FAILURE,
+};
 pub use export::{staging_dir, ExportError, ExportReport, StagingDir, TarExtractor};
 pub use output::{BufferSink, OutputSink, StdioSink};
 pub use session::{BootInfo, CacheShare, Vm, VmOptions};

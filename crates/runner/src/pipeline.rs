@@ -77,7 +77,12 @@ pub enum Backend {
 }
 
 impl Backend {
-    pub async fn run(&mut self, cmd: &CommandSpec, sink: &mut dyn OutputSink, stop: &Stopper) -> Result<ExitInfo, RunError> {
+    pub async fn run(
+        &mut self,
+        cmd: &CommandSpec,
+        sink: &mut dyn OutputSink,
+        stop: &Stopper,
+    ) -> Result<ExitInfo, RunError> {
         match self {
             Backend::Qemu(vm) => vm.run(cmd, sink, stop).await,
             Backend::Bwrap(sb) => sb.run(cmd, sink, stop).await,
@@ -161,9 +166,16 @@ impl Tail {
 /// How the steps went.
 #[derive(Debug)]
 pub enum StepsOutcome {
-    AllPassed { durations: Vec<Duration> },
+    AllPassed {
+        durations: Vec<Duration>,
+    },
     /// Step `index` exited non-zero; later steps did not run.
-    Failed { index: usize, name: String, exit: ExitInfo, tail: String },
+    Failed {
+        index: usize,
+        name: String,
+        exit: ExitInfo,
+        tail: String,
+    },
 }
 
 /// Runs `steps` in order until one fails.
@@ -178,19 +190,34 @@ pub async fn run_steps(
         obs.step_started(i, steps.len(), step);
         let t0 = Instant::now();
         let step_stop = stop.narrowed(step.timeout);
-        let mut sink = StepSink { index: i, obs: &mut *obs, tail: Tail::default() };
+        let mut sink = StepSink {
+            index: i,
+            obs: &mut *obs,
+            tail: Tail::default(),
+        };
         let exit = match backend.run(&step.command, &mut sink, &step_stop).await {
             Ok(e) => e,
             Err(RunError::Timeout { after, .. }) => {
-                return Err(RunError::Timeout { after, during: format!("in step '{}'", step.name) })
+                return Err(RunError::Timeout {
+                    after,
+                    during: format!("in step '{}'", step.name),
+                })
             }
             Err(e) => return Err(e),
         };
         let tail = sink.tail.text();
-        let result = StepResult { exit, duration: t0.elapsed() };
+        let result = StepResult {
+            exit,
+            duration: t0.elapsed(),
+        };
         obs.step_finished(i, step, &result);
         if !result.ok() {
-            return Ok(StepsOutcome::Failed { index: i, name: step.name.clone(), exit: result.exit, tail });
+            return Ok(StepsOutcome::Failed {
+                index: i,
+                name: step.name.clone(),
+                exit: result.exit,
+                tail,
+            });
         }
         durations.push(result.duration);
     }
@@ -211,7 +238,14 @@ pub async fn export_outputs(
     let staging = crate::export::staging_dir(output_dir)?;
     let mut extractor = BlockingSink(crate::export::TarExtractor::new(staging.path())?);
     let cmd = CommandSpec {
-        argv: vec!["tar".into(), "-C".into(), guest_dir.into(), "-cf".into(), "-".into(), ".".into()],
+        argv: vec![
+            "tar".into(),
+            "-C".into(),
+            guest_dir.into(),
+            "-cf".into(),
+            "-".into(),
+            ".".into(),
+        ],
         env,
         cwd: "/".into(),
     };

@@ -102,19 +102,31 @@ pub struct Vm {
 /// bytes, so a long `$TMPDIR` falls back to `/tmp`.
 fn make_rundir() -> Result<tempfile::TempDir, RunError> {
     let base = std::env::temp_dir();
-    let base = if base.as_os_str().len() > 64 { PathBuf::from("/tmp") } else { base };
+    let base = if base.as_os_str().len() > 64 {
+        PathBuf::from("/tmp")
+    } else {
+        base
+    };
     tempfile::Builder::new()
         .prefix("vmbuild-")
         .tempdir_in(&base)
-        .map_err(|e| RunError::io(format!("cannot create a run directory in {}", base.display()), e))
+        .map_err(|e| {
+            RunError::io(
+                format!("cannot create a run directory in {}", base.display()),
+                e,
+            )
+        })
 }
 
 fn bind(path: &Path) -> Result<UnixListener, RunError> {
-    UnixListener::bind(path).map_err(|e| RunError::io(format!("cannot listen on {}", path.display()), e))
+    UnixListener::bind(path)
+        .map_err(|e| RunError::io(format!("cannot listen on {}", path.display()), e))
 }
 
 fn read_tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    let text = std::fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
     vmbuild_qemu::console::tail(&text, lines)
 }
 
@@ -153,13 +165,27 @@ impl Launch {
             initrd: initrd.to_path_buf(),
             kernel_cmdline_extra: opts.kernel_args.clone(),
             tsc_khz: facts.tsc_khz,
-            console_log: opts.console_log.clone().unwrap_or_else(|| dir.join("console.log")),
+            console_log: opts
+                .console_log
+                .clone()
+                .unwrap_or_else(|| dir.join("console.log")),
             control_socket,
             qmp_socket,
             shares: Vec::new(),
         };
-        let info = BootInfo { qemu, accel, accel_reason, argv: Vec::new() };
-        Ok(Launch { rundir, ctl_listener, qmp_listener, cfg, info })
+        let info = BootInfo {
+            qemu,
+            accel,
+            accel_reason,
+            argv: Vec::new(),
+        };
+        Ok(Launch {
+            rundir,
+            ctl_listener,
+            qmp_listener,
+            cfg,
+            info,
+        })
     }
 }
 
@@ -171,8 +197,13 @@ impl Vm {
         stop: &Stopper,
         mut timings: Timings,
     ) -> Result<Vm, RunError> {
-        let Launch { rundir, ctl_listener, qmp_listener, mut cfg, info } =
-            Launch::prepare(opts, &assets.kernel.image, &assets.initramfs)?;
+        let Launch {
+            rundir,
+            ctl_listener,
+            qmp_listener,
+            mut cfg,
+            info,
+        } = Launch::prepare(opts, &assets.kernel.image, &assets.initramfs)?;
         let dir = rundir.path();
         let console_log = cfg.console_log.clone();
         let qemu_log = dir.join("qemu.log");
@@ -191,13 +222,21 @@ impl Vm {
                 CacheMode::Overlay => ShareKind::NineP { read_only: true },
                 CacheMode::Virtiofs => {
                     let socket = dir.join("virtiofs.sock");
-                    let d = vmbuild_cache::Virtiofsd::start_found(&cache.host_dir, &socket, &dir.join("virtiofsd.log"))
-                        .await?;
+                    let d = vmbuild_cache::Virtiofsd::start_found(
+                        &cache.host_dir,
+                        &socket,
+                        &dir.join("virtiofsd.log"),
+                    )
+                    .await?;
                     virtiofsd = Some(d);
                     ShareKind::Virtiofs { socket }
                 }
             };
-            shares.push(Share { tag: CACHE_TAG.into(), host_path: cache.host_dir.clone(), kind });
+            shares.push(Share {
+                tag: CACHE_TAG.into(),
+                host_path: cache.host_dir.clone(),
+                kind,
+            });
             setup.mounts.push(MountSpec {
                 tag: CACHE_TAG.into(),
                 mode: cache.mode,
@@ -271,7 +310,10 @@ impl Vm {
             }
             other => return Err(protocol_error("Hello", &other)),
         }
-        vm.ctl.send(&HostMessage::Setup(setup)).await.map_err(|e| RunError::io("sending setup to the guest", e))?;
+        vm.ctl
+            .send(&HostMessage::Setup(setup))
+            .await
+            .map_err(|e| RunError::io("sending setup to the guest", e))?;
         loop {
             match vm.next_message(stop, "while setting up the guest").await? {
                 GuestMessage::Ready(r) => {
@@ -292,14 +334,19 @@ impl Vm {
         sink: &mut dyn OutputSink,
         stop: &Stopper,
     ) -> Result<ExitInfo, RunError> {
-        self.ctl.send(&HostMessage::Run(cmd.clone())).await.map_err(|e| RunError::io("sending a command to the guest", e))?;
+        self.ctl
+            .send(&HostMessage::Run(cmd.clone()))
+            .await
+            .map_err(|e| RunError::io("sending a command to the guest", e))?;
         loop {
             match self.next_message(stop, "while running the command").await? {
                 GuestMessage::Stdout(b) => sink.stdout(&b),
                 GuestMessage::Stderr(b) => sink.stderr(&b),
                 GuestMessage::Log(l) => tracing::debug!(guest = %l),
                 GuestMessage::Exited(e) => {
-                    self.timings.first_command_start_us.get_or_insert(e.started_us);
+                    self.timings
+                        .first_command_start_us
+                        .get_or_insert(e.started_us);
                     self.timings.last_command_end_us = Some(e.ended_us);
                     self.timings.last_exited_at = Some(Instant::now());
                     return Ok(e);
@@ -313,7 +360,9 @@ impl Vm {
     pub async fn shutdown(mut self) -> Result<Timings, RunError> {
         let sent = self.ctl.send(&HostMessage::Shutdown).await;
         let exited = match sent {
-            Ok(()) => tokio::time::timeout(SHUTDOWN_GRACE, self.qemu.wait()).await.is_ok(),
+            Ok(()) => tokio::time::timeout(SHUTDOWN_GRACE, self.qemu.wait())
+                .await
+                .is_ok(),
             Err(_) => false,
         };
         if !exited {
@@ -335,7 +384,10 @@ impl Vm {
         if let Some(qmp) = self.qmp.as_mut() {
             let _ = tokio::time::timeout(QUIT_GRACE, qmp.quit()).await;
         }
-        if tokio::time::timeout(QUIT_GRACE, self.qemu.wait()).await.is_err() {
+        if tokio::time::timeout(QUIT_GRACE, self.qemu.wait())
+            .await
+            .is_err()
+        {
             let _ = self.qemu.kill().await;
         }
     }
@@ -349,7 +401,11 @@ impl Vm {
     }
 
     /// The next message from the guest, or why none will come.
-    async fn next_message(&mut self, stop: &Stopper, during: &'static str) -> Result<GuestMessage, RunError> {
+    async fn next_message(
+        &mut self,
+        stop: &Stopper,
+        during: &'static str,
+    ) -> Result<GuestMessage, RunError> {
         let incoming = tokio::select! {
             biased;
             m = self.ctl.recv() => m,
@@ -377,13 +433,21 @@ impl Vm {
 
     /// QEMU exited (or closed the channel) before the guest finished: find
     /// out why from a last Fatal message, QEMU's own log, and the console.
-    async fn died(&mut self, status: Option<std::io::Result<std::process::ExitStatus>>) -> RunError {
+    async fn died(
+        &mut self,
+        status: Option<std::io::Result<std::process::ExitStatus>>,
+    ) -> RunError {
         let status = match status {
             Some(s) => s.ok(),
-            None => tokio::time::timeout(QUIT_GRACE, self.qemu.wait()).await.ok().and_then(|s| s.ok()),
+            None => tokio::time::timeout(QUIT_GRACE, self.qemu.wait())
+                .await
+                .ok()
+                .and_then(|s| s.ok()),
         };
         // A Fatal sent just before power-off may still be in the channel.
-        while let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(300), self.ctl.recv()).await {
+        while let Ok(Some(m)) =
+            tokio::time::timeout(Duration::from_millis(300), self.ctl.recv()).await
+        {
             if let Incoming::Message(GuestMessage::Fatal(msg)) = m {
                 return RunError::Vm {
                     kind: VmFailureKind::InitFatal,
@@ -395,16 +459,25 @@ impl Vm {
         if let Some(s) = status.filter(|s| !s.success()) {
             return start_failure(Ok(s), &self.qemu_log);
         }
-        let console = std::fs::read(&self.console_log).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+        let console = std::fs::read(&self.console_log)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
         let tail = vmbuild_qemu::console::tail(&console, 20);
         use vmbuild_qemu::console::GuestFailure as G;
         let (kind, detail) = match vmbuild_qemu::console::classify(&console) {
             Some(G::InitCrash(l)) => (VmFailureKind::InitCrash, l),
             Some(G::KernelPanic(l)) => (VmFailureKind::KernelPanic, l),
             Some(G::OutOfMemory(l)) => (VmFailureKind::OutOfMemory, l),
-            None => (VmFailureKind::Unexpected, "QEMU exited before the guest reported a result".to_string()),
+            None => (
+                VmFailureKind::Unexpected,
+                "QEMU exited before the guest reported a result".to_string(),
+            ),
         };
-        RunError::Vm { kind, detail, console_tail: tail }
+        RunError::Vm {
+            kind,
+            detail,
+            console_tail: tail,
+        }
     }
 }
 
@@ -414,7 +487,11 @@ fn start_failure(status: std::io::Result<std::process::ExitStatus>, qemu_log: &P
         Ok(s) => s.to_string(),
         Err(e) => format!("could not wait for it: {e}"),
     };
-    let detail = if tail.trim().is_empty() { "no output".to_string() } else { tail.trim().replace('\n', " | ") };
+    let detail = if tail.trim().is_empty() {
+        "no output".to_string()
+    } else {
+        tail.trim().replace('\n', " | ")
+    };
     RunError::QemuStartFailed { status, detail }
 }
 

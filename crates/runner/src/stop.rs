@@ -17,7 +17,11 @@ pub struct Stopper {
 
 impl Stopper {
     pub fn new(timeout: Option<Duration>, interrupt: watch::Receiver<bool>) -> Self {
-        Self { timeout, deadline: timeout.map(|t| Instant::now() + t), interrupt }
+        Self {
+            timeout,
+            deadline: timeout.map(|t| Instant::now() + t),
+            interrupt,
+        }
     }
 
     /// A stopper that never fires (tests, benchmarks).
@@ -32,11 +36,17 @@ impl Stopper {
     /// A stopper for one step: the same interrupt, and the earlier of the
     /// current deadline and `timeout` from now (reported as that timeout).
     pub fn narrowed(&self, timeout: Option<Duration>) -> Stopper {
-        let Some(t) = timeout else { return self.clone() };
+        let Some(t) = timeout else {
+            return self.clone();
+        };
         let step_deadline = Instant::now() + t;
         match self.deadline {
             Some(d) if d <= step_deadline => self.clone(),
-            _ => Stopper { timeout: Some(t), deadline: Some(step_deadline), interrupt: self.interrupt.clone() },
+            _ => Stopper {
+                timeout: Some(t),
+                deadline: Some(step_deadline),
+                interrupt: self.interrupt.clone(),
+            },
         }
     }
 
@@ -78,7 +88,10 @@ mod tests {
     async fn interrupt_fires_as_interrupted() {
         let (tx, rx) = watch::channel(false);
         let s = Stopper::new(None, rx);
-        tokio::spawn(async move { tx.send(true).unwrap(); tokio::time::sleep(Duration::from_secs(60)).await });
+        tokio::spawn(async move {
+            tx.send(true).unwrap();
+            tokio::time::sleep(Duration::from_secs(60)).await
+        });
         assert!(matches!(s.fired("booting").await, RunError::Interrupted));
     }
 
@@ -88,11 +101,15 @@ mod tests {
         let build = Stopper::new(Some(Duration::from_secs(100)), rx);
         let step = build.narrowed(Some(Duration::from_secs(3)));
         let t0 = Instant::now();
-        assert!(matches!(step.fired("x").await, RunError::Timeout { after, .. } if after == Duration::from_secs(3)));
+        assert!(
+            matches!(step.fired("x").await, RunError::Timeout { after, .. } if after == Duration::from_secs(3))
+        );
         assert_eq!(t0.elapsed(), Duration::from_secs(3));
         // A step allowed longer than what is left of the build keeps the build's deadline.
         let late = build.narrowed(Some(Duration::from_secs(1000)));
-        assert!(matches!(late.fired("x").await, RunError::Timeout { after, .. } if after == Duration::from_secs(100)));
+        assert!(
+            matches!(late.fired("x").await, RunError::Timeout { after, .. } if after == Duration::from_secs(100))
+        );
     }
 
     #[tokio::test(start_paused = true)]

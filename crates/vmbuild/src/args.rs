@@ -29,9 +29,13 @@ pub fn parse_memory(s: &str) -> Result<u32, String> {
     let v: u32 = num
         .parse()
         .map_err(|_| format!("invalid memory size {s:?}: use MiB (1024) or 512M, 2G"))?;
-    let mib = v.checked_mul(mult).ok_or_else(|| format!("memory size {s:?} is too large"))?;
+    let mib = v
+        .checked_mul(mult)
+        .ok_or_else(|| format!("memory size {s:?} is too large"))?;
     if mib < 128 {
-        return Err(format!("memory size {s:?} is too small: the guest needs at least 128M"));
+        return Err(format!(
+            "memory size {s:?} is too small: the guest needs at least 128M"
+        ));
     }
     Ok(mib)
 }
@@ -45,7 +49,9 @@ pub fn parse_env(s: &str) -> Result<(String, String), String> {
         && !k.starts_with(|c: char| c.is_ascii_digit())
         && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     if !valid {
-        return Err(format!("invalid --env {s:?}: {k:?} is not a valid variable name"));
+        return Err(format!(
+            "invalid --env {s:?}: {k:?} is not a valid variable name"
+        ));
     }
     Ok((k.to_string(), v.to_string()))
 }

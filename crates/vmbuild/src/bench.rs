@@ -29,8 +29,14 @@ fn vm_flags(vm: &VmArgs) -> Vec<String> {
     opt("--cpus", vm.cpus.map(|c| c.to_string()));
     opt("--memory", vm.memory.map(|m| m.to_string()));
     opt("--accel", vm.accel.clone());
-    opt("--kernel", vm.kernel.as_ref().map(|p| p.display().to_string()));
-    opt("--kernel-modules", vm.kernel_modules.as_ref().map(|p| p.display().to_string()));
+    opt(
+        "--kernel",
+        vm.kernel.as_ref().map(|p| p.display().to_string()),
+    );
+    opt(
+        "--kernel-modules",
+        vm.kernel_modules.as_ref().map(|p| p.display().to_string()),
+    );
     opt("--qemu", vm.qemu.as_ref().map(|p| p.display().to_string()));
     for a in &vm.kernel_args {
         f.push("--kernel-arg".into());
@@ -51,7 +57,9 @@ pub fn median(v: &[f64]) -> f64 {
 
 /// Extracts the phases JSON from `vmbuild run --timings` stderr.
 fn parse_timings(stderr: &str) -> Option<serde_json::Value> {
-    let line = stderr.lines().find_map(|l| l.strip_prefix("vmbuild-timings: "))?;
+    let line = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("vmbuild-timings: "))?;
     serde_json::from_str(line).ok()
 }
 
@@ -70,19 +78,37 @@ async fn boot(a: BenchBootArgs) -> Result<()> {
     let flags = vm_flags(&a.vm);
 
     // One untimed run of each to warm the page cache.
-    let warm = Command::new(&exe).arg("run").args(&flags).args(["--", "true"]).output()?;
+    let warm = Command::new(&exe)
+        .arg("run")
+        .args(&flags)
+        .args(["--", "true"])
+        .output()?;
     if !warm.status.success() {
-        bail!("vmbuild run -- true failed: {}", String::from_utf8_lossy(&warm.stderr).trim());
+        bail!(
+            "vmbuild run -- true failed: {}",
+            String::from_utf8_lossy(&warm.stderr).trim()
+        );
     }
     vmbuild_runner::floor::boot_floor(&prepared.opts, &assets.kernel.image, &floor_initrd).await?;
 
-    let keys = ["host_setup_ms", "kernel_to_init_ms", "init_to_command_ms", "commands_ms", "command_end_to_exit_ms"];
+    let keys = [
+        "host_setup_ms",
+        "kernel_to_init_ms",
+        "init_to_command_ms",
+        "commands_ms",
+        "command_end_to_exit_ms",
+    ];
     let mut wall = Vec::new();
     let mut floor = Vec::new();
     let mut phases: Vec<Vec<f64>> = vec![Vec::new(); keys.len()];
     for i in 0..a.runs {
         let t0 = Instant::now();
-        let out = Command::new(&exe).arg("run").arg("--timings").args(&flags).args(["--", "true"]).output()?;
+        let out = Command::new(&exe)
+            .arg("run")
+            .arg("--timings")
+            .args(&flags)
+            .args(["--", "true"])
+            .output()?;
         let took = t0.elapsed().as_secs_f64() * 1000.0;
         let err = String::from_utf8_lossy(&out.stderr);
         if !out.status.success() {
@@ -93,21 +119,43 @@ async fn boot(a: BenchBootArgs) -> Result<()> {
             v.push(t[*k].as_f64().unwrap_or(0.0));
         }
         wall.push(took);
-        let f = vmbuild_runner::floor::boot_floor(&prepared.opts, &assets.kernel.image, &floor_initrd).await?;
+        let f =
+            vmbuild_runner::floor::boot_floor(&prepared.opts, &assets.kernel.image, &floor_initrd)
+                .await?;
         floor.push(f.as_secs_f64() * 1000.0);
-        eprintln!("  run {:>2}: vmbuild run -- true {took:7.0} ms   floor {:7.0} ms", i + 1, floor[i]);
+        eprintln!(
+            "  run {:>2}: vmbuild run -- true {took:7.0} ms   floor {:7.0} ms",
+            i + 1,
+            floor[i]
+        );
     }
     let (m, fm) = (median(&wall), median(&floor));
     println!("vmbuild bench boot: {} runs each, interleaved", a.runs);
-    println!("  kernel: {} ({})", assets.kernel.release, assets.kernel.image.display());
+    println!(
+        "  kernel: {} ({})",
+        assets.kernel.release,
+        assets.kernel.image.display()
+    );
     println!("  `vmbuild run -- true`, process start to exit (median): {m:.0} ms");
-    println!("    min {:.0} ms, max {:.0} ms", wall.iter().cloned().fold(f64::MAX, f64::min), wall.iter().cloned().fold(0.0, f64::max));
+    println!(
+        "    min {:.0} ms, max {:.0} ms",
+        wall.iter().cloned().fold(f64::MAX, f64::min),
+        wall.iter().cloned().fold(0.0, f64::max)
+    );
     println!("    phases (medians):");
     for (k, v) in keys.iter().zip(phases.iter()) {
-        println!("      {:<24} {:7.1} ms", k.trim_end_matches("_ms"), median(v));
+        println!(
+            "      {:<24} {:7.1} ms",
+            k.trim_end_matches("_ms"),
+            median(v)
+        );
     }
     let accounted: f64 = phases.iter().map(|v| median(v)).sum();
-    println!("      {:<24} {:7.1} ms", "other (QEMU start, exit)", (m - accounted).max(0.0));
+    println!(
+        "      {:<24} {:7.1} ms",
+        "other (QEMU start, exit)",
+        (m - accounted).max(0.0)
+    );
     println!("  floor: bare QEMU, same kernel, busybox /init that powers off (median): {fm:.0} ms");
     println!("  ratio run/floor: {:.2}x", m / fm);
     Ok(())

@@ -18,10 +18,19 @@ const SMALL_SIZE: usize = 4096;
 /// and `$T` (a scratch dir outside the cache).
 const OPS: &[(&str, &str)] = &[
     // Through a pipe into dd: `cat > /dev/null` may splice and skip the copy.
-    ("read 2000 x 4 KiB", "cat $C/small/* | dd of=/dev/null bs=64k 2>/dev/null"),
-    ("read 1 x 256 MiB", "dd if=$C/big of=/dev/null bs=1M 2>/dev/null"),
+    (
+        "read 2000 x 4 KiB",
+        "cat $C/small/* | dd of=/dev/null bs=64k 2>/dev/null",
+    ),
+    (
+        "read 1 x 256 MiB",
+        "dd if=$C/big of=/dev/null bs=1M 2>/dev/null",
+    ),
     ("write 2000 x 4 KiB", "cp -r $T/small $C/w-small"),
-    ("write 1 x 256 MiB", "dd if=/dev/zero of=$C/w-big bs=1M count=256 2>/dev/null"),
+    (
+        "write 1 x 256 MiB",
+        "dd if=/dev/zero of=$C/w-big bs=1M count=256 2>/dev/null",
+    ),
 ];
 /// Untimed: copies the small files to scratch so the write test has a source.
 const PREP: &str = "rm -rf $T/small $C/w-small $C/w-big; mkdir -p $T; cp -r $C/small $T/small";
@@ -34,7 +43,9 @@ fn make_cache(dir: &Path) -> Result<()> {
         block[..8].copy_from_slice(&(i as u64).to_le_bytes());
         std::fs::write(small.join(format!("f{i:04}")), &block)?;
     }
-    let chunk: Vec<u8> = (0..1 << 20).map(|i: u32| (i.wrapping_mul(2654435761) >> 24) as u8).collect();
+    let chunk: Vec<u8> = (0..1 << 20)
+        .map(|i: u32| (i.wrapping_mul(2654435761) >> 24) as u8)
+        .collect();
     let mut big = std::fs::File::create(dir.join("big"))?;
     for _ in 0..256 {
         std::io::Write::write_all(&mut big, &chunk)?;
@@ -51,7 +62,9 @@ fn native(busybox: &Path, cache: &Path, scratch: &Path) -> Result<Vec<f64>> {
     let (c, t) = (cache.display().to_string(), scratch.display().to_string());
     let sh = |s: String| -> Result<f64> {
         let t0 = Instant::now();
-        let st = std::process::Command::new(busybox).args(["sh", "-c", &s]).status()?;
+        let st = std::process::Command::new(busybox)
+            .args(["sh", "-c", &s])
+            .status()?;
         if !st.success() {
             bail!("native `{s}` failed: {st}");
         }
@@ -63,24 +76,40 @@ fn native(busybox: &Path, cache: &Path, scratch: &Path) -> Result<Vec<f64>> {
 
 async fn in_guest(a: &BenchCacheArgs, mode: CacheMode, cache: &Path) -> Result<Vec<f64>> {
     let mut prepared = crate::vm_setup::prepare(&a.vm)?;
-    prepared.opts.cache = Some(CacheShare { host_dir: cache.to_path_buf(), mode });
+    prepared.opts.cache = Some(CacheShare {
+        host_dir: cache.to_path_buf(),
+        mode,
+    });
     let assets = crate::vm_setup::assets(prepared.kernel.clone()).await?;
     let stop = Stopper::never();
     let mut vm = Vm::boot(&prepared.opts, &assets, &stop, Timings::default()).await?;
     let mut results = Vec::new();
     let c = vmbuild_proto::GUEST_CACHE_DIR;
-    let run = |s: String| CommandSpec { argv: vec!["sh".into(), "-c".into(), s], env: env::base_env(), cwd: "/".into() };
+    let run = |s: String| CommandSpec {
+        argv: vec!["sh".into(), "-c".into(), s],
+        env: env::base_env(),
+        cwd: "/".into(),
+    };
     let mut outcome = Ok(());
-    for (i, s) in std::iter::once(PREP).chain(OPS.iter().map(|(_, op)| *op)).enumerate() {
+    for (i, s) in std::iter::once(PREP)
+        .chain(OPS.iter().map(|(_, op)| *op))
+        .enumerate()
+    {
         let mut sink = BufferSink::default();
-        match vm.run(&run(script(s, c, "/tmp/bench")), &mut sink, &stop).await {
+        match vm
+            .run(&run(script(s, c, "/tmp/bench")), &mut sink, &stop)
+            .await
+        {
             Ok(e) if e.code == Some(0) => {
                 if i > 0 {
                     results.push((e.ended_us - e.started_us) as f64 / 1000.0);
                 }
             }
             Ok(e) => {
-                outcome = Err(anyhow::anyhow!("`{s}` failed in the guest ({e:?}): {}", String::from_utf8_lossy(&sink.stderr)));
+                outcome = Err(anyhow::anyhow!(
+                    "`{s}` failed in the guest ({e:?}): {}",
+                    String::from_utf8_lossy(&sink.stderr)
+                ));
                 break;
             }
             Err(e) => {
@@ -108,11 +137,19 @@ pub async fn cache(a: BenchCacheArgs) -> Result<()> {
         a.vm.memory.unwrap_or(crate::vm_setup::DEFAULT_MEMORY_MIB),
         a.vm.cpus.unwrap_or(crate::vm_setup::DEFAULT_CPUS)
     );
-    println!("  {:<20} {:>10} {:>22} {:>22}", "operation", "native", "overlay (9p ro+ovl)", "virtiofs (rw)");
+    println!(
+        "  {:<20} {:>10} {:>22} {:>22}",
+        "operation", "native", "overlay (9p ro+ovl)", "virtiofs (rw)"
+    );
     for (i, (name, _)) in OPS.iter().enumerate() {
         println!(
             "  {:<20} {:>8.0}ms {:>10.0}ms {:>8.1}x {:>10.0}ms {:>8.1}x",
-            name, nat[i], ov[i], ov[i] / nat[i], vf[i], vf[i] / nat[i]
+            name,
+            nat[i],
+            ov[i],
+            ov[i] / nat[i],
+            vf[i],
+            vf[i] / nat[i]
         );
     }
     println!("  (ratios are to native; lower is better; the overlay writes land in guest tmpfs)");

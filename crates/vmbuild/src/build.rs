@@ -22,10 +22,17 @@ fn config_err(e: vmbuild_config::ConfigError) -> RunError {
 /// The cache defaults in the form the config crate layers them.
 fn cache_layers() -> (Vec<(String, String)>, Vec<(String, String)>) {
     let defaults = vmbuild_cache::cache_env_defaults(GUEST_CACHE_DIR, GUEST_HOME);
-    let values = defaults.iter().map(|d| (d.name.to_string(), d.value.clone())).collect();
+    let values = defaults
+        .iter()
+        .map(|d| (d.name.to_string(), d.value.clone()))
+        .collect();
     let aliases = defaults
         .iter()
-        .flat_map(|d| d.set_by.iter().map(move |a| (d.name.to_string(), a.to_string())))
+        .flat_map(|d| {
+            d.set_by
+                .iter()
+                .map(move |a| (d.name.to_string(), a.to_string()))
+        })
         .collect();
     (values, aliases)
 }
@@ -37,9 +44,14 @@ fn cache_symlinks(plan: &Plan) -> Vec<SymlinkSpec> {
     links
         .iter()
         .filter(|l| {
-            plan.steps.iter().all(|s| !vmbuild_cache::applicable_symlinks(std::slice::from_ref(l), &s.env).is_empty())
+            plan.steps.iter().all(|s| {
+                !vmbuild_cache::applicable_symlinks(std::slice::from_ref(l), &s.env).is_empty()
+            })
         })
-        .map(|l| SymlinkSpec { link: l.link.clone(), target: l.target.clone() })
+        .map(|l| SymlinkSpec {
+            link: l.link.clone(),
+            target: l.target.clone(),
+        })
         .collect()
 }
 
@@ -49,7 +61,11 @@ fn steps(plan: &Plan) -> Vec<Step> {
         .map(|s| Step {
             name: s.name.clone(),
             depth: s.depth,
-            command: CommandSpec { argv: s.argv(), env: s.env.clone(), cwd: s.workdir.clone() },
+            command: CommandSpec {
+                argv: s.argv(),
+                env: s.env.clone(),
+                cwd: s.workdir.clone(),
+            },
             timeout: s.timeout,
         })
         .collect()
@@ -70,7 +86,8 @@ fn observer(args: &BuildArgs) -> Result<Box<dyn BuildObserver>, RunError> {
     Ok(match &args.log_file {
         None => screen,
         Some(p) => {
-            let f = std::fs::File::create(p).map_err(|e| RunError::io(format!("--log-file {}", p.display()), e))?;
+            let f = std::fs::File::create(p)
+                .map_err(|e| RunError::io(format!("--log-file {}", p.display()), e))?;
             Box::new(Tee(screen, TextProgress::new(f)))
         }
     })
@@ -88,7 +105,10 @@ fn source_dir(args: &BuildArgs) -> Result<PathBuf, RunError> {
         .canonicalize()
         .map_err(|e| RunError::InvalidInput(format!("--source-dir {}: {e}", dir.display())))?;
     if !canon.is_dir() {
-        return Err(RunError::InvalidInput(format!("--source-dir {} is not a directory", dir.display())));
+        return Err(RunError::InvalidInput(format!(
+            "--source-dir {} is not a directory",
+            dir.display()
+        )));
     }
     Ok(canon)
 }
@@ -99,7 +119,11 @@ pub async fn build(
     interrupt: tokio::sync::watch::Receiver<bool>,
 ) -> Result<i32, RunError> {
     let cache = crate::vm_setup::prepare_cache(&args.vm)?;
-    let (cache_defaults, cache_default_aliases) = if cache.is_some() { cache_layers() } else { Default::default() };
+    let (cache_defaults, cache_default_aliases) = if cache.is_some() {
+        cache_layers()
+    } else {
+        Default::default()
+    };
     let opts = LoadOptions {
         pipeline_dirs: args.pipeline_dir.clone(),
         env_file: args.env_file.clone(),
@@ -145,7 +169,10 @@ pub async fn build(
                     "--cache-mode applies to the qemu runner; bubblewrap always binds the cache read-write".into(),
                 ));
             }
-            obs.note(&format!("cache: {} (bind-mounted read-write; writes persist)", c.host_dir.display()));
+            obs.note(&format!(
+                "cache: {} (bind-mounted read-write; writes persist)",
+                c.host_dir.display()
+            ));
         }
         (Some((_, note)), _) => obs.note(note),
         (None, _) => {}
@@ -154,9 +181,16 @@ pub async fn build(
     let mut backend = match args.runner {
         RunnerArg::Qemu => {
             let mut prepared = crate::vm_setup::prepare(&args.vm)?;
-            prepared.opts.cpus = args.vm.cpus.or(plan.package.cpus).unwrap_or(crate::vm_setup::DEFAULT_CPUS);
-            prepared.opts.memory_mib =
-                args.vm.memory.or(plan.package.memory_mib).unwrap_or(crate::vm_setup::DEFAULT_MEMORY_MIB);
+            prepared.opts.cpus = args
+                .vm
+                .cpus
+                .or(plan.package.cpus)
+                .unwrap_or(crate::vm_setup::DEFAULT_CPUS);
+            prepared.opts.memory_mib = args
+                .vm
+                .memory
+                .or(plan.package.memory_mib)
+                .unwrap_or(crate::vm_setup::DEFAULT_MEMORY_MIB);
             prepared.opts.source = Some(source.clone());
             prepared.opts.mkdirs = vec![GUEST_OUTPUT_DIR.to_string()];
             if prepared.opts.cache.is_some() {
@@ -164,7 +198,10 @@ pub async fn build(
             }
             let assets = crate::vm_setup::assets(prepared.kernel.clone()).await?;
             obs.note("booting the VM");
-            let timings = Timings { process_start: Some(started), ..Default::default() };
+            let timings = Timings {
+                process_start: Some(started),
+                ..Default::default()
+            };
             let vm = Vm::boot(&prepared.opts, &assets, &stop, timings).await?;
             Backend::Qemu(vm)
         }
@@ -188,8 +225,19 @@ pub async fn build(
     };
     match outcome {
         StepsOutcome::AllPassed { .. } => {
-            obs.note(&format!("exporting {GUEST_OUTPUT_DIR} to {}", output_dir.display()));
-            let report = match pipeline::export_outputs(&mut backend, GUEST_OUTPUT_DIR, env::base_env(), &output_dir, &stop).await {
+            obs.note(&format!(
+                "exporting {GUEST_OUTPUT_DIR} to {}",
+                output_dir.display()
+            ));
+            let report = match pipeline::export_outputs(
+                &mut backend,
+                GUEST_OUTPUT_DIR,
+                env::base_env(),
+                &output_dir,
+                &stop,
+            )
+            .await
+            {
                 Ok(r) => r,
                 Err(e) => {
                     backend.abort().await;
@@ -207,7 +255,9 @@ pub async fn build(
             ));
             Ok(0)
         }
-        StepsOutcome::Failed { name, exit, tail, .. } => {
+        StepsOutcome::Failed {
+            name, exit, tail, ..
+        } => {
             backend.finish().await?;
             let status = match (exit.code, exit.signal) {
                 (Some(c), _) => format!("exit code {c}"),

@@ -9,7 +9,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::args::{parse_cpus, parse_duration, parse_env, parse_memory};
 
 #[derive(Debug, Parser)]
-#[command(name = "vmbuild", version, about = "Run CI build pipelines inside throw-away QEMU microVMs")]
+#[command(
+    name = "vmbuild",
+    version,
+    about = "Run CI build pipelines inside throw-away QEMU microVMs"
+)]
 pub struct Cli {
     /// More logging (-v: debug, -vv: trace); also RUST_LOG.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -185,8 +189,13 @@ mod tests {
 
     #[test]
     fn run_takes_everything_after_double_dash() {
-        let cli = Cli::try_parse_from(["vmbuild", "run", "--cpus", "2", "-e", "A=1", "--", "sh", "-c", "exit 7"]).unwrap();
-        let Command::Run(r) = cli.command else { panic!("not run") };
+        let cli = Cli::try_parse_from([
+            "vmbuild", "run", "--cpus", "2", "-e", "A=1", "--", "sh", "-c", "exit 7",
+        ])
+        .unwrap();
+        let Command::Run(r) = cli.command else {
+            panic!("not run")
+        };
         assert_eq!(r.command, ["sh", "-c", "exit 7"]);
         assert_eq!(r.vm.cpus, Some(2));
         assert_eq!(r.env, [("A".to_string(), "1".to_string())]);

@@ -15,7 +15,10 @@ impl Report {
     }
     fn missing(&mut self, what: &str, detail: impl std::fmt::Display, fix: &str) {
         self.missing += 1;
-        println!("  MISSING  {what:<11} {detail}\n           {:<11} fix: {fix}", "");
+        println!(
+            "  MISSING  {what:<11} {detail}\n           {:<11} fix: {fix}",
+            ""
+        );
     }
 }
 
@@ -27,7 +30,8 @@ pub fn doctor() -> i32 {
     println!("vmbuild doctor");
     match vmbuild_qemu::find_qemu(facts.arch, None) {
         Ok(q) => {
-            let v = vmbuild_qemu::qemu_version(&q).unwrap_or_else(|e| format!("version unknown: {e}"));
+            let v =
+                vmbuild_qemu::qemu_version(&q).unwrap_or_else(|e| format!("version unknown: {e}"));
             r.ok("qemu", format!("{} ({v})", q.display()));
         }
         Err(e) => r.missing("qemu", e, &vmbuild_qemu::install_hint(facts.os, facts.arch)),
@@ -35,7 +39,10 @@ pub fn doctor() -> i32 {
     let (accel, why) = vmbuild_qemu::choose_accel(&facts);
     r.ok("accel", format!("{accel} — {why}"));
     match facts.tsc_khz {
-        Some(k) => r.info("tsc", format!("{k} kHz (passed as tsc_early_khz under TCG)")),
+        Some(k) => r.info(
+            "tsc",
+            format!("{k} kHz (passed as tsc_early_khz under TCG)"),
+        ),
         None => r.info("tsc", "unknown"),
     }
     doctor_kernel(&mut r);
@@ -44,8 +51,14 @@ pub fn doctor() -> i32 {
         Err(e) => r.missing("guest init", e, "scripts/build-init.sh"),
     }
     match vmbuild_cache::virtiofsd::find_virtiofsd_on_host() {
-        Ok(p) => r.ok("virtiofsd", format!("{} (needed only for --cache-mode virtiofs)", p.display())),
-        Err(e) => r.info("virtiofsd", format!("not found (needed only for --cache-mode virtiofs): {e}")),
+        Ok(p) => r.ok(
+            "virtiofsd",
+            format!("{} (needed only for --cache-mode virtiofs)", p.display()),
+        ),
+        Err(e) => r.info(
+            "virtiofsd",
+            format!("not found (needed only for --cache-mode virtiofs): {e}"),
+        ),
     }
     match which::which("bwrap") {
         Ok(p) => r.ok("bubblewrap", p.display()),
@@ -55,7 +68,10 @@ pub fn doctor() -> i32 {
         ),
     }
     if facts.os == HostOs::MacOs && facts.arch == Arch::Aarch64 {
-        r.info("note", "Apple Silicon: pass an arm64 kernel with --kernel (the pinned kernel is amd64)");
+        r.info(
+            "note",
+            "Apple Silicon: pass an arm64 kernel with --kernel (the pinned kernel is amd64)",
+        );
     }
     if r.missing == 0 {
         println!("everything `vmbuild run` needs is here");
@@ -69,24 +85,50 @@ pub fn doctor() -> i32 {
 fn doctor_kernel(r: &mut Report) {
     let pin = match vmbuild_image::kernel_pin() {
         Ok(p) => p,
-        Err(e) => return r.missing("kernel", e, "reinstall vmbuild (its kernel pin is unreadable)"),
+        Err(e) => {
+            return r.missing(
+                "kernel",
+                e,
+                "reinstall vmbuild (its kernel pin is unreadable)",
+            )
+        }
     };
     if let Some(k) = std::env::var_os("VMBUILD_KERNEL") {
-        return r.info("kernel", format!("VMBUILD_KERNEL={} (overrides the pin)", k.to_string_lossy()));
+        return r.info(
+            "kernel",
+            format!("VMBUILD_KERNEL={} (overrides the pin)", k.to_string_lossy()),
+        );
     }
     let cached = vmbuild_image::cache_root()
         .ok()
-        .map(|root| root.join("kernels").join(format!("{}_{}", pin.package, pin.version)))
+        .map(|root| {
+            root.join("kernels")
+                .join(format!("{}_{}", pin.package, pin.version))
+        })
         .filter(|d| d.join("vmlinux").is_file() || d.join("vmlinuz").is_file());
     match cached {
-        Some(d) => r.ok("kernel", format!("{} {} (cached in {})", pin.package, pin.version, d.display())),
+        Some(d) => r.ok(
+            "kernel",
+            format!(
+                "{} {} (cached in {})",
+                pin.package,
+                pin.version,
+                d.display()
+            ),
+        ),
         None if which::which("apt-get").is_ok() => r.info(
             "kernel",
-            format!("{} {} not fetched yet; the first run fetches it with apt-get download", pin.package, pin.version),
+            format!(
+                "{} {} not fetched yet; the first run fetches it with apt-get download",
+                pin.package, pin.version
+            ),
         ),
         None => r.missing(
             "kernel",
-            format!("{} {} not fetched and apt-get is not available", pin.package, pin.version),
+            format!(
+                "{} {} not fetched and apt-get is not available",
+                pin.package, pin.version
+            ),
             "pass --kernel PATH --kernel-modules DIR (or VMBUILD_KERNEL / VMBUILD_KERNEL_MODULES)",
         ),
     }

@@ -24,7 +24,11 @@ fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
 }
 
 /// Prints a run error the way users see it: one line, then (for VM
@@ -74,7 +78,11 @@ fn main() {
         }
     };
     init_logging(cli.verbose);
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("vmbuild: error: cannot start the async runtime: {e}");
@@ -93,13 +101,15 @@ fn main() {
                     }
                 }
             }
-            cli::Command::Build(args) => match build::build(args, started, interrupt_channel()).await {
-                Ok(code) => code,
-                Err(e) => {
-                    report(&e);
-                    e.exit_code()
+            cli::Command::Build(args) => {
+                match build::build(args, started, interrupt_channel()).await {
+                    Ok(code) => code,
+                    Err(e) => {
+                        report(&e);
+                        e.exit_code()
+                    }
                 }
-            },
+            }
             cli::Command::Doctor => doctor::doctor(),
             cli::Command::Bench(b) => match bench::bench(b).await {
                 Ok(()) => 0,

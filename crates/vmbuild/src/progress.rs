@@ -29,7 +29,10 @@ impl Lines {
     }
 
     fn flush(&mut self, mut emit: impl FnMut(Stream, &str)) {
-        for (stream, buf) in [(Stream::Stdout, &mut self.out), (Stream::Stderr, &mut self.err)] {
+        for (stream, buf) in [
+            (Stream::Stdout, &mut self.out),
+            (Stream::Stderr, &mut self.err),
+        ] {
             if !buf.is_empty() {
                 emit(stream, &String::from_utf8_lossy(buf));
                 buf.clear();
@@ -55,14 +58,23 @@ pub struct TextProgress<W: Write + Send> {
 
 impl<W: Write + Send> TextProgress<W> {
     pub fn new(w: W) -> Self {
-        Self { w, lines: Lines::default() }
+        Self {
+            w,
+            lines: Lines::default(),
+        }
     }
 }
 
 impl<W: Write + Send> BuildObserver for TextProgress<W> {
     fn step_started(&mut self, index: usize, total: usize, step: &Step) {
         let indent = "  ".repeat(step.depth);
-        let _ = writeln!(self.w, "{indent}[{}/{}] {} ...", index + 1, total, step.name);
+        let _ = writeln!(
+            self.w,
+            "{indent}[{}/{}] {} ...",
+            index + 1,
+            total,
+            step.name
+        );
     }
     fn output(&mut self, _index: usize, stream: Stream, bytes: &[u8]) {
         let w = &mut self.w;
@@ -78,8 +90,17 @@ impl<W: Write + Send> BuildObserver for TextProgress<W> {
         });
         let mark = if r.ok() { "✔" } else { "✘" };
         let indent = "  ".repeat(step.depth);
-        let extra = if r.ok() { String::new() } else { format!(" ({})", status_word(r)) };
-        let _ = writeln!(w, "{indent}[{mark}] {}  {:.1}s{extra}", step.name, r.duration.as_secs_f64());
+        let extra = if r.ok() {
+            String::new()
+        } else {
+            format!(" ({})", status_word(r))
+        };
+        let _ = writeln!(
+            w,
+            "{indent}[{mark}] {}  {:.1}s{extra}",
+            step.name,
+            r.duration.as_secs_f64()
+        );
         let _ = w.flush();
     }
     fn note(&mut self, text: &str) {
@@ -89,7 +110,10 @@ impl<W: Write + Send> BuildObserver for TextProgress<W> {
 }
 
 fn now_ms() -> u128 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
 }
 
 /// One JSON object per line: `step_started`, `output` (one per line of
@@ -101,7 +125,10 @@ pub struct JsonProgress<W: Write + Send> {
 
 impl<W: Write + Send> JsonProgress<W> {
     pub fn new(w: W) -> Self {
-        Self { w, lines: Lines::default() }
+        Self {
+            w,
+            lines: Lines::default(),
+        }
     }
 
     fn emit(w: &mut W, v: serde_json::Value) {
@@ -141,7 +168,10 @@ impl<W: Write + Send> BuildObserver for JsonProgress<W> {
         Self::emit(&mut self.w, v);
     }
     fn note(&mut self, text: &str) {
-        Self::emit(&mut self.w, serde_json::json!({"event": "note", "time_ms": now_ms() as u64, "text": text}));
+        Self::emit(
+            &mut self.w,
+            serde_json::json!({"event": "note", "time_ms": now_ms() as u64, "text": text}),
+        );
     }
 }
 
@@ -177,14 +207,23 @@ mod tests {
         Step {
             name: "compile".into(),
             depth: 0,
-            command: CommandSpec { argv: vec![], env: vec![], cwd: "/".into() },
+            command: CommandSpec {
+                argv: vec![],
+                env: vec![],
+                cwd: "/".into(),
+            },
             timeout: None,
         }
     }
 
     fn result(code: i32) -> StepResult {
         StepResult {
-            exit: ExitInfo { code: Some(code), signal: None, started_us: 0, ended_us: 0 },
+            exit: ExitInfo {
+                code: Some(code),
+                signal: None,
+                started_us: 0,
+                ended_us: 0,
+            },
             duration: Duration::from_millis(1500),
         }
     }
@@ -213,7 +252,10 @@ mod tests {
         p.output(0, Stream::Stderr, b"\xa9\nnext\n");
         p.step_finished(0, &step(), &result(0));
         let s = String::from_utf8(p.w).unwrap();
-        let events: Vec<serde_json::Value> = s.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let events: Vec<serde_json::Value> = s
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         assert_eq!(events.len(), 4);
         assert_eq!(events[0]["event"], "step_started");
         assert_eq!(events[1]["line"], "café");

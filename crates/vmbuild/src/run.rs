@@ -25,10 +25,16 @@ pub async fn run(args: RunArgs, started: Instant, stop: Stopper) -> Result<i32, 
     let cmd = CommandSpec {
         argv: args.command.clone(),
         env: cmd_env,
-        cwd: args.workdir.clone().unwrap_or_else(|| GUEST_HOME.to_string()),
+        cwd: args
+            .workdir
+            .clone()
+            .unwrap_or_else(|| GUEST_HOME.to_string()),
     };
 
-    let timings = Timings { process_start: Some(started), ..Default::default() };
+    let timings = Timings {
+        process_start: Some(started),
+        ..Default::default()
+    };
     let mut vm = Vm::boot(&prepared.opts, &assets, &stop, timings).await?;
     tracing::debug!(accel = %vm.info.accel, reason = %vm.info.accel_reason, kernel = %vm.hello.kernel_release, "guest up");
     let exit = match vm.run(&cmd, &mut StdioSink, &stop).await {

@@ -18,7 +18,10 @@ pub struct Prepared {
 pub fn prepare(args: &VmArgs) -> Result<Prepared, RunError> {
     let accel = match &args.accel {
         None => None,
-        Some(a) => Some(a.parse::<vmbuild_qemu::Accel>().map_err(|e| RunError::InvalidInput(format!("--accel: {e}")))?),
+        Some(a) => Some(
+            a.parse::<vmbuild_qemu::Accel>()
+                .map_err(|e| RunError::InvalidInput(format!("--accel: {e}")))?,
+        ),
     };
     // QEMU first: a cheap check that must not wait for a kernel download.
     let qemu = vmbuild_qemu::find_qemu(vmbuild_qemu::Arch::current(), args.qemu.as_deref())?;
@@ -45,7 +48,10 @@ pub fn prepare(args: &VmArgs) -> Result<Prepared, RunError> {
             source: None,
             mkdirs: Vec::new(),
         },
-        kernel: KernelChoice { kernel: args.kernel.clone(), modules: args.kernel_modules.clone() },
+        kernel: KernelChoice {
+            kernel: args.kernel.clone(),
+            modules: args.kernel_modules.clone(),
+        },
         cache_note,
     })
 }
@@ -59,14 +65,19 @@ pub fn prepare_cache(args: &VmArgs) -> Result<Option<(CacheShare, String)>, RunE
     });
     let Some(dir) = &args.cache_dir else {
         if flag.is_some() {
-            return Err(RunError::InvalidInput("--cache-mode needs --cache-dir DIR".into()));
+            return Err(RunError::InvalidInput(
+                "--cache-mode needs --cache-dir DIR".into(),
+            ));
         }
         return Ok(None);
     };
     let env = std::env::var(vmbuild_cache::USE_VIRTIOFS_ENV).ok();
     let mode = vmbuild_cache::resolve_mode(flag, env.as_deref())?;
     let host_dir = vmbuild_cache::prepare_cache_dir(dir)?;
-    Ok(Some((CacheShare { host_dir, mode }, vmbuild_cache::describe(mode, dir))))
+    Ok(Some((
+        CacheShare { host_dir, mode },
+        vmbuild_cache::describe(mode, dir),
+    )))
 }
 
 /// Resolves kernel, busybox and initramfs off the async threads, printing

@@ -11,22 +11,7 @@ pub const VIRTIOFS_PATH_ENV: &str = "QEMU_VIRTIOFS_PATH";
 const BINARY: &str = "virtiofsd";
 
 /// The host operating system, which decides the search order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HostOs {
-    Linux,
-    MacOs,
-}
-
-impl HostOs {
-    /// The OS this crate was compiled for (anything but macOS searches like Linux).
-    pub fn current() -> Self {
-        if cfg!(target_os = "macos") {
-            HostOs::MacOs
-        } else {
-            HostOs::Linux
-        }
-    }
-}
+pub use vmbuild_qemu::HostOs;
 
 /// The inputs of the lookup, as plain data.
 #[derive(Debug, Clone, PartialEq, Eq)]
