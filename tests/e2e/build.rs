@@ -15,6 +15,12 @@ package:
   name: trio
   version: "1.0"
 pipeline:
+  - name: the source arrived intact
+    runs: |
+      test -L src-link && test "$(readlink src-link)" = input.txt
+      test -x tool.sh && test ! -x input.txt
+      test "$(stat -c %i input.txt)" = "$(stat -c %i input-hard)"
+      test "$(stat -c %Y input.txt)" = 1500000000
   - name: copy the input
     runs: |
       mkdir -p ${{targets.destdir}}/share
@@ -36,13 +42,24 @@ pipeline:
       echo done
 "#;
 
-/// A source dir holding `vmbuild.yaml` and an input file.
+/// A source dir holding `vmbuild.yaml`, an input file (mtime 1500000000)
+/// with a hard link and a symlink to it, and an executable.
 fn project(config: &str) -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
     let d = tempfile::tempdir().unwrap();
     std::fs::write(d.path().join("vmbuild.yaml"), config).unwrap();
-    std::fs::write(d.path().join("input.txt"), "from the source dir\n").unwrap();
+    let input = d.path().join("input.txt");
+    std::fs::write(&input, "from the source dir\n").unwrap();
+    let t = std::time::UNIX_EPOCH + Duration::from_secs(1_500_000_000);
+    std::fs::File::options().write(true).open(&input).unwrap().set_modified(t).unwrap();
+    std::fs::hard_link(&input, d.path().join("input-hard")).unwrap();
+    std::os::unix::fs::symlink("input.txt", d.path().join("src-link")).unwrap();
+    std::fs::write(d.path().join("tool.sh"), "#!/bin/sh\necho tool\n").unwrap();
+    std::fs::set_permissions(d.path().join("tool.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
     d
 }
+
+const RUNNERS: [&str; 2] = ["qemu", "bubblewrap"];
 
 fn build(v: &Vmb, proj: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
     let cfg = proj.join("vmbuild.yaml").to_string_lossy().into_owned();
@@ -99,7 +116,7 @@ fn three_steps_give_the_same_outputs_under_both_runners() {
         .iter()
         .filter(|e| e["event"] == "step_finished")
         .collect();
-    assert_eq!(finished.len(), 3, "{}", stderr(&o));
+    assert_eq!(finished.len(), 4, "{}", stderr(&o));
     assert!(finished
         .iter()
         .all(|e| e["status"] == "ok" && e["duration_ms"].is_u64()));
@@ -120,7 +137,7 @@ fn three_steps_give_the_same_outputs_under_both_runners() {
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
-    assert_eq!(names.len(), 2, "{names:?}");
+    assert_eq!(names.len(), 5, "{names:?}");
 }
 
 #[test]
@@ -141,26 +158,24 @@ pipeline:
     runs: echo three > ${{targets.destdir}}/three
 "#,
     );
-    let outs = tempfile::tempdir().unwrap();
-    let out = outs.path().join("out");
-    let o = build(&v, p.path(), &out, &["--log-format", "text"]);
-    assert_eq!(o.status.code(), Some(1), "stderr: {}", stderr(&o));
-    let err = stderr(&o);
-    assert!(
-        err.contains("step 'second' failed with exit code 1"),
-        "{err}"
-    );
-    assert!(
-        err.contains("about to fail") && !err.contains("never"),
-        "{err}"
-    );
-    assert!(
-        !err.contains("[3/3]"),
-        "the third step must not start: {err}"
-    );
-    assert!(!out.exists(), "no output dir for a failed build");
-    let left: Vec<_> = std::fs::read_dir(outs.path()).unwrap().collect();
-    assert!(left.is_empty(), "no staging leftovers: {left:?}");
+    for runner in RUNNERS {
+        let outs = tempfile::tempdir().unwrap();
+        let out = outs.path().join("out");
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let log_path = log.path().to_string_lossy().into_owned();
+        let args = ["--runner", runner, "--log-format", "text", "--log-file", &log_path];
+        let o = build(&v, p.path(), &out, &args);
+        assert_eq!(o.status.code(), Some(1), "{runner}: stderr: {}", stderr(&o));
+        let err = stderr(&o);
+        assert!(err.contains("step 'second' failed with exit code 1"), "{runner}: {err}");
+        assert!(err.contains("about to fail") && !err.contains("never"), "{runner}: {err}");
+        assert!(!err.contains("[3/3]"), "{runner}: the third step must not start: {err}");
+        assert!(!out.exists(), "{runner}: no output dir for a failed build");
+        let left: Vec<_> = std::fs::read_dir(outs.path()).unwrap().collect();
+        assert!(left.is_empty(), "{runner}: no staging leftovers: {left:?}");
+        let logged = std::fs::read_to_string(log.path()).unwrap();
+        assert!(logged.contains("about to fail") && logged.contains("[✘] second"), "{runner}: {logged}");
+    }
 }
 
 #[test]
@@ -175,20 +190,15 @@ pipeline:
     runs: sleep 120
 "#,
     );
-    let outs = tempfile::tempdir().unwrap();
-    let t0 = Instant::now();
-    let o = build(&v, p.path(), &outs.path().join("out"), &[]);
-    assert_eq!(o.status.code(), Some(124), "stderr: {}", stderr(&o));
-    assert!(
-        t0.elapsed() < Duration::from_secs(40),
-        "took {:?}",
-        t0.elapsed()
-    );
-    assert!(
-        stderr(&o).contains("timed out after 3s in step 'sleepy'"),
-        "{}",
-        stderr(&o)
-    );
+    for runner in RUNNERS {
+        let outs = tempfile::tempdir().unwrap();
+        let t0 = Instant::now();
+        let o = build(&v, p.path(), &outs.path().join("out"), &["--runner", runner]);
+        assert_eq!(o.status.code(), Some(124), "{runner}: stderr: {}", stderr(&o));
+        assert!(t0.elapsed() < Duration::from_secs(40), "{runner}: took {:?}", t0.elapsed());
+        let err = stderr(&o);
+        assert!(err.contains("timed out after 3s in step 'sleepy'"), "{runner}: {err}");
+    }
 }
 
 #[test]
@@ -206,7 +216,7 @@ fn a_config_error_names_file_line_and_column() {
 }
 
 #[test]
-fn env_precedence_conditions_nesting_and_uses_in_one_vm() {
+fn env_precedence_conditions_nesting_and_uses_under_both_runners() {
     let v = Vmb::new();
     let p = project(
         r#"
@@ -237,41 +247,27 @@ pipeline:
         "FROM_FILE=file\nFROM_CONFIG=file\n",
     )
     .unwrap();
-    let outs = tempfile::tempdir().unwrap();
-    let out = outs.path().join("out");
-    let cache = outs.path().join("cache");
     let env_file = p.path().join("env.list").to_string_lossy().into_owned();
-    let c = cache.to_string_lossy().into_owned();
-    let o = build(
-        &v,
-        p.path(),
-        &out,
-        &[
-            "--env-file",
-            &env_file,
-            "-e",
-            "FROM_CLI=cli",
-            "--cache-dir",
-            &c,
-            "--log-format",
-            "text",
-        ],
-    );
-    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
-    let rd = |f: &str| std::fs::read_to_string(out.join(f)).unwrap();
-    // env-file < config < cache defaults (fill-if-unset) < step < --env
-    assert_eq!(
-        rd("env.txt"),
-        "file|config|step|cli|/config/pip|/var/cache/vmbuild/gocache\n"
-    );
-    assert_eq!(rd("nested.txt"), "outer 2.5\n");
-    assert!(!out.join("skipped").exists());
-    assert!(stderr(&o).contains("echo: from-uses"), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("skipped (if: false): skipped"),
-        "{}",
-        stderr(&o)
-    );
+    for runner in RUNNERS {
+        let outs = tempfile::tempdir().unwrap();
+        let out = outs.path().join("out");
+        let c = outs.path().join("cache").to_string_lossy().into_owned();
+        let args = [
+            "--runner", runner, "--env-file", &env_file, "-e", "FROM_CLI=cli", "--cache-dir", &c,
+            "--log-format", "text",
+        ];
+        let o = build(&v, p.path(), &out, &args);
+        assert_eq!(o.status.code(), Some(0), "{runner}: stderr: {}", stderr(&o));
+        let rd = |f: &str| std::fs::read_to_string(out.join(f)).unwrap();
+        // env-file < config < cache defaults (fill-if-unset) < step < --env
+        let want = "file|config|step|cli|/config/pip|/var/cache/vmbuild/gocache\n";
+        assert_eq!(rd("env.txt"), want, "{runner}");
+        assert_eq!(rd("nested.txt"), "outer 2.5\n", "{runner}");
+        assert!(!out.join("skipped").exists(), "{runner}");
+        let err = stderr(&o);
+        assert!(err.contains("echo: from-uses"), "{runner}: {err}");
+        assert!(err.contains("skipped (if: false): skipped"), "{runner}: {err}");
+    }
 }
 
 /// A tar stream that plants `link -> <outside>` and then writes
