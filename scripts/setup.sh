@@ -3,9 +3,11 @@
 #   qemu-system-x86  QEMU (and QEMU's legacy virtiofsd at /usr/lib/qemu/virtiofsd)
 #   dpkg-dev/apt     already on Debian: used to fetch the pinned guest kernel
 #   bubblewrap       the non-VM runner (`--runner bubblewrap`)
+#   mmdebstrap, erofs-utils   environment images (`environment.contents.packages`)
+#   libseccomp-dev libcap-ng-dev   to build the Rust virtiofsd the tests also cover
 set -euo pipefail
 
-packages=(qemu-system-x86 bubblewrap)
+packages=(qemu-system-x86 bubblewrap mmdebstrap erofs-utils libseccomp-dev libcap-ng-dev)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -7,6 +7,12 @@ cd "$(dirname "$0")/.."
 
 scripts/setup.sh
 scripts/build-init.sh
+# The Rust virtiofsd, so both virtiofsd flavours are tested (QEMU's C one
+# comes with qemu-system-x86). Kept in target/ between runs.
+if [[ ! -x target/tools/bin/virtiofsd ]]; then
+    cargo install --quiet --locked virtiofsd@1.14.0 --root target/tools
+fi
+export VMBUILD_TEST_RUST_VIRTIOFSD=$PWD/target/tools/bin/virtiofsd
 cargo build --workspace --all-targets
 # Warm the kernel/busybox/initramfs cache in one process so the parallel
 # tests do not all wait on the first download (they would be correct, only slower).

@@ -73,6 +73,10 @@ fn overlay_mode_build_sees_its_changes_and_the_host_is_untouched() {
 }
 
 fn virtiofs_round_trip(v: &Vmb, mode_args: &[&str], env_on: bool) {
+    virtiofs_round_trip_with(v, mode_args, env_on, &[]);
+}
+
+fn virtiofs_round_trip_with(v: &Vmb, mode_args: &[&str], env_on: bool, extra_env: &[(&str, &Path)]) {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
     std::fs::create_dir(&cache).unwrap();
@@ -84,6 +88,9 @@ fn virtiofs_round_trip(v: &Vmb, mode_args: &[&str], env_on: bool) {
     let mut cmd = v.cmd();
     if env_on {
         cmd.env("QEMU_USE_VIRTIOFS", "1");
+    }
+    for (k, val) in extra_env {
+        cmd.env(k, val);
     }
     let o = cmd.args(&args).output().unwrap();
     v.assert_clean();
@@ -114,6 +121,20 @@ fn virtiofs_round_trip(v: &Vmb, mode_args: &[&str], env_on: bool) {
 fn virtiofs_mode_changes_persist_to_the_host_byte_exact() {
     let v = Vmb::new();
     virtiofs_round_trip(&v, &["--cache-mode", "virtiofs"], false);
+}
+
+#[test]
+fn virtiofs_mode_works_with_the_rust_virtiofsd_too() {
+    // scripts/test.sh installs it (`cargo install virtiofsd`) and names it;
+    // QEMU_VIRTIOFS_PATH makes vmbuild use it instead of QEMU's C one.
+    let bin = match std::env::var_os("VMBUILD_TEST_RUST_VIRTIOFSD") {
+        Some(b) => std::path::PathBuf::from(b),
+        None if std::env::var_os("CI").is_some() => panic!("VMBUILD_TEST_RUST_VIRTIOFSD unset under CI"),
+        None => return eprintln!("VMBUILD_TEST_RUST_VIRTIOFSD unset (scripts/test.sh sets it)"),
+    };
+    let dir = bin.parent().expect("binary in a directory");
+    let v = Vmb::new();
+    virtiofs_round_trip_with(&v, &["--cache-mode", "virtiofs"], false, &[("QEMU_VIRTIOFS_PATH", dir)]);
 }
 
 #[test]
