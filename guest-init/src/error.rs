@@ -57,6 +57,24 @@ pub enum InitError {
         seen: String,
     },
 
+    /// The root image's disk never showed up.
+    #[error(
+        "root device {device} not found after {waited_ms} ms; block devices seen: [{seen}] \
+         (does QEMU have the image as a -drive with a virtio-blk-device, and the initramfs virtio_blk?)"
+    )]
+    DeviceNotFound {
+        device: String,
+        waited_ms: u128,
+        seen: String,
+    },
+
+    /// Networking was asked for but no NIC showed up.
+    #[error(
+        "no network interface appeared within {waited_ms} ms; interfaces seen: [{seen}] \
+         (does QEMU have -netdev user with a virtio-net-device, and the initramfs virtio_net?)"
+    )]
+    NicNotFound { waited_ms: u128, seen: String },
+
     /// Reading or writing the control channel failed.
     #[error("control channel: {0}")]
     Frame(#[from] FrameError),

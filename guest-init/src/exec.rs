@@ -3,7 +3,9 @@
 //! end on its exit status (not on EOF: a background process may keep the
 //! pipes open forever).
 
+use std::ffi::CString;
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -19,7 +21,8 @@ use crate::children::{reap, ChildWatch};
 use crate::clock::boottime_us;
 use crate::error::{InitError, Result};
 use crate::mounts::mkdir_p;
-use crate::pathsearch::{env_path, probe_fs, resolve};
+use crate::pathsearch::{env_path, resolve};
+use crate::root::GuestRoot;
 
 /// Largest output chunk read (and sent) at once.
 pub const CHUNK: usize = 64 * 1024;
@@ -33,23 +36,38 @@ const POLL_MS: u16 = 1000;
 /// Where output and the final status go (the control port in the VM).
 pub type Sink<'a> = dyn FnMut(GuestMessage) -> Result<(), FrameError> + 'a;
 
-/// Runs `spec` to completion, sending `Stdout`/`Stderr` frames to `sink`,
-/// and returns its exit status (the caller sends `Exited`). A command that
+/// Runs `spec` to completion inside `root` (chrooted there unless it is the
+/// initramfs), sending `Stdout`/`Stderr` frames to `sink`, and returns its
+/// exit status (the caller sends `Exited`). `argv[0]` and the working
+/// directory are guest paths, looked up inside `root`. A command that
 /// cannot be started is reported the shell way: a message on stderr and
 /// 127 (not found) or 126 (cannot execute).
-pub fn run(spec: &CommandSpec, watch: &ChildWatch, sink: &mut Sink<'_>) -> Result<ExitInfo> {
+pub fn run(
+    spec: &CommandSpec,
+    root: &GuestRoot,
+    watch: &ChildWatch,
+    sink: &mut Sink<'_>,
+) -> Result<ExitInfo> {
     watch.drain();
     reap(None);
     let Some(argv0) = spec.argv.first() else {
         return refuse(sink, 127, "vmbuild-init: empty command line\n".into());
     };
     let cwd = Path::new(&spec.cwd);
-    if let Err(e) = mkdir_p(cwd) {
+    if let Err(e) = root.host(cwd).and_then(|at| mkdir_p(&at)) {
         return refuse(sink, 126, format!("vmbuild-init: {e}\n"));
     }
-    let program = match resolve(argv0, env_path(&spec.env), cwd, probe_fs) {
+    let program = match resolve(argv0, env_path(&spec.env), cwd, |p| root.probe(p)) {
         Ok(p) => p,
         Err(errno) => return refuse(sink, exit_code_for(errno), spawn_message(argv0, errno)),
+    };
+    let to_c = |p: &Path| CString::new(p.as_os_str().as_bytes());
+    let (Ok(c_cwd), Ok(c_root)) = (to_c(cwd), root.chroot_dir().map(to_c).transpose()) else {
+        return refuse(
+            sink,
+            126,
+            "vmbuild-init: a path contains a NUL byte\n".into(),
+        );
     };
 
     let (out_r, out_w) =
@@ -65,13 +83,22 @@ pub fn run(spec: &CommandSpec, watch: &ChildWatch, sink: &mut Sink<'_>) -> Resul
         .args(&spec.argv[1..])
         .env_clear()
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .current_dir(cwd)
         .stdin(Stdio::null())
         .stdout(Stdio::from(out_w))
         .stderr(Stdio::from(err_w));
-    // SAFETY: setsid(2) is async-signal-safe.
+    // chroot first, then chdir: the program and cwd are paths in the root.
+    // SAFETY: chroot(2), chdir(2) and setsid(2) are async-signal-safe and
+    // the strings were allocated before fork.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
+            if let Some(r) = &c_root {
+                if libc::chroot(r.as_ptr()) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            if libc::chdir(c_cwd.as_ptr()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
             libc::setsid();
             Ok(())
         });
@@ -268,7 +295,7 @@ mod tests {
             }
             Ok(())
         };
-        let info = run(spec, watch, &mut sink).unwrap();
+        let info = run(spec, &GuestRoot::initramfs(), watch, &mut sink).unwrap();
         (info, got)
     }
 
@@ -385,6 +412,59 @@ mod tests {
         assert_eq!(info.code, Some(0));
         let want = format!("{}\nsh\n", d.path().canonicalize().unwrap().display());
         assert_eq!(String::from_utf8(got.out).unwrap(), want);
+    }
+
+    #[test]
+    fn commands_are_looked_up_and_run_inside_an_image_root() {
+        let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        let d = tempfile::tempdir().unwrap();
+        let root = GuestRoot::at(d.path());
+        let watch = ChildWatch::install().unwrap();
+        let mut out = Vec::new();
+        let mut sink = |m: GuestMessage| {
+            if let GuestMessage::Stdout(b) = m {
+                out.extend(b);
+            }
+            Ok(())
+        };
+        // The host has `sh`; the empty root does not.
+        let spec = CommandSpec {
+            argv: vec!["sh".into(), "-c".into(), "echo escaped".into()],
+            env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+            cwd: "/work".into(),
+        };
+        let info = run(&spec, &root, watch, &mut sink).unwrap();
+        assert_eq!(info.code, Some(127));
+        assert!(
+            d.path().join("work").is_dir(),
+            "cwd is made inside the root"
+        );
+
+        // The same script path exists on the host and in the root; only
+        // the host has its interpreter (/bin/sh). Chrooted, the exec fails
+        // (as non-root, the chroot itself does); unchrooted it would print.
+        let script = "#!/bin/sh\necho escaped\n";
+        let tool = d.path().join("tool");
+        let in_root = d.path().join("root").join(tool.strip_prefix("/").unwrap());
+        for f in [&tool, &in_root] {
+            std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+            std::fs::write(f, script).unwrap();
+            std::fs::set_permissions(f, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .unwrap();
+        }
+        let root = GuestRoot::at(d.path().join("root"));
+        let spec = CommandSpec {
+            argv: vec![tool.display().to_string()],
+            ..spec
+        };
+        let info = run(&spec, &root, watch, &mut sink).unwrap();
+        let want = if nix::unistd::geteuid().is_root() {
+            127
+        } else {
+            126
+        };
+        assert_eq!(info.code, Some(want));
+        assert!(out.is_empty(), "ran outside the root: {out:?}");
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! `vmbuild-init`: the static PID 1 of every vmbuild VM.
 //!
 //! Boot: mount the API filesystems, install busybox applets if needed, load
-//! the initramfs's modules, open the virtio-serial control port and say
-//! Hello. Then serve the host (Setup, Run*, Shutdown) and power off. Every
+//! the initramfs's modules, bring up `lo`, open the virtio-serial control
+//! port and say Hello. Then serve the host (Setup, Run*, Shutdown) and
+//! power off. A Setup may mount an environment image at /sysroot; commands
+//! then run chrooted there while the init stays in the initramfs. Every
 //! error and panic ends in [`fatal::fatal`], which reports and powers off:
 //! PID 1 never returns.
 
@@ -10,13 +12,17 @@ mod busybox;
 mod children;
 mod clock;
 mod error;
+mod etc;
 mod exec;
 mod fatal;
 mod modules;
 mod mounts;
+mod net;
 mod pathsearch;
 mod port;
+mod root;
 mod setup;
+mod sysroot;
 
 use std::os::fd::AsRawFd;
 use std::path::Path;
@@ -26,8 +32,9 @@ use vmbuild_proto::{GuestMessage, Hello, HostMessage, Ready, CONTROL_PORT_NAME};
 
 use crate::children::ChildWatch;
 use crate::clock::boottime_us;
-use crate::error::Result;
+use crate::error::{InitError, Result};
 use crate::port::Port;
+use crate::root::GuestRoot;
 
 /// How long to wait for the control port to be probed.
 const PORT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -61,6 +68,7 @@ fn boot(init_start_us: u64) -> Result<()> {
     }
     let loaded = modules::load_all(Path::new(modules::MODULES_LOAD))?;
     logs.push(modules::summary(&loaded));
+    logs.push(net::loopback_up()?);
     let watch = ChildWatch::install()?;
 
     let t0 = Instant::now();
@@ -96,6 +104,7 @@ fn boot(init_start_us: u64) -> Result<()> {
 
 /// Answers host requests until Shutdown or until the host hangs up.
 fn serve(port: &mut Port, watch: &ChildWatch) -> Result<()> {
+    let mut root = GuestRoot::initramfs();
     loop {
         match port.recv()? {
             None => {
@@ -103,8 +112,13 @@ fn serve(port: &mut Port, watch: &ChildWatch) -> Result<()> {
                 return Ok(());
             }
             Some(HostMessage::Setup(s)) => {
+                if s.root.is_some() && root.chroot_dir().is_some() {
+                    return Err(InitError::Invalid(
+                        "a second Setup asks for a root image, but one is already mounted".into(),
+                    ));
+                }
                 let mut logs = Vec::new();
-                setup::apply(&s, &mut |l| logs.push(l))?;
+                root = setup::apply(&s, &mut |l| logs.push(l))?;
                 for l in logs {
                     port.send(&GuestMessage::Log(l))?;
                 }
@@ -113,7 +127,7 @@ fn serve(port: &mut Port, watch: &ChildWatch) -> Result<()> {
                 }))?;
             }
             Some(HostMessage::Run(spec)) => {
-                let info = exec::run(&spec, watch, &mut |m| port.send(&m))?;
+                let info = exec::run(&spec, &root, watch, &mut |m| port.send(&m))?;
                 port.send(&GuestMessage::Exited(info))?;
             }
             Some(HostMessage::Shutdown) => return Ok(()),

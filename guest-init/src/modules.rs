@@ -13,8 +13,8 @@ use crate::error::{InitError, Result};
 
 /// Where the initramfs lists its modules.
 pub const MODULES_LOAD: &str = "/etc/vmbuild/modules.load";
-/// Where the initramfs lists modules loaded on demand, one `<fstype>.load`
-/// per filesystem type (only what the boot set lacks).
+/// Where the initramfs lists modules loaded on demand, one `<group>.load`
+/// per filesystem type (and `net`), holding only what the boot set lacks.
 pub const ON_DEMAND_DIR: &str = "/etc/vmbuild/modules.d";
 
 /// Parses a modules.load text: one absolute path per line; blank lines and
@@ -85,6 +85,16 @@ pub fn load_group(dir: &Path, fstype: &str) -> Result<Vec<(PathBuf, Duration)>> 
         )));
     }
     load_all(&dir.join(format!("{fstype}.load")))
+}
+
+/// Loads the on-demand group `name` from [`ON_DEMAND_DIR`] and logs what
+/// was loaded (nothing when the group is empty or already loaded).
+pub fn load_group_logged(name: &str, log: &mut dyn FnMut(String)) -> Result<()> {
+    let loaded = load_group(Path::new(ON_DEMAND_DIR), name)?;
+    if !loaded.is_empty() {
+        log(format!("{name}: {}", summary(&loaded)));
+    }
+    Ok(())
 }
 
 /// One log line: how many modules, the total time and the slowest three.

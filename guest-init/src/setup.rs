@@ -1,6 +1,6 @@
-//! Acting on the host's `Setup`: hostname, directories, and the shared
-//! cache mounts (9p read-only + overlay, or virtiofs read-write) with
-//! their alias symlinks.
+//! Acting on the host's `Setup`: hostname, network, the root image, and
+//! the shared cache mounts (9p read-only + overlay, or virtiofs read-write)
+//! with their alias symlinks, directories and default links.
 
 use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -11,7 +11,9 @@ use nix::mount::MsFlags;
 use vmbuild_proto::{CacheMode, MountSpec, Setup};
 
 use crate::error::{InitError, Result};
+use crate::modules::load_group_logged;
 use crate::mounts::{mkdir_p, mount_fs};
+use crate::root::GuestRoot;
 
 /// Default 9p message size (the cap of the guest kernel).
 pub const DEFAULT_MSIZE: u32 = 512_000;
@@ -23,23 +25,43 @@ pub const RW_ROOT: &str = "/run/vmbuild/rw";
 /// neither is useful for a throw-away upper and both can be refused).
 pub const OVERLAY_EXTRA: &str = "xino=off,index=off";
 
-/// Applies `setup`; progress lines go to `log`. Any error is fatal.
-pub fn apply(setup: &Setup, log: &mut dyn FnMut(String)) -> Result<()> {
+/// Applies `setup` and returns the root commands run in; progress lines go
+/// to `log`. Any error is fatal. Order: hostname, network, the root image,
+/// the init's /etc files, then the shares, directories and links (all of
+/// them guest paths inside that root).
+pub fn apply(setup: &Setup, log: &mut dyn FnMut(String)) -> Result<GuestRoot> {
+    // Check every path before the first mount: a bad request changes nothing.
+    for (what, p) in setup_paths(setup) {
+        absolute(what, p)?;
+    }
     if let Some(h) = &setup.hostname {
         nix::unistd::sethostname(h)
             .map_err(|e| InitError::sys(format!("setting hostname '{h}'"), e))?;
     }
+    let resolv = match &setup.network {
+        Some(n) => Some(crate::net::resolv_conf(&crate::net::configure(n, log)?.dns)),
+        None => None,
+    };
+    let root = match &setup.root {
+        Some(spec) => crate::sysroot::mount_image(spec, log)?,
+        None => GuestRoot::initramfs(),
+    };
+    let wrote = crate::etc::write_etc(&root, setup.hostname.as_deref(), resolv.as_deref())?;
+    if !wrote.is_empty() {
+        log(format!("wrote {}", wrote.join(" ")));
+    }
     for m in &setup.mounts {
-        let target = absolute("mount target", &m.target)?;
+        let guest_target = absolute("mount target", &m.target)?;
+        let target = root.host(&guest_target)?;
         validate_tag(&m.tag)?;
         match m.mode {
             CacheMode::Overlay => {
-                load_modules_for("9p", log)?;
-                load_modules_for("overlay", log)?;
+                load_group_logged("9p", log)?;
+                load_group_logged("overlay", log)?;
                 log(mount_overlay(m, &target)?)
             }
             CacheMode::Virtiofs => {
-                load_modules_for("virtiofs", log)?;
+                load_group_logged("virtiofs", log)?;
                 mkdir_p(&target)?;
                 mount_fs(&m.tag, &target, "virtiofs", MsFlags::empty(), "")?;
                 log(format!(
@@ -50,54 +72,63 @@ pub fn apply(setup: &Setup, log: &mut dyn FnMut(String)) -> Result<()> {
             }
         }
         for a in &m.aliases {
-            make_alias(&absolute("alias", a)?, &target)?;
+            let alias = root.host_nofollow(&absolute("alias", a)?)?;
+            make_alias(&alias, &guest_target)?;
         }
     }
     // After the mounts: a directory may live on one (e.g. /home/build/out).
     for d in &setup.mkdirs {
-        mkdir_p(&absolute("mkdirs entry", d)?)?;
+        mkdir_p(&root.host(&absolute("mkdirs entry", d)?)?)?;
     }
     for l in &setup.symlinks {
         let link = absolute("symlink", &l.link)?;
         let target = absolute("symlink target", &l.target)?;
-        if make_default_link(&link, &target)? {
+        if make_default_link(&root, &link, &target)? {
             log(format!("linked {} -> {}", link.display(), target.display()));
         }
     }
-    Ok(())
+    Ok(root)
 }
 
-/// Creates `link` -> `target` (and the `target` directory) unless
-/// something already exists at `link`: these are defaults, and whatever a
-/// rootfs or an earlier step put there wins. Returns whether it linked.
-pub fn make_default_link(link: &Path, target: &Path) -> Result<bool> {
-    if link.symlink_metadata().is_ok() {
+/// Every guest path of `setup`, with what it is.
+fn setup_paths(setup: &Setup) -> impl Iterator<Item = (&'static str, &String)> {
+    let mounts = setup.mounts.iter().flat_map(|m| {
+        std::iter::once(("mount target", &m.target)).chain(m.aliases.iter().map(|a| ("alias", a)))
+    });
+    let links = setup
+        .symlinks
+        .iter()
+        .flat_map(|l| [("symlink", &l.link), ("symlink target", &l.target)]);
+    mounts
+        .chain(setup.mkdirs.iter().map(|d| ("mkdirs entry", d)))
+        .chain(links)
+}
+
+/// Creates `link` -> `target` (and the `target` directory) inside `root`
+/// unless something already exists at `link`: these are defaults, and
+/// whatever a rootfs or an earlier step put there wins. Both are guest
+/// paths; the link's text is `target` as commands see it. Returns whether
+/// it linked.
+pub fn make_default_link(root: &GuestRoot, link: &Path, target: &Path) -> Result<bool> {
+    let link_at = root.host_nofollow(link)?;
+    if link_at.symlink_metadata().is_ok() {
         return Ok(false);
     }
-    mkdir_p(target)?;
-    if let Some(parent) = link.parent() {
+    mkdir_p(&root.host(target)?)?;
+    if let Some(parent) = link_at.parent() {
         mkdir_p(parent)?;
     }
-    std::os::unix::fs::symlink(target, link).map_err(|e| {
+    std::os::unix::fs::symlink(target, &link_at).map_err(|e| {
         InitError::io(
             format!(
                 "creating the link {} -> {}",
-                link.display(),
+                link_at.display(),
                 target.display()
             ),
             e,
         )
     })?;
     Ok(true)
-}
-
-/// Loads the initramfs's on-demand modules for `fstype` and logs them.
-fn load_modules_for(fstype: &str, log: &mut dyn FnMut(String)) -> Result<()> {
-    let loaded = crate::modules::load_group(Path::new(crate::modules::ON_DEMAND_DIR), fstype)?;
-    if !loaded.is_empty() {
-        log(format!("{fstype}: {}", crate::modules::summary(&loaded)));
-    }
-    Ok(())
 }
 
 fn absolute(what: &str, p: &str) -> Result<PathBuf> {
@@ -220,7 +251,7 @@ fn mount_overlay(m: &MountSpec, target: &Path) -> Result<String> {
 
 /// Tries each option string in turn while the kernel answers EINVAL;
 /// returns the index of the one that worked, or the last error.
-fn first_accepted(
+pub fn first_accepted(
     options: &[String],
     mut try_one: impl FnMut(&str) -> Result<()>,
 ) -> Result<usize> {
@@ -413,26 +444,51 @@ mod tests {
         };
         let e = apply(&setup, &mut |_| {}).unwrap_err();
         assert!(e.to_string().contains("rel/dir"), "{e}");
+        let setup = Setup {
+            symlinks: vec![vmbuild_proto::SymlinkSpec {
+                link: "/home/build/.m2/repository".into(),
+                target: "cache/m2".into(),
+            }],
+            ..Default::default()
+        };
+        let e = apply(&setup, &mut |_| {}).unwrap_err();
+        assert!(e.to_string().contains("cache/m2"), "{e}");
     }
 
     #[test]
     fn default_links_are_made_once_and_never_replace_anything() {
         let d = tempfile::tempdir().unwrap();
+        let root = GuestRoot::initramfs();
         let link = d.path().join("home/.m2/repository");
         let target = d.path().join("cache/m2repository");
-        assert!(make_default_link(&link, &target).unwrap());
+        assert!(make_default_link(&root, &link, &target).unwrap());
         assert!(target.is_dir());
         assert_eq!(std::fs::read_link(&link).unwrap(), target);
         assert!(
-            !make_default_link(&link, &target).unwrap(),
+            !make_default_link(&root, &link, &target).unwrap(),
             "second time is a no-op"
         );
         let own = d.path().join("home/.cargo/registry");
         std::fs::create_dir_all(&own).unwrap();
-        assert!(!make_default_link(&own, &d.path().join("cache/cargo/registry")).unwrap());
+        assert!(!make_default_link(&root, &own, &d.path().join("cache/cargo/registry")).unwrap());
         assert!(
             own.is_dir() && !own.is_symlink(),
             "an existing directory is left alone"
         );
+    }
+
+    #[test]
+    fn default_links_inside_an_image_root_point_at_guest_paths() {
+        let d = tempfile::tempdir().unwrap();
+        // /home is an absolute link inside the image: it must resolve there.
+        std::fs::create_dir_all(d.path().join("var/home")).unwrap();
+        std::os::unix::fs::symlink("/var/home", d.path().join("home")).unwrap();
+        let root = GuestRoot::at(d.path());
+        let link = Path::new("/home/build/.m2/repository");
+        let target = Path::new("/var/cache/vmbuild/m2repository");
+        assert!(make_default_link(&root, link, target).unwrap());
+        let made = d.path().join("var/home/build/.m2/repository");
+        assert_eq!(std::fs::read_link(&made).unwrap(), target);
+        assert!(d.path().join("var/cache/vmbuild/m2repository").is_dir());
     }
 }

@@ -29,6 +29,7 @@ pub use frame::{
     header, parse_header, read_frame, write_frame, Frame, FrameError, FrameKind, MAX_FRAME_LEN,
 };
 pub use messages::{
-    CacheMode, CommandSpec, ExitInfo, GuestMessage, Hello, HostMessage, Message, MountSpec, Ready,
-    Setup, SymlinkSpec, CONTROL_PORT_NAME, GUEST_CACHE_ALIAS, GUEST_CACHE_DIR, GUEST_HOME,
+    CacheMode, CommandSpec, ExitInfo, GuestMessage, Hello, HostMessage, Message, MountSpec,
+    NetworkSpec, Ready, RootSpec, Setup, SymlinkSpec, CONTROL_PORT_NAME, GUEST_CACHE_ALIAS,
+    GUEST_CACHE_DIR, GUEST_HOME, ROOT_FSTYPES,
 };

@@ -12,6 +12,8 @@ pub const CONTROL_PORT_NAME: &str = "org.vmbuild.ctl";
 pub const GUEST_CACHE_DIR: &str = "/var/cache/vmbuild";
 /// Alias of the cache so melange configs run unchanged.
 pub const GUEST_CACHE_ALIAS: &str = "/var/cache/melange";
+/// Filesystem types a root image ([`RootSpec`]) may have.
+pub const ROOT_FSTYPES: &[&str] = &["erofs", "ext4"];
 /// The build workspace and `$HOME` in the guest.
 pub const GUEST_HOME: &str = "/home/build";
 
@@ -70,6 +72,38 @@ pub struct Setup {
     /// target directory is created too.
     #[serde(default)]
     pub symlinks: Vec<SymlinkSpec>,
+    /// Run commands in this root filesystem image instead of the initramfs.
+    /// `None`: the busybox environment of the initramfs.
+    #[serde(default)]
+    pub root: Option<RootSpec>,
+    /// Configure the NIC. `None`: only the loopback interface is up.
+    #[serde(default)]
+    pub network: Option<NetworkSpec>,
+}
+
+/// A read-only block device holding the root filesystem commands run in.
+/// The init mounts it read-only with a tmpfs overlay at `/sysroot` (writes
+/// are discarded at power-off), mounts the API filesystems inside it, and
+/// runs every command chrooted there. Mount targets, aliases, mkdirs and
+/// symlinks of the [`Setup`] are guest paths inside this root.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RootSpec {
+    /// The device node, e.g. `/dev/vda` (the first virtio-blk drive).
+    pub device: String,
+    /// Its filesystem type, one of [`ROOT_FSTYPES`].
+    pub fstype: String,
+}
+
+/// A static IPv4 configuration for the VM's one NIC.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkSpec {
+    /// Address with prefix length, e.g. `10.0.2.15/24`.
+    pub address: String,
+    /// Default gateway, e.g. `10.0.2.2`.
+    pub gateway: String,
+    /// Name servers written to `/etc/resolv.conf`, in order.
+    #[serde(default)]
+    pub dns: Vec<String>,
 }
 
 /// One symlink `link` -> `target` (absolute guest paths).
@@ -267,6 +301,15 @@ mod tests {
                     link: "/home/build/.m2/repository".into(),
                     target: "/var/cache/vmbuild/m2repository".into(),
                 }],
+                root: Some(RootSpec {
+                    device: "/dev/vda".into(),
+                    fstype: "erofs".into(),
+                }),
+                network: Some(NetworkSpec {
+                    address: "10.0.2.15/24".into(),
+                    gateway: "10.0.2.2".into(),
+                    dns: vec!["10.0.2.3".into()],
+                }),
             }),
             HostMessage::Run(CommandSpec {
                 argv: vec!["sh".into(), "-c".into(), "exit 7".into()],
@@ -283,6 +326,18 @@ mod tests {
         for m in &msgs {
             assert_eq!(&HostMessage::read_from(&mut r).unwrap().unwrap(), m);
         }
+    }
+
+    #[test]
+    fn setup_from_an_older_host_has_no_root_and_no_network() {
+        let old = br#"{"mounts":[],"mkdirs":["/home/build"],"hostname":null,"symlinks":[]}"#;
+        let s: Setup = serde_json::from_slice(old).unwrap();
+        assert_eq!(s.root, None);
+        assert_eq!(s.network, None);
+        assert_eq!(s.mkdirs, ["/home/build"]);
+        let n: NetworkSpec =
+            serde_json::from_slice(br#"{"address":"10.0.2.15/24","gateway":"10.0.2.2"}"#).unwrap();
+        assert!(n.dns.is_empty());
     }
 
     #[test]

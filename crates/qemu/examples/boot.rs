@@ -66,6 +66,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         control_socket: run.join("ctl.sock"),
         qmp_socket: run.join("qmp.sock"),
         shares,
+        drives: vec![],
+        network: vmbuild_qemu::Network::None,
     };
     let ctl = tokio::net::UnixListener::bind(&cfg.control_socket)?;
     let qmp_listener = tokio::net::UnixListener::bind(&cfg.qmp_socket)?;

@@ -140,6 +140,56 @@ pub struct Share {
     pub kind: ShareKind,
 }
 
+/// How QEMU reads a disk image. Always given explicitly: letting QEMU probe
+/// the format of a raw image lets the image's content choose its driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DriveFormat {
+    /// The bytes of the file are the disk (erofs/ext4 images).
+    #[default]
+    Raw,
+}
+
+impl DriveFormat {
+    /// The name QEMU uses in `format=`.
+    pub fn name(self) -> &'static str {
+        match self {
+            DriveFormat::Raw => "raw",
+        }
+    }
+}
+
+/// A disk image attached as a virtio-blk device. The guest sees drive N of
+/// [`VmConfig::drives`] as the N-th virtio disk (`/dev/vda`, `/dev/vdb`, ...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Drive {
+    pub path: PathBuf,
+    /// QEMU opens the file read-only and the guest sees a read-only disk.
+    pub read_only: bool,
+    pub format: DriveFormat,
+}
+
+/// The guest's network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Network {
+    /// No NIC at all: the guest has only its loopback interface.
+    #[default]
+    None,
+    /// QEMU's user-mode (slirp) network on a virtio-net NIC: the guest is
+    /// [`SLIRP_GUEST_ADDRESS`], [`SLIRP_GATEWAY`] is the gateway and reaches
+    /// the host's own loopback services, [`SLIRP_DNS`] forwards DNS to the
+    /// host's resolver. Outgoing connections only (no `restrict=`, no
+    /// `hostfwd=`): nothing on the host can connect into the guest.
+    User,
+}
+
+/// The guest's address (with prefix) on QEMU's user-mode network.
+pub const SLIRP_GUEST_ADDRESS: &str = "10.0.2.15/24";
+/// The gateway of QEMU's user-mode network; connections to it reach the
+/// host's 127.0.0.1.
+pub const SLIRP_GATEWAY: &str = "10.0.2.2";
+/// QEMU's built-in DNS forwarder on the user-mode network.
+pub const SLIRP_DNS: &str = "10.0.2.3";
+
 /// Everything needed to build a QEMU command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VmConfig {
@@ -168,6 +218,9 @@ pub struct VmConfig {
     /// QMP chardev; QEMU CONNECTS to it, the host must listen first.
     pub qmp_socket: PathBuf,
     pub shares: Vec<Share>,
+    /// Disk images, attached as virtio-blk devices in this order.
+    pub drives: Vec<Drive>,
+    pub network: Network,
 }
 
 /// The guest serial console device for `arch`.
@@ -335,7 +388,39 @@ pub fn build_argv(cfg: &VmConfig) -> Vec<OsString> {
             }
         }
     }
+    for (n, drive) in cfg.drives.iter().enumerate() {
+        let id = format!("drive{n}");
+        let mut opts = Opts::new("if=none")
+            .kv("file", drive_file(&drive.path))
+            .kv("id", &id)
+            .kv("format", drive.format.name());
+        if drive.read_only {
+            opts = opts.raw("readonly=on");
+        }
+        let dev = Opts::new("virtio-blk-device").kv("drive", &id);
+        push(&[&"-drive", &opts.0, &"-device", &dev.0]);
+    }
+    match cfg.network {
+        Network::None => {}
+        Network::User => push(&[
+            &"-netdev",
+            &"user,id=net0",
+            &"-device",
+            &"virtio-net-device,netdev=net0",
+        ]),
+    }
     a
+}
+
+/// The `file=` value of a drive. QEMU reads `proto:rest` as a protocol
+/// (`nbd:`, `http:` ...) when the colon comes before any slash, so a
+/// relative path gets a `./` in front.
+fn drive_file(path: &std::path::Path) -> PathBuf {
+    if path.is_absolute() || path.starts_with(".") {
+        path.to_path_buf()
+    } else {
+        std::path::Path::new(".").join(path)
+    }
 }
 
 #[cfg(test)]

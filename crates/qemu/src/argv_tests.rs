@@ -16,6 +16,8 @@ fn cfg() -> VmConfig {
         control_socket: "/run/vm/ctl.sock".into(),
         qmp_socket: "/run/vm/qmp.sock".into(),
         shares: vec![],
+        drives: vec![],
+        network: Network::None,
     }
 }
 
@@ -284,6 +286,77 @@ fn commas_in_paths_and_tags_are_doubled() {
     let devices = values(&argv, "-device");
     assert!(devices.contains(&"virtio-9p-device,fsdev=fs0,mount_tag=t,,1".to_string()));
     assert!(devices.contains(&"vhost-user-fs-device,chardev=vfs1,tag=t,,2".to_string()));
+}
+
+#[test]
+fn drives_are_virtio_blk_in_order_with_explicit_format() {
+    let c = VmConfig {
+        drives: vec![
+            Drive {
+                path: "/img/env.erofs".into(),
+                read_only: true,
+                format: DriveFormat::Raw,
+            },
+            Drive {
+                path: "/img/scratch,1.ext4".into(),
+                read_only: false,
+                format: DriveFormat::Raw,
+            },
+        ],
+        ..cfg()
+    };
+    let argv = strings(&build_argv(&c));
+    assert_eq!(
+        values(&argv, "-drive"),
+        [
+            "if=none,file=/img/env.erofs,id=drive0,format=raw,readonly=on",
+            "if=none,file=/img/scratch,,1.ext4,id=drive1,format=raw",
+        ]
+    );
+    let devices = values(&argv, "-device");
+    let blk: Vec<&String> = devices
+        .iter()
+        .filter(|d| d.starts_with("virtio-blk"))
+        .collect();
+    assert_eq!(
+        blk,
+        [
+            "virtio-blk-device,drive=drive0",
+            "virtio-blk-device,drive=drive1"
+        ]
+    );
+}
+
+#[test]
+fn relative_drive_paths_cannot_be_read_as_a_protocol() {
+    let c = VmConfig {
+        drives: vec![Drive {
+            path: "nbd:evil.erofs".into(),
+            read_only: true,
+            format: DriveFormat::Raw,
+        }],
+        ..cfg()
+    };
+    assert_eq!(
+        one(&strings(&build_argv(&c)), "-drive"),
+        "if=none,file=./nbd:evil.erofs,id=drive0,format=raw,readonly=on"
+    );
+}
+
+#[test]
+fn no_network_means_no_nic_and_user_means_slirp_on_virtio_net() {
+    let none = strings(&build_argv(&cfg()));
+    assert!(values(&none, "-netdev").is_empty());
+    assert!(!none.iter().any(|a| a.contains("virtio-net")), "{none:?}");
+    // -nodefaults: QEMU adds no NIC of its own either.
+    assert!(none.contains(&"-nodefaults".to_string()));
+
+    let user = strings(&build_argv(&VmConfig {
+        network: Network::User,
+        ..cfg()
+    }));
+    assert_eq!(one(&user, "-netdev"), "user,id=net0");
+    assert!(values(&user, "-device").contains(&"virtio-net-device,netdev=net0".to_string()));
 }
 
 #[test]

@@ -15,7 +15,8 @@ pub use accel::{
     choose_accel, parse_cpu_flags, parse_tsc_khz, probe_host, probe_tsc_khz, HostFacts,
 };
 pub use argv::{
-    build_argv, escape_opt_value, kernel_cmdline, Accel, Arch, HostOs, Share, ShareKind, VmConfig,
+    build_argv, escape_opt_value, kernel_cmdline, Accel, Arch, Drive, DriveFormat, HostOs, Network,
+    Share, ShareKind, VmConfig, SLIRP_DNS, SLIRP_GATEWAY, SLIRP_GUEST_ADDRESS,
 };
 pub use console::{classify, tail, GuestFailure};
 pub use find::{find_qemu, install_hint, parse_qemu_version, qemu_version, QEMU_ENV};

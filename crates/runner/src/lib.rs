@@ -27,6 +27,6 @@ pub use error::{
 };
 pub use export::{staging_dir, ExportError, ExportReport, StagingDir, TarExtractor};
 pub use output::{BufferSink, OutputSink, StdioSink};
-pub use session::{BootInfo, CacheShare, Vm, VmOptions};
+pub use session::{BootInfo, CacheShare, RootImage, Vm, VmOptions, ROOT_DEVICE};
 pub use stop::Stopper;
 pub use timings::{Phases, Timings};

@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 
 use tokio::net::UnixListener;
 use vmbuild_proto::{
-    CacheMode, CommandSpec, ExitInfo, GuestMessage, Hello, HostMessage, MountSpec, Setup,
-    GUEST_CACHE_ALIAS, GUEST_CACHE_DIR, GUEST_HOME,
+    CacheMode, CommandSpec, ExitInfo, GuestMessage, Hello, HostMessage, MountSpec, NetworkSpec,
+    RootSpec, Setup, GUEST_CACHE_ALIAS, GUEST_CACHE_DIR, GUEST_HOME,
 };
-use vmbuild_qemu::{Accel, Share, ShareKind, VmConfig};
+use vmbuild_qemu::{Accel, Drive, DriveFormat, Network, Share, ShareKind, VmConfig};
 
 use crate::assets::BootAssets;
 use crate::control::{ControlChannel, Incoming};
@@ -36,6 +36,21 @@ pub struct CacheShare {
     pub mode: CacheMode,
 }
 
+/// A root filesystem image commands run in instead of the initramfs's
+/// busybox. Attached read-only; the guest puts a tmpfs overlay on it, so
+/// the file never changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RootImage {
+    pub path: PathBuf,
+    /// `erofs` or `ext4`.
+    pub fstype: String,
+}
+
+/// The guest's hostname (also in its /etc/hosts, so it resolves).
+pub const GUEST_HOSTNAME: &str = "vmbuild";
+/// The guest device of the root image: it is the only (first) virtio disk.
+pub const ROOT_DEVICE: &str = "/dev/vda";
+
 /// What the VM looks like; the CLI fills this from flags and environment.
 #[derive(Debug, Clone)]
 pub struct VmOptions {
@@ -56,6 +71,10 @@ pub struct VmOptions {
     pub source: Option<PathBuf>,
     /// Extra guest directories created after the mounts.
     pub mkdirs: Vec<String>,
+    /// Run commands in this image (`None`: the initramfs's busybox).
+    pub rootfs: Option<RootImage>,
+    /// The guest's NIC (`Network::None`: loopback only).
+    pub network: Network,
 }
 
 impl Default for VmOptions {
@@ -71,8 +90,65 @@ impl Default for VmOptions {
             symlinks: Vec::new(),
             source: None,
             mkdirs: Vec::new(),
+            rootfs: None,
+            network: Network::None,
         }
     }
+}
+
+/// The QEMU drives for `rootfs`: one read-only raw disk, with an absolute
+/// path (checked to be a readable file, so a typo fails before QEMU starts).
+pub(crate) fn root_drives(rootfs: Option<&RootImage>) -> Result<Vec<Drive>, RunError> {
+    let Some(r) = rootfs else {
+        return Ok(Vec::new());
+    };
+    if !vmbuild_proto::ROOT_FSTYPES.contains(&r.fstype.as_str()) {
+        return Err(RunError::InvalidInput(format!(
+            "root image {}: filesystem type '{}' is not supported; use one of: {}",
+            r.path.display(),
+            r.fstype,
+            vmbuild_proto::ROOT_FSTYPES.join(", ")
+        )));
+    }
+    let path = std::fs::canonicalize(&r.path)
+        .and_then(|p| std::fs::File::open(&p).map(|_| p))
+        .map_err(|e| {
+            RunError::InvalidInput(format!(
+                "root image {} cannot be read: {e}; build one (`vmbuild image build`) or fix the path",
+                r.path.display()
+            ))
+        })?;
+    if !path.is_file() {
+        return Err(RunError::InvalidInput(format!(
+            "root image {} is not a file (want an erofs or ext4 image)",
+            r.path.display()
+        )));
+    }
+    Ok(vec![Drive {
+        path,
+        read_only: true,
+        format: DriveFormat::Raw,
+    }])
+}
+
+/// What the guest init is told about the root image and the network.
+pub(crate) fn guest_root_and_network(
+    rootfs: Option<&RootImage>,
+    network: Network,
+) -> (Option<RootSpec>, Option<NetworkSpec>) {
+    let root = rootfs.map(|r| RootSpec {
+        device: ROOT_DEVICE.into(),
+        fstype: r.fstype.clone(),
+    });
+    let net = match network {
+        Network::None => None,
+        Network::User => Some(NetworkSpec {
+            address: vmbuild_qemu::SLIRP_GUEST_ADDRESS.into(),
+            gateway: vmbuild_qemu::SLIRP_GATEWAY.into(),
+            dns: vec![vmbuild_qemu::SLIRP_DNS.into()],
+        }),
+    };
+    (root, net)
 }
 
 /// What was decided while booting, for `--verbose` and `doctor`.
@@ -152,6 +228,7 @@ impl Launch {
         let dir = rundir.path();
         let control_socket = dir.join("ctl.sock");
         let qmp_socket = dir.join("qmp.sock");
+        let drives = root_drives(opts.rootfs.as_ref())?;
         let ctl_listener = bind(&control_socket)?;
         let qmp_listener = bind(&qmp_socket)?;
         let cfg = VmConfig {
@@ -172,6 +249,8 @@ impl Launch {
             control_socket,
             qmp_socket,
             shares: Vec::new(),
+            drives,
+            network: opts.network,
         };
         let info = BootInfo {
             qemu,
@@ -211,9 +290,13 @@ impl Vm {
         let mut shares = Vec::new();
         let mut mkdirs = vec![GUEST_HOME.to_string()];
         mkdirs.extend(opts.mkdirs.iter().cloned());
+        let (root, network) = guest_root_and_network(opts.rootfs.as_ref(), opts.network);
         let mut setup = Setup {
             mkdirs,
             symlinks: opts.symlinks.clone(),
+            root,
+            network,
+            hostname: Some(GUEST_HOSTNAME.into()),
             ..Default::default()
         };
         let mut virtiofsd = None;
@@ -509,5 +592,80 @@ fn protocol_error(expected: &str, got: &GuestMessage) -> RunError {
         kind: VmFailureKind::Unexpected,
         detail: format!("guest init sent {got} where {expected} was expected (mismatched init? rebuild with scripts/build-init.sh)"),
         console_tail: String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_image_becomes_a_read_only_first_disk_and_a_root_spec() {
+        let d = tempfile::tempdir().unwrap();
+        let img = d.path().join("env.erofs");
+        std::fs::write(&img, b"x").unwrap();
+        let r = RootImage {
+            path: d.path().join("./env.erofs"),
+            fstype: "erofs".into(),
+        };
+        let drives = root_drives(Some(&r)).unwrap();
+        assert_eq!(
+            drives,
+            [Drive {
+                path: img.canonicalize().unwrap(),
+                read_only: true,
+                format: DriveFormat::Raw,
+            }]
+        );
+        let (root, net) = guest_root_and_network(Some(&r), Network::None);
+        assert_eq!(
+            root,
+            Some(RootSpec {
+                device: "/dev/vda".into(),
+                fstype: "erofs".into()
+            })
+        );
+        assert_eq!(net, None);
+        assert!(root_drives(None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn missing_or_non_file_root_image_fails_before_boot() {
+        let d = tempfile::tempdir().unwrap();
+        for path in [d.path().join("nope.erofs"), d.path().to_path_buf()] {
+            let r = RootImage {
+                path: path.clone(),
+                fstype: "erofs".into(),
+            };
+            let e = root_drives(Some(&r)).unwrap_err().to_string();
+            assert!(e.contains(&path.display().to_string()), "{e}");
+        }
+    }
+
+    #[test]
+    fn unsupported_root_fstype_fails_before_boot() {
+        let d = tempfile::tempdir().unwrap();
+        let img = d.path().join("env.sqfs");
+        std::fs::write(&img, b"x").unwrap();
+        let r = RootImage {
+            path: img,
+            fstype: "squashfs".into(),
+        };
+        let e = root_drives(Some(&r)).unwrap_err().to_string();
+        assert!(e.contains("'squashfs'") && e.contains("erofs, ext4"), "{e}");
+    }
+
+    #[test]
+    fn user_network_tells_the_guest_the_slirp_addresses() {
+        let (root, net) = guest_root_and_network(None, Network::User);
+        assert_eq!(root, None);
+        assert_eq!(
+            net,
+            Some(NetworkSpec {
+                address: "10.0.2.15/24".into(),
+                gateway: "10.0.2.2".into(),
+                dns: vec!["10.0.2.3".into()],
+            })
+        );
     }
 }

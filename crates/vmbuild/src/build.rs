@@ -246,11 +246,14 @@ pub async fn build(
             };
             backend.finish().await?;
             obs.note(&format!(
-                "built {} {} in {:.1}s: {} file(s) in {}",
+                "built {} {} in {:.1}s: {} file(s), {} symlink(s), {} hard link(s), {} dir(s) in {}",
                 plan.package.name,
                 plan.package.version,
                 started.elapsed().as_secs_f64(),
                 report.files,
+                report.symlinks,
+                report.hardlinks,
+                report.dirs,
                 output_dir.display()
             ));
             Ok(0)

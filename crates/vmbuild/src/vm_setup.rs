@@ -44,9 +44,7 @@ pub fn prepare(args: &VmArgs) -> Result<Prepared, RunError> {
             cache,
             kernel_args: args.kernel_args.clone(),
             console_log: args.console_log.clone(),
-            symlinks: Vec::new(),
-            source: None,
-            mkdirs: Vec::new(),
+            ..VmOptions::default()
         },
         kernel: KernelChoice {
             kernel: args.kernel.clone(),
