@@ -3,6 +3,7 @@
 //! they need (QEMU, the guest init) first; nothing here is skipped.
 
 mod build;
+mod network;
 mod cache;
 mod harness;
 mod run_basics;

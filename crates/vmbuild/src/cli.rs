@@ -37,6 +37,14 @@ pub enum Command {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NetworkArg {
+    /// QEMU user-mode networking (outgoing connections, DNS)
+    User,
+    /// no network device
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum CacheModeArg {
     /// read-only 9p + guest overlay: writes are discarded
     Overlay,
@@ -74,6 +82,14 @@ pub struct VmArgs {
     /// Host directory shared at /var/cache/vmbuild (and /var/cache/melange); created if missing.
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// Guest network: `user` (QEMU user-mode NAT; the host's loopback services are at 10.0.2.2)
+    /// or `none` (no network device at all).
+    #[arg(long, value_enum, default_value = "user")]
+    pub network: NetworkArg,
+    /// Run in this root filesystem instead of the busybox environment: an erofs/ext4 image
+    /// file, or a directory (packed to a temporary erofs image).
+    #[arg(long, value_name = "PATH")]
+    pub rootfs: Option<PathBuf>,
     /// How the cache is shared (default: overlay, or virtiofs when QEMU_USE_VIRTIOFS=1).
     #[arg(long, value_enum, value_name = "MODE")]
     pub cache_mode: Option<CacheModeArg>,

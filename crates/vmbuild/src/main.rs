@@ -8,6 +8,7 @@ mod build;
 mod cli;
 mod doctor;
 mod progress;
+mod rootfs_arg;
 mod run;
 mod vm_setup;
 

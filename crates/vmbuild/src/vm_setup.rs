@@ -3,13 +3,15 @@
 use vmbuild_proto::CacheMode;
 use vmbuild_runner::{CacheShare, KernelChoice, RunError, VmOptions};
 
-use crate::cli::{CacheModeArg, VmArgs};
+use crate::cli::{CacheModeArg, NetworkArg, VmArgs};
 
 pub const DEFAULT_CPUS: u32 = 1;
 pub const DEFAULT_MEMORY_MIB: u32 = 1024;
 
 pub struct Prepared {
     pub opts: VmOptions,
+    /// Holds a `--rootfs DIR` packed into a temporary image for the run.
+    pub scratch: Option<tempfile::TempDir>,
     pub kernel: KernelChoice,
     /// The one-line cache mode note, printed once everything is checked.
     pub cache_note: Option<String>,
@@ -44,6 +46,10 @@ pub fn prepare(args: &VmArgs) -> Result<Prepared, RunError> {
             cache,
             kernel_args: args.kernel_args.clone(),
             console_log: args.console_log.clone(),
+            network: match args.network {
+                NetworkArg::User => vmbuild_qemu::Network::User,
+                NetworkArg::None => vmbuild_qemu::Network::None,
+            },
             ..VmOptions::default()
         },
         kernel: KernelChoice {
@@ -51,6 +57,18 @@ pub fn prepare(args: &VmArgs) -> Result<Prepared, RunError> {
             modules: args.kernel_modules.clone(),
         },
         cache_note,
+        scratch: None,
+    })
+    .and_then(|mut p| {
+        if let Some(path) = &args.rootfs {
+            let scratch = tempfile::Builder::new()
+                .prefix("vmbuild-rootfs-")
+                .tempdir()
+                .map_err(|e| RunError::io("creating a temp dir for --rootfs", e))?;
+            p.opts.rootfs = Some(crate::rootfs_arg::resolve(path, scratch.path())?);
+            p.scratch = Some(scratch);
+        }
+        Ok(p)
     })
 }
 
