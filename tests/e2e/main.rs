@@ -4,6 +4,7 @@
 
 mod build;
 mod network;
+mod env_images;
 mod cache;
 mod harness;
 mod run_basics;

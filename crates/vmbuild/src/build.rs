@@ -93,6 +93,24 @@ fn observer(args: &BuildArgs) -> Result<Box<dyn BuildObserver>, RunError> {
     })
 }
 
+/// The environment image for the pipeline's packages, built on first use
+/// (progress shown as notes) and reused afterwards.
+fn env_image(plan: &Plan, obs: &mut Box<dyn BuildObserver>) -> Result<vmbuild_runner::session::RootImage, RunError> {
+    let spec = vmbuild_image::rootfs::EnvSpec::new(plan.packages.clone());
+    let root = vmbuild_image::cache_root()?;
+    let (img, built) = tokio::task::block_in_place(|| {
+        vmbuild_image::rootfs::ensure_env_image(&root, &spec, &mut |l: &str| obs.note(l))
+    })?;
+    obs.note(&format!(
+        "environment image {} ({}, {} MiB){}",
+        img.short_key(),
+        img.format.fs_type(),
+        img.size >> 20,
+        if built { ", built now" } else { ", cached" }
+    ));
+    Ok(vmbuild_runner::session::RootImage { path: img.path, fstype: img.format.fs_type().to_string() })
+}
+
 fn source_dir(args: &BuildArgs) -> Result<PathBuf, RunError> {
     let dir = match &args.source_dir {
         Some(d) => d.clone(),
@@ -138,11 +156,16 @@ pub async fn build(
         .output_dir
         .clone()
         .unwrap_or_else(|| Path::new("vmbuild-out").join(&plan.package.name));
-    if !plan.packages.is_empty() {
+    if !plan.packages.is_empty() && args.runner == RunnerArg::Bubblewrap {
         return Err(RunError::InvalidInput(format!(
-            "{}: environment.contents.packages is not supported yet (this vmbuild boots a busybox environment); remove it or build the packages into your own image",
+            "{}: environment.contents.packages needs the qemu runner (bubblewrap uses the host's root filesystem)",
             args.config.display()
         )));
+    }
+    if !plan.packages.is_empty() && args.vm.rootfs.is_some() {
+        return Err(RunError::InvalidInput(
+            "--rootfs and environment.contents.packages both name the root filesystem: use one".into(),
+        ));
     }
     let steps = steps(&plan);
     let timeout = args.timeout.or(plan.package.timeout);
@@ -195,6 +218,9 @@ pub async fn build(
             prepared.opts.mkdirs = vec![GUEST_OUTPUT_DIR.to_string()];
             if prepared.opts.cache.is_some() {
                 prepared.opts.symlinks = cache_symlinks(&plan);
+            }
+            if !plan.packages.is_empty() {
+                prepared.opts.rootfs = Some(env_image(&plan, &mut obs)?);
             }
             let assets = crate::vm_setup::assets(prepared.kernel.clone()).await?;
             obs.note("booting the VM");

@@ -28,6 +28,9 @@ pub enum Command {
     Build(BuildArgs),
     /// Boot a fresh microVM, run one command in it, and exit with its code.
     Run(RunArgs),
+    /// Environment images (built from `environment.contents.packages`).
+    #[command(subcommand)]
+    Image(ImageCommand),
     /// Show what vmbuild found on this host (QEMU, accelerator, kernel,
     /// virtiofsd, bubblewrap) and how to fix what is missing.
     Doctor,
@@ -167,6 +170,46 @@ pub struct RunArgs {
     /// The command and its arguments.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// List the cached images with size and last use.
+    Ls,
+    /// Build (or reuse) the image a pipeline needs, ahead of time.
+    Build(ImageBuildArgs),
+    /// Remove images by key (a unique prefix is enough).
+    Rm {
+        #[arg(required = true, value_name = "IMAGE")]
+        images: Vec<String>,
+    },
+    /// Remove least-recently-used images.
+    Prune {
+        /// Remove images not used for this long (30d, 12h, ...).
+        #[arg(long, value_parser = crate::image_cmd::parse_age, value_name = "AGE")]
+        older_than: Option<Duration>,
+        /// Then remove the least recently used until the total fits (20G, 500M, ...).
+        #[arg(long, value_parser = crate::image_cmd::parse_size, value_name = "SIZE")]
+        max_size: Option<u64>,
+        /// Only say what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ImageBuildArgs {
+    /// A pipeline file whose environment.contents.packages to build.
+    pub config: Option<PathBuf>,
+    /// A package to include (repeatable), instead of a pipeline file.
+    #[arg(long, value_name = "NAME")]
+    pub package: Vec<String>,
+    /// Debian suite (default bookworm).
+    #[arg(long)]
+    pub suite: Option<String>,
+    /// Debian mirror URL (default deb.debian.org).
+    #[arg(long)]
+    pub mirror: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -7,6 +7,7 @@ mod bench_cache;
 mod build;
 mod cli;
 mod doctor;
+mod image_cmd;
 mod progress;
 mod rootfs_arg;
 mod run;
@@ -112,6 +113,13 @@ fn main() {
                 }
             }
             cli::Command::Doctor => doctor::doctor(),
+            cli::Command::Image(c) => match tokio::task::block_in_place(|| image_cmd::image(c)) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("vmbuild: error: {e:#}");
+                    1
+                }
+            },
             cli::Command::Bench(b) => match bench::bench(b).await {
                 Ok(()) => 0,
                 Err(e) => {

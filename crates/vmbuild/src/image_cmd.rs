@@ -1,0 +1,157 @@
+//! `vmbuild image ls | build | rm | prune`: the cached environment images.
+
+use std::time::{Duration, SystemTime};
+
+use anyhow::{bail, Context, Result};
+use vmbuild_image::rootfs::{self, EnvImage, EnvSpec};
+
+use crate::cli::{ImageBuildArgs, ImageCommand};
+
+fn human_size(bytes: u64) -> String {
+    let mib = bytes as f64 / (1024.0 * 1024.0);
+    if mib >= 1024.0 {
+        format!("{:.1} GiB", mib / 1024.0)
+    } else {
+        format!("{mib:.1} MiB")
+    }
+}
+
+fn ago(t: SystemTime) -> String {
+    let s = SystemTime::now().duration_since(t).unwrap_or_default().as_secs();
+    match s {
+        0..=119 => format!("{s}s ago"),
+        120..=7199 => format!("{}m ago", s / 60),
+        7200..=172_799 => format!("{}h ago", s / 3600),
+        _ => format!("{}d ago", s / 86400),
+    }
+}
+
+fn print_table(images: &[EnvImage]) {
+    println!("{:<12}  {:<6}  {:>10}  {:<10}  {:<9}  PACKAGES", "IMAGE", "FORMAT", "SIZE", "LAST USED", "SUITE");
+    for i in images {
+        println!(
+            "{:<12}  {:<6}  {:>10}  {:<10}  {:<9}  {}",
+            i.short_key(),
+            i.format.fs_type(),
+            human_size(i.size),
+            ago(i.last_used),
+            i.spec.suite,
+            i.spec.packages.join(" ")
+        );
+    }
+}
+
+/// The image spec of a pipeline file or of `--package` flags.
+fn spec_of(a: &ImageBuildArgs) -> Result<EnvSpec> {
+    let mut spec = match &a.config {
+        Some(cfg) => {
+            let plan = vmbuild_config::load(cfg, &Default::default()).map_err(|e| anyhow::anyhow!("{e}"))?;
+            if plan.packages.is_empty() {
+                bail!("{} asks for no packages (environment.contents.packages): nothing to build", cfg.display());
+            }
+            EnvSpec::new(plan.packages)
+        }
+        None if !a.package.is_empty() => EnvSpec::new(a.package.clone()),
+        None => bail!("give a pipeline file or --package NAME (repeatable)"),
+    };
+    if let Some(s) = &a.suite {
+        spec.suite = s.clone();
+    }
+    if let Some(m) = &a.mirror {
+        spec.mirror = Some(m.clone());
+    }
+    Ok(spec)
+}
+
+pub fn image(cmd: ImageCommand) -> Result<()> {
+    let root = vmbuild_image::cache_root()?;
+    match cmd {
+        ImageCommand::Ls => {
+            let images = rootfs::list_images(&root)?;
+            if images.is_empty() {
+                println!("no environment images (they are built on first use, or with `vmbuild image build`)");
+            } else {
+                print_table(&images);
+                let total: u64 = images.iter().map(|i| i.size).sum();
+                println!("{} image(s), {} in {}", images.len(), human_size(total), rootfs::images_dir(&root).display());
+            }
+        }
+        ImageCommand::Build(a) => {
+            let spec = spec_of(&a)?;
+            let t0 = std::time::Instant::now();
+            let (img, built) = rootfs::ensure_env_image(&root, &spec, &mut |l: &str| eprintln!("vmbuild: {l}"))
+                .context("building the environment image")?;
+            let what = if built { format!("built in {:.0}s", t0.elapsed().as_secs_f64()) } else { "already cached".into() };
+            println!("{} {} ({}, {}): {}", img.short_key(), img.path.display(), img.format.fs_type(), human_size(img.size), what);
+        }
+        ImageCommand::Rm { images } => {
+            for k in images {
+                let img = rootfs::remove_image(&root, &k)?;
+                println!("removed {} ({})", img.short_key(), human_size(img.size));
+            }
+        }
+        ImageCommand::Prune { older_than, max_size, dry_run } => {
+            if older_than.is_none() && max_size.is_none() {
+                bail!("say what to prune: --older-than DURATION (e.g. 30d) and/or --max-size SIZE (e.g. 20G)");
+            }
+            let gone = rootfs::prune_images(&root, older_than, max_size, dry_run)?;
+            let verb = if dry_run { "would remove" } else { "removed" };
+            for i in &gone {
+                println!("{verb} {} ({}, last used {})", i.short_key(), human_size(i.size), ago(i.last_used));
+            }
+            let freed: u64 = gone.iter().map(|i| i.size).sum();
+            println!("{verb} {} image(s), {}", gone.len(), human_size(freed));
+        }
+    }
+    Ok(())
+}
+
+/// `30d`, `12h`, `90m`, `45s`, or seconds.
+pub fn parse_age(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    match t.strip_suffix('d') {
+        Some(days) => days
+            .parse::<u64>()
+            .map(|d| Duration::from_secs(d * 86400))
+            .map_err(|_| format!("invalid age {s:?}: use 30d, 12h, 90m or seconds")),
+        None => crate::args::parse_duration(t),
+    }
+}
+
+/// `500M`, `20G`, `1T`, or bytes.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, 'K' | 'k')) => (&t[..i], 1u64 << 10),
+        Some((i, 'M' | 'm')) => (&t[..i], 1 << 20),
+        Some((i, 'G' | 'g')) => (&t[..i], 1 << 30),
+        Some((i, 'T' | 't')) => (&t[..i], 1 << 40),
+        _ => (t, 1),
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("invalid size {s:?}: use bytes or 500M, 20G, 1T"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_and_sizes() {
+        assert_eq!(parse_age("30d").unwrap(), Duration::from_secs(30 * 86400));
+        assert_eq!(parse_age("2h").unwrap(), Duration::from_secs(7200));
+        assert!(parse_age("soon").is_err());
+        assert_eq!(parse_size("20G").unwrap(), 20 << 30);
+        assert_eq!(parse_size("512").unwrap(), 512);
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("99999999999T").is_err());
+    }
+
+    #[test]
+    fn sizes_print_in_mib_or_gib() {
+        assert_eq!(human_size(3 << 20), "3.0 MiB");
+        assert_eq!(human_size(3 << 30), "3.0 GiB");
+    }
+}

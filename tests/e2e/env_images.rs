@@ -1,0 +1,161 @@
+//! Environment images from packages and the pip cache round trip: a warm
+//! virtiofs cache means no package file is downloaded again.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::{stderr, Vmb};
+
+/// The tests/e2e/fixtures index server on the host's loopback.
+struct Index {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Index {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Index {
+    /// Downloads real wheels from PyPI into a fresh dir and serves them,
+    /// each package file after `delay` (a remote index's latency).
+    fn start(delay: f64) -> Index {
+        let dir = tempfile::tempdir().unwrap();
+        let wheels = dir.path().join("wheels");
+        let st = Command::new("python3")
+            .args(["-m", "pip", "download", "--quiet", "--only-binary=:all:", "--no-deps", "-d"])
+            .arg(&wheels)
+            .args(["six==1.16.0", "idna==3.7", "packaging==24.1"])
+            .status()
+            .expect("python3 -m pip download");
+        assert!(st.success(), "pip download of the test wheels failed");
+        let log = dir.path().join("requests.log");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e/fixtures/pypi_server.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .arg(&wheels)
+            .arg(&log)
+            .arg(delay.to_string())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the index server");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let port = line.trim().parse().expect("server prints its port");
+        Index { child, port, log, _dir: dir }
+    }
+
+    /// Package files (wheels/sdists) requested since the last call.
+    fn take_file_requests(&self) -> Vec<String> {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let _ = std::fs::remove_file(&self.log);
+        text.lines().filter(|l| l.contains("/files/")).map(str::to_string).collect()
+    }
+}
+
+fn example() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/pip-cache/vmbuild.yaml")
+}
+
+/// One build of the pip example; returns its wall time.
+fn pip_build(v: &Vmb, index: &Index, cache: &Path, mode: &str, out: &Path) -> (Duration, String) {
+    let url = format!("PIP_INDEX_URL=http://10.0.2.2:{}/simple/", index.port);
+    let cfg = example().to_string_lossy().into_owned();
+    let (c, o) = (cache.to_string_lossy().into_owned(), out.to_string_lossy().into_owned());
+    let t0 = Instant::now();
+    let args = [
+        "build", cfg.as_str(), "--cache-dir", &c, "--cache-mode", mode, "--output-dir", &o, "-e", &url,
+        "-e", "PIP_TRUSTED_HOST=10.0.2.2", "--log-format", "text",
+    ];
+    let r = v.run(&args);
+    let took = t0.elapsed();
+    assert_eq!(r.status.code(), Some(0), "stderr: {}", stderr(&r));
+    assert!(stderr(&r).contains("imported six 1.16.0"), "{}", stderr(&r));
+    (took, stderr(&r))
+}
+
+#[test]
+fn pip_cache_round_trip_in_both_modes() {
+    let index = Index::start(1.5);
+    let v = Vmb::new();
+    let tmp = tempfile::tempdir().unwrap();
+    // The environment image first (built once, or found in the cache), so
+    // the timings below compare warm and cold package caches only.
+    let cfg = example().to_string_lossy().into_owned();
+    let img = v.run(&["image", "build", &cfg]);
+    assert_eq!(img.status.code(), Some(0), "stderr: {}", stderr(&img));
+    let ls = v.run(&["image", "ls"]);
+    assert!(crate::harness::stdout(&ls).contains("python3-pip"), "{}", crate::harness::stdout(&ls));
+
+    // virtiofs: the first build fills the cache, the second fetches no
+    // package file and is faster.
+    let cache = tmp.path().join("cache-virtiofs");
+    let (cold, first) = pip_build(&v, &index, &cache, "virtiofs", &tmp.path().join("out1"));
+    let fetched = index.take_file_requests();
+    assert_eq!(fetched.len(), 3, "cold build downloads the three wheels: {fetched:?}\n{first}");
+    assert!(first.contains(", cached"), "the image is reused, not rebuilt: {first}");
+    assert!(cache.join("pip").is_dir(), "pip's cache is on the host");
+    let (warm, _) = pip_build(&v, &index, &cache, "virtiofs", &tmp.path().join("out2"));
+    let refetched = index.take_file_requests();
+    assert!(refetched.is_empty(), "warm build fetched package files again: {refetched:?}");
+    assert!(warm < cold, "warm {warm:?} should beat cold {cold:?}");
+
+    // overlay (default mode): the host cache is never written, so every
+    // build downloads again: the documented behaviour.
+    let cache = tmp.path().join("cache-overlay");
+    std::fs::create_dir(&cache).unwrap();
+    for i in 0..2 {
+        pip_build(&v, &index, &cache, "overlay", &tmp.path().join(format!("out-ov{i}")));
+        assert_eq!(index.take_file_requests().len(), 3, "overlay build {i} downloads again");
+    }
+    assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 0, "overlay left the host cache empty");
+    eprintln!("pip example: cold {cold:?}, warm {warm:?} ({:.2}x)", warm.as_secs_f64() / cold.as_secs_f64());
+}
+
+#[test]
+fn two_builds_needing_the_same_new_image_build_it_once() {
+    // A private vmbuild cache, so the image is new (the kernel is fetched
+    // into it as well, by whichever build gets there first).
+    let xdg = tempfile::tempdir().unwrap();
+    let proj = tempfile::tempdir().unwrap();
+    std::fs::write(
+        proj.path().join("vmbuild.yaml"),
+        "package: { name: hi, version: \"1\" }\nenvironment: { contents: { packages: [hello] } }\n\
+         pipeline:\n  - runs: hello\n",
+    )
+    .unwrap();
+    let cfg = proj.path().join("vmbuild.yaml").to_string_lossy().into_owned();
+    let v = Vmb::new();
+    let spawn = |out: &str| {
+        let o = proj.path().join(out).to_string_lossy().into_owned();
+        v.cmd()
+            .env("XDG_CACHE_HOME", xdg.path())
+            .args(["build", &cfg, "--output-dir", &o, "--log-format", "text"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn("out-a"), spawn("out-b"));
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    v.assert_clean();
+    for o in [&a, &b] {
+        assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(o));
+        assert!(stderr(o).contains("Hello, world!"), "the tool from the image ran: {}", stderr(o));
+    }
+    let built = [&a, &b].iter().filter(|o| stderr(o).contains(", built now")).count();
+    assert_eq!(built, 1, "exactly one build made the image:\n{}\n---\n{}", stderr(&a), stderr(&b));
+    let images: Vec<_> = std::fs::read_dir(xdg.path().join("vmbuild/images"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    assert_eq!(images.len(), 1, "{images:?}");
+}
