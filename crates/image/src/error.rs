@@ -188,6 +188,70 @@ pub enum ImageError {
         /// What is wrong.
         reason: String,
     },
+
+    /// An environment spec (`environment.contents`) has an invalid field.
+    #[error("invalid environment {field} `{value}`: {reason}")]
+    InvalidEnvSpec {
+        /// Which field: `package`, `suite`, `mirror` or `architecture`.
+        field: &'static str,
+        /// The offending value.
+        value: String,
+        /// What is allowed.
+        reason: String,
+    },
+
+    /// A host tool needed to build environment images is missing.
+    #[error("`{tool}` not found in PATH; it is needed to {purpose}: install it with `apt-get install {package}`")]
+    ToolMissing {
+        /// The executable.
+        tool: &'static str,
+        /// The Debian package that provides it.
+        package: &'static str,
+        /// What it is needed for.
+        purpose: &'static str,
+    },
+
+    /// apt could not find some requested packages (or versions).
+    #[error(
+        "package not found in Debian {suite}: {name}; check the spelling and that the package \
+         exists in that suite (https://packages.debian.org), or change suite/mirror in \
+         environment.contents"
+    )]
+    UnknownPackage {
+        /// The unknown package(s), comma-separated (`name` or `name=version`).
+        name: String,
+        /// The suite that was searched.
+        suite: String,
+    },
+
+    /// mmdebstrap or mkfs failed while building an environment image.
+    #[error("building the environment image failed: `{command}` exited with {status}; last output: {output}; {hint}")]
+    ImageBuildFailed {
+        /// The command line.
+        command: String,
+        /// Its exit status.
+        status: String,
+        /// The last lines of its output.
+        output: String,
+        /// What to check.
+        hint: &'static str,
+    },
+
+    /// No cached environment image has a key starting with this prefix.
+    #[error("no environment image matches `{prefix}`; list them with `vmbuild image ls`")]
+    NoSuchImage {
+        /// The key prefix asked for.
+        prefix: String,
+    },
+
+    /// More than one cached environment image matches a key prefix.
+    #[error("`{prefix}` matches several environment images ({matches}); give more characters of the key")]
+    AmbiguousImage {
+        /// The key prefix asked for.
+        prefix: String,
+        /// The matching keys, abbreviated.
+        matches: String,
+    },
 }
 
 /// Shorthand for building [`ImageError::Io`] with a context string.

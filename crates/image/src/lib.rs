@@ -10,6 +10,7 @@
 //! busybox/<package>_<version>/   bin/busybox, busybox.json
 //! vmlinux/<sha256 of bzImage>    vmlinux extracted from a user bzImage
 //! initramfs/<sha256>.cpio        initramfs archives, keyed by content
+//! images/<key>/                  environment images (see [`rootfs`])
 //! ```
 
 mod busybox;
@@ -24,6 +25,7 @@ mod kernel;
 pub mod modules;
 mod pins;
 mod provision;
+pub mod rootfs;
 mod user_kernel;
 
 pub use busybox::{busybox, busybox_applets};
@@ -35,5 +37,9 @@ pub use initramfs::{
 pub use kernel::{resolve_kernel, Kernel, KernelOrigin, KernelRequest};
 pub use pins::{
     busybox_pin, guest_module_groups, guest_modules, kernel_pin, BusyboxPin, KernelPin,
+};
+pub use rootfs::{
+    ensure_env_image, list_images, prune_images, remove_image, validate_package_name, EnvImage,
+    EnvSpec, ImageFormat,
 };
 pub use user_kernel::module_dir_candidates;

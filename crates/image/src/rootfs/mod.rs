@@ -1,0 +1,40 @@
+//! Environment images: a Debian root filesystem with the packages a
+//! pipeline asks for (`environment.contents.packages`), built once with
+//! mmdebstrap, packed read-only (EROFS, or ext4 without erofs-utils) and
+//! booted by many builds (the guest mounts it with a tmpfs overlay).
+//!
+//! Layout, keyed by [`EnvSpec::key`]:
+//!
+//! ```text
+//! <cache_root>/images/<key>/       rootfs.erofs | rootfs.ext4
+//!                                  image.json   spec, format, created, sizes, tool versions
+//!                                  last-used    its mtime is the last use (for prune)
+//!                                  .complete    written last
+//! <cache_root>/images/.<key>.lock  serializes builders and removers of <key>
+//! <cache_root>/images/.tmp-<key>#* a build in progress (or a killed one's leftovers)
+//! ```
+//!
+//! How the tree is built: see [`MmdebstrapBuilder`].
+
+mod ensure;
+mod image;
+mod mmdebstrap;
+mod pack;
+mod prune;
+mod run;
+mod spec;
+mod store;
+
+pub use ensure::{ensure_env_image, ensure_env_image_with, BuildOutput, EnvBuilder};
+pub use image::{EnvImage, ImageFormat, ImageMeta, LAST_USED_FILE, META_FILE};
+pub use mmdebstrap::{
+    customize_hook, error_summary, mmdebstrap_args, parse_unknown_packages, MmdebstrapBuilder,
+    HOSTNAME, MOUNT_POINTS, SLIM_DPKG_OPTIONS,
+};
+pub use pack::{erofs_args, ext4_args, ext4_size, tree_usage, uuid_from_key, Packer, TreeUsage};
+pub use prune::select_prune;
+pub use spec::{
+    debian_architecture, host_architecture, validate_package_name, EnvSpec, DEFAULT_SUITE,
+    RECIPE_VERSION,
+};
+pub use store::{images_dir, list_images, prune_images, remove_image};
