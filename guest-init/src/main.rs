@@ -22,6 +22,7 @@ mod pathsearch;
 mod port;
 mod root;
 mod setup;
+mod sysfs;
 mod sysroot;
 
 use std::os::fd::AsRawFd;

@@ -92,16 +92,10 @@ pub fn resolv_conf(dns: &[Ipv4Addr]) -> String {
 /// The NICs in `class_dir` (interfaces backed by a device, unlike `lo`),
 /// sorted by name.
 pub fn nics(class_dir: &Path) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir(class_dir) else {
-        return Vec::new();
-    };
-    let mut out: Vec<String> = entries
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().join("device").exists())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    out.sort();
-    out
+    crate::sysfs::entry_names(class_dir)
+        .into_iter()
+        .filter(|n| class_dir.join(n).join("device").exists())
+        .collect()
 }
 
 /// Waits for the first NIC to appear in `class_dir`.
@@ -112,14 +106,7 @@ pub fn wait_for_nic(class_dir: &Path, timeout: Duration, poll: Duration) -> Resu
             return Ok(n);
         }
         if t0.elapsed() >= timeout {
-            let seen = std::fs::read_dir(class_dir)
-                .map(|es| {
-                    es.filter_map(|e| e.ok())
-                        .map(|e| e.file_name().to_string_lossy().into_owned())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                })
-                .unwrap_or_default();
+            let seen = crate::sysfs::seen(class_dir);
             return Err(InitError::NicNotFound {
                 waited_ms: t0.elapsed().as_millis(),
                 seen,

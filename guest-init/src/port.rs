@@ -28,15 +28,7 @@ pub struct PortScan {
 /// driver has not probed yet) is an empty scan.
 pub fn scan(class_dir: &Path, wanted: &str) -> PortScan {
     let mut out = PortScan::default();
-    let Ok(entries) = std::fs::read_dir(class_dir) else {
-        return out;
-    };
-    let mut dirs: Vec<String> = entries
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    dirs.sort();
-    for dir in dirs {
+    for dir in crate::sysfs::entry_names(class_dir) {
         let name = std::fs::read_to_string(class_dir.join(&dir).join("name")).unwrap_or_default();
         let name = name.trim();
         if name == wanted && out.found.is_none() {

@@ -97,14 +97,7 @@ pub fn wait_for_block_device(device: &Path, timeout: Duration, poll: Duration) -
             }
             Err(_) if t0.elapsed() < timeout => std::thread::sleep(poll),
             Err(_) => {
-                let seen = std::fs::read_dir("/sys/class/block")
-                    .map(|es| {
-                        es.filter_map(|e| e.ok())
-                            .map(|e| e.file_name().to_string_lossy().into_owned())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    })
-                    .unwrap_or_default();
+                let seen = crate::sysfs::seen(Path::new("/sys/class/block"));
                 return Err(InitError::DeviceNotFound {
                     device: device.display().to_string(),
                     waited_ms: t0.elapsed().as_millis(),
