@@ -353,6 +353,11 @@ impl Vm {
         // it cannot start (bad kernel, bad option...).
         let accepted = async {
             let qmp = vmbuild_qemu::Qmp::accept(&qmp_listener).await?;
+            // The VM starts running right away (no -S); confirm it through
+            // QMP before waiting on the guest, polling briefly if not yet.
+            while !qmp.query_status().await? {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
             let (ctl, _) = ctl_listener
                 .accept()
                 .await
