@@ -13,6 +13,7 @@ struct Index {
     child: Child,
     port: u16,
     log: PathBuf,
+    file_marker: &'static str,
     _dir: tempfile::TempDir,
 }
 
@@ -24,23 +25,48 @@ impl Drop for Index {
 }
 
 impl Index {
-    /// Downloads real wheels from PyPI into a fresh dir and serves them,
-    /// each package file after `delay` (a remote index's latency).
-    fn start(delay: f64) -> Index {
+    /// Downloads real wheels from PyPI into a fresh dir and serves them as a
+    /// PEP 503 index, each package file after `delay` (a remote index's latency).
+    fn pypi(delay: f64) -> Index {
+        Index::start("pypi_server.py", "/files/", delay, |dir| {
+            let st = Command::new("python3")
+                .args(["-m", "pip", "download", "--quiet", "--only-binary=:all:", "--no-deps", "-d"])
+                .arg(dir)
+                .args(["six==1.16.0", "idna==3.7", "packaging==24.1"])
+                .status()
+                .expect("python3 -m pip download");
+            assert!(st.success(), "pip download of the test wheels failed");
+        })
+    }
+
+    /// Packs real tarballs from the npm registry into a fresh dir and serves
+    /// them as an npm registry, each tarball after `delay`.
+    fn npm(delay: f64) -> Index {
+        Index::start("npm_registry.py", "/-/", delay, |dir| {
+            std::fs::create_dir_all(dir).unwrap();
+            let st = Command::new("npm")
+                .args(["pack", "--silent"])
+                .args(NPM_PACKAGES)
+                .current_dir(dir)
+                .stdout(Stdio::null())
+                .status()
+                .expect("npm pack");
+            assert!(st.success(), "npm pack of the test packages failed");
+        })
+    }
+
+    /// Fetches the package files into a fresh dir with `fetch`, then serves
+    /// them with tests/e2e/fixtures/`script`; `file_marker` is what the paths
+    /// of package files (not index documents) contain.
+    fn start(script: &str, file_marker: &'static str, delay: f64, fetch: impl FnOnce(&Path)) -> Index {
         let dir = tempfile::tempdir().unwrap();
-        let wheels = dir.path().join("wheels");
-        let st = Command::new("python3")
-            .args(["-m", "pip", "download", "--quiet", "--only-binary=:all:", "--no-deps", "-d"])
-            .arg(&wheels)
-            .args(["six==1.16.0", "idna==3.7", "packaging==24.1"])
-            .status()
-            .expect("python3 -m pip download");
-        assert!(st.success(), "pip download of the test wheels failed");
+        let files = dir.path().join("files");
+        fetch(&files);
         let log = dir.path().join("requests.log");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e/fixtures/pypi_server.py");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e/fixtures").join(script);
         let mut child = Command::new("python3")
             .arg(script)
-            .arg(&wheels)
+            .arg(&files)
             .arg(&log)
             .arg(delay.to_string())
             .stdout(Stdio::piped())
@@ -49,25 +75,30 @@ impl Index {
         let mut line = String::new();
         std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         let port = line.trim().parse().expect("server prints its port");
-        Index { child, port, log, _dir: dir }
+        Index { child, port, log, file_marker, _dir: dir }
     }
 
-    /// Package files (wheels/sdists) requested since the last call.
+    /// Package files (wheels, sdists, tarballs) requested since the last call.
     fn take_file_requests(&self) -> Vec<String> {
+        self.take_requests().into_iter().filter(|l| l.contains(self.file_marker)).collect()
+    }
+
+    /// Every request since the last call, one "GET <path> <status>" each.
+    fn take_requests(&self) -> Vec<String> {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let _ = std::fs::remove_file(&self.log);
-        text.lines().filter(|l| l.contains("/files/")).map(str::to_string).collect()
+        text.lines().map(str::to_string).collect()
     }
 }
 
-fn example() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/pip-cache/vmbuild.yaml")
+fn example(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples").join(name).join("vmbuild.yaml")
 }
 
 /// One build of the pip example; returns its wall time.
 fn pip_build(v: &Vmb, index: &Index, cache: &Path, mode: &str, out: &Path) -> (Duration, String) {
     let url = format!("PIP_INDEX_URL=http://10.0.2.2:{}/simple/", index.port);
-    let cfg = example().to_string_lossy().into_owned();
+    let cfg = example("pip-cache").to_string_lossy().into_owned();
     let (c, o) = (cache.to_string_lossy().into_owned(), out.to_string_lossy().into_owned());
     let t0 = Instant::now();
     let args = [
@@ -83,12 +114,12 @@ fn pip_build(v: &Vmb, index: &Index, cache: &Path, mode: &str, out: &Path) -> (D
 
 #[test]
 fn pip_cache_round_trip_in_both_modes() {
-    let index = Index::start(1.5);
+    let index = Index::pypi(1.5);
     let v = Vmb::new();
     let tmp = tempfile::tempdir().unwrap();
     // The environment image first (built once, or found in the cache), so
     // the timings below compare warm and cold package caches only.
-    let cfg = example().to_string_lossy().into_owned();
+    let cfg = example("pip-cache").to_string_lossy().into_owned();
     let img = v.run(&["image", "build", &cfg]);
     assert_eq!(img.status.code(), Some(0), "stderr: {}", stderr(&img));
     let ls = v.run(&["image", "ls"]);
@@ -117,6 +148,68 @@ fn pip_cache_round_trip_in_both_modes() {
     }
     assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 0, "overlay left the host cache empty");
     eprintln!("pip example: cold {cold:?}, warm {warm:?} ({:.2}x)", warm.as_secs_f64() / cold.as_secs_f64());
+}
+
+/// The npm example's packages: tiny, and without dependencies.
+const NPM_PACKAGES: [&str; 3] = ["is-number@7.0.0", "left-pad@1.3.0", "escape-html@1.0.3"];
+
+/// One build of the npm example; returns its wall time and log.
+fn npm_build(v: &Vmb, registry: &Index, cache: &Path, mode: &str, out: &Path) -> (Duration, String) {
+    let url = format!("NPM_REGISTRY=http://10.0.2.2:{}/", registry.port);
+    let cfg = example("npm-cache").to_string_lossy().into_owned();
+    let (c, o) = (cache.to_string_lossy().into_owned(), out.to_string_lossy().into_owned());
+    let t0 = Instant::now();
+    let args = [
+        "build", cfg.as_str(), "--cache-dir", &c, "--cache-mode", mode, "--output-dir", &o, "-e", &url,
+        "--log-format", "text",
+    ];
+    let r = v.run(&args);
+    let took = t0.elapsed();
+    assert_eq!(r.status.code(), Some(0), "stderr: {}", stderr(&r));
+    assert!(stderr(&r).contains("required left-pad 1.3.0 007 true &lt;&amp;&gt;"), "{}", stderr(&r));
+    assert!(out.join("app/node_modules/is-number/package.json").is_file(), "the install is in the output");
+    (took, stderr(&r))
+}
+
+#[test]
+fn npm_cache_round_trip_in_both_modes() {
+    // npm fetches the tarballs in parallel, so one delay is all a cold
+    // build waits: longer than pip's per-file 1.5s to stay well above the
+    // boot-time noise under TCG.
+    let registry = Index::npm(4.0);
+    let v = Vmb::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = example("npm-cache").to_string_lossy().into_owned();
+    let img = v.run(&["image", "build", &cfg]);
+    assert_eq!(img.status.code(), Some(0), "stderr: {}", stderr(&img));
+
+    // virtiofs: the first build fills the cache; the second only
+    // revalidates the packuments and fetches no tarball, and is faster.
+    let cache = tmp.path().join("cache-virtiofs");
+    let (cold, first) = npm_build(&v, &registry, &cache, "virtiofs", &tmp.path().join("out1"));
+    let fetched = registry.take_requests();
+    let tarballs: Vec<_> = fetched.iter().filter(|l| l.contains("/-/")).collect();
+    assert_eq!(tarballs.len(), NPM_PACKAGES.len(), "cold build downloads every tarball: {fetched:?}\n{first}");
+    assert!(first.contains(", cached"), "the image is reused, not rebuilt: {first}");
+    assert!(cache.join("npm/_cacache").is_dir(), "npm's cache is on the host");
+    let (warm, second) = npm_build(&v, &registry, &cache, "virtiofs", &tmp.path().join("out2"));
+    let again = registry.take_requests();
+    assert!(!again.is_empty(), "the warm build still asks the registry (packuments): {second}");
+    let refetched: Vec<_> = again.iter().filter(|l| l.contains("/-/")).collect();
+    assert!(refetched.is_empty(), "warm build fetched tarballs again: {again:?}");
+    assert!(warm < cold, "warm {warm:?} should beat cold {cold:?}");
+
+    // overlay (default mode): the host cache is never written, so every
+    // build downloads again.
+    let cache = tmp.path().join("cache-overlay");
+    std::fs::create_dir(&cache).unwrap();
+    for i in 0..2 {
+        npm_build(&v, &registry, &cache, "overlay", &tmp.path().join(format!("out-ov{i}")));
+        let got = registry.take_file_requests();
+        assert_eq!(got.len(), NPM_PACKAGES.len(), "overlay build {i} downloads again: {got:?}");
+    }
+    assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 0, "overlay left the host cache empty");
+    eprintln!("npm example: cold {cold:?}, warm {warm:?} ({:.2}x); warm requests: {again:?}", warm.as_secs_f64() / cold.as_secs_f64());
 }
 
 #[test]
