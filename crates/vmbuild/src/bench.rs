@@ -30,6 +30,14 @@ fn vm_flags(vm: &VmArgs) -> Vec<String> {
     opt("--memory", vm.memory.map(|m| m.to_string()));
     opt("--accel", vm.accel.clone());
     opt(
+        "--network",
+        vm.network.map(|n| match n {
+            crate::cli::NetworkArg::User => "user".into(),
+            crate::cli::NetworkArg::None => "none".into(),
+        }),
+    );
+    opt("--rootfs", vm.rootfs.as_ref().map(|p| p.display().to_string()));
+    opt(
         "--kernel",
         vm.kernel.as_ref().map(|p| p.display().to_string()),
     );
@@ -68,7 +76,7 @@ async fn boot(a: BenchBootArgs) -> Result<()> {
         bail!("--runs must be at least 5 (got {})", a.runs);
     }
     let exe = std::env::current_exe().context("locating the vmbuild binary")?;
-    let prepared = crate::vm_setup::prepare(&a.vm)?;
+    let prepared = crate::vm_setup::prepare(&a.vm, crate::cli::NetworkArg::None)?;
     let assets = crate::vm_setup::assets(prepared.kernel.clone()).await?;
     let cache_root = vmbuild_image::cache_root()?;
     let busybox = vmbuild_image::busybox(&cache_root, &mut |l: &str| eprintln!("vmbuild: {l}"))?;

@@ -75,7 +75,7 @@ fn native(busybox: &Path, cache: &Path, scratch: &Path) -> Result<Vec<f64>> {
 }
 
 async fn in_guest(a: &BenchCacheArgs, mode: CacheMode, cache: &Path) -> Result<Vec<f64>> {
-    let mut prepared = crate::vm_setup::prepare(&a.vm)?;
+    let mut prepared = crate::vm_setup::prepare(&a.vm, crate::cli::NetworkArg::None)?;
     prepared.opts.cache = Some(CacheShare {
         host_dir: cache.to_path_buf(),
         mode,

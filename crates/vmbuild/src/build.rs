@@ -203,7 +203,7 @@ pub async fn build(
 
     let mut backend = match args.runner {
         RunnerArg::Qemu => {
-            let mut prepared = crate::vm_setup::prepare(&args.vm)?;
+            let mut prepared = crate::vm_setup::prepare(&args.vm, crate::cli::NetworkArg::User)?;
             prepared.opts.cpus = args
                 .vm
                 .cpus

@@ -86,9 +86,9 @@ pub struct VmArgs {
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
     /// Guest network: `user` (QEMU user-mode NAT; the host's loopback services are at 10.0.2.2)
-    /// or `none` (no network device at all).
-    #[arg(long, value_enum, default_value = "user")]
-    pub network: NetworkArg,
+    /// or `none` (no network device at all) [default: `user` for build, `none` for run].
+    #[arg(long, value_enum)]
+    pub network: Option<NetworkArg>,
     /// Run in this root filesystem instead of the busybox environment: an erofs/ext4 image
     /// file, or a directory (packed to a temporary erofs image).
     #[arg(long, value_name = "PATH")]

@@ -9,7 +9,7 @@ use crate::cli::RunArgs;
 
 /// Runs the command; `Ok(code)` is the guest command's shell exit code.
 pub async fn run(args: RunArgs, started: Instant, stop: Stopper) -> Result<i32, RunError> {
-    let mut prepared = crate::vm_setup::prepare(&args.vm)?;
+    let mut prepared = crate::vm_setup::prepare(&args.vm, crate::cli::NetworkArg::None)?;
     let assets = crate::vm_setup::assets(prepared.kernel.clone()).await?;
     if let Some(note) = &prepared.cache_note {
         eprintln!("{note}");

@@ -17,7 +17,9 @@ pub struct Prepared {
     pub cache_note: Option<String>,
 }
 
-pub fn prepare(args: &VmArgs) -> Result<Prepared, RunError> {
+/// `default_network` applies when `--network` is not given: builds get a
+/// network (as melange's do), `run` does not.
+pub fn prepare(args: &VmArgs, default_network: NetworkArg) -> Result<Prepared, RunError> {
     let accel = match &args.accel {
         None => None,
         Some(a) => Some(
@@ -46,7 +48,7 @@ pub fn prepare(args: &VmArgs) -> Result<Prepared, RunError> {
             cache,
             kernel_args: args.kernel_args.clone(),
             console_log: args.console_log.clone(),
-            network: match args.network {
+            network: match args.network.unwrap_or(default_network) {
                 NetworkArg::User => vmbuild_qemu::Network::User,
                 NetworkArg::None => vmbuild_qemu::Network::None,
             },
