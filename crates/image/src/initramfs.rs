@@ -55,6 +55,9 @@ pub struct InitramfsSpec<'a> {
     pub applets: &'a [String],
 }
 
+/// `(absolute guest path, uncompressed bytes)` of one module file.
+pub type ModuleFile = (String, Vec<u8>);
+
 /// The resolved contents of an initramfs (all bytes in memory).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InitramfsContents {
@@ -65,9 +68,9 @@ pub struct InitramfsContents {
     /// Kernel release.
     pub release: String,
     /// `(absolute guest path, uncompressed bytes)` in load order.
-    pub modules: Vec<(String, Vec<u8>)>,
+    pub modules: Vec<ModuleFile>,
     /// On-demand groups: name and their modules not already in `modules`.
-    pub groups: Vec<(String, Vec<(String, Vec<u8>)>)>,
+    pub groups: Vec<(String, Vec<ModuleFile>)>,
     /// Applet symlink paths (relative, no leading `/`).
     pub applets: Vec<String>,
 }
@@ -108,7 +111,7 @@ impl InitramfsContents {
                 }
             })?;
             let index = ModuleIndex::scan(dir)?;
-            let resolve = |names: &[String]| -> Result<Vec<(String, Vec<u8>)>, ImageError> {
+            let resolve = |names: &[String]| -> Result<Vec<ModuleFile>, ImageError> {
                 resolve_modules(&index, names)?
                     .into_iter()
                     .map(|m| {

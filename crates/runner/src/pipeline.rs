@@ -72,7 +72,7 @@ impl<T: BuildObserver + ?Sized> BuildObserver for Box<T> {
 
 /// Where the steps run.
 pub enum Backend {
-    Qemu(crate::session::Vm),
+    Qemu(Box<crate::session::Vm>),
     Bwrap(crate::bwrap::Sandbox),
 }
 
@@ -92,7 +92,7 @@ impl Backend {
     /// Clean end after success or a failed step.
     pub async fn finish(self) -> Result<(), RunError> {
         match self {
-            Backend::Qemu(vm) => vm.shutdown().await.map(|_| ()),
+            Backend::Qemu(vm) => (*vm).shutdown().await.map(|_| ()),
             Backend::Bwrap(sb) => {
                 sb.finish().await;
                 Ok(())
@@ -103,7 +103,7 @@ impl Backend {
     /// Stop now (timeout, Ctrl-C, VM failure).
     pub async fn abort(self) {
         match self {
-            Backend::Qemu(vm) => vm.abort().await,
+            Backend::Qemu(vm) => (*vm).abort().await,
             Backend::Bwrap(sb) => sb.finish().await,
         }
     }

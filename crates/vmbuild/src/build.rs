@@ -19,8 +19,11 @@ fn config_err(e: vmbuild_config::ConfigError) -> RunError {
     RunError::InvalidInput(e.to_string())
 }
 
-/// The cache defaults in the form the config crate layers them.
-fn cache_layers() -> (Vec<(String, String)>, Vec<(String, String)>) {
+type EnvPairs = Vec<(String, String)>;
+
+/// The cache defaults in the form the config crate layers them: the
+/// values, and (default, alias) pairs.
+fn cache_layers() -> (EnvPairs, EnvPairs) {
     let defaults = vmbuild_cache::cache_env_defaults(GUEST_CACHE_DIR, GUEST_HOME);
     let values = defaults
         .iter()
@@ -229,7 +232,7 @@ pub async fn build(
                 ..Default::default()
             };
             let vm = Vm::boot(&prepared.opts, &assets, &stop, timings).await?;
-            Backend::Qemu(vm)
+            Backend::Qemu(Box::new(vm))
         }
         RunnerArg::Bubblewrap => {
             let opts = vmbuild_runner::BwrapOptions {
