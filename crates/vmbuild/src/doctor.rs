@@ -67,6 +67,15 @@ pub fn doctor() -> i32 {
             "not found (needed only for --runner bubblewrap): apt-get install bubblewrap",
         ),
     }
+    for (tool, pkg) in [("mmdebstrap", "mmdebstrap"), ("mkfs.erofs", "erofs-utils")] {
+        match which::which(tool) {
+            Ok(p) => r.ok(tool, format!("{} (for environment images)", p.display())),
+            Err(_) => r.info(
+                tool,
+                format!("not found (needed only for environment.contents.packages): apt-get install {pkg}"),
+            ),
+        }
+    }
     if facts.os == HostOs::MacOs && facts.arch == Arch::Aarch64 {
         r.info(
             "note",
