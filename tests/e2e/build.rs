@@ -51,11 +51,20 @@ fn project(config: &str) -> tempfile::TempDir {
     let input = d.path().join("input.txt");
     std::fs::write(&input, "from the source dir\n").unwrap();
     let t = std::time::UNIX_EPOCH + Duration::from_secs(1_500_000_000);
-    std::fs::File::options().write(true).open(&input).unwrap().set_modified(t).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&input)
+        .unwrap()
+        .set_modified(t)
+        .unwrap();
     std::fs::hard_link(&input, d.path().join("input-hard")).unwrap();
     std::os::unix::fs::symlink("input.txt", d.path().join("src-link")).unwrap();
     std::fs::write(d.path().join("tool.sh"), "#!/bin/sh\necho tool\n").unwrap();
-    std::fs::set_permissions(d.path().join("tool.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        d.path().join("tool.sh"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
     d
 }
 
@@ -163,18 +172,37 @@ pipeline:
         let out = outs.path().join("out");
         let log = tempfile::NamedTempFile::new().unwrap();
         let log_path = log.path().to_string_lossy().into_owned();
-        let args = ["--runner", runner, "--log-format", "text", "--log-file", &log_path];
+        let args = [
+            "--runner",
+            runner,
+            "--log-format",
+            "text",
+            "--log-file",
+            &log_path,
+        ];
         let o = build(&v, p.path(), &out, &args);
         assert_eq!(o.status.code(), Some(1), "{runner}: stderr: {}", stderr(&o));
         let err = stderr(&o);
-        assert!(err.contains("step 'second' failed with exit code 1"), "{runner}: {err}");
-        assert!(err.contains("about to fail") && !err.contains("never"), "{runner}: {err}");
-        assert!(!err.contains("[3/3]"), "{runner}: the third step must not start: {err}");
+        assert!(
+            err.contains("step 'second' failed with exit code 1"),
+            "{runner}: {err}"
+        );
+        assert!(
+            err.contains("about to fail") && !err.contains("never"),
+            "{runner}: {err}"
+        );
+        assert!(
+            !err.contains("[3/3]"),
+            "{runner}: the third step must not start: {err}"
+        );
         assert!(!out.exists(), "{runner}: no output dir for a failed build");
         let left: Vec<_> = std::fs::read_dir(outs.path()).unwrap().collect();
         assert!(left.is_empty(), "{runner}: no staging leftovers: {left:?}");
         let logged = std::fs::read_to_string(log.path()).unwrap();
-        assert!(logged.contains("about to fail") && logged.contains("[✘] second"), "{runner}: {logged}");
+        assert!(
+            logged.contains("about to fail") && logged.contains("[✘] second"),
+            "{runner}: {logged}"
+        );
     }
 }
 
@@ -193,11 +221,28 @@ pipeline:
     for runner in RUNNERS {
         let outs = tempfile::tempdir().unwrap();
         let t0 = Instant::now();
-        let o = build(&v, p.path(), &outs.path().join("out"), &["--runner", runner]);
-        assert_eq!(o.status.code(), Some(124), "{runner}: stderr: {}", stderr(&o));
-        assert!(t0.elapsed() < Duration::from_secs(40), "{runner}: took {:?}", t0.elapsed());
+        let o = build(
+            &v,
+            p.path(),
+            &outs.path().join("out"),
+            &["--runner", runner],
+        );
+        assert_eq!(
+            o.status.code(),
+            Some(124),
+            "{runner}: stderr: {}",
+            stderr(&o)
+        );
+        assert!(
+            t0.elapsed() < Duration::from_secs(40),
+            "{runner}: took {:?}",
+            t0.elapsed()
+        );
         let err = stderr(&o);
-        assert!(err.contains("timed out after 3s in step 'sleepy'"), "{runner}: {err}");
+        assert!(
+            err.contains("timed out after 3s in step 'sleepy'"),
+            "{runner}: {err}"
+        );
     }
 }
 
@@ -253,8 +298,16 @@ pipeline:
         let out = outs.path().join("out");
         let c = outs.path().join("cache").to_string_lossy().into_owned();
         let args = [
-            "--runner", runner, "--env-file", &env_file, "-e", "FROM_CLI=cli", "--cache-dir", &c,
-            "--log-format", "text",
+            "--runner",
+            runner,
+            "--env-file",
+            &env_file,
+            "-e",
+            "FROM_CLI=cli",
+            "--cache-dir",
+            &c,
+            "--log-format",
+            "text",
         ];
         let o = build(&v, p.path(), &out, &args);
         assert_eq!(o.status.code(), Some(0), "{runner}: stderr: {}", stderr(&o));
@@ -266,7 +319,10 @@ pipeline:
         assert!(!out.join("skipped").exists(), "{runner}");
         let err = stderr(&o);
         assert!(err.contains("echo: from-uses"), "{runner}: {err}");
-        assert!(err.contains("skipped (if: false): skipped"), "{runner}: {err}");
+        assert!(
+            err.contains("skipped (if: false): skipped"),
+            "{runner}: {err}"
+        );
     }
 }
 

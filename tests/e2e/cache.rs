@@ -76,7 +76,12 @@ fn virtiofs_round_trip(v: &Vmb, mode_args: &[&str], env_on: bool) {
     virtiofs_round_trip_with(v, mode_args, env_on, &[]);
 }
 
-fn virtiofs_round_trip_with(v: &Vmb, mode_args: &[&str], env_on: bool, extra_env: &[(&str, &Path)]) {
+fn virtiofs_round_trip_with(
+    v: &Vmb,
+    mode_args: &[&str],
+    env_on: bool,
+    extra_env: &[(&str, &Path)],
+) {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
     std::fs::create_dir(&cache).unwrap();
@@ -129,12 +134,19 @@ fn virtiofs_mode_works_with_the_rust_virtiofsd_too() {
     // QEMU_VIRTIOFS_PATH makes vmbuild use it instead of QEMU's C one.
     let bin = match std::env::var_os("VMBUILD_TEST_RUST_VIRTIOFSD") {
         Some(b) => std::path::PathBuf::from(b),
-        None if std::env::var_os("CI").is_some() => panic!("VMBUILD_TEST_RUST_VIRTIOFSD unset under CI"),
+        None if std::env::var_os("CI").is_some() => {
+            panic!("VMBUILD_TEST_RUST_VIRTIOFSD unset under CI")
+        }
         None => return eprintln!("VMBUILD_TEST_RUST_VIRTIOFSD unset (scripts/test.sh sets it)"),
     };
     let dir = bin.parent().expect("binary in a directory");
     let v = Vmb::new();
-    virtiofs_round_trip_with(&v, &["--cache-mode", "virtiofs"], false, &[("QEMU_VIRTIOFS_PATH", dir)]);
+    virtiofs_round_trip_with(
+        &v,
+        &["--cache-mode", "virtiofs"],
+        false,
+        &[("QEMU_VIRTIOFS_PATH", dir)],
+    );
 }
 
 #[test]

@@ -30,7 +30,15 @@ impl Index {
     fn pypi(delay: f64) -> Index {
         Index::start("pypi_server.py", "/files/", delay, |dir| {
             let st = Command::new("python3")
-                .args(["-m", "pip", "download", "--quiet", "--only-binary=:all:", "--no-deps", "-d"])
+                .args([
+                    "-m",
+                    "pip",
+                    "download",
+                    "--quiet",
+                    "--only-binary=:all:",
+                    "--no-deps",
+                    "-d",
+                ])
                 .arg(dir)
                 .args(["six==1.16.0", "idna==3.7", "packaging==24.1"])
                 .status()
@@ -58,12 +66,19 @@ impl Index {
     /// Fetches the package files into a fresh dir with `fetch`, then serves
     /// them with tests/e2e/fixtures/`script`; `file_marker` is what the paths
     /// of package files (not index documents) contain.
-    fn start(script: &str, file_marker: &'static str, delay: f64, fetch: impl FnOnce(&Path)) -> Index {
+    fn start(
+        script: &str,
+        file_marker: &'static str,
+        delay: f64,
+        fetch: impl FnOnce(&Path),
+    ) -> Index {
         let dir = tempfile::tempdir().unwrap();
         let files = dir.path().join("files");
         fetch(&files);
         let log = dir.path().join("requests.log");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e/fixtures").join(script);
+        let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/e2e/fixtures")
+            .join(script);
         let mut child = Command::new("python3")
             .arg(script)
             .arg(&files)
@@ -73,14 +88,25 @@ impl Index {
             .spawn()
             .expect("start the index server");
         let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
         let port = line.trim().parse().expect("server prints its port");
-        Index { child, port, log, file_marker, _dir: dir }
+        Index {
+            child,
+            port,
+            log,
+            file_marker,
+            _dir: dir,
+        }
     }
 
     /// Package files (wheels, sdists, tarballs) requested since the last call.
     fn take_file_requests(&self) -> Vec<String> {
-        self.take_requests().into_iter().filter(|l| l.contains(self.file_marker)).collect()
+        self.take_requests()
+            .into_iter()
+            .filter(|l| l.contains(self.file_marker))
+            .collect()
     }
 
     /// Every request since the last call, one "GET <path> <status>" each.
@@ -92,18 +118,36 @@ impl Index {
 }
 
 fn example(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples").join(name).join("vmbuild.yaml")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples")
+        .join(name)
+        .join("vmbuild.yaml")
 }
 
 /// One build of the pip example; returns its wall time.
 fn pip_build(v: &Vmb, index: &Index, cache: &Path, mode: &str, out: &Path) -> (Duration, String) {
     let url = format!("PIP_INDEX_URL=http://10.0.2.2:{}/simple/", index.port);
     let cfg = example("pip-cache").to_string_lossy().into_owned();
-    let (c, o) = (cache.to_string_lossy().into_owned(), out.to_string_lossy().into_owned());
+    let (c, o) = (
+        cache.to_string_lossy().into_owned(),
+        out.to_string_lossy().into_owned(),
+    );
     let t0 = Instant::now();
     let args = [
-        "build", cfg.as_str(), "--cache-dir", &c, "--cache-mode", mode, "--output-dir", &o, "-e", &url,
-        "-e", "PIP_TRUSTED_HOST=10.0.2.2", "--log-format", "text",
+        "build",
+        cfg.as_str(),
+        "--cache-dir",
+        &c,
+        "--cache-mode",
+        mode,
+        "--output-dir",
+        &o,
+        "-e",
+        &url,
+        "-e",
+        "PIP_TRUSTED_HOST=10.0.2.2",
+        "--log-format",
+        "text",
     ];
     let r = v.run(&args);
     let took = t0.elapsed();
@@ -123,19 +167,33 @@ fn pip_cache_round_trip_in_both_modes() {
     let img = v.run(&["image", "build", &cfg]);
     assert_eq!(img.status.code(), Some(0), "stderr: {}", stderr(&img));
     let ls = v.run(&["image", "ls"]);
-    assert!(crate::harness::stdout(&ls).contains("python3-pip"), "{}", crate::harness::stdout(&ls));
+    assert!(
+        crate::harness::stdout(&ls).contains("python3-pip"),
+        "{}",
+        crate::harness::stdout(&ls)
+    );
 
     // virtiofs: the first build fills the cache, the second fetches no
     // package file and is faster.
     let cache = tmp.path().join("cache-virtiofs");
     let (cold, first) = pip_build(&v, &index, &cache, "virtiofs", &tmp.path().join("out1"));
     let fetched = index.take_file_requests();
-    assert_eq!(fetched.len(), 3, "cold build downloads the three wheels: {fetched:?}\n{first}");
-    assert!(first.contains(", cached"), "the image is reused, not rebuilt: {first}");
+    assert_eq!(
+        fetched.len(),
+        3,
+        "cold build downloads the three wheels: {fetched:?}\n{first}"
+    );
+    assert!(
+        first.contains(", cached"),
+        "the image is reused, not rebuilt: {first}"
+    );
     assert!(cache.join("pip").is_dir(), "pip's cache is on the host");
     let (warm, _) = pip_build(&v, &index, &cache, "virtiofs", &tmp.path().join("out2"));
     let refetched = index.take_file_requests();
-    assert!(refetched.is_empty(), "warm build fetched package files again: {refetched:?}");
+    assert!(
+        refetched.is_empty(),
+        "warm build fetched package files again: {refetched:?}"
+    );
     assert!(warm < cold, "warm {warm:?} should beat cold {cold:?}");
 
     // overlay (default mode): the host cache is never written, so every
@@ -143,31 +201,75 @@ fn pip_cache_round_trip_in_both_modes() {
     let cache = tmp.path().join("cache-overlay");
     std::fs::create_dir(&cache).unwrap();
     for i in 0..2 {
-        pip_build(&v, &index, &cache, "overlay", &tmp.path().join(format!("out-ov{i}")));
-        assert_eq!(index.take_file_requests().len(), 3, "overlay build {i} downloads again");
+        pip_build(
+            &v,
+            &index,
+            &cache,
+            "overlay",
+            &tmp.path().join(format!("out-ov{i}")),
+        );
+        assert_eq!(
+            index.take_file_requests().len(),
+            3,
+            "overlay build {i} downloads again"
+        );
     }
-    assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 0, "overlay left the host cache empty");
-    eprintln!("pip example: cold {cold:?}, warm {warm:?} ({:.2}x)", warm.as_secs_f64() / cold.as_secs_f64());
+    assert_eq!(
+        std::fs::read_dir(&cache).unwrap().count(),
+        0,
+        "overlay left the host cache empty"
+    );
+    eprintln!(
+        "pip example: cold {cold:?}, warm {warm:?} ({:.2}x)",
+        warm.as_secs_f64() / cold.as_secs_f64()
+    );
 }
 
 /// The npm example's packages: tiny, and without dependencies.
 const NPM_PACKAGES: [&str; 3] = ["is-number@7.0.0", "left-pad@1.3.0", "escape-html@1.0.3"];
 
 /// One build of the npm example; returns its wall time and log.
-fn npm_build(v: &Vmb, registry: &Index, cache: &Path, mode: &str, out: &Path) -> (Duration, String) {
+fn npm_build(
+    v: &Vmb,
+    registry: &Index,
+    cache: &Path,
+    mode: &str,
+    out: &Path,
+) -> (Duration, String) {
     let url = format!("NPM_REGISTRY=http://10.0.2.2:{}/", registry.port);
     let cfg = example("npm-cache").to_string_lossy().into_owned();
-    let (c, o) = (cache.to_string_lossy().into_owned(), out.to_string_lossy().into_owned());
+    let (c, o) = (
+        cache.to_string_lossy().into_owned(),
+        out.to_string_lossy().into_owned(),
+    );
     let t0 = Instant::now();
     let args = [
-        "build", cfg.as_str(), "--cache-dir", &c, "--cache-mode", mode, "--output-dir", &o, "-e", &url,
-        "--log-format", "text",
+        "build",
+        cfg.as_str(),
+        "--cache-dir",
+        &c,
+        "--cache-mode",
+        mode,
+        "--output-dir",
+        &o,
+        "-e",
+        &url,
+        "--log-format",
+        "text",
     ];
     let r = v.run(&args);
     let took = t0.elapsed();
     assert_eq!(r.status.code(), Some(0), "stderr: {}", stderr(&r));
-    assert!(stderr(&r).contains("required left-pad 1.3.0 007 true &lt;&amp;&gt;"), "{}", stderr(&r));
-    assert!(out.join("app/node_modules/is-number/package.json").is_file(), "the install is in the output");
+    assert!(
+        stderr(&r).contains("required left-pad 1.3.0 007 true &lt;&amp;&gt;"),
+        "{}",
+        stderr(&r)
+    );
+    assert!(
+        out.join("app/node_modules/is-number/package.json")
+            .is_file(),
+        "the install is in the output"
+    );
     (took, stderr(&r))
 }
 
@@ -189,14 +291,30 @@ fn npm_cache_round_trip_in_both_modes() {
     let (cold, first) = npm_build(&v, &registry, &cache, "virtiofs", &tmp.path().join("out1"));
     let fetched = registry.take_requests();
     let tarballs: Vec<_> = fetched.iter().filter(|l| l.contains("/-/")).collect();
-    assert_eq!(tarballs.len(), NPM_PACKAGES.len(), "cold build downloads every tarball: {fetched:?}\n{first}");
-    assert!(first.contains(", cached"), "the image is reused, not rebuilt: {first}");
-    assert!(cache.join("npm/_cacache").is_dir(), "npm's cache is on the host");
+    assert_eq!(
+        tarballs.len(),
+        NPM_PACKAGES.len(),
+        "cold build downloads every tarball: {fetched:?}\n{first}"
+    );
+    assert!(
+        first.contains(", cached"),
+        "the image is reused, not rebuilt: {first}"
+    );
+    assert!(
+        cache.join("npm/_cacache").is_dir(),
+        "npm's cache is on the host"
+    );
     let (warm, second) = npm_build(&v, &registry, &cache, "virtiofs", &tmp.path().join("out2"));
     let again = registry.take_requests();
-    assert!(!again.is_empty(), "the warm build still asks the registry (packuments): {second}");
+    assert!(
+        !again.is_empty(),
+        "the warm build still asks the registry (packuments): {second}"
+    );
     let refetched: Vec<_> = again.iter().filter(|l| l.contains("/-/")).collect();
-    assert!(refetched.is_empty(), "warm build fetched tarballs again: {again:?}");
+    assert!(
+        refetched.is_empty(),
+        "warm build fetched tarballs again: {again:?}"
+    );
     assert!(warm < cold, "warm {warm:?} should beat cold {cold:?}");
 
     // overlay (default mode): the host cache is never written, so every
@@ -204,12 +322,29 @@ fn npm_cache_round_trip_in_both_modes() {
     let cache = tmp.path().join("cache-overlay");
     std::fs::create_dir(&cache).unwrap();
     for i in 0..2 {
-        npm_build(&v, &registry, &cache, "overlay", &tmp.path().join(format!("out-ov{i}")));
+        npm_build(
+            &v,
+            &registry,
+            &cache,
+            "overlay",
+            &tmp.path().join(format!("out-ov{i}")),
+        );
         let got = registry.take_file_requests();
-        assert_eq!(got.len(), NPM_PACKAGES.len(), "overlay build {i} downloads again: {got:?}");
+        assert_eq!(
+            got.len(),
+            NPM_PACKAGES.len(),
+            "overlay build {i} downloads again: {got:?}"
+        );
     }
-    assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 0, "overlay left the host cache empty");
-    eprintln!("npm example: cold {cold:?}, warm {warm:?} ({:.2}x); warm requests: {again:?}", warm.as_secs_f64() / cold.as_secs_f64());
+    assert_eq!(
+        std::fs::read_dir(&cache).unwrap().count(),
+        0,
+        "overlay left the host cache empty"
+    );
+    eprintln!(
+        "npm example: cold {cold:?}, warm {warm:?} ({:.2}x); warm requests: {again:?}",
+        warm.as_secs_f64() / cold.as_secs_f64()
+    );
 }
 
 #[test]
@@ -224,7 +359,11 @@ fn two_builds_needing_the_same_new_image_build_it_once() {
          pipeline:\n  - runs: hello\n",
     )
     .unwrap();
-    let cfg = proj.path().join("vmbuild.yaml").to_string_lossy().into_owned();
+    let cfg = proj
+        .path()
+        .join("vmbuild.yaml")
+        .to_string_lossy()
+        .into_owned();
     let v = Vmb::new();
     let spawn = |out: &str| {
         let o = proj.path().join(out).to_string_lossy().into_owned();
@@ -241,10 +380,23 @@ fn two_builds_needing_the_same_new_image_build_it_once() {
     v.assert_clean();
     for o in [&a, &b] {
         assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(o));
-        assert!(stderr(o).contains("Hello, world!"), "the tool from the image ran: {}", stderr(o));
+        assert!(
+            stderr(o).contains("Hello, world!"),
+            "the tool from the image ran: {}",
+            stderr(o)
+        );
     }
-    let built = [&a, &b].iter().filter(|o| stderr(o).contains(", built now")).count();
-    assert_eq!(built, 1, "exactly one build made the image:\n{}\n---\n{}", stderr(&a), stderr(&b));
+    let built = [&a, &b]
+        .iter()
+        .filter(|o| stderr(o).contains(", built now"))
+        .count();
+    assert_eq!(
+        built,
+        1,
+        "exactly one build made the image:\n{}\n---\n{}",
+        stderr(&a),
+        stderr(&b)
+    );
     let images: Vec<_> = std::fs::read_dir(xdg.path().join("vmbuild/images"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

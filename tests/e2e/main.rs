@@ -3,9 +3,9 @@
 //! they need (QEMU, the guest init) first; nothing here is skipped.
 
 mod build;
-mod network;
-mod env_images;
 mod cache;
+mod env_images;
 mod harness;
+mod network;
 mod run_basics;
 mod run_failures;

@@ -19,7 +19,11 @@ fn serve_once_per_connection() -> (u16, Arc<AtomicUsize>) {
             let mut buf = [0u8; 1024];
             let _ = c.read(&mut buf);
             let body = "hello-from-host\n";
-            let _ = write!(c, "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+            let _ = write!(
+                c,
+                "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
         }
     });
     (port, hits)
@@ -35,12 +39,33 @@ fn user_network_reaches_host_loopback_and_none_cannot() {
     assert_eq!(stdout(&o), "hello-from-host\n");
     assert_eq!(hits.load(Ordering::SeqCst), 1);
 
-    let o = v.run(&["run", "--network", "none", "--", "sh", "-c", &format!("wget -q -O- {url}; echo rc=$?; ls /sys/class/net")]);
+    let o = v.run(&[
+        "run",
+        "--network",
+        "none",
+        "--",
+        "sh",
+        "-c",
+        &format!("wget -q -O- {url}; echo rc=$?; ls /sys/class/net"),
+    ]);
     assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
     let out = stdout(&o);
-    assert!(out.contains("rc=1") && !out.contains("hello-from-host"), "{out}");
-    assert_eq!(out.lines().filter(|l| !l.starts_with("rc=")).collect::<Vec<_>>(), ["lo"], "no NIC at all: {out}");
-    assert_eq!(hits.load(Ordering::SeqCst), 1, "the server saw no connection from the isolated guest");
+    assert!(
+        out.contains("rc=1") && !out.contains("hello-from-host"),
+        "{out}"
+    );
+    assert_eq!(
+        out.lines()
+            .filter(|l| !l.starts_with("rc="))
+            .collect::<Vec<_>>(),
+        ["lo"],
+        "no NIC at all: {out}"
+    );
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        1,
+        "the server saw no connection from the isolated guest"
+    );
 }
 
 #[test]
@@ -49,7 +74,8 @@ fn rootfs_directory_is_packed_and_booted_instead_of_busybox() {
     let root = tempfile::tempdir().unwrap();
     let bin = root.path().join("bin");
     std::fs::create_dir_all(&bin).unwrap();
-    let busybox = vmbuild_image::busybox(&vmbuild_image::cache_root().unwrap(), &mut |_| {}).unwrap();
+    let busybox =
+        vmbuild_image::busybox(&vmbuild_image::cache_root().unwrap(), &mut |_| {}).unwrap();
     std::fs::copy(&busybox, bin.join("busybox")).unwrap();
     for applet in ["sh", "cat", "ls", "tar"] {
         std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
@@ -60,11 +86,22 @@ fn rootfs_directory_is_packed_and_booted_instead_of_busybox() {
     std::fs::write(root.path().join("etc/marker"), "my own root\n").unwrap();
     let v = Vmb::new();
     let r = root.path().to_string_lossy().into_owned();
-    let o = v.run(&["run", "--rootfs", &r, "--", "sh", "-c", "cat /etc/marker; ls /bin"]);
+    let o = v.run(&[
+        "run",
+        "--rootfs",
+        &r,
+        "--",
+        "sh",
+        "-c",
+        "cat /etc/marker; ls /bin",
+    ]);
     assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
     let out = stdout(&o);
     assert!(out.starts_with("my own root\n"), "{out}");
-    assert!(!out.contains("wget"), "only our four applets, not the initramfs busybox: {out}");
+    assert!(
+        !out.contains("wget"),
+        "only our four applets, not the initramfs busybox: {out}"
+    );
 
     let junk = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(junk.path(), vec![7u8; 4096]).unwrap();

@@ -137,12 +137,21 @@ pub(crate) fn entry_name(package: &str, version: &str) -> String {
     format!("{package}_{}", version.replace(':', "%3a"))
 }
 
-fn pinned_kernel(cache_root: &Path, notice: &mut dyn FnMut(&str)) -> Result<Kernel, ImageError> {
+/// Where the pinned kernel lives in the cache, and whether it is complete
+/// there (fetched and unpacked) — without fetching anything.
+pub fn pinned_kernel_dir(cache_root: &Path) -> Result<(PathBuf, bool), ImageError> {
     let pin = pins::kernel_pin()?;
     let dir = cache_root
         .join("kernels")
         .join(entry_name(&pin.package, &pin.version));
-    if !is_complete(&dir) {
+    let complete = is_complete(&dir);
+    Ok((dir, complete))
+}
+
+fn pinned_kernel(cache_root: &Path, notice: &mut dyn FnMut(&str)) -> Result<Kernel, ImageError> {
+    let pin = pins::kernel_pin()?;
+    let (dir, complete) = pinned_kernel_dir(cache_root)?;
+    if !complete {
         let tools = AptTools::find(&pin.package)?;
         let started = std::time::Instant::now();
         ensure_dir(&dir, |tmp| build_kernel_entry(tmp, &tools, &pin, notice))?;

@@ -34,7 +34,7 @@ pub use error::ImageError;
 pub use initramfs::{
     build_initramfs, InitramfsContents, InitramfsSpec, FORMAT_VERSION, MODULES_LOAD,
 };
-pub use kernel::{resolve_kernel, Kernel, KernelOrigin, KernelRequest};
+pub use kernel::{pinned_kernel_dir, resolve_kernel, Kernel, KernelOrigin, KernelRequest};
 pub use pins::{
     busybox_pin, guest_module_groups, guest_modules, kernel_pin, BusyboxPin, KernelPin,
 };

@@ -31,13 +31,6 @@ pub fn set(env: &mut Vec<(String, String)>, key: &str, value: &str) {
     }
 }
 
-/// Sets `key` only when it is not set yet.
-pub fn set_if_unset(env: &mut Vec<(String, String)>, key: &str, value: &str) {
-    if !env.iter().any(|(k, _)| k == key) {
-        env.push((key.to_string(), value.to_string()));
-    }
-}
-
 /// Layers `overrides` (later wins) on top of `env`.
 pub fn layer(env: &mut Vec<(String, String)>, overrides: &[(String, String)]) {
     for (k, v) in overrides {
@@ -51,9 +44,22 @@ pub fn layer(env: &mut Vec<(String, String)>, overrides: &[(String, String)]) {
 pub fn apply_cache_defaults(env: &mut Vec<(String, String)>) -> Vec<SymlinkSpec> {
     let defaults = vmbuild_cache::cache_env_defaults(GUEST_CACHE_DIR, GUEST_HOME);
     vmbuild_cache::apply_defaults(env, &defaults);
-    let links = vmbuild_cache::symlink_defaults(GUEST_CACHE_DIR, GUEST_HOME);
-    vmbuild_cache::applicable_symlinks(&links, env)
-        .into_iter()
+    cache_links([env.as_slice()])
+}
+
+/// The symlink defaults (maven, cargo) that apply when none of `envs`
+/// sets the variable that turns a link off (e.g. `CARGO_HOME`): the guest
+/// makes them once for every command (or pipeline step) of the VM.
+pub fn cache_links<'a>(
+    envs: impl IntoIterator<Item = &'a [(String, String)]> + Clone,
+) -> Vec<SymlinkSpec> {
+    vmbuild_cache::symlink_defaults(GUEST_CACHE_DIR, GUEST_HOME)
+        .iter()
+        .filter(|l| {
+            envs.clone().into_iter().all(|env| {
+                !vmbuild_cache::applicable_symlinks(std::slice::from_ref(l), env).is_empty()
+            })
+        })
         .map(|l| SymlinkSpec {
             link: l.link.clone(),
             target: l.target.clone(),
@@ -66,10 +72,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn later_layers_win_and_fill_if_unset_does_not_override() {
+    fn later_layers_win_over_the_base() {
         let mut env = base_env();
-        set_if_unset(&mut env, "HOME", "/elsewhere");
-        set_if_unset(&mut env, "PIP_CACHE_DIR", "/var/cache/vmbuild/pip");
         layer(
             &mut env,
             &[("PATH".into(), "/opt/bin".into()), ("X".into(), "1".into())],
@@ -80,7 +84,6 @@ mod tests {
                 .map(|(_, v)| v.as_str())
         };
         assert_eq!(get("HOME"), Some(GUEST_HOME));
-        assert_eq!(get("PIP_CACHE_DIR"), Some("/var/cache/vmbuild/pip"));
         assert_eq!(get("PATH"), Some("/opt/bin"));
         assert_eq!(get("X"), Some("1"));
         assert_eq!(env.iter().filter(|(k, _)| k == "PATH").count(), 1);
@@ -109,5 +112,19 @@ mod tests {
             "{links:?}"
         );
         assert!(links.iter().any(|l| l.link == "/home/build/.m2/repository"));
+    }
+
+    #[test]
+    fn a_link_is_made_only_when_no_step_turns_it_off() {
+        let plain = base_env();
+        let mut own_cargo = base_env();
+        layer(
+            &mut own_cargo,
+            &[("CARGO_HOME".into(), "/opt/cargo".into())],
+        );
+        let both = cache_links([plain.as_slice(), own_cargo.as_slice()]);
+        assert!(both.iter().all(|l| !l.link.contains(".cargo")), "{both:?}");
+        assert!(both.iter().any(|l| l.link.ends_with(".m2/repository")));
+        assert_eq!(cache_links([plain.as_slice()]).len(), 3);
     }
 }

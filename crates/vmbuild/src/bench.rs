@@ -36,7 +36,10 @@ fn vm_flags(vm: &VmArgs) -> Vec<String> {
             crate::cli::NetworkArg::None => "none".into(),
         }),
     );
-    opt("--rootfs", vm.rootfs.as_ref().map(|p| p.display().to_string()));
+    opt(
+        "--rootfs",
+        vm.rootfs.as_ref().map(|p| p.display().to_string()),
+    );
     opt(
         "--kernel",
         vm.kernel.as_ref().map(|p| p.display().to_string()),

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use vmbuild_config::{LoadOptions, Plan, GUEST_OUTPUT_DIR};
-use vmbuild_proto::{CommandSpec, SymlinkSpec, GUEST_CACHE_DIR, GUEST_HOME};
+use vmbuild_proto::{CommandSpec, GUEST_CACHE_DIR, GUEST_HOME};
 use vmbuild_runner::pipeline::{self, Backend, BuildObserver, Step, StepsOutcome};
 use vmbuild_runner::{env, RunError, Stopper, Timings, Vm};
 
@@ -38,24 +38,6 @@ fn cache_layers() -> (EnvPairs, EnvPairs) {
         })
         .collect();
     (values, aliases)
-}
-
-/// The maven/cargo links, unless some step sets the variable that turns
-/// one off (e.g. CARGO_HOME).
-fn cache_symlinks(plan: &Plan) -> Vec<SymlinkSpec> {
-    let links = vmbuild_cache::symlink_defaults(GUEST_CACHE_DIR, GUEST_HOME);
-    links
-        .iter()
-        .filter(|l| {
-            plan.steps.iter().all(|s| {
-                !vmbuild_cache::applicable_symlinks(std::slice::from_ref(l), &s.env).is_empty()
-            })
-        })
-        .map(|l| SymlinkSpec {
-            link: l.link.clone(),
-            target: l.target.clone(),
-        })
-        .collect()
 }
 
 fn steps(plan: &Plan) -> Vec<Step> {
@@ -98,7 +80,10 @@ fn observer(args: &BuildArgs) -> Result<Box<dyn BuildObserver>, RunError> {
 
 /// The environment image for the pipeline's packages, built on first use
 /// (progress shown as notes) and reused afterwards.
-fn env_image(plan: &Plan, obs: &mut Box<dyn BuildObserver>) -> Result<vmbuild_runner::session::RootImage, RunError> {
+fn env_image(
+    plan: &Plan,
+    obs: &mut Box<dyn BuildObserver>,
+) -> Result<vmbuild_runner::session::RootImage, RunError> {
     let spec = vmbuild_image::rootfs::EnvSpec::new(plan.packages.clone());
     let root = vmbuild_image::cache_root()?;
     let (img, built) = tokio::task::block_in_place(|| {
@@ -111,7 +96,10 @@ fn env_image(plan: &Plan, obs: &mut Box<dyn BuildObserver>) -> Result<vmbuild_ru
         img.size >> 20,
         if built { ", built now" } else { ", cached" }
     ));
-    Ok(vmbuild_runner::session::RootImage { path: img.path, fstype: img.format.fs_type().to_string() })
+    Ok(vmbuild_runner::session::RootImage {
+        path: img.path,
+        fstype: img.format.fs_type().to_string(),
+    })
 }
 
 fn source_dir(args: &BuildArgs) -> Result<PathBuf, RunError> {
@@ -139,7 +127,19 @@ pub async fn build(
     started: Instant,
     interrupt: tokio::sync::watch::Receiver<bool>,
 ) -> Result<i32, RunError> {
-    let cache = crate::vm_setup::prepare_cache(&args.vm)?;
+    // The qemu runner's checks (QEMU, cache dir and mode, virtiofsd,
+    // --rootfs) come first and once; bubblewrap needs only the cache dir.
+    let mut prepared = match args.runner {
+        RunnerArg::Qemu => Some(crate::vm_setup::prepare(
+            &args.vm,
+            crate::cli::NetworkArg::User,
+        )?),
+        RunnerArg::Bubblewrap => None,
+    };
+    let cache = match &prepared {
+        Some(p) => p.opts.cache.clone().zip(p.cache_note.clone()),
+        None => crate::vm_setup::prepare_cache(&args.vm)?,
+    };
     let (cache_defaults, cache_default_aliases) = if cache.is_some() {
         cache_layers()
     } else {
@@ -167,7 +167,8 @@ pub async fn build(
     }
     if !plan.packages.is_empty() && args.vm.rootfs.is_some() {
         return Err(RunError::InvalidInput(
-            "--rootfs and environment.contents.packages both name the root filesystem: use one".into(),
+            "--rootfs and environment.contents.packages both name the root filesystem: use one"
+                .into(),
         ));
     }
     let steps = steps(&plan);
@@ -204,9 +205,8 @@ pub async fn build(
         (None, _) => {}
     }
 
-    let mut backend = match args.runner {
-        RunnerArg::Qemu => {
-            let mut prepared = crate::vm_setup::prepare(&args.vm, crate::cli::NetworkArg::User)?;
+    let mut backend = match prepared.as_mut() {
+        Some(prepared) => {
             prepared.opts.cpus = args
                 .vm
                 .cpus
@@ -220,7 +220,8 @@ pub async fn build(
             prepared.opts.source = Some(source.clone());
             prepared.opts.mkdirs = vec![GUEST_OUTPUT_DIR.to_string()];
             if prepared.opts.cache.is_some() {
-                prepared.opts.symlinks = cache_symlinks(&plan);
+                prepared.opts.symlinks =
+                    env::cache_links(plan.steps.iter().map(|s| s.env.as_slice()));
             }
             if !plan.packages.is_empty() {
                 prepared.opts.rootfs = Some(env_image(&plan, &mut obs)?);
@@ -234,7 +235,7 @@ pub async fn build(
             let vm = Vm::boot(&prepared.opts, &assets, &stop, timings).await?;
             Backend::Qemu(Box::new(vm))
         }
-        RunnerArg::Bubblewrap => {
+        None => {
             let opts = vmbuild_runner::BwrapOptions {
                 bwrap: None,
                 source_dir: source.clone(),

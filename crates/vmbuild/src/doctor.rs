@@ -109,12 +109,9 @@ fn doctor_kernel(r: &mut Report) {
         );
     }
     let cached = vmbuild_image::cache_root()
+        .and_then(|root| vmbuild_image::pinned_kernel_dir(&root))
         .ok()
-        .map(|root| {
-            root.join("kernels")
-                .join(format!("{}_{}", pin.package, pin.version))
-        })
-        .filter(|d| d.join("vmlinux").is_file() || d.join("vmlinuz").is_file());
+        .and_then(|(dir, complete)| complete.then_some(dir));
     match cached {
         Some(d) => r.ok(
             "kernel",

@@ -17,7 +17,10 @@ fn human_size(bytes: u64) -> String {
 }
 
 fn ago(t: SystemTime) -> String {
-    let s = SystemTime::now().duration_since(t).unwrap_or_default().as_secs();
+    let s = SystemTime::now()
+        .duration_since(t)
+        .unwrap_or_default()
+        .as_secs();
     match s {
         0..=119 => format!("{s}s ago"),
         120..=7199 => format!("{}m ago", s / 60),
@@ -27,7 +30,10 @@ fn ago(t: SystemTime) -> String {
 }
 
 fn print_table(images: &[EnvImage]) {
-    println!("{:<12}  {:<6}  {:>10}  {:<10}  {:<9}  PACKAGES", "IMAGE", "FORMAT", "SIZE", "LAST USED", "SUITE");
+    println!(
+        "{:<12}  {:<6}  {:>10}  {:<10}  {:<9}  PACKAGES",
+        "IMAGE", "FORMAT", "SIZE", "LAST USED", "SUITE"
+    );
     for i in images {
         println!(
             "{:<12}  {:<6}  {:>10}  {:<10}  {:<9}  {}",
@@ -45,9 +51,13 @@ fn print_table(images: &[EnvImage]) {
 fn spec_of(a: &ImageBuildArgs) -> Result<EnvSpec> {
     let mut spec = match &a.config {
         Some(cfg) => {
-            let plan = vmbuild_config::load(cfg, &Default::default()).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let plan = vmbuild_config::load(cfg, &Default::default())
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             if plan.packages.is_empty() {
-                bail!("{} asks for no packages (environment.contents.packages): nothing to build", cfg.display());
+                bail!(
+                    "{} asks for no packages (environment.contents.packages): nothing to build",
+                    cfg.display()
+                );
             }
             EnvSpec::new(plan.packages)
         }
@@ -73,16 +83,33 @@ pub fn image(cmd: ImageCommand) -> Result<()> {
             } else {
                 print_table(&images);
                 let total: u64 = images.iter().map(|i| i.size).sum();
-                println!("{} image(s), {} in {}", images.len(), human_size(total), rootfs::images_dir(&root).display());
+                println!(
+                    "{} image(s), {} in {}",
+                    images.len(),
+                    human_size(total),
+                    rootfs::images_dir(&root).display()
+                );
             }
         }
         ImageCommand::Build(a) => {
             let spec = spec_of(&a)?;
             let t0 = std::time::Instant::now();
-            let (img, built) = rootfs::ensure_env_image(&root, &spec, &mut |l: &str| eprintln!("vmbuild: {l}"))
-                .context("building the environment image")?;
-            let what = if built { format!("built in {:.0}s", t0.elapsed().as_secs_f64()) } else { "already cached".into() };
-            println!("{} {} ({}, {}): {}", img.short_key(), img.path.display(), img.format.fs_type(), human_size(img.size), what);
+            let (img, built) =
+                rootfs::ensure_env_image(&root, &spec, &mut |l: &str| eprintln!("vmbuild: {l}"))
+                    .context("building the environment image")?;
+            let what = if built {
+                format!("built in {:.0}s", t0.elapsed().as_secs_f64())
+            } else {
+                "already cached".into()
+            };
+            println!(
+                "{} {} ({}, {}): {}",
+                img.short_key(),
+                img.path.display(),
+                img.format.fs_type(),
+                human_size(img.size),
+                what
+            );
         }
         ImageCommand::Rm { images } => {
             for k in images {
@@ -90,14 +117,23 @@ pub fn image(cmd: ImageCommand) -> Result<()> {
                 println!("removed {} ({})", img.short_key(), human_size(img.size));
             }
         }
-        ImageCommand::Prune { older_than, max_size, dry_run } => {
+        ImageCommand::Prune {
+            older_than,
+            max_size,
+            dry_run,
+        } => {
             if older_than.is_none() && max_size.is_none() {
                 bail!("say what to prune: --older-than DURATION (e.g. 30d) and/or --max-size SIZE (e.g. 20G)");
             }
             let gone = rootfs::prune_images(&root, older_than, max_size, dry_run)?;
             let verb = if dry_run { "would remove" } else { "removed" };
             for i in &gone {
-                println!("{verb} {} ({}, last used {})", i.short_key(), human_size(i.size), ago(i.last_used));
+                println!(
+                    "{verb} {} ({}, last used {})",
+                    i.short_key(),
+                    human_size(i.size),
+                    ago(i.last_used)
+                );
             }
             let freed: u64 = gone.iter().map(|i| i.size).sum();
             println!("{verb} {} image(s), {}", gone.len(), human_size(freed));

@@ -14,7 +14,10 @@ const EXT_MAGIC: u16 = 0xEF53;
 
 /// The filesystem type of an image from its superblock, if known.
 pub fn detect_fstype(head: &[u8]) -> Option<&'static str> {
-    let u32_at = |o: usize| head.get(o..o + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+    let u32_at = |o: usize| {
+        head.get(o..o + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
     let u16_at = |o: usize| head.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
     if u32_at(1024) == Some(EROFS_MAGIC) {
         Some("erofs")
@@ -28,15 +31,20 @@ pub fn detect_fstype(head: &[u8]) -> Option<&'static str> {
 /// Resolves `--rootfs`. A directory is packed with `mkfs.erofs` into
 /// `scratch` (which the caller keeps alive for the run).
 pub fn resolve(path: &Path, scratch: &Path) -> Result<RootImage, RunError> {
-    let meta = std::fs::metadata(path).map_err(|e| RunError::InvalidInput(format!("--rootfs {}: {e}", path.display())))?;
+    let meta = std::fs::metadata(path)
+        .map_err(|e| RunError::InvalidInput(format!("--rootfs {}: {e}", path.display())))?;
     if meta.is_dir() {
         let image = scratch.join("rootfs.erofs");
         pack_dir(path, &image)?;
-        return Ok(RootImage { path: image, fstype: "erofs".into() });
+        return Ok(RootImage {
+            path: image,
+            fstype: "erofs".into(),
+        });
     }
     let mut head = vec![0u8; 2048];
     let n = std::io::Read::read(
-        &mut std::fs::File::open(path).map_err(|e| RunError::io(format!("opening --rootfs {}", path.display()), e))?,
+        &mut std::fs::File::open(path)
+            .map_err(|e| RunError::io(format!("opening --rootfs {}", path.display()), e))?,
         &mut head,
     )
     .map_err(|e| RunError::io(format!("reading --rootfs {}", path.display()), e))?;
@@ -50,8 +58,9 @@ pub fn resolve(path: &Path, scratch: &Path) -> Result<RootImage, RunError> {
 }
 
 fn pack_dir(dir: &Path, image: &Path) -> Result<(), RunError> {
-    let mkfs = which::which("mkfs.erofs")
-        .map_err(|_| RunError::InvalidInput("--rootfs DIR needs mkfs.erofs: apt-get install erofs-utils".into()))?;
+    let mkfs = which::which("mkfs.erofs").map_err(|_| {
+        RunError::InvalidInput("--rootfs DIR needs mkfs.erofs: apt-get install erofs-utils".into())
+    })?;
     let out = std::process::Command::new(mkfs)
         .arg(image)
         .arg(dir)
@@ -81,6 +90,10 @@ mod tests {
         ext[1080..1082].copy_from_slice(&EXT_MAGIC.to_le_bytes());
         assert_eq!(detect_fstype(&ext), Some("ext4"));
         assert_eq!(detect_fstype(&[0u8; 2048]), None);
-        assert_eq!(detect_fstype(&[0u8; 100]), None, "short files are not images");
+        assert_eq!(
+            detect_fstype(&[0u8; 100]),
+            None,
+            "short files are not images"
+        );
     }
 }

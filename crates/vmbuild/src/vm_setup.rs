@@ -89,8 +89,7 @@ pub fn prepare_cache(args: &VmArgs) -> Result<Option<(CacheShare, String)>, RunE
         }
         return Ok(None);
     };
-    let env = std::env::var(vmbuild_cache::USE_VIRTIOFS_ENV).ok();
-    let mode = vmbuild_cache::resolve_mode(flag, env.as_deref())?;
+    let mode = vmbuild_cache::resolve_mode_from_env(flag)?;
     let host_dir = vmbuild_cache::prepare_cache_dir(dir)?;
     Ok(Some((
         CacheShare { host_dir, mode },
