@@ -165,6 +165,11 @@ pub async fn build(
             args.config.display()
         )));
     }
+    if args.vm.rootfs.is_some() && args.runner == RunnerArg::Bubblewrap {
+        return Err(RunError::InvalidInput(
+            "--rootfs needs the qemu runner (bubblewrap uses the host's root filesystem)".into(),
+        ));
+    }
     if !plan.packages.is_empty() && args.vm.rootfs.is_some() {
         return Err(RunError::InvalidInput(
             "--rootfs and environment.contents.packages both name the root filesystem: use one"
