@@ -25,25 +25,24 @@ impl Drop for Index {
 }
 
 impl Index {
-    /// Downloads real wheels from PyPI into a fresh dir and serves them as a
-    /// PEP 503 index, each package file after `delay` (a remote index's latency).
+    /// Downloads real package files from PyPI into a fresh dir and serves
+    /// them as a PEP 503 index, each package file after `delay` (a remote
+    /// index's latency): two wheels, and six as an sdist so that the cold
+    /// build must build a wheel, which pip's cache keeps.
     fn pypi(delay: f64) -> Index {
         Index::start("pypi_server.py", "/files/", delay, |dir| {
-            let st = Command::new("python3")
-                .args([
-                    "-m",
-                    "pip",
-                    "download",
-                    "--quiet",
-                    "--only-binary=:all:",
-                    "--no-deps",
-                    "-d",
-                ])
-                .arg(dir)
-                .args(["six==1.16.0", "idna==3.7", "packaging==24.1"])
-                .status()
-                .expect("python3 -m pip download");
-            assert!(st.success(), "pip download of the test wheels failed");
+            for (kind, pkgs) in [
+                ("--only-binary=:all:", &["idna==3.7", "packaging==24.1"][..]),
+                ("--no-binary=:all:", &["six==1.16.0"][..]),
+            ] {
+                let st = Command::new("python3")
+                    .args(["-m", "pip", "download", "--quiet", kind, "--no-deps", "-d"])
+                    .arg(dir)
+                    .args(pkgs)
+                    .status()
+                    .expect("python3 -m pip download");
+                assert!(st.success(), "pip download of {pkgs:?} failed");
+            }
         })
     }
 
@@ -181,18 +180,27 @@ fn pip_cache_round_trip_in_both_modes() {
     assert_eq!(
         fetched.len(),
         3,
-        "cold build downloads the three wheels: {fetched:?}\n{first}"
+        "cold build downloads the three package files: {fetched:?}\n{first}"
+    );
+    assert!(
+        first.contains("Building wheel for six"),
+        "the cold build builds six from its sdist: {first}"
     );
     assert!(
         first.contains(", cached"),
         "the image is reused, not rebuilt: {first}"
     );
     assert!(cache.join("pip").is_dir(), "pip's cache is on the host");
-    let (warm, _) = pip_build(&v, &index, &cache, "virtiofs", &tmp.path().join("out2"));
+    let (warm, second) = pip_build(&v, &index, &cache, "virtiofs", &tmp.path().join("out2"));
     let refetched = index.take_file_requests();
     assert!(
         refetched.is_empty(),
         "warm build fetched package files again: {refetched:?}"
+    );
+    assert!(
+        second.contains("Using cached six-1.16.0-py2.py3-none-any.whl")
+            && !second.contains("Building wheel"),
+        "the warm build reuses the wheel the cold build made: {second}"
     );
     assert!(warm < cold, "warm {warm:?} should beat cold {cold:?}");
 
