@@ -5,9 +5,10 @@
 #   bubblewrap       the non-VM runner (`--runner bubblewrap`)
 #   mmdebstrap, erofs-utils   environment images (`environment.contents.packages`)
 #   libseccomp-dev libcap-ng-dev   to build the Rust virtiofsd the tests also cover
+#   openssl          the tests make a throw-away CA for `--ca-cert`
 set -euo pipefail
 
-packages=(qemu-system-x86 bubblewrap mmdebstrap erofs-utils libseccomp-dev libcap-ng-dev)
+packages=(qemu-system-x86 bubblewrap mmdebstrap erofs-utils libseccomp-dev libcap-ng-dev openssl)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

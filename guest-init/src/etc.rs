@@ -1,9 +1,12 @@
 //! The few files in `/etc` of the root in use that the init owns:
-//! `resolv.conf` (when the VM has a network), `hostname`, and a `hosts`
-//! that resolves `localhost` (a Debian minbase rootfs has none).
+//! `resolv.conf` (when the VM has a network), `hostname`, a `hosts` that
+//! resolves `localhost` (a Debian minbase rootfs has none), and the CA
+//! bundle when the host adds certificates to it.
 
 use std::io;
 use std::path::Path;
+
+use vmbuild_proto::GUEST_CA_BUNDLE;
 
 use crate::error::{InitError, Result};
 use crate::mounts::mkdir_p;
@@ -76,6 +79,32 @@ pub fn hosts(old: Option<&str>, hostname: Option<&str>) -> Option<String> {
     Some(text)
 }
 
+/// Appends the PEM text `certs` to the root's CA bundle
+/// ([`GUEST_CA_BUNDLE`]), creating it (and its directory) if the root has
+/// none. The bundle is read through links inside the root (some images
+/// link it elsewhere) and written back as a plain file.
+pub fn add_ca_certs(root: &GuestRoot, certs: &str) -> Result<()> {
+    let guest = Path::new(GUEST_CA_BUNDLE);
+    let current = root.host(guest)?;
+    let mut text = match std::fs::read_to_string(&current) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(InitError::io(format!("reading {}", current.display()), e)),
+    };
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(certs);
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    let at = root.host_nofollow(guest)?;
+    if let Some(dir) = at.parent() {
+        mkdir_p(dir)?;
+    }
+    replace(&at, &text)
+}
+
 /// Replaces whatever is at `path` (file or symlink) with a new file.
 fn replace(path: &Path, text: &str) -> Result<()> {
     match std::fs::remove_file(path) {
@@ -135,5 +164,57 @@ mod tests {
 
         let wrote = write_etc(&root, None, None).unwrap();
         assert!(wrote.is_empty(), "{wrote:?}");
+    }
+
+    const PEM: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+
+    #[test]
+    fn ca_certs_are_appended_to_the_roots_bundle() {
+        let d = tempfile::tempdir().unwrap();
+        let certs = d.path().join("etc/ssl/certs");
+        std::fs::create_dir_all(&certs).unwrap();
+        // No trailing newline: the added certificate must still start on
+        // a line of its own.
+        std::fs::write(certs.join("ca-certificates.crt"), "PUBLIC").unwrap();
+        add_ca_certs(&GuestRoot::at(d.path()), PEM).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(certs.join("ca-certificates.crt")).unwrap(),
+            format!("PUBLIC\n{PEM}")
+        );
+    }
+
+    #[test]
+    fn ca_bundle_is_created_when_missing_and_links_are_read_not_followed_out() {
+        let d = tempfile::tempdir().unwrap();
+        add_ca_certs(&GuestRoot::at(d.path()), "X").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("etc/ssl/certs/ca-certificates.crt")).unwrap(),
+            "X\n"
+        );
+
+        // A bundle that is an absolute link inside the image (as on
+        // distributions that keep it under /etc/pki): its text is kept, the
+        // link is replaced by a file, and the link's target is untouched.
+        let d = tempfile::tempdir().unwrap();
+        let pki = d.path().join("etc/pki");
+        std::fs::create_dir_all(&pki).unwrap();
+        std::fs::write(pki.join("bundle.pem"), "PUBLIC\n").unwrap();
+        std::fs::create_dir_all(d.path().join("etc/ssl/certs")).unwrap();
+        std::os::unix::fs::symlink(
+            "/etc/pki/bundle.pem",
+            d.path().join("etc/ssl/certs/ca-certificates.crt"),
+        )
+        .unwrap();
+        add_ca_certs(&GuestRoot::at(d.path()), PEM).unwrap();
+        let bundle = d.path().join("etc/ssl/certs/ca-certificates.crt");
+        assert!(!bundle.is_symlink());
+        assert_eq!(
+            std::fs::read_to_string(bundle).unwrap(),
+            format!("PUBLIC\n{PEM}")
+        );
+        assert_eq!(
+            std::fs::read_to_string(pki.join("bundle.pem")).unwrap(),
+            "PUBLIC\n"
+        );
     }
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::mount::MsFlags;
-use vmbuild_proto::{CacheMode, MountSpec, Setup};
+use vmbuild_proto::{CacheMode, MountSpec, Setup, GUEST_CA_BUNDLE};
 
 use crate::error::{InitError, Result};
 use crate::modules::load_group_logged;
@@ -27,7 +27,7 @@ pub const OVERLAY_EXTRA: &str = "xino=off,index=off";
 
 /// Applies `setup` and returns the root commands run in; progress lines go
 /// to `log`. Any error is fatal. Order: hostname, network, the root image,
-/// the init's /etc files, then the shares, directories and links (all of
+/// the init's /etc files and CA bundle, then the shares, directories and links (all of
 /// them guest paths inside that root).
 pub fn apply(setup: &Setup, log: &mut dyn FnMut(String)) -> Result<GuestRoot> {
     // Check every path before the first mount: a bad request changes nothing.
@@ -49,6 +49,11 @@ pub fn apply(setup: &Setup, log: &mut dyn FnMut(String)) -> Result<GuestRoot> {
     let wrote = crate::etc::write_etc(&root, setup.hostname.as_deref(), resolv.as_deref())?;
     if !wrote.is_empty() {
         log(format!("wrote {}", wrote.join(" ")));
+    }
+    if let Some(certs) = &setup.ca_certs {
+        crate::etc::add_ca_certs(&root, certs)?;
+        let n = certs.matches("-----BEGIN CERTIFICATE-----").count();
+        log(format!("added {n} CA certificate(s) to {GUEST_CA_BUNDLE}"));
     }
     for m in &setup.mounts {
         let guest_target = absolute("mount target", &m.target)?;

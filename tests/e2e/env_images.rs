@@ -30,7 +30,12 @@ impl Index {
     /// index's latency): two wheels, and six as an sdist so that the cold
     /// build must build a wheel, which pip's cache keeps.
     fn pypi(delay: f64) -> Index {
-        Index::start("pypi_server.py", "/files/", delay, |dir| {
+        Index::pypi_with(delay, &[])
+    }
+
+    /// [`Index::pypi`] with more server arguments (`CERT KEY`: https).
+    fn pypi_with(delay: f64, extra: &[&Path]) -> Index {
+        Index::start("pypi_server.py", "/files/", delay, extra, |dir| {
             for (kind, pkgs) in [
                 ("--only-binary=:all:", &["idna==3.7", "packaging==24.1"][..]),
                 ("--no-binary=:all:", &["six==1.16.0"][..]),
@@ -49,7 +54,7 @@ impl Index {
     /// Packs real tarballs from the npm registry into a fresh dir and serves
     /// them as an npm registry, each tarball after `delay`.
     fn npm(delay: f64) -> Index {
-        Index::start("npm_registry.py", "/-/", delay, |dir| {
+        Index::start("npm_registry.py", "/-/", delay, &[], |dir| {
             std::fs::create_dir_all(dir).unwrap();
             let st = Command::new("npm")
                 .args(["pack", "--silent"])
@@ -63,12 +68,14 @@ impl Index {
     }
 
     /// Fetches the package files into a fresh dir with `fetch`, then serves
-    /// them with tests/e2e/fixtures/`script`; `file_marker` is what the paths
-    /// of package files (not index documents) contain.
+    /// them with tests/e2e/fixtures/`script` (given `extra` arguments last);
+    /// `file_marker` is what the paths of package files (not index
+    /// documents) contain.
     fn start(
         script: &str,
         file_marker: &'static str,
         delay: f64,
+        extra: &[&Path],
         fetch: impl FnOnce(&Path),
     ) -> Index {
         let dir = tempfile::tempdir().unwrap();
@@ -83,6 +90,7 @@ impl Index {
             .arg(&files)
             .arg(&log)
             .arg(delay.to_string())
+            .args(extra)
             .stdout(Stdio::piped())
             .spawn()
             .expect("start the index server");
@@ -411,4 +419,96 @@ fn two_builds_needing_the_same_new_image_build_it_once() {
         .filter(|n| !n.starts_with('.'))
         .collect();
     assert_eq!(images.len(), 1, "{images:?}");
+}
+
+/// A test CA and a server certificate for 10.0.2.2 (the host as the guest
+/// sees it) signed by it, made with openssl in `dir`: (ca.pem, cert, key).
+fn test_ca(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let script = r#"set -e
+ec="-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+openssl req -x509 $ec -keyout ca.key -out ca.pem -days 2 -subj /CN=vmbuild-test-ca 2>/dev/null
+openssl req $ec -keyout srv.key -out srv.csr -subj /CN=10.0.2.2 2>/dev/null
+printf 'subjectAltName=IP:10.0.2.2\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >ext
+openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile ext -out srv.pem 2>/dev/null
+"#;
+    let st = Command::new("sh")
+        .args(["-c", script])
+        .current_dir(dir)
+        .status()
+        .expect("run openssl");
+    assert!(st.success(), "making the test CA with openssl failed");
+    (dir.join("ca.pem"), dir.join("srv.pem"), dir.join("srv.key"))
+}
+
+/// `--ca-cert`: pip in an environment image reaches an https index whose
+/// certificate is signed by a CA only the host knows (a TLS-intercepting
+/// proxy's, say). Without the flag the handshake fails; with it pip
+/// downloads. A private key in the same file never reaches the guest.
+#[test]
+fn ca_cert_lets_the_guest_trust_a_host_ca() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = test_ca(tmp.path());
+    let index = Index::pypi_with(0.0, &[&cert, &key]);
+    // The CA with its private key in one file, as some tools write them.
+    let ca_with_key = tmp.path().join("ca-and-key.pem");
+    let mut both = std::fs::read(&ca).unwrap();
+    both.extend(std::fs::read(tmp.path().join("ca.key")).unwrap());
+    std::fs::write(&ca_with_key, both).unwrap();
+
+    let cfg = tmp.path().join("tls.yaml");
+    std::fs::write(
+        &cfg,
+        r#"package: {name: tls-check, version: "1"}
+environment:
+  contents:
+    packages: [python3-pip]
+pipeline:
+  - runs: |
+      ! grep -q "PRIVATE KEY" /etc/ssl/certs/ca-certificates.crt
+      python3 -m pip download --no-deps --disable-pip-version-check -d /tmp/dl six
+      ls /tmp/dl
+"#,
+    )
+    .unwrap();
+    let url = format!("PIP_INDEX_URL=https://10.0.2.2:{}/simple/", index.port);
+    // The source holds none of the key files.
+    let src = tmp.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    let v = Vmb::new();
+    let build = |extra: &[&str]| {
+        let mut args = vec![
+            "build",
+            cfg.to_str().unwrap(),
+            "--source-dir",
+            src.to_str().unwrap(),
+            "--output-dir",
+            tmp.path().join("out").to_str().unwrap(),
+            "-e",
+            &url,
+            "-e",
+            "PIP_RETRIES=0",
+            "--log-format",
+            "text",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        v.run(&args)
+    };
+
+    let r = build(&[]);
+    assert_eq!(r.status.code(), Some(1), "{}", stderr(&r));
+    assert!(
+        stderr(&r).contains("CERTIFICATE_VERIFY_FAILED"),
+        "{}",
+        stderr(&r)
+    );
+    assert!(index.take_file_requests().is_empty());
+
+    let r = build(&["--ca-cert", ca_with_key.to_str().unwrap()]);
+    assert_eq!(r.status.code(), Some(0), "{}", stderr(&r));
+    assert!(stderr(&r).contains("six-1.16.0"), "{}", stderr(&r));
+    assert_eq!(index.take_file_requests().len(), 1);
 }

@@ -286,7 +286,9 @@ fn rust_virtiofsd() -> Option<PathBuf> {
     match std::env::var_os("VMBUILD_TEST_RUST_VIRTIOFSD") {
         Some(p) => Some(PathBuf::from(p)),
         None if std::env::var_os("CI").is_some() => {
-            panic!("VMBUILD_TEST_RUST_VIRTIOFSD is unset under CI: run the suite with scripts/test.sh")
+            panic!(
+                "VMBUILD_TEST_RUST_VIRTIOFSD is unset under CI: run the suite with scripts/test.sh"
+            )
         }
         None => {
             eprintln!("VMBUILD_TEST_RUST_VIRTIOFSD unset (scripts/test.sh sets it); not testing the Rust virtiofsd");

@@ -16,6 +16,9 @@ pub const GUEST_CACHE_ALIAS: &str = "/var/cache/melange";
 pub const ROOT_FSTYPES: &[&str] = &["erofs", "ext4"];
 /// The build workspace and `$HOME` in the guest.
 pub const GUEST_HOME: &str = "/home/build";
+/// The guest's CA bundle (Debian's path, which OpenSSL, GnuTLS, curl,
+/// Debian's pip and apt read): [`Setup::ca_certs`] are appended to it.
+pub const GUEST_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 /// Sent by the guest init once its control port is open.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,6 +82,11 @@ pub struct Setup {
     /// Configure the NIC. `None`: only the loopback interface is up.
     #[serde(default)]
     pub network: Option<NetworkSpec>,
+    /// PEM certificates to trust besides the root's own: appended to
+    /// [`GUEST_CA_BUNDLE`] of the root in use (created if missing), e.g. the
+    /// CA of a TLS-intercepting proxy.
+    #[serde(default)]
+    pub ca_certs: Option<String>,
 }
 
 /// A read-only block device holding the root filesystem commands run in.
@@ -310,6 +318,7 @@ mod tests {
                     gateway: "10.0.2.2".into(),
                     dns: vec!["10.0.2.3".into()],
                 }),
+                ca_certs: Some("-----BEGIN CERTIFICATE-----\n".into()),
             }),
             HostMessage::Run(CommandSpec {
                 argv: vec!["sh".into(), "-c".into(), "exit 7".into()],

@@ -1,9 +1,10 @@
 //! The environment a guest command gets (for `vmbuild run`).
 //!
-//! Precedence, lowest first: vmbuild's base environment, the per-language
-//! cache defaults (fill-if-unset, only when a cache is shared), `--env K=V`.
+//! Precedence, lowest first: vmbuild's base environment (with the CA bundle
+//! variables under `--ca-cert`), the per-language cache defaults
+//! (fill-if-unset, only when a cache is shared), `--env K=V`.
 
-use vmbuild_proto::{SymlinkSpec, GUEST_CACHE_DIR, GUEST_HOME};
+use vmbuild_proto::{SymlinkSpec, GUEST_CACHE_DIR, GUEST_CA_BUNDLE, GUEST_HOME};
 
 pub const GUEST_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -21,6 +22,33 @@ pub fn base_env() -> Vec<(String, String)> {
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect()
+}
+
+/// The variables that point TLS clients which do not read the system
+/// bundle by default (Python requests and pip from PyPI, Node.js, cargo,
+/// git built against other TLS stacks) at [`GUEST_CA_BUNDLE`]; added to
+/// the base environment when the guest gets extra CA certificates, so a
+/// config or `--env` can still override each.
+pub const CA_BUNDLE_VARS: &[&str] = &[
+    "SSL_CERT_FILE",
+    "REQUESTS_CA_BUNDLE",
+    "PIP_CERT",
+    "NODE_EXTRA_CA_CERTS",
+    "CURL_CA_BUNDLE",
+    "GIT_SSL_CAINFO",
+    "CARGO_HTTP_CAINFO",
+];
+
+/// [`base_env`], plus [`CA_BUNDLE_VARS`] when `extra_ca` (the guest gets
+/// extra CA certificates).
+pub fn base_env_with_ca(extra_ca: bool) -> Vec<(String, String)> {
+    let mut env = base_env();
+    if extra_ca {
+        for k in CA_BUNDLE_VARS {
+            set(&mut env, k, GUEST_CA_BUNDLE);
+        }
+    }
+    env
 }
 
 /// Sets `key` to `value`, replacing an earlier value of the same key.
@@ -70,6 +98,27 @@ pub fn cache_links<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ca_bundle_vars_only_with_extra_certs_and_user_values_win() {
+        assert!(!base_env_with_ca(false)
+            .iter()
+            .any(|(k, _)| CA_BUNDLE_VARS.contains(&k.as_str())));
+        let mut env = base_env_with_ca(true);
+        for k in CA_BUNDLE_VARS {
+            assert!(
+                env.iter().any(|(ek, v)| ek == k && v == GUEST_CA_BUNDLE),
+                "{k} missing: {env:?}"
+            );
+        }
+        layer(&mut env, &[("PIP_CERT".into(), "/mine.pem".into())]);
+        assert_eq!(
+            env.iter()
+                .filter(|(k, _)| k == "PIP_CERT")
+                .collect::<Vec<_>>(),
+            [&("PIP_CERT".to_string(), "/mine.pem".to_string())]
+        );
+    }
 
     #[test]
     fn later_layers_win_over_the_base() {

@@ -75,6 +75,8 @@ pub struct VmOptions {
     pub rootfs: Option<RootImage>,
     /// The guest's NIC (`Network::None`: loopback only).
     pub network: Network,
+    /// PEM certificates the guest trusts besides its root's own.
+    pub ca_certs: Option<String>,
 }
 
 impl Default for VmOptions {
@@ -92,6 +94,7 @@ impl Default for VmOptions {
             mkdirs: Vec::new(),
             rootfs: None,
             network: Network::None,
+            ca_certs: None,
         }
     }
 }
@@ -297,6 +300,7 @@ impl Vm {
             root,
             network,
             hostname: Some(GUEST_HOSTNAME.into()),
+            ca_certs: opts.ca_certs.clone(),
             ..Default::default()
         };
         let mut virtiofsd = None;

@@ -151,7 +151,9 @@ pub async fn build(
         cli_env: args.env.clone(),
         cache_defaults,
         cache_default_aliases,
-        base_env: env::base_env(),
+        base_env: env::base_env_with_ca(
+            prepared.as_ref().is_some_and(|p| p.opts.ca_certs.is_some()),
+        ),
     };
     let plan = vmbuild_config::load(&args.config, &opts).map_err(config_err)?;
     let source = source_dir(&args)?;
@@ -168,6 +170,11 @@ pub async fn build(
     if args.vm.rootfs.is_some() && args.runner == RunnerArg::Bubblewrap {
         return Err(RunError::InvalidInput(
             "--rootfs needs the qemu runner (bubblewrap uses the host's root filesystem)".into(),
+        ));
+    }
+    if !args.vm.ca_certs.is_empty() && args.runner == RunnerArg::Bubblewrap {
+        return Err(RunError::InvalidInput(
+            "--ca-cert needs the qemu runner (bubblewrap gives steps no network and the host's own CA store)".into(),
         ));
     }
     if !plan.packages.is_empty() && args.vm.rootfs.is_some() {

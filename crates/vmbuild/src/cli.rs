@@ -93,6 +93,10 @@ pub struct VmArgs {
     /// file, or a directory (packed to a temporary erofs image).
     #[arg(long, value_name = "PATH")]
     pub rootfs: Option<PathBuf>,
+    /// Trust the PEM CA certificates in FILE inside the guest too (repeatable), e.g. a
+    /// TLS-intercepting proxy's CA or the host's bundle /etc/ssl/certs/ca-certificates.crt.
+    #[arg(long = "ca-cert", value_name = "FILE")]
+    pub ca_certs: Vec<PathBuf>,
     /// How the cache is shared (default: overlay, or virtiofs when QEMU_USE_VIRTIOFS=1).
     #[arg(long, value_enum, value_name = "MODE")]
     pub cache_mode: Option<CacheModeArg>,

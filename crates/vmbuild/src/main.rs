@@ -5,6 +5,7 @@ mod args;
 mod bench;
 mod bench_cache;
 mod build;
+mod ca_certs;
 mod cli;
 mod doctor;
 mod image_cmd;

@@ -17,7 +17,7 @@ pub async fn run(args: RunArgs, started: Instant, stop: Stopper) -> Result<i32, 
 
     // base < cache defaults (fill-if-unset) < --env; the defaults go in last
     // so they can see what the user set (e.g. NPM_CONFIG_CACHE in any case).
-    let mut cmd_env = env::base_env();
+    let mut cmd_env = env::base_env_with_ca(prepared.opts.ca_certs.is_some());
     env::layer(&mut cmd_env, &args.env);
     if prepared.opts.cache.is_some() {
         prepared.opts.symlinks = env::apply_cache_defaults(&mut cmd_env);

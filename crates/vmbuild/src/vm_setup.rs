@@ -52,6 +52,7 @@ pub fn prepare(args: &VmArgs, default_network: NetworkArg) -> Result<Prepared, R
                 NetworkArg::User => vmbuild_qemu::Network::User,
                 NetworkArg::None => vmbuild_qemu::Network::None,
             },
+            ca_certs: crate::ca_certs::read(&args.ca_certs)?,
             ..VmOptions::default()
         },
         kernel: KernelChoice {
