@@ -512,3 +512,33 @@ pipeline:
     assert!(stderr(&r).contains("six-1.16.0"), "{}", stderr(&r));
     assert_eq!(index.take_file_requests().len(), 1);
 }
+
+/// `--rootfs KEY`: a cached environment image by the key `image ls` shows;
+/// an unknown key is a setup error that says where to look.
+#[test]
+fn rootfs_by_image_key() {
+    let v = Vmb::new();
+    let cfg = example("pip-cache").to_string_lossy().into_owned();
+    let img = v.run(&["image", "build", &cfg]);
+    assert_eq!(img.status.code(), Some(0), "stderr: {}", stderr(&img));
+    let out = crate::harness::stdout(&img);
+    let key = out
+        .split_whitespace()
+        .next()
+        .expect("image build prints the key");
+    let r = v.run(&[
+        "run",
+        "--rootfs",
+        key,
+        "--",
+        "python3",
+        "-c",
+        "print('py', 6 * 7)",
+    ]);
+    assert_eq!(r.status.code(), Some(0), "stderr: {}", stderr(&r));
+    assert!(crate::harness::stdout(&r).contains("py 42"));
+
+    let r = v.run(&["run", "--rootfs", "0000dead", "--", "true"]);
+    assert_eq!(r.status.code(), Some(125), "stderr: {}", stderr(&r));
+    assert!(stderr(&r).contains("vmbuild image ls"), "{}", stderr(&r));
+}

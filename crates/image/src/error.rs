@@ -244,6 +244,15 @@ pub enum ImageError {
         prefix: String,
     },
 
+    /// A running build uses the image (or another vmbuild is removing it).
+    #[error(
+        "environment image {key} is in use by a running vmbuild; try again when it has finished"
+    )]
+    ImageInUse {
+        /// The image's short key.
+        key: String,
+    },
+
     /// More than one cached environment image matches a key prefix.
     #[error("`{prefix}` matches several environment images ({matches}); give more characters of the key")]
     AmbiguousImage {

@@ -5,8 +5,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use vmbuild_config::{LoadOptions, Plan, GUEST_OUTPUT_DIR};
+use vmbuild_image::rootfs::InUse;
 use vmbuild_proto::{CommandSpec, GUEST_CACHE_DIR, GUEST_HOME};
 use vmbuild_runner::pipeline::{self, Backend, BuildObserver, Step, StepsOutcome};
+use vmbuild_runner::session::RootImage;
 use vmbuild_runner::{env, RunError, Stopper, Timings, Vm};
 
 use crate::cli::{BuildArgs, LogFormat, RunnerArg};
@@ -79,16 +81,18 @@ fn observer(args: &BuildArgs) -> Result<Box<dyn BuildObserver>, RunError> {
 }
 
 /// The environment image for the pipeline's packages, built on first use
-/// (progress shown as notes) and reused afterwards.
+/// (progress shown as notes) and reused afterwards; held for use (not
+/// removable by `image rm`/`prune`) until the returned guard is dropped.
 fn env_image(
     plan: &Plan,
     obs: &mut Box<dyn BuildObserver>,
-) -> Result<vmbuild_runner::session::RootImage, RunError> {
+) -> Result<(RootImage, InUse), RunError> {
     let spec = vmbuild_image::rootfs::EnvSpec::new(plan.packages.clone());
     let root = vmbuild_image::cache_root()?;
-    let (img, built) = tokio::task::block_in_place(|| {
-        vmbuild_image::rootfs::ensure_env_image(&root, &spec, &mut |l: &str| obs.note(l))
+    let (held, built) = tokio::task::block_in_place(|| {
+        vmbuild_image::rootfs::ensure_env_image_in_use(&root, &spec, &mut |l: &str| obs.note(l))
     })?;
+    let img = held.image();
     obs.note(&format!(
         "environment image {} ({}, {} MiB){}",
         img.short_key(),
@@ -96,10 +100,7 @@ fn env_image(
         img.size >> 20,
         if built { ", built now" } else { ", cached" }
     ));
-    Ok(vmbuild_runner::session::RootImage {
-        path: img.path,
-        fstype: img.format.fs_type().to_string(),
-    })
+    Ok((crate::rootfs_arg::root_image(img), held))
 }
 
 fn source_dir(args: &BuildArgs) -> Result<PathBuf, RunError> {
@@ -236,7 +237,9 @@ pub async fn build(
                     env::cache_links(plan.steps.iter().map(|s| s.env.as_slice()));
             }
             if !plan.packages.is_empty() {
-                prepared.opts.rootfs = Some(env_image(&plan, &mut obs)?);
+                let (image, held) = env_image(&plan, &mut obs)?;
+                prepared.opts.rootfs = Some(image);
+                prepared.image_hold = Some(held);
             }
             let assets = crate::vm_setup::assets(prepared.kernel.clone()).await?;
             obs.note("booting the VM");

@@ -1,11 +1,54 @@
-//! `--rootfs PATH`: boot the steps in your own root filesystem, given as an
-//! erofs/ext4 image file or as a directory (packed into a temporary erofs
-//! image for the run).
+//! `--rootfs PATH|KEY`: boot the steps in your own root filesystem, given
+//! as an erofs/ext4 image file or as a directory (packed into a temporary
+//! erofs image for the run), or in a cached environment image named by its
+//! key as `vmbuild image ls` shows it.
 
 use std::path::{Path, PathBuf};
 
+use vmbuild_image::rootfs::{EnvImage, InUse};
 use vmbuild_runner::session::RootImage;
 use vmbuild_runner::RunError;
+
+/// Shortest key prefix taken as an image key.
+const MIN_KEY_PREFIX: usize = 4;
+
+/// How the VM attaches a cached environment image.
+pub fn root_image(img: &EnvImage) -> RootImage {
+    RootImage {
+        path: img.path.clone(),
+        fstype: img.format.fs_type().to_string(),
+    }
+}
+
+/// Whether `--rootfs` names a cached image: no such path, and the text is
+/// a key prefix (at least [`MIN_KEY_PREFIX`] hex digits).
+/// `exists` tells whether a path is there (an existing `beef` is a path).
+pub fn looks_like_key(arg: &Path, exists: impl Fn(&Path) -> bool) -> bool {
+    let Some(s) = arg.to_str() else {
+        return false;
+    };
+    s.len() >= MIN_KEY_PREFIX && s.bytes().all(|b| b.is_ascii_hexdigit()) && !exists(arg)
+}
+
+/// `--rootfs KEY`: the cached image, held for the run; `None` when `arg`
+/// is a path rather than a key.
+pub fn cached_image(arg: &Path) -> Option<Result<(RootImage, InUse), RunError>> {
+    if !looks_like_key(arg, |p| std::fs::symlink_metadata(p).is_ok()) {
+        return None;
+    }
+    let key = arg.to_string_lossy();
+    Some(
+        vmbuild_image::cache_root()
+            .and_then(|root| vmbuild_image::rootfs::find_image_in_use(&root, &key))
+            .map(|held| (root_image(held.image()), held))
+            .map_err(|e| match e {
+                vmbuild_image::ImageError::NoSuchImage { .. } => RunError::InvalidInput(format!(
+                    "--rootfs {key}: no such file or directory, and {e}"
+                )),
+                e => RunError::from(e),
+            }),
+    )
+}
 
 /// erofs superblock magic (little-endian u32 at offset 1024).
 const EROFS_MAGIC: u32 = 0xE0F5_E1E2;
@@ -95,5 +138,17 @@ mod tests {
             None,
             "short files are not images"
         );
+    }
+
+    #[test]
+    fn key_prefixes_are_told_from_paths() {
+        let none = |_: &Path| false;
+        assert!(looks_like_key(Path::new("c392cebed7ad"), none));
+        assert!(looks_like_key(Path::new("C392"), none));
+        assert!(!looks_like_key(Path::new("c39"), none), "too short");
+        assert!(!looks_like_key(Path::new("./c392cebed7ad"), none));
+        assert!(!looks_like_key(Path::new("rootfs.erofs"), none));
+        // An existing file or directory named like a key is a path.
+        assert!(!looks_like_key(Path::new("beef"), |p| p == Path::new("beef")));
     }
 }

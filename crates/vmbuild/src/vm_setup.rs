@@ -1,5 +1,6 @@
 //! Turns the shared VM flags into runner options (validating them).
 
+use vmbuild_image::rootfs::InUse;
 use vmbuild_proto::CacheMode;
 use vmbuild_runner::{CacheShare, KernelChoice, RunError, VmOptions};
 
@@ -12,6 +13,9 @@ pub struct Prepared {
     pub opts: VmOptions,
     /// Holds a `--rootfs DIR` packed into a temporary image for the run.
     pub scratch: Option<tempfile::TempDir>,
+    /// The cached environment image the VM boots, held for the run so
+    /// `image rm`/`prune` leave it alone.
+    pub image_hold: Option<InUse>,
     pub kernel: KernelChoice,
     /// The one-line cache mode note, printed once everything is checked.
     pub cache_note: Option<String>,
@@ -61,9 +65,18 @@ pub fn prepare(args: &VmArgs, default_network: NetworkArg) -> Result<Prepared, R
         },
         cache_note,
         scratch: None,
+        image_hold: None,
     })
     .and_then(|mut p| {
-        if let Some(path) = &args.rootfs {
+        if let Some((image, held)) = args
+            .rootfs
+            .as_deref()
+            .and_then(crate::rootfs_arg::cached_image)
+            .transpose()?
+        {
+            p.opts.rootfs = Some(image);
+            p.image_hold = Some(held);
+        } else if let Some(path) = &args.rootfs {
             let scratch = tempfile::Builder::new()
                 .prefix("vmbuild-rootfs-")
                 .tempdir()

@@ -10,7 +10,8 @@
 //!                                  image.json   spec, format, created, sizes, tool versions
 //!                                  last-used    its mtime is the last use (for prune)
 //!                                  .complete    written last
-//! <cache_root>/images/.<key>.lock  serializes builders and removers of <key>
+//! <cache_root>/images/.<key>.lock  serializes builders and removers of <key>;
+//!                                  builds using <key> hold it shared
 //! <cache_root>/images/.tmp-<key>#* a build in progress (or a killed one's leftovers)
 //! ```
 //!
@@ -18,6 +19,7 @@
 
 mod ensure;
 mod image;
+mod in_use;
 mod mmdebstrap;
 mod pack;
 mod prune;
@@ -27,6 +29,7 @@ mod store;
 
 pub use ensure::{ensure_env_image, ensure_env_image_with, BuildOutput, EnvBuilder};
 pub use image::{EnvImage, ImageFormat, ImageMeta, LAST_USED_FILE, META_FILE};
+pub use in_use::{ensure_env_image_in_use, ensure_env_image_in_use_with, find_image_in_use, InUse};
 pub use mmdebstrap::{
     customize_hook, error_summary, mmdebstrap_args, parse_unknown_packages, MmdebstrapBuilder,
     HOSTNAME, MOUNT_POINTS, SLIM_DPKG_OPTIONS,
@@ -37,4 +40,4 @@ pub use spec::{
     debian_architecture, host_architecture, validate_package_name, EnvSpec, DEFAULT_SUITE,
     RECIPE_VERSION,
 };
-pub use store::{images_dir, list_images, prune_images, remove_image};
+pub use store::{find_image, images_dir, list_images, prune_images, remove_image};

@@ -11,7 +11,7 @@ use super::image::{read_entry, short, EnvImage, LAST_USED_FILE};
 use super::mmdebstrap::{cleanup_helper, remove_tree};
 use super::prune::select_prune;
 use crate::error::io_err;
-use crate::provision::{is_complete, Lock};
+use crate::provision::is_complete;
 use crate::ImageError;
 
 /// `<cache_root>/images`.
@@ -96,10 +96,29 @@ pub fn list_images(cache_root: &Path) -> Result<Vec<EnvImage>, ImageError> {
 }
 
 /// Remove the image whose key is `key_or_prefix` or starts with it (like
-/// `docker rmi`: any unique prefix). Waits if another vmbuild is removing
-/// it. A VM that has the image open keeps reading it (the file is only
-/// unlinked).
+/// `docker rmi`: any unique prefix). An image a build is using (see
+/// [`super::in_use`]) or that another vmbuild is removing is refused with
+/// [`ImageError::ImageInUse`].
 pub fn remove_image(cache_root: &Path, key_or_prefix: &str) -> Result<EnvImage, ImageError> {
+    let img = find_image(cache_root, key_or_prefix)?;
+    let images = images_dir(cache_root);
+    let Some(_lock) = try_lock(&images, &img.key)? else {
+        return Err(ImageError::ImageInUse {
+            key: short(&img.key).to_string(),
+        });
+    };
+    if !delete_entry(&images, &img.key)? {
+        // removed by someone else between the lookup and the lock
+        return Err(ImageError::NoSuchImage {
+            prefix: key_or_prefix.to_string(),
+        });
+    }
+    Ok(img)
+}
+
+/// The cached image whose key is `key_or_prefix` or starts with it (any
+/// unique prefix, as `vmbuild image ls` shows them).
+pub fn find_image(cache_root: &Path, key_or_prefix: &str) -> Result<EnvImage, ImageError> {
     let prefix = key_or_prefix.trim().to_ascii_lowercase();
     let no_such = || ImageError::NoSuchImage {
         prefix: key_or_prefix.to_string(),
@@ -111,26 +130,18 @@ pub fn remove_image(cache_root: &Path, key_or_prefix: &str) -> Result<EnvImage, 
         .into_iter()
         .filter(|i| i.key.starts_with(&prefix))
         .collect();
-    let img = match matches.as_slice() {
-        [] => return Err(no_such()),
-        [one] => one.clone(),
-        many => {
-            return Err(ImageError::AmbiguousImage {
-                prefix: key_or_prefix.to_string(),
-                matches: many
-                    .iter()
-                    .map(|i| short(&i.key))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            })
-        }
-    };
-    let images = images_dir(cache_root);
-    let _lock = Lock::acquire(&lock_path(&images, &img.key))?;
-    if !delete_entry(&images, &img.key)? {
-        return Err(no_such()); // removed by someone else while we waited
+    match matches.as_slice() {
+        [] => Err(no_such()),
+        [one] => Ok(one.clone()),
+        many => Err(ImageError::AmbiguousImage {
+            prefix: key_or_prefix.to_string(),
+            matches: many
+                .iter()
+                .map(|i| short(&i.key))
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
     }
-    Ok(img)
 }
 
 /// Remove images chosen by [`select_prune`] (least recently used first)
@@ -158,7 +169,7 @@ pub fn prune_images(
     let mut removed = Vec::new();
     for img in chosen {
         let Some(_lock) = try_lock(&images, &img.key)? else {
-            tracing::info!(key = %img.key, "image is busy; not pruning it");
+            tracing::info!(key = %img.key, "image is in use; not pruning it");
             continue;
         };
         if delete_entry(&images, &img.key)? {
