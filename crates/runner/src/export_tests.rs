@@ -1,8 +1,15 @@
 //! Tests for [`super`]: real tar streams (GNU tar, busybox) round-trip, and
 //! hand-built hostile streams are refused without writing outside staging.
 
+use super::staging::replace_by_renames;
+use super::unpack::{
+    normalise, parse_pax_time, show, sort_deepest_first, split_parent, timestamps,
+};
 use super::*;
+use rustix::fs::{AtFlags, Timespec, CWD};
 use std::collections::BTreeSet;
+use std::ffi::OsStr;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::fs::{symlink, MetadataExt};
 use std::process::Command;
 use std::time::Duration;
