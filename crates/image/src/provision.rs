@@ -22,6 +22,15 @@ pub fn is_complete(dir: &Path) -> bool {
     dir.join(COMPLETE_MARKER).is_file()
 }
 
+/// Opens (creating) a lock file; locks are taken on the returned file.
+pub(crate) fn open_lock_file(path: &Path) -> std::io::Result<File> {
+    File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+}
+
 /// An exclusive `flock` on a lock file, released on drop.
 pub struct Lock {
     _file: File,
@@ -34,11 +43,7 @@ impl Lock {
             std::fs::create_dir_all(parent)
                 .map_err(io_err(format!("creating {}", parent.display())))?;
         }
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)
+        let file = open_lock_file(path)
             .map_err(io_err(format!("opening lock file {}", path.display())))?;
         if flock(&file, FlockOperation::NonBlockingLockExclusive).is_err() {
             tracing::info!(lock = %path.display(), "another vmbuild is preparing this; waiting");

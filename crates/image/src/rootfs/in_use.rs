@@ -15,7 +15,7 @@ use super::mmdebstrap::MmdebstrapBuilder;
 use super::spec::EnvSpec;
 use super::store::{find_image, images_dir, lock_path, touch_last_used};
 use crate::error::io_err;
-use crate::provision::is_complete;
+use crate::provision::{is_complete, open_lock_file};
 use crate::ImageError;
 
 /// An image held for a build; `image rm` and `prune` leave it alone until
@@ -94,12 +94,7 @@ fn removed_under_us(key: String) -> ImageError {
 fn hold(cache_root: &Path, key: &str) -> Result<Option<File>, ImageError> {
     let images = images_dir(cache_root);
     let path = lock_path(&images, key);
-    let file = match File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-    {
+    let file = match open_lock_file(&path) {
         Ok(f) => f,
         // No images directory: no entry either.
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),

@@ -11,7 +11,7 @@ use super::image::{read_entry, short, EnvImage, LAST_USED_FILE};
 use super::mmdebstrap::{cleanup_helper, remove_tree};
 use super::prune::select_prune;
 use crate::error::io_err;
-use crate::provision::is_complete;
+use crate::provision::{is_complete, open_lock_file};
 use crate::ImageError;
 
 /// `<cache_root>/images`.
@@ -32,12 +32,8 @@ pub(crate) fn lock_path(images: &Path, key: &str) -> PathBuf {
 pub(crate) fn try_lock(images: &Path, key: &str) -> Result<Option<File>, ImageError> {
     let path = lock_path(images, key);
     std::fs::create_dir_all(images).map_err(io_err(format!("creating {}", images.display())))?;
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(io_err(format!("opening lock file {}", path.display())))?;
+    let file =
+        open_lock_file(&path).map_err(io_err(format!("opening lock file {}", path.display())))?;
     match flock(&file, FlockOperation::NonBlockingLockExclusive) {
         Ok(()) => Ok(Some(file)),
         Err(e) if e == rustix::io::Errno::WOULDBLOCK => Ok(None),
