@@ -55,10 +55,17 @@ pub fn certificate_blocks(text: &str) -> String {
     let mut out = String::new();
     let mut rest = text;
     while let Some(start) = rest.find(BEGIN) {
-        let Some(len) = rest[start..].find(END) else {
+        let body = &rest[start + BEGIN.len()..];
+        let Some(len) = body.find(END) else {
             break;
         };
-        let end = start + len + END.len();
+        // A block cut off before its END (another PEM header comes first)
+        // is dropped, so whatever follows it, a key say, is never taken.
+        if let Some(next) = body[..len].find("-----BEGIN ") {
+            rest = &body[next..];
+            continue;
+        }
+        let end = start + BEGIN.len() + len + END.len();
         out.push_str(&rest[start..end]);
         out.push('\n');
         rest = &rest[end..];
@@ -83,6 +90,11 @@ mod tests {
         assert!(!got.contains("secret"));
         // A block cut off before its END line is not a certificate.
         assert_eq!(certificate_blocks("-----BEGIN CERTIFICATE-----\nMIIB"), "");
+        // Nor is one cut off by the next header: the key after it stays out.
+        let cut = format!(
+            "-----BEGIN CERTIFICATE-----\nMII\n-----BEGIN PRIVATE KEY-----\nsecret\n-----END PRIVATE KEY-----\n{CERT}"
+        );
+        assert_eq!(certificate_blocks(&cut), format!("{CERT}\n"));
     }
 
     #[test]
