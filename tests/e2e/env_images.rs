@@ -131,16 +131,22 @@ fn example(name: &str) -> PathBuf {
         .join("vmbuild.yaml")
 }
 
-/// One build of the pip example; returns its wall time.
-fn pip_build(v: &Vmb, index: &Index, cache: &Path, mode: &str, out: &Path) -> (Duration, String) {
-    let url = format!("PIP_INDEX_URL=http://10.0.2.2:{}/simple/", index.port);
-    let cfg = example("pip-cache").to_string_lossy().into_owned();
+/// One build of `examples/<name>` with `-e` settings `env`, which must
+/// succeed; returns its wall time and log.
+fn example_build(
+    v: &Vmb,
+    name: &str,
+    env: &[&str],
+    cache: &Path,
+    mode: &str,
+    out: &Path,
+) -> (Duration, String) {
+    let cfg = example(name).to_string_lossy().into_owned();
     let (c, o) = (
         cache.to_string_lossy().into_owned(),
         out.to_string_lossy().into_owned(),
     );
-    let t0 = Instant::now();
-    let args = [
+    let mut args = vec![
         "build",
         cfg.as_str(),
         "--cache-dir",
@@ -149,18 +155,26 @@ fn pip_build(v: &Vmb, index: &Index, cache: &Path, mode: &str, out: &Path) -> (D
         mode,
         "--output-dir",
         &o,
-        "-e",
-        &url,
-        "-e",
-        "PIP_TRUSTED_HOST=10.0.2.2",
         "--log-format",
         "text",
     ];
+    for e in env {
+        args.extend(["-e", e]);
+    }
+    let t0 = Instant::now();
     let r = v.run(&args);
     let took = t0.elapsed();
     assert_eq!(r.status.code(), Some(0), "stderr: {}", stderr(&r));
-    assert!(stderr(&r).contains("imported six 1.16.0"), "{}", stderr(&r));
     (took, stderr(&r))
+}
+
+/// One build of the pip example; returns its wall time and log.
+fn pip_build(v: &Vmb, index: &Index, cache: &Path, mode: &str, out: &Path) -> (Duration, String) {
+    let url = format!("PIP_INDEX_URL=http://10.0.2.2:{}/simple/", index.port);
+    let env = [url.as_str(), "PIP_TRUSTED_HOST=10.0.2.2"];
+    let (took, log) = example_build(v, "pip-cache", &env, cache, mode, out);
+    assert!(log.contains("imported six 1.16.0"), "{log}");
+    (took, log)
 }
 
 #[test]
@@ -253,40 +267,17 @@ fn npm_build(
     out: &Path,
 ) -> (Duration, String) {
     let url = format!("NPM_REGISTRY=http://10.0.2.2:{}/", registry.port);
-    let cfg = example("npm-cache").to_string_lossy().into_owned();
-    let (c, o) = (
-        cache.to_string_lossy().into_owned(),
-        out.to_string_lossy().into_owned(),
-    );
-    let t0 = Instant::now();
-    let args = [
-        "build",
-        cfg.as_str(),
-        "--cache-dir",
-        &c,
-        "--cache-mode",
-        mode,
-        "--output-dir",
-        &o,
-        "-e",
-        &url,
-        "--log-format",
-        "text",
-    ];
-    let r = v.run(&args);
-    let took = t0.elapsed();
-    assert_eq!(r.status.code(), Some(0), "stderr: {}", stderr(&r));
+    let (took, log) = example_build(v, "npm-cache", &[url.as_str()], cache, mode, out);
     assert!(
-        stderr(&r).contains("required left-pad 1.3.0 007 true &lt;&amp;&gt;"),
-        "{}",
-        stderr(&r)
+        log.contains("required left-pad 1.3.0 007 true &lt;&amp;&gt;"),
+        "{log}"
     );
     assert!(
         out.join("app/node_modules/is-number/package.json")
             .is_file(),
         "the install is in the output"
     );
-    (took, stderr(&r))
+    (took, log)
 }
 
 #[test]
