@@ -344,7 +344,6 @@ fn run(program: &Path, args: &[&str], cwd: &Path) -> Result<Output, ImageError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn classifies_missing_pins() {
@@ -391,9 +390,25 @@ mod tests {
     /// `NAME=VERSION` spec the fake archive holds; downloads write `content`.
     fn fake_tools(dir: &Path, have: &str, content: &str) -> AptTools {
         let script = |name: &str, body: String| {
+            // Written by a child process: a writable fd of this (threaded)
+            // test process, inherited by another test's fork, would make
+            // exec of the script fail with ETXTBSY.
             let p = dir.join(name);
-            std::fs::write(&p, format!("#!/bin/sh\n{body}")).unwrap();
-            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+            let st = std::process::Command::new("sh")
+                .args(["-c", "cat > \"$1\" && chmod 755 \"$1\"", "sh"])
+                .arg(&p)
+                .stdin(std::process::Stdio::piped())
+                .spawn()
+                .and_then(|mut c| {
+                    use std::io::Write;
+                    c.stdin
+                        .take()
+                        .unwrap()
+                        .write_all(format!("#!/bin/sh\n{body}").as_bytes())?;
+                    c.wait()
+                })
+                .unwrap();
+            assert!(st.success());
             p
         };
         let (hp, hv) = have.split_once('=').unwrap();
