@@ -178,44 +178,10 @@ pub fn symlink_defaults(cache: &str, home: &str) -> Vec<SymlinkDefault> {
     ]
 }
 
-/// Adds each default to `env` unless its variable (or one of its `set_by`
-/// variables) is already present, whatever its value, even empty.
-/// Existing entries are never changed; new ones are appended in table order.
-///
-/// `set_by` is checked against the entries present before the call only, so
-/// defaults that name each other (the two pnpm store variables) are both
-/// added when the user set neither.
-pub fn apply_defaults(env: &mut Vec<(String, String)>, defaults: &[EnvDefault]) {
-    let given = env.len();
-    for d in defaults {
-        let taken = env.iter().any(|(k, _)| k == d.name)
-            || env[..given]
-                .iter()
-                .any(|(k, _)| d.set_by.contains(&k.as_str()));
-        if !taken {
-            env.push((d.name.to_owned(), d.value.clone()));
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use vmbuild_proto::{GUEST_CACHE_DIR, GUEST_HOME};
-
-    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    fn lookup<'a>(env: &'a [(String, String)], k: &str) -> Vec<&'a str> {
-        env.iter()
-            .filter(|(n, _)| n == k)
-            .map(|(_, v)| v.as_str())
-            .collect()
-    }
 
     #[test]
     fn covers_every_tool_with_the_documented_values() {
@@ -288,68 +254,5 @@ mod tests {
                 ),
             ]
         );
-    }
-
-    #[test]
-    fn apply_fills_only_unset_variables() {
-        let defaults = cache_env_defaults("/c", "/h");
-        let mut e = env(&[
-            ("PATH", "/bin"),
-            ("PIP_CACHE_DIR", "/mine"),
-            ("GOCACHE", ""),
-        ]);
-        apply_defaults(&mut e, &defaults);
-        assert_eq!(lookup(&e, "PIP_CACHE_DIR"), ["/mine"]);
-        assert_eq!(
-            lookup(&e, "GOCACHE"),
-            [""],
-            "an empty value is still the user's choice"
-        );
-        assert_eq!(lookup(&e, "PATH"), ["/bin"]);
-        assert_eq!(lookup(&e, "UV_CACHE_DIR"), ["/c/uv"]);
-        assert_eq!(e[0], ("PATH".to_string(), "/bin".to_string()), "order kept");
-        // Both pnpm store variables are filled when the user set neither.
-        assert_eq!(lookup(&e, "npm_config_store_dir"), ["/c/pnpm-store"]);
-        assert_eq!(lookup(&e, "pnpm_config_store_dir"), ["/c/pnpm-store"]);
-        // Exactly one entry per name.
-        assert_eq!(e.len(), 3 + defaults.len() - 2);
-    }
-
-    #[test]
-    fn apply_is_idempotent() {
-        let defaults = cache_env_defaults("/c", "/h");
-        let mut once = Vec::new();
-        apply_defaults(&mut once, &defaults);
-        let mut twice = once.clone();
-        apply_defaults(&mut twice, &defaults);
-        assert_eq!(once, twice);
-    }
-
-    #[test]
-    fn uppercase_npm_spelling_counts_as_set() {
-        let defaults = cache_env_defaults("/c", "/h");
-        let mut e = env(&[("NPM_CONFIG_CACHE", "/mine")]);
-        apply_defaults(&mut e, &defaults);
-        assert!(lookup(&e, "npm_config_cache").is_empty());
-    }
-
-    #[test]
-    fn any_pnpm_store_variable_set_by_user_suppresses_both() {
-        let defaults = cache_env_defaults("/c", "/h");
-        for user_var in [
-            "npm_config_store_dir",
-            "pnpm_config_store_dir",
-            "NPM_CONFIG_STORE_DIR",
-            "PNPM_CONFIG_STORE_DIR",
-        ] {
-            let mut e = env(&[(user_var, "/mine")]);
-            apply_defaults(&mut e, &defaults);
-            let store: Vec<_> = e
-                .iter()
-                .filter(|(k, _)| k.to_lowercase().ends_with("_config_store_dir"))
-                .collect();
-            assert_eq!(store.len(), 1, "{user_var}: {store:?}");
-            assert_eq!(store[0].1, "/mine");
-        }
     }
 }

@@ -8,9 +8,11 @@
 //!
 //! - prepares the host directory ([`prepare_cache_dir`]),
 //! - resolves the sharing mode ([`resolve_mode`], [`describe`]),
-//! - knows which per-language variables and symlinks point tools into the
-//!   cache ([`cache_env_defaults`], [`symlink_defaults`], [`apply_defaults`],
-//!   [`docs_table`]),
+//! - owns cache policy for the VM plan: what is shared, how and where it
+//!   appears in the guest ([`CacheShare`], [`SharedDir`]), which
+//!   per-language variables and symlinks point tools into it
+//!   ([`env_layers`], [`links_for`], [`cache_env_defaults`],
+//!   [`symlink_defaults`], [`docs_table`]),
 //! - finds, identifies and supervises virtiofsd ([`virtiofsd`]).
 
 mod dir;
@@ -18,16 +20,16 @@ mod docs_table;
 mod env_defaults;
 mod error;
 mod mode;
+mod share;
 mod symlink_setup;
 pub mod virtiofsd;
 
 pub use dir::prepare_cache_dir;
 pub use docs_table::docs_table;
-pub use env_defaults::{
-    apply_defaults, cache_env_defaults, symlink_defaults, EnvDefault, SymlinkDefault,
-};
+pub use env_defaults::{cache_env_defaults, symlink_defaults, EnvDefault, SymlinkDefault};
 pub use error::CacheError;
 pub use mode::{describe, resolve_mode, resolve_mode_from_env, USE_VIRTIOFS_ENV};
+pub use share::{env_layers, links_for, CacheShare, SharedDir};
 pub use symlink_setup::applicable_symlinks;
 pub use virtiofsd::Virtiofsd;
 pub use vmbuild_proto::{CacheMode, GUEST_CACHE_ALIAS, GUEST_CACHE_DIR, GUEST_HOME};

@@ -17,9 +17,13 @@
 //! `--env` wins over everything, including a step's own environment: a
 //! command-line override is what a CI user reaches for when a config must
 //! be run differently without editing it.
+//!
+//! This is the one implementation of env layering and fill-if-unset:
+//! `vmbuild run` uses it too (its command is a one-step build without a
+//! config: no layers 2, 3 and 5).
 
 /// Sets `key` to `value`, replacing an earlier value in place.
-pub(crate) fn set(env: &mut Vec<(String, String)>, key: &str, value: &str) {
+pub fn set(env: &mut Vec<(String, String)>, key: &str, value: &str) {
     match env.iter_mut().find(|(k, _)| k == key) {
         Some(slot) => slot.1 = value.to_string(),
         None => env.push((key.to_string(), value.to_string())),
@@ -27,7 +31,7 @@ pub(crate) fn set(env: &mut Vec<(String, String)>, key: &str, value: &str) {
 }
 
 /// Layers `over` (later entries win) on top of `env`.
-pub(crate) fn layer(env: &mut Vec<(String, String)>, over: &[(String, String)]) {
+pub fn layer(env: &mut Vec<(String, String)>, over: &[(String, String)]) {
     for (k, v) in over {
         set(env, k, v);
     }
@@ -36,7 +40,7 @@ pub(crate) fn layer(env: &mut Vec<(String, String)>, over: &[(String, String)]) 
 /// Layers 1-3, fixed for a build, and the two layers that are applied
 /// around each step's own environment.
 #[derive(Debug, Clone)]
-pub(crate) struct EnvLayers {
+pub struct EnvLayers {
     /// base < env file < config environment.
     pub below: Vec<(String, String)>,
     /// Fill-if-unset defaults.

@@ -96,7 +96,7 @@
 
 mod cond;
 mod decode;
-mod env;
+pub mod env;
 pub mod envfile;
 mod error;
 mod model;
@@ -112,6 +112,7 @@ mod yaml;
 
 use std::path::{Path, PathBuf};
 
+pub use env::EnvLayers;
 pub use envfile::{parse_env_assignment, parse_env_file};
 pub use error::{ConfigError, Loc};
 pub use pipelines::{builtin_pipeline, builtin_pipelines};

@@ -44,6 +44,16 @@ pub enum CacheMode {
     Virtiofs,
 }
 
+impl std::fmt::Display for CacheMode {
+    /// The `--cache-mode` spelling: `overlay` or `virtiofs`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Overlay => "overlay",
+            Self::Virtiofs => "virtiofs",
+        })
+    }
+}
+
 /// One filesystem the guest init mounts during `Setup`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MountSpec {

@@ -80,8 +80,9 @@ const DURING: &str = "while running the command";
 pub struct BwrapOptions {
     /// The `bwrap` binary; `None`: `bwrap` on `PATH`.
     pub bwrap: Option<PathBuf>,
-    /// Copied to the workspace, which the commands see as `/home/build`.
-    pub source_dir: PathBuf,
+    /// Copied to the workspace, which the commands see as `/home/build`
+    /// (`None`: an empty workspace, as `vmbuild run` has).
+    pub source_dir: Option<PathBuf>,
     /// Bound read-write at `/var/cache/vmbuild` (already validated, absolute).
     pub cache_dir: Option<PathBuf>,
 }
@@ -124,9 +125,11 @@ impl Sandbox {
                     e,
                 )
             })?;
-        let started = Instant::now();
-        let stats = crate::copy::copy_tree(&opts.source_dir, workspace.path())?;
-        tracing::debug!(?stats, elapsed = ?started.elapsed(), workspace = %workspace.path().display(), "copied the source");
+        if let Some(source) = &opts.source_dir {
+            let started = Instant::now();
+            let stats = crate::copy::copy_tree(source, workspace.path())?;
+            tracing::debug!(?stats, elapsed = ?started.elapsed(), workspace = %workspace.path().display(), "copied the source");
+        }
         let out = workspace.path().join("out");
         fs::create_dir_all(&out)
             .map_err(|e| RunError::io(format!("creating {}", out.display()), e))?;

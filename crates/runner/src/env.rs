@@ -1,15 +1,22 @@
-//! The environment a guest command gets (for `vmbuild run`).
+//! The environment a guest command gets.
 //!
-//! Precedence, lowest first: vmbuild's base environment (with the CA bundle
-//! variables under `--ca-cert`), the per-language cache defaults
-//! (fill-if-unset, only when a cache is shared), `--env K=V`.
+//! Layering and fill-if-unset are [`vmbuild_config::EnvLayers`]'s, for
+//! `vmbuild run` as for builds. Precedence for `vmbuild run`, lowest
+//! first: vmbuild's base environment (with the CA bundle variables under
+//! `--ca-cert`), the per-language cache defaults (fill-if-unset, only when
+//! a cache is shared; see [`vmbuild_cache::env_layers`]), `--env K=V`.
 
-use vmbuild_proto::{SymlinkSpec, GUEST_CACHE_DIR, GUEST_CA_BUNDLE, GUEST_HOME};
+use vmbuild_config::env::set;
+use vmbuild_config::EnvLayers;
+use vmbuild_proto::{SymlinkSpec, GUEST_CA_BUNDLE, GUEST_HOME};
+
+/// `(NAME, VALUE)` pairs, in order.
+pub type EnvPairs = Vec<(String, String)>;
 
 pub const GUEST_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// What every guest command starts from.
-pub fn base_env() -> Vec<(String, String)> {
+pub fn base_env() -> EnvPairs {
     [
         ("PATH", GUEST_PATH),
         ("HOME", GUEST_HOME),
@@ -41,7 +48,7 @@ pub const CA_BUNDLE_VARS: &[&str] = &[
 
 /// [`base_env`], plus [`CA_BUNDLE_VARS`] when `extra_ca` (the guest gets
 /// extra CA certificates).
-pub fn base_env_with_ca(extra_ca: bool) -> Vec<(String, String)> {
+pub fn base_env_with_ca(extra_ca: bool) -> EnvPairs {
     let mut env = base_env();
     if extra_ca {
         for k in CA_BUNDLE_VARS {
@@ -51,110 +58,118 @@ pub fn base_env_with_ca(extra_ca: bool) -> Vec<(String, String)> {
     env
 }
 
-/// Sets `key` to `value`, replacing an earlier value of the same key.
-pub fn set(env: &mut Vec<(String, String)>, key: &str, value: &str) {
-    match env.iter_mut().find(|(k, _)| k == key) {
-        Some(slot) => slot.1 = value.to_string(),
-        None => env.push((key.to_string(), value.to_string())),
+/// The complete environment of a `vmbuild run` command, and the cache
+/// symlinks (maven, cargo) the guest makes for it: `base` < cache defaults
+/// (fill-if-unset, when `cache_shared`) < `cli`.
+pub fn command_env(
+    base: EnvPairs,
+    cache_shared: bool,
+    cli: &[(String, String)],
+) -> (EnvPairs, Vec<SymlinkSpec>) {
+    let (cache_defaults, aliases) = vmbuild_cache::env_layers(cache_shared);
+    let env = EnvLayers {
+        below: base,
+        cache_defaults,
+        aliases,
+        cli: cli.to_vec(),
     }
-}
-
-/// Layers `overrides` (later wins) on top of `env`.
-pub fn layer(env: &mut Vec<(String, String)>, overrides: &[(String, String)]) {
-    for (k, v) in overrides {
-        set(env, k, v);
-    }
-}
-
-/// Adds the per-language cache defaults to `env` (fill-if-unset: a variable
-/// the user set, or an equivalent one, wins) and returns the symlink
-/// defaults (maven, cargo) that apply to this environment, for `Setup`.
-pub fn apply_cache_defaults(env: &mut Vec<(String, String)>) -> Vec<SymlinkSpec> {
-    let defaults = vmbuild_cache::cache_env_defaults(GUEST_CACHE_DIR, GUEST_HOME);
-    vmbuild_cache::apply_defaults(env, &defaults);
-    cache_links([env.as_slice()])
-}
-
-/// The symlink defaults (maven, cargo) that apply when none of `envs`
-/// sets the variable that turns a link off (e.g. `CARGO_HOME`): the guest
-/// makes them once for every command (or pipeline step) of the VM.
-pub fn cache_links<'a>(
-    envs: impl IntoIterator<Item = &'a [(String, String)]> + Clone,
-) -> Vec<SymlinkSpec> {
-    vmbuild_cache::symlink_defaults(GUEST_CACHE_DIR, GUEST_HOME)
-        .iter()
-        .filter(|l| {
-            envs.clone().into_iter().all(|env| {
-                !vmbuild_cache::applicable_symlinks(std::slice::from_ref(l), env).is_empty()
-            })
-        })
-        .map(|l| SymlinkSpec {
-            link: l.link.clone(),
-            target: l.target.clone(),
-        })
-        .collect()
+    .for_step(&[]);
+    let links = if cache_shared {
+        vmbuild_cache::links_for([env.as_slice()])
+    } else {
+        Vec::new()
+    };
+    (env, links)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn kv(pairs: &[(&str, &str)]) -> EnvPairs {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn lookup<'a>(env: &'a [(String, String)], k: &str) -> Vec<&'a str> {
+        env.iter()
+            .filter(|(n, _)| n == k)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
     #[test]
     fn ca_bundle_vars_only_with_extra_certs_and_user_values_win() {
         assert!(!base_env_with_ca(false)
             .iter()
             .any(|(k, _)| CA_BUNDLE_VARS.contains(&k.as_str())));
-        let mut env = base_env_with_ca(true);
-        for k in CA_BUNDLE_VARS {
-            assert!(
-                env.iter().any(|(ek, v)| ek == k && v == GUEST_CA_BUNDLE),
-                "{k} missing: {env:?}"
-            );
-        }
-        layer(&mut env, &[("PIP_CERT".into(), "/mine.pem".into())]);
-        assert_eq!(
-            env.iter()
-                .filter(|(k, _)| k == "PIP_CERT")
-                .collect::<Vec<_>>(),
-            [&("PIP_CERT".to_string(), "/mine.pem".to_string())]
+        let (env, _) = command_env(
+            base_env_with_ca(true),
+            false,
+            &kv(&[("PIP_CERT", "/mine.pem")]),
         );
+        for k in CA_BUNDLE_VARS.iter().filter(|k| **k != "PIP_CERT") {
+            assert_eq!(lookup(&env, k), [GUEST_CA_BUNDLE], "{k}: {env:?}");
+        }
+        assert_eq!(lookup(&env, "PIP_CERT"), ["/mine.pem"]);
     }
 
     #[test]
     fn later_layers_win_over_the_base() {
-        let mut env = base_env();
-        layer(
-            &mut env,
-            &[("PATH".into(), "/opt/bin".into()), ("X".into(), "1".into())],
+        let (env, links) = command_env(base_env(), false, &kv(&[("PATH", "/opt/bin"), ("X", "1")]));
+        assert_eq!(lookup(&env, "HOME"), [GUEST_HOME]);
+        assert_eq!(lookup(&env, "PATH"), ["/opt/bin"]);
+        assert_eq!(lookup(&env, "X"), ["1"]);
+        assert!(
+            lookup(&env, "PIP_CACHE_DIR").is_empty(),
+            "no cache, no defaults"
         );
-        let get = |k: &str| {
-            env.iter()
-                .find(|(key, _)| key == k)
-                .map(|(_, v)| v.as_str())
-        };
-        assert_eq!(get("HOME"), Some(GUEST_HOME));
-        assert_eq!(get("PATH"), Some("/opt/bin"));
-        assert_eq!(get("X"), Some("1"));
-        assert_eq!(env.iter().filter(|(k, _)| k == "PATH").count(), 1);
+        assert!(links.is_empty());
     }
 
     #[test]
     fn cache_defaults_fill_only_what_the_user_left_unset() {
-        let mut env = base_env();
-        layer(
-            &mut env,
-            &[
-                ("PIP_CACHE_DIR".into(), "/mine".into()),
-                ("CARGO_HOME".into(), "/opt/cargo".into()),
-            ],
+        let (env, links) = command_env(
+            base_env(),
+            true,
+            &kv(&[
+                ("PIP_CACHE_DIR", "/mine"),
+                ("CARGO_HOME", "/opt/cargo"),
+                ("GOCACHE", ""),
+            ]),
         );
-        let links = apply_cache_defaults(&mut env);
-        let get = |k: &str| env.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
-        assert_eq!(get("PIP_CACHE_DIR").as_deref(), Some("/mine"));
+        assert_eq!(lookup(&env, "PIP_CACHE_DIR"), ["/mine"]);
         assert_eq!(
-            get("GOMODCACHE").as_deref(),
-            Some("/var/cache/vmbuild/gomodcache")
+            lookup(&env, "GOCACHE"),
+            [""],
+            "an empty value is still the user's choice"
         );
+        assert_eq!(
+            lookup(&env, "GOMODCACHE"),
+            ["/var/cache/vmbuild/gomodcache"]
+        );
+        assert_eq!(lookup(&env, "UV_CACHE_DIR"), ["/var/cache/vmbuild/uv"]);
+        assert_eq!(
+            env[0],
+            ("PATH".to_string(), GUEST_PATH.to_string()),
+            "order kept"
+        );
+        // Both pnpm store variables are filled when the user set neither.
+        assert_eq!(
+            lookup(&env, "npm_config_store_dir"),
+            ["/var/cache/vmbuild/pnpm-store"]
+        );
+        assert_eq!(
+            lookup(&env, "pnpm_config_store_dir"),
+            ["/var/cache/vmbuild/pnpm-store"]
+        );
+        // Exactly one entry per name.
+        let mut names: Vec<_> = env.iter().map(|(k, _)| k).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), env.len());
         // CARGO_HOME set by the user: the ~/.cargo links are not made.
         assert!(
             links.iter().all(|l| !l.link.contains(".cargo")),
@@ -164,16 +179,33 @@ mod tests {
     }
 
     #[test]
-    fn a_link_is_made_only_when_no_step_turns_it_off() {
-        let plain = base_env();
-        let mut own_cargo = base_env();
-        layer(
-            &mut own_cargo,
-            &[("CARGO_HOME".into(), "/opt/cargo".into())],
-        );
-        let both = cache_links([plain.as_slice(), own_cargo.as_slice()]);
-        assert!(both.iter().all(|l| !l.link.contains(".cargo")), "{both:?}");
-        assert!(both.iter().any(|l| l.link.ends_with(".m2/repository")));
-        assert_eq!(cache_links([plain.as_slice()]).len(), 3);
+    fn layering_is_idempotent() {
+        let (once, _) = command_env(base_env(), true, &[]);
+        let (twice, _) = command_env(once.clone(), true, &[]);
+        assert_eq!(once, twice);
+    }
+
+    #[test]
+    fn uppercase_npm_spelling_counts_as_set() {
+        let (env, _) = command_env(base_env(), true, &kv(&[("NPM_CONFIG_CACHE", "/mine")]));
+        assert!(lookup(&env, "npm_config_cache").is_empty());
+    }
+
+    #[test]
+    fn any_pnpm_store_variable_set_by_user_suppresses_both() {
+        for user_var in [
+            "npm_config_store_dir",
+            "pnpm_config_store_dir",
+            "NPM_CONFIG_STORE_DIR",
+            "PNPM_CONFIG_STORE_DIR",
+        ] {
+            let (env, _) = command_env(base_env(), true, &kv(&[(user_var, "/mine")]));
+            let store: Vec<_> = env
+                .iter()
+                .filter(|(k, _)| k.to_lowercase().ends_with("_config_store_dir"))
+                .collect();
+            assert_eq!(store.len(), 1, "{user_var}: {store:?}");
+            assert_eq!(store[0].1, "/mine");
+        }
     }
 }

@@ -21,6 +21,10 @@ pub enum VmFailureKind {
     OutOfMemory,
     /// The init reported a fatal error of its own (mount failed, ...).
     InitFatal,
+    /// The guest init did not answer within its phase's deadline.
+    Unresponsive,
+    /// A helper process the VM depends on (virtiofsd) exited mid-run.
+    HelperExited,
     /// QEMU went away without telling us why.
     Unexpected,
 }
@@ -32,6 +36,8 @@ impl std::fmt::Display for VmFailureKind {
             Self::InitCrash => "guest init crashed",
             Self::OutOfMemory => "guest ran out of memory",
             Self::InitFatal => "guest init failed",
+            Self::Unresponsive => "guest did not respond",
+            Self::HelperExited => "a helper of the VM exited",
             Self::Unexpected => "VM stopped unexpectedly",
         })
     }
@@ -57,6 +63,23 @@ pub enum RunError {
     InitNotFound { checked: Vec<PathBuf> },
     #[error("{0}")]
     InvalidInput(String),
+    #[error("the {runner} runner does not support {feature}; {}", crate::runners::hint(*.runner, .feature))]
+    Unsupported {
+        runner: crate::runners::RunnerKind,
+        feature: crate::runners::Feature,
+    },
+    #[error("packing the outputs in {guest_dir} failed ({code}): {stderr}")]
+    OutputPack {
+        guest_dir: String,
+        code: i32,
+        stderr: String,
+    },
+    #[error("root image {}: {why}", .path.display())]
+    RootImage { path: PathBuf, why: String },
+    #[error("invalid VM plan: {0}")]
+    Plan(#[from] crate::vm::plan::PlanError),
+    #[error(transparent)]
+    Config(Box<vmbuild_config::ConfigError>),
     #[error("QEMU failed to start the VM ({status}): {detail}")]
     QemuStartFailed { status: String, detail: String },
     #[error("{kind}: {detail}")]
@@ -69,6 +92,12 @@ pub enum RunError {
     Timeout { after: Duration, during: String },
     #[error("interrupted; everything was stopped")]
     Interrupted,
+}
+
+impl From<vmbuild_config::ConfigError> for RunError {
+    fn from(e: vmbuild_config::ConfigError) -> Self {
+        Self::Config(Box::new(e))
+    }
 }
 
 impl RunError {

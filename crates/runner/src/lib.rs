@@ -1,32 +1,36 @@
-//! Boots vmbuild microVMs and runs commands in them.
+//! Runs vmbuild commands and builds: in a QEMU microVM or a bubblewrap
+//! sandbox, behind one seam.
 //!
-//! - [`assets`]: guest init lookup, kernel and initramfs preparation
-//! - [`session`]: one VM's life (boot, run, shutdown, abort)
-//! - [`control`]: the host end of the guest control channel
+//! - [`runners`]: the seam — runner kinds, what each supports, start, session
+//! - [`vm`]: the QEMU runner (options, pure plan, session, assets)
+//! - [`bwrap`]: the bubblewrap runner
+//! - [`pipeline`]: steps in order with live events, then the outputs
+//! - [`export`]: the hardened unpacker that places outputs on the host
+//! - [`env`]: the environment a guest command gets
 //! - [`stop`]: deadline and Ctrl-C
 //! - [`error`]: errors and the exit codes they map to
 
-pub mod assets;
 pub mod bwrap;
-pub mod control;
 pub mod copy;
 pub mod env;
 pub mod error;
 pub mod export;
-pub mod floor;
 pub mod output;
 pub mod pipeline;
-pub mod session;
+pub mod runners;
 pub mod stop;
 pub mod timings;
+pub mod vm;
 
-pub use assets::{BootAssets, KernelChoice};
 pub use bwrap::{BwrapOptions, Sandbox};
 pub use error::{
     RunError, VmFailureKind, EXIT_INTERRUPTED, EXIT_SETUP, EXIT_TIMEOUT, EXIT_VM_FAILURE,
 };
 pub use export::{staging_dir, ExportError, ExportReport, StagingDir, TarExtractor};
 pub use output::{BufferSink, OutputSink, StdioSink};
-pub use session::{BootInfo, CacheShare, RootImage, Vm, VmOptions, ROOT_DEVICE};
+pub use runners::{Feature, QemuOptions, RunnerKind, RunnerOptions, Session, StartEvent};
 pub use stop::Stopper;
 pub use timings::{Phases, Timings};
+pub use vm::assets::{BootAssets, KernelChoice};
+pub use vm::{BootInfo, RootImage, Vm, VmOptions, ROOT_DEVICE};
+pub use vmbuild_cache::{CacheShare, SharedDir};

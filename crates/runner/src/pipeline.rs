@@ -13,6 +13,7 @@ use vmbuild_proto::{CommandSpec, ExitInfo};
 
 use crate::error::RunError;
 use crate::output::OutputSink;
+use crate::runners::Session;
 use crate::stop::Stopper;
 
 /// One step, ready to run.
@@ -67,45 +68,6 @@ impl<T: BuildObserver + ?Sized> BuildObserver for Box<T> {
     }
     fn note(&mut self, text: &str) {
         (**self).note(text)
-    }
-}
-
-/// Where the steps run.
-pub enum Backend {
-    Qemu(Box<crate::session::Vm>),
-    Bwrap(crate::bwrap::Sandbox),
-}
-
-impl Backend {
-    pub async fn run(
-        &mut self,
-        cmd: &CommandSpec,
-        sink: &mut dyn OutputSink,
-        stop: &Stopper,
-    ) -> Result<ExitInfo, RunError> {
-        match self {
-            Backend::Qemu(vm) => vm.run(cmd, sink, stop).await,
-            Backend::Bwrap(sb) => sb.run(cmd, sink, stop).await,
-        }
-    }
-
-    /// Clean end after success or a failed step.
-    pub async fn finish(self) -> Result<(), RunError> {
-        match self {
-            Backend::Qemu(vm) => (*vm).shutdown().await.map(|_| ()),
-            Backend::Bwrap(sb) => {
-                sb.finish().await;
-                Ok(())
-            }
-        }
-    }
-
-    /// Stop now (timeout, Ctrl-C, VM failure).
-    pub async fn abort(self) {
-        match self {
-            Backend::Qemu(vm) => (*vm).abort().await,
-            Backend::Bwrap(sb) => sb.finish().await,
-        }
     }
 }
 
@@ -180,7 +142,7 @@ pub enum StepsOutcome {
 
 /// Runs `steps` in order until one fails.
 pub async fn run_steps(
-    backend: &mut Backend,
+    session: &mut Session,
     steps: &[Step],
     obs: &mut dyn BuildObserver,
     stop: &Stopper,
@@ -195,7 +157,7 @@ pub async fn run_steps(
             obs: &mut *obs,
             tail: Tail::default(),
         };
-        let exit = match backend.run(&step.command, &mut sink, &step_stop).await {
+        let exit = match session.run(&step.command, &mut sink, &step_stop).await {
             Ok(e) => e,
             Err(RunError::Timeout { after, .. }) => {
                 return Err(RunError::Timeout {
@@ -229,7 +191,7 @@ pub async fn run_steps(
 /// puts it in place of `output_dir` atomically. Nothing is placed on any
 /// error: a half-written output never looks complete.
 pub async fn export_outputs(
-    backend: &mut Backend,
+    session: &mut Session,
     guest_dir: &str,
     env: Vec<(String, String)>,
     output_dir: &Path,
@@ -249,16 +211,16 @@ pub async fn export_outputs(
         env,
         cwd: "/".into(),
     };
-    let exit = backend.run(&cmd, &mut extractor, stop).await;
+    let exit = session.run(&cmd, &mut extractor, stop).await;
     let stderr = extractor.0.guest_stderr();
     let report = extractor.0.finish();
     let exit = exit?;
     if exit.code != Some(0) {
-        return Err(RunError::InvalidInput(format!(
-            "packing the outputs in {guest_dir} failed ({}): {}",
-            exit.shell_code(),
-            stderr.trim()
-        )));
+        return Err(RunError::OutputPack {
+            guest_dir: guest_dir.to_string(),
+            code: exit.shell_code(),
+            stderr: stderr.trim().to_string(),
+        });
     }
     let report = report?;
     staging.commit(output_dir)?;

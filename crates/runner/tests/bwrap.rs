@@ -41,7 +41,7 @@ fn fixture_with(fill: impl FnOnce(&Path)) -> Fixture {
     let cache = tempfile::tempdir().unwrap();
     let opts = BwrapOptions {
         bwrap: None,
-        source_dir: source.path().to_path_buf(),
+        source_dir: Some(source.path().to_path_buf()),
         cache_dir: Some(cache.path().to_path_buf()),
     };
     let sandbox = Sandbox::start(&opts).expect("bubblewrap must be installed (scripts/setup.sh)");
@@ -420,7 +420,7 @@ fn missing_bwrap_binary_is_a_clear_error() {
     for bwrap in ["/nonexistent/bwrap", "bwrap-not-installed-anywhere"] {
         let opts = BwrapOptions {
             bwrap: Some(bwrap.into()),
-            source_dir: source.path().into(),
+            source_dir: Some(source.path().into()),
             cache_dir: None,
         };
         let e = Sandbox::start(&opts)
@@ -437,7 +437,7 @@ fn missing_bwrap_binary_is_a_clear_error() {
 fn a_missing_source_dir_is_a_clear_error() {
     let opts = BwrapOptions {
         bwrap: None,
-        source_dir: "/nonexistent/src".into(),
+        source_dir: Some("/nonexistent/src".into()),
         cache_dir: None,
     };
     let e = Sandbox::start(&opts).expect_err("no source").to_string();

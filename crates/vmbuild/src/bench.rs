@@ -79,13 +79,21 @@ async fn boot(a: BenchBootArgs) -> Result<()> {
         bail!("--runs must be at least 5 (got {})", a.runs);
     }
     let exe = std::env::current_exe().context("locating the vmbuild binary")?;
-    let prepared = crate::vm_setup::prepare(&a.vm, crate::cli::NetworkArg::None)?;
-    let assets = crate::vm_setup::assets(prepared.kernel.clone()).await?;
+    let mut holds = crate::runner_setup::Holds::default();
+    let q = crate::runner_setup::qemu(
+        &a.vm,
+        None,
+        crate::runner_setup::Spec::default(),
+        std::time::Instant::now(),
+        &mut holds,
+    )?;
+    let vm = q.vm.clone().validate()?;
+    let assets = crate::runner_setup::assets(q.kernel.clone()).await?;
     let cache_root = vmbuild_image::cache_root()?;
     let busybox = vmbuild_image::busybox(&cache_root, &mut |l: &str| eprintln!("vmbuild: {l}"))?;
     let tmp = tempfile::tempdir().context("creating a temp dir")?;
     let floor_initrd = tmp.path().join("floor.cpio");
-    vmbuild_runner::floor::floor_initramfs(&busybox, &floor_initrd)?;
+    vmbuild_runner::vm::floor::floor_initramfs(&busybox, &floor_initrd)?;
     let flags = vm_flags(&a.vm);
 
     // One untimed run of each to warm the page cache.
@@ -100,7 +108,7 @@ async fn boot(a: BenchBootArgs) -> Result<()> {
             String::from_utf8_lossy(&warm.stderr).trim()
         );
     }
-    vmbuild_runner::floor::boot_floor(&prepared.opts, &assets.kernel.image, &floor_initrd).await?;
+    vmbuild_runner::vm::floor::boot_floor(&vm, &assets.kernel.image, &floor_initrd).await?;
 
     let keys = [
         "host_setup_ms",
@@ -131,8 +139,7 @@ async fn boot(a: BenchBootArgs) -> Result<()> {
         }
         wall.push(took);
         let f =
-            vmbuild_runner::floor::boot_floor(&prepared.opts, &assets.kernel.image, &floor_initrd)
-                .await?;
+            vmbuild_runner::vm::floor::boot_floor(&vm, &assets.kernel.image, &floor_initrd).await?;
         floor.push(f.as_secs_f64() * 1000.0);
         eprintln!(
             "  run {:>2}: vmbuild run -- true {took:7.0} ms   floor {:7.0} ms",

@@ -75,14 +75,23 @@ fn native(busybox: &Path, cache: &Path, scratch: &Path) -> Result<Vec<f64>> {
 }
 
 async fn in_guest(a: &BenchCacheArgs, mode: CacheMode, cache: &Path) -> Result<Vec<f64>> {
-    let mut prepared = crate::vm_setup::prepare(&a.vm, crate::cli::NetworkArg::None)?;
-    prepared.opts.cache = Some(CacheShare {
+    let mut holds = crate::runner_setup::Holds::default();
+    let mut q = crate::runner_setup::qemu(
+        &a.vm,
+        None,
+        crate::runner_setup::Spec::default(),
+        std::time::Instant::now(),
+        &mut holds,
+    )?;
+    q.vm.shares = vec![CacheShare {
         host_dir: cache.to_path_buf(),
         mode,
-    });
-    let assets = crate::vm_setup::assets(prepared.kernel.clone()).await?;
+    }
+    .shared_dir()];
+    let assets = crate::runner_setup::assets(q.kernel.clone()).await?;
     let stop = Stopper::never();
-    let mut vm = Vm::boot(&prepared.opts, &assets, &stop, Timings::default()).await?;
+    let opts = q.vm.validate()?;
+    let mut vm = Vm::boot(&opts, &assets.boot_files(), &stop, Timings::default()).await?;
     let mut results = Vec::new();
     let c = vmbuild_proto::GUEST_CACHE_DIR;
     let run = |s: String| CommandSpec {
@@ -134,8 +143,9 @@ pub async fn cache(a: BenchCacheArgs) -> Result<()> {
     let vf = in_guest(&a, CacheMode::Virtiofs, &cache).await?;
     println!(
         "vmbuild bench cache: {} MiB guest memory, {} vCPU(s)",
-        a.vm.memory.unwrap_or(crate::vm_setup::DEFAULT_MEMORY_MIB),
-        a.vm.cpus.unwrap_or(crate::vm_setup::DEFAULT_CPUS)
+        a.vm.memory
+            .unwrap_or(crate::runner_setup::DEFAULT_MEMORY_MIB),
+        a.vm.cpus.unwrap_or(crate::runner_setup::DEFAULT_CPUS)
     );
     println!(
         "  {:<20} {:>10} {:>22} {:>22}",

@@ -6,41 +6,16 @@ use std::time::Instant;
 
 use vmbuild_config::{LoadOptions, Plan, GUEST_OUTPUT_DIR};
 use vmbuild_image::rootfs::InUse;
-use vmbuild_proto::{CommandSpec, GUEST_CACHE_DIR, GUEST_HOME};
-use vmbuild_runner::pipeline::{self, Backend, BuildObserver, Step, StepsOutcome};
-use vmbuild_runner::session::RootImage;
-use vmbuild_runner::{env, RunError, Stopper, Timings, Vm};
+use vmbuild_proto::CommandSpec;
+use vmbuild_runner::pipeline::{self, BuildObserver, Step, StepsOutcome};
+use vmbuild_runner::{env, RootImage, RunError, StartEvent, Stopper};
 
-use crate::cli::{BuildArgs, LogFormat, RunnerArg};
+use crate::cli::{BuildArgs, LogFormat, NetworkArg};
 use crate::progress::{JsonProgress, Tee, TextProgress};
+use crate::runner_setup::{self, Holds, Spec};
 
 /// Exit code of a build whose step failed (the step's own code is shown).
 pub const EXIT_STEP_FAILED: i32 = 1;
-
-fn config_err(e: vmbuild_config::ConfigError) -> RunError {
-    RunError::InvalidInput(e.to_string())
-}
-
-type EnvPairs = Vec<(String, String)>;
-
-/// The cache defaults in the form the config crate layers them: the
-/// values, and (default, alias) pairs.
-fn cache_layers() -> (EnvPairs, EnvPairs) {
-    let defaults = vmbuild_cache::cache_env_defaults(GUEST_CACHE_DIR, GUEST_HOME);
-    let values = defaults
-        .iter()
-        .map(|d| (d.name.to_string(), d.value.clone()))
-        .collect();
-    let aliases = defaults
-        .iter()
-        .flat_map(|d| {
-            d.set_by
-                .iter()
-                .map(move |a| (d.name.to_string(), a.to_string()))
-        })
-        .collect();
-    (values, aliases)
-}
 
 fn steps(plan: &Plan) -> Vec<Step> {
     plan.steps
@@ -113,7 +88,7 @@ fn source_dir(args: &BuildArgs) -> Result<PathBuf, RunError> {
     };
     let canon = dir
         .canonicalize()
-        .map_err(|e| RunError::InvalidInput(format!("--source-dir {}: {e}", dir.display())))?;
+        .map_err(|e| RunError::io(format!("--source-dir {}", dir.display()), e))?;
     if !canon.is_dir() {
         return Err(RunError::InvalidInput(format!(
             "--source-dir {} is not a directory",
@@ -128,73 +103,58 @@ pub async fn build(
     started: Instant,
     interrupt: tokio::sync::watch::Receiver<bool>,
 ) -> Result<i32, RunError> {
-    // The qemu runner's checks (QEMU, cache dir and mode, virtiofsd,
-    // --rootfs) come first and once; bubblewrap needs only the cache dir.
-    let mut prepared = match args.runner {
-        RunnerArg::Qemu => Some(crate::vm_setup::prepare(
-            &args.vm,
-            crate::cli::NetworkArg::User,
-        )?),
-        RunnerArg::Bubblewrap => None,
-    };
-    let cache = match &prepared {
-        Some(p) => p.opts.cache.clone().zip(p.cache_note.clone()),
-        None => crate::vm_setup::prepare_cache(&args.vm)?,
-    };
-    let (cache_defaults, cache_default_aliases) = if cache.is_some() {
-        cache_layers()
-    } else {
-        Default::default()
-    };
+    let kind = args.runner.kind();
+    let cache = runner_setup::cache(&args.vm)?;
+    let (cache_defaults, cache_default_aliases) = vmbuild_cache::env_layers(cache.is_some());
     let opts = LoadOptions {
         pipeline_dirs: args.pipeline_dir.clone(),
         env_file: args.env_file.clone(),
         cli_env: args.env.clone(),
         cache_defaults,
         cache_default_aliases,
-        base_env: env::base_env_with_ca(
-            prepared.as_ref().is_some_and(|p| p.opts.ca_certs.is_some()),
-        ),
+        base_env: env::base_env_with_ca(!args.vm.ca_certs.is_empty()),
     };
-    let plan = vmbuild_config::load(&args.config, &opts).map_err(config_err)?;
+    let plan = vmbuild_config::load(&args.config, &opts)?;
     let source = source_dir(&args)?;
     let output_dir = args
         .output_dir
         .clone()
         .unwrap_or_else(|| Path::new("vmbuild-out").join(&plan.package.name));
-    if !plan.packages.is_empty() && args.runner == RunnerArg::Bubblewrap {
-        return Err(RunError::InvalidInput(format!(
-            "{}: environment.contents.packages needs the qemu runner (bubblewrap uses the host's root filesystem)",
-            args.config.display()
-        )));
-    }
-    if args.vm.rootfs.is_some() && args.runner == RunnerArg::Bubblewrap {
-        return Err(RunError::InvalidInput(
-            "--rootfs needs the qemu runner (bubblewrap uses the host's root filesystem)".into(),
-        ));
-    }
-    if !args.vm.ca_certs.is_empty() && args.runner == RunnerArg::Bubblewrap {
-        return Err(RunError::InvalidInput(
-            "--ca-cert needs the qemu runner (bubblewrap gives steps no network and the host's own CA store)".into(),
-        ));
-    }
     if !plan.packages.is_empty() && args.vm.rootfs.is_some() {
         return Err(RunError::InvalidInput(
             "--rootfs and environment.contents.packages both name the root filesystem: use one"
                 .into(),
         ));
     }
+    let spec = Spec {
+        source: Some(source),
+        mkdirs: vec![GUEST_OUTPUT_DIR.to_string()],
+        symlinks: if cache.is_some() {
+            vmbuild_cache::links_for(plan.steps.iter().map(|s| s.env.as_slice()))
+        } else {
+            Vec::new()
+        },
+        cpus: plan.package.cpus,
+        memory_mib: plan.package.memory_mib,
+        default_network: Some(NetworkArg::User),
+        packages: !plan.packages.is_empty(),
+    };
+    let mut holds = Holds::default();
+    let mut options = runner_setup::options(
+        kind,
+        &args.vm,
+        cache.as_ref().map(|(c, _)| c),
+        spec,
+        started,
+        &mut holds,
+    )?;
     let steps = steps(&plan);
     let timeout = args.timeout.or(plan.package.timeout);
     let stop = Stopper::new(timeout, interrupt);
     let mut obs = observer(&args)?;
 
-    let runner_name = match args.runner {
-        RunnerArg::Qemu => "qemu",
-        RunnerArg::Bubblewrap => "bubblewrap",
-    };
     obs.note(&format!(
-        "building {} {}: {} step(s) with the {runner_name} runner",
+        "building {} {}: {} step(s) with the {kind} runner",
         plan.package.name,
         plan.package.version,
         steps.len()
@@ -202,80 +162,35 @@ pub async fn build(
     for s in &plan.skipped {
         obs.note(&format!("skipped (if: false): {s}"));
     }
-    match (&cache, args.runner) {
-        (Some((c, _)), RunnerArg::Bubblewrap) => {
-            if args.vm.cache_mode.is_some() {
-                return Err(RunError::InvalidInput(
-                    "--cache-mode applies to the qemu runner; bubblewrap always binds the cache read-write".into(),
-                ));
-            }
-            obs.note(&format!(
-                "cache: {} (bind-mounted read-write; writes persist)",
-                c.host_dir.display()
-            ));
-        }
-        (Some((_, note)), _) => obs.note(note),
-        (None, _) => {}
+    if let Some((c, note)) = &cache {
+        obs.note(&runner_setup::cache_note(kind, c, note));
     }
+    if !plan.packages.is_empty() {
+        let (image, held) = env_image(&plan, &mut obs)?;
+        options.set_root_image(image)?;
+        holds.images.push(held);
+    }
+    let mut session = options
+        .start(&stop, &mut |e| match e {
+            StartEvent::Phase(l) | StartEvent::Notice(l) => obs.note(l),
+        })
+        .await?;
 
-    let mut backend = match prepared.as_mut() {
-        Some(prepared) => {
-            prepared.opts.cpus = args
-                .vm
-                .cpus
-                .or(plan.package.cpus)
-                .unwrap_or(crate::vm_setup::DEFAULT_CPUS);
-            prepared.opts.memory_mib = args
-                .vm
-                .memory
-                .or(plan.package.memory_mib)
-                .unwrap_or(crate::vm_setup::DEFAULT_MEMORY_MIB);
-            prepared.opts.source = Some(source.clone());
-            prepared.opts.mkdirs = vec![GUEST_OUTPUT_DIR.to_string()];
-            if prepared.opts.cache.is_some() {
-                prepared.opts.symlinks =
-                    env::cache_links(plan.steps.iter().map(|s| s.env.as_slice()));
-            }
-            if !plan.packages.is_empty() {
-                let (image, held) = env_image(&plan, &mut obs)?;
-                prepared.opts.rootfs = Some(image);
-                prepared.image_hold = Some(held);
-            }
-            let assets = crate::vm_setup::assets(prepared.kernel.clone()).await?;
-            obs.note("booting the VM");
-            let timings = Timings {
-                process_start: Some(started),
-                ..Default::default()
-            };
-            let vm = Vm::boot(&prepared.opts, &assets, &stop, timings).await?;
-            Backend::Qemu(Box::new(vm))
-        }
-        None => {
-            let opts = vmbuild_runner::BwrapOptions {
-                bwrap: None,
-                source_dir: source.clone(),
-                cache_dir: cache.as_ref().map(|(c, _)| c.host_dir.clone()),
-            };
-            let sandbox = tokio::task::block_in_place(|| vmbuild_runner::Sandbox::start(&opts))?;
-            Backend::Bwrap(sandbox)
-        }
-    };
-
-    let outcome = match pipeline::run_steps(&mut backend, &steps, &mut obs, &stop).await {
+    let outcome = match pipeline::run_steps(&mut session, &steps, &mut obs, &stop).await {
         Ok(o) => o,
         Err(e) => {
-            backend.abort().await;
+            session.abort().await;
             return Err(e);
         }
     };
-    match outcome {
+    let code = match outcome {
         StepsOutcome::AllPassed { .. } => {
             obs.note(&format!(
                 "exporting {GUEST_OUTPUT_DIR} to {}",
                 output_dir.display()
             ));
             let report = match pipeline::export_outputs(
-                &mut backend,
+                &mut session,
                 GUEST_OUTPUT_DIR,
                 env::base_env(),
                 &output_dir,
@@ -285,11 +200,11 @@ pub async fn build(
             {
                 Ok(r) => r,
                 Err(e) => {
-                    backend.abort().await;
+                    session.abort().await;
                     return Err(e);
                 }
             };
-            backend.finish().await?;
+            session.finish().await?;
             obs.note(&format!(
                 "built {} {} in {:.1}s: {} file(s), {} symlink(s), {} hard link(s), {} dir(s) in {}",
                 plan.package.name,
@@ -301,12 +216,12 @@ pub async fn build(
                 report.dirs,
                 output_dir.display()
             ));
-            Ok(0)
+            0
         }
         StepsOutcome::Failed {
             name, exit, tail, ..
         } => {
-            backend.finish().await?;
+            session.finish().await?;
             let status = match (exit.code, exit.signal) {
                 (Some(c), _) => format!("exit code {c}"),
                 (None, Some(s)) => format!("signal {s}"),
@@ -319,7 +234,9 @@ pub async fn build(
                     eprintln!("  {l}");
                 }
             }
-            Ok(EXIT_STEP_FAILED)
+            EXIT_STEP_FAILED
         }
-    }
+    };
+    drop(holds);
+    Ok(code)
 }

@@ -100,6 +100,11 @@ pub struct VmArgs {
     /// How the cache is shared (default: overlay, or virtiofs when QEMU_USE_VIRTIOFS=1).
     #[arg(long, value_enum, value_name = "MODE")]
     pub cache_mode: Option<CacheModeArg>,
+    /// How long each guest start-up phase may take (QEMU connecting, the guest init's first
+    /// message, its reply to setup) before the VM counts as stuck (exit 123) [default: 60s
+    /// under TCG, 20s under KVM/HVF].
+    #[arg(long, env = "VMBUILD_BOOT_TIMEOUT", value_parser = parse_duration, value_name = "DURATION")]
+    pub boot_timeout: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -108,6 +113,15 @@ pub enum RunnerArg {
     Qemu,
     /// a bubblewrap sandbox on the host (no VM; the cache is bound read-write)
     Bubblewrap,
+}
+
+impl RunnerArg {
+    pub fn kind(self) -> vmbuild_runner::RunnerKind {
+        match self {
+            Self::Qemu => vmbuild_runner::RunnerKind::Qemu,
+            Self::Bubblewrap => vmbuild_runner::RunnerKind::Bubblewrap,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -157,6 +171,9 @@ pub struct BuildArgs {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    /// Where the command runs.
+    #[arg(long, value_enum, default_value = "qemu")]
+    pub runner: RunnerArg,
     #[command(flatten)]
     pub vm: VmArgs,
     /// Stop the VM after this long (300, 300s, 5m); exit code 124.

@@ -46,7 +46,7 @@ pub fn doctor() -> i32 {
         None => r.info("tsc", "unknown"),
     }
     doctor_kernel(&mut r);
-    match vmbuild_runner::assets::locate_init() {
+    match vmbuild_runner::vm::assets::locate_init() {
         Ok(p) => r.ok("guest init", p.display()),
         Err(e) => r.missing("guest init", e, "scripts/build-init.sh"),
     }

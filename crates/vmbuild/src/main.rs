@@ -12,7 +12,7 @@ mod image_cmd;
 mod progress;
 mod rootfs_arg;
 mod run;
-mod vm_setup;
+mod runner_setup;
 
 use std::time::Instant;
 
@@ -42,6 +42,26 @@ fn report(e: &RunError) {
         eprintln!("vmbuild: guest console (last lines):");
         for line in tail.lines() {
             eprintln!("  {line}");
+        }
+    }
+}
+
+/// A run's or build's exit code: its own, or the error's (reported).
+fn exit_code(r: Result<i32, RunError>) -> i32 {
+    r.unwrap_or_else(|e| {
+        report(&e);
+        e.exit_code()
+    })
+}
+
+/// The exit code of a management command (`image`, `bench`): 0, or 1 with
+/// the error and its causes on one line.
+fn tool_exit_code(r: anyhow::Result<()>) -> i32 {
+    match r {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("vmbuild: error: {e:#}");
+            1
         }
     }
 }
@@ -96,38 +116,16 @@ fn main() {
         match cli.command {
             cli::Command::Run(args) => {
                 let stop = Stopper::new(args.timeout, interrupt_channel());
-                match run::run(args, started, stop).await {
-                    Ok(code) => code,
-                    Err(e) => {
-                        report(&e);
-                        e.exit_code()
-                    }
-                }
+                exit_code(run::run(args, started, stop).await)
             }
             cli::Command::Build(args) => {
-                match build::build(args, started, interrupt_channel()).await {
-                    Ok(code) => code,
-                    Err(e) => {
-                        report(&e);
-                        e.exit_code()
-                    }
-                }
+                exit_code(build::build(args, started, interrupt_channel()).await)
             }
             cli::Command::Doctor => doctor::doctor(),
-            cli::Command::Image(c) => match tokio::task::block_in_place(|| image_cmd::image(c)) {
-                Ok(()) => 0,
-                Err(e) => {
-                    eprintln!("vmbuild: error: {e:#}");
-                    1
-                }
-            },
-            cli::Command::Bench(b) => match bench::bench(b).await {
-                Ok(()) => 0,
-                Err(e) => {
-                    eprintln!("vmbuild: error: {e:#}");
-                    1
-                }
-            },
+            cli::Command::Image(c) => {
+                tool_exit_code(tokio::task::block_in_place(|| image_cmd::image(c)))
+            }
+            cli::Command::Bench(b) => tool_exit_code(bench::bench(b).await),
         }
     });
     // Dropping the runtime here would wait for blocking tasks; everything

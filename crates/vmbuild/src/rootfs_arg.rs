@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use vmbuild_image::rootfs::{EnvImage, InUse};
-use vmbuild_runner::session::RootImage;
+use vmbuild_runner::RootImage;
 use vmbuild_runner::RunError;
 
 /// Shortest key prefix taken as an image key.

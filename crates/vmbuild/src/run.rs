@@ -1,26 +1,36 @@
-//! `vmbuild run -- CMD...`
+//! `vmbuild run -- CMD...`: one command through the runner seam.
 
 use std::time::Instant;
 
 use vmbuild_proto::{CommandSpec, GUEST_HOME};
-use vmbuild_runner::{env, RunError, StdioSink, Stopper, Timings, Vm};
+use vmbuild_runner::{env, RunError, StartEvent, StdioSink, Stopper};
 
-use crate::cli::RunArgs;
+use crate::cli::{NetworkArg, RunArgs};
+use crate::runner_setup::{self, Holds, Spec};
 
-/// Runs the command; `Ok(code)` is the guest command's shell exit code.
+/// Runs the command; `Ok(code)` is the command's shell exit code.
 pub async fn run(args: RunArgs, started: Instant, stop: Stopper) -> Result<i32, RunError> {
-    let mut prepared = crate::vm_setup::prepare(&args.vm, crate::cli::NetworkArg::None)?;
-    let assets = crate::vm_setup::assets(prepared.kernel.clone()).await?;
-    if let Some(note) = &prepared.cache_note {
-        eprintln!("{note}");
-    }
-
-    // base < cache defaults (fill-if-unset) < --env; the defaults go in last
-    // so they can see what the user set (e.g. NPM_CONFIG_CACHE in any case).
-    let mut cmd_env = env::base_env_with_ca(prepared.opts.ca_certs.is_some());
-    env::layer(&mut cmd_env, &args.env);
-    if prepared.opts.cache.is_some() {
-        prepared.opts.symlinks = env::apply_cache_defaults(&mut cmd_env);
+    let kind = args.runner.kind();
+    let cache = runner_setup::cache(&args.vm)?;
+    // base < cache defaults (fill-if-unset) < --env.
+    let base = env::base_env_with_ca(!args.vm.ca_certs.is_empty());
+    let (cmd_env, links) = env::command_env(base, cache.is_some(), &args.env);
+    let spec = Spec {
+        symlinks: links,
+        default_network: Some(NetworkArg::None),
+        ..Spec::default()
+    };
+    let mut holds = Holds::default();
+    let options = runner_setup::options(
+        kind,
+        &args.vm,
+        cache.as_ref().map(|(c, _)| c),
+        spec,
+        started,
+        &mut holds,
+    )?;
+    if let Some((c, note)) = &cache {
+        eprintln!("{}", runner_setup::cache_note(kind, c, note));
     }
     let cmd = CommandSpec {
         argv: args.command.clone(),
@@ -30,23 +40,24 @@ pub async fn run(args: RunArgs, started: Instant, stop: Stopper) -> Result<i32, 
             .clone()
             .unwrap_or_else(|| GUEST_HOME.to_string()),
     };
-
-    let timings = Timings {
-        process_start: Some(started),
-        ..Default::default()
-    };
-    let mut vm = Vm::boot(&prepared.opts, &assets, &stop, timings).await?;
-    tracing::debug!(accel = %vm.info.accel, reason = %vm.info.accel_reason, kernel = %vm.hello.kernel_release, "guest up");
-    let exit = match vm.run(&cmd, &mut StdioSink, &stop).await {
+    let mut session = options
+        .start(&stop, &mut |e| {
+            if let StartEvent::Notice(l) = e {
+                eprintln!("vmbuild: {l}")
+            }
+        })
+        .await?;
+    let exit = match session.run(&cmd, &mut StdioSink, &stop).await {
         Ok(e) => e,
         Err(e) => {
-            vm.abort().await;
+            session.abort().await;
             return Err(e);
         }
     };
-    let timings = vm.shutdown().await?;
-    if args.timings {
-        eprintln!("vmbuild-timings: {}", timings.phases().to_json());
+    let timings = session.finish().await?;
+    if let (true, Some(t)) = (args.timings, timings) {
+        eprintln!("vmbuild-timings: {}", t.phases().to_json());
     }
+    drop(holds);
     Ok(exit.shell_code())
 }

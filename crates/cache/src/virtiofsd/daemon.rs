@@ -185,6 +185,16 @@ impl Virtiofsd {
         }
     }
 
+    /// Waits until the daemon exits by itself or is killed; pending forever
+    /// once it was stopped. Cancel-safe: the exit status is kept for
+    /// [`Virtiofsd::stop`].
+    pub async fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        match self.child.as_mut() {
+            Some(c) => c.wait().await,
+            None => std::future::pending().await,
+        }
+    }
+
     /// Process id (also the process group id).
     pub fn pid(&self) -> i32 {
         self.pid.as_raw_pid()

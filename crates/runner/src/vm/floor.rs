@@ -5,8 +5,10 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use super::launch::Launch;
+use super::options::VmOptions;
+use super::plan::BootFiles;
 use crate::error::RunError;
-use crate::session::{Launch, VmOptions};
 
 /// The floor initramfs: `/init` = `poweroff -f` through busybox.
 pub fn floor_initramfs(busybox: &Path, out: &Path) -> Result<(), RunError> {
@@ -35,11 +37,15 @@ pub async fn boot_floor(
     kernel: &Path,
     initrd: &Path,
 ) -> Result<Duration, RunError> {
-    let launch = Launch::prepare(opts, kernel, initrd)?;
-    let argv = vmbuild_qemu::build_argv(&launch.cfg);
-    let log = launch.rundir.path().join("qemu.log");
+    let boot = BootFiles {
+        kernel: kernel.to_path_buf(),
+        initrd: initrd.to_path_buf(),
+    };
+    let launch = Launch::prepare(opts, &boot)?;
+    let argv = vmbuild_qemu::build_argv(&launch.plan.qemu);
+    let log = super::plan::qemu_log(launch.rundir.path());
     let t0 = Instant::now();
-    let mut qemu = vmbuild_qemu::QemuProcess::spawn(&launch.cfg.qemu, &argv, &log)?;
+    let mut qemu = vmbuild_qemu::QemuProcess::spawn(&launch.plan.qemu.qemu, &argv, &log)?;
     // QEMU connects to both sockets; the kernel's backlog completes the
     // connections, so nothing needs accepting for it to boot.
     let status = tokio::time::timeout(Duration::from_secs(60), qemu.wait())

@@ -91,6 +91,16 @@ pub struct BootAssets {
     pub initramfs: PathBuf,
 }
 
+impl BootAssets {
+    /// The two files QEMU boots.
+    pub fn boot_files(&self) -> super::plan::BootFiles {
+        super::plan::BootFiles {
+            kernel: self.kernel.image.clone(),
+            initrd: self.initramfs.clone(),
+        }
+    }
+}
+
 /// Where the user's kernel comes from (`--kernel`, `VMBUILD_KERNEL`).
 #[derive(Debug, Clone, Default)]
 pub struct KernelChoice {

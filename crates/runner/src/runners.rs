@@ -1,0 +1,283 @@
+//! The runner seam: which runners exist, what each supports, and how each
+//! starts. Callers go spec -> [`RunnerKind::check`] -> [`RunnerOptions::start`]
+//! -> [`Session`] (run commands, then finish or abort), whatever the runner.
+//!
+//! A new runner is one module (its options type and its session type) plus
+//! one variant in each enum here and its row in [`RunnerKind::supports`].
+
+use std::time::Instant;
+
+use vmbuild_proto::{CacheMode, CommandSpec, ExitInfo};
+use vmbuild_qemu::Network;
+
+use crate::bwrap::{BwrapOptions, Sandbox};
+use crate::error::RunError;
+use crate::output::OutputSink;
+use crate::stop::Stopper;
+use crate::timings::Timings;
+use crate::vm::assets::KernelChoice;
+use crate::vm::{Vm, VmOptions};
+
+/// Where commands run (melange's runner names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RunnerKind {
+    /// A throw-away QEMU microVM.
+    Qemu,
+    /// A bubblewrap sandbox on the host.
+    Bubblewrap,
+}
+
+impl std::fmt::Display for RunnerKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Qemu => "qemu",
+            Self::Bubblewrap => "bubblewrap",
+        })
+    }
+}
+
+/// Something a run or build asks for that not every runner has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Feature {
+    /// `environment.contents.packages`: an environment image.
+    Packages,
+    /// `--rootfs`: a root filesystem of the user's.
+    RootFs,
+    /// `--ca-cert`: extra CA certificates in the guest.
+    CaCerts,
+    /// `--cache-mode`: an explicit choice of how the cache is shared.
+    CacheMode(CacheMode),
+    /// `--network` given explicitly.
+    Network(Network),
+}
+
+impl std::fmt::Display for Feature {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Packages => f.write_str("environment.contents.packages"),
+            Self::RootFs => f.write_str("--rootfs"),
+            Self::CaCerts => f.write_str("--ca-cert"),
+            Self::CacheMode(m) => write!(f, "--cache-mode {m}"),
+            Self::Network(Network::User) => f.write_str("--network user"),
+            Self::Network(Network::None) => f.write_str("--network none"),
+        }
+    }
+}
+
+/// Why `runner` lacks `feature`, and what to do, for the error message.
+pub fn hint(runner: RunnerKind, feature: &Feature) -> &'static str {
+    match (runner, feature) {
+        (RunnerKind::Bubblewrap, Feature::Packages | Feature::RootFs) => {
+            "bubblewrap uses the host's root filesystem; use --runner qemu"
+        }
+        (RunnerKind::Bubblewrap, Feature::CaCerts) => {
+            "bubblewrap gives commands no network and the host's own CA store; use --runner qemu"
+        }
+        (RunnerKind::Bubblewrap, Feature::CacheMode(_)) => {
+            "bubblewrap always binds the cache read-write (writes persist); drop --cache-mode or use --runner qemu"
+        }
+        (RunnerKind::Bubblewrap, Feature::Network(_)) => {
+            "bubblewrap commands never have a network; drop --network or use --runner qemu"
+        }
+        _ => "use another runner",
+    }
+}
+
+impl RunnerKind {
+    /// Whether this runner can give `feature`.
+    pub fn supports(self, feature: &Feature) -> bool {
+        match self {
+            Self::Qemu => true,
+            Self::Bubblewrap => matches!(feature, Feature::Network(Network::None)),
+        }
+    }
+
+    /// Every requested feature is supported, or [`RunError::Unsupported`]
+    /// for the first that is not.
+    pub fn check(self, requested: &[Feature]) -> Result<(), RunError> {
+        match requested.iter().find(|f| !self.supports(f)) {
+            None => Ok(()),
+            Some(f) => Err(RunError::Unsupported {
+                runner: self,
+                feature: f.clone(),
+            }),
+        }
+    }
+}
+
+/// What a runner tells while it starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartEvent<'a> {
+    /// A phase begins ("booting the VM"): progress, shown in a build's step
+    /// list, not by `vmbuild run`.
+    Phase(&'a str),
+    /// Worth telling whatever the front end: a first download, a fallback.
+    Notice(&'a str),
+}
+
+/// The QEMU runner's options: the VM and its kernel.
+#[derive(Debug, Clone)]
+pub struct QemuOptions {
+    pub vm: VmOptions,
+    pub kernel: KernelChoice,
+    /// When the vmbuild process started, for `--timings`.
+    pub process_start: Option<Instant>,
+}
+
+/// Plain-data options of one runner.
+#[derive(Debug, Clone)]
+pub enum RunnerOptions {
+    Qemu(Box<QemuOptions>),
+    Bubblewrap(BwrapOptions),
+}
+
+impl RunnerOptions {
+    pub fn kind(&self) -> RunnerKind {
+        match self {
+            Self::Qemu(_) => RunnerKind::Qemu,
+            Self::Bubblewrap(_) => RunnerKind::Bubblewrap,
+        }
+    }
+
+    /// Puts the commands in `image` (an environment image) instead of the
+    /// runner's default root. Only the qemu runner has roots to choose
+    /// ([`RunnerKind::check`] with [`Feature::Packages`] says so first).
+    pub fn set_root_image(&mut self, image: crate::vm::RootImage) -> Result<(), RunError> {
+        match self {
+            Self::Qemu(q) => {
+                q.vm.rootfs = Some(image);
+                Ok(())
+            }
+            other => Err(RunError::Unsupported {
+                runner: other.kind(),
+                feature: Feature::Packages,
+            }),
+        }
+    }
+
+    /// Starts the runner: for QEMU, prepares the kernel and initramfs
+    /// (fetched on first use) and boots the VM; for bubblewrap, makes the
+    /// workspace. `events` hears about phases and notices as they come.
+    /// Needs a multi-threaded tokio runtime (blocking work runs in place).
+    pub async fn start(
+        self,
+        stop: &Stopper,
+        events: &mut (dyn FnMut(StartEvent<'_>) + Send),
+    ) -> Result<Session, RunError> {
+        match self {
+            Self::Qemu(q) => {
+                let vm = q.vm.validate()?;
+                events(StartEvent::Phase("preparing the kernel and initramfs"));
+                let assets = tokio::task::block_in_place(|| {
+                    crate::vm::assets::prepare(&q.kernel, &mut |l: &str| {
+                        events(StartEvent::Notice(l))
+                    })
+                })?;
+                events(StartEvent::Phase("booting the VM"));
+                let timings = Timings {
+                    process_start: q.process_start,
+                    ..Default::default()
+                };
+                let vm = Vm::boot(&vm, &assets.boot_files(), stop, timings).await?;
+                tracing::debug!(accel = %vm.info.accel, reason = %vm.info.accel_reason, kernel = %vm.hello.kernel_release, "guest up");
+                Ok(Session::Qemu(Box::new(vm)))
+            }
+            Self::Bubblewrap(b) => {
+                events(StartEvent::Phase("preparing the bubblewrap workspace"));
+                let sandbox = tokio::task::block_in_place(|| Sandbox::start(&b))?;
+                Ok(Session::Bubblewrap(sandbox))
+            }
+        }
+    }
+}
+
+/// A started runner: runs commands one at a time, then finishes (clean
+/// end) or aborts (timeout, Ctrl-C, error). Dropping it also cleans up.
+pub enum Session {
+    Qemu(Box<Vm>),
+    Bubblewrap(Sandbox),
+}
+
+impl Session {
+    /// Runs one command to its exit status, streaming its output to `sink`.
+    pub async fn run(
+        &mut self,
+        cmd: &CommandSpec,
+        sink: &mut dyn OutputSink,
+        stop: &Stopper,
+    ) -> Result<ExitInfo, RunError> {
+        match self {
+            Self::Qemu(vm) => vm.run(cmd, sink, stop).await,
+            Self::Bubblewrap(sb) => sb.run(cmd, sink, stop).await,
+        }
+    }
+
+    /// Clean end after success or a failed command; the VM's timings when
+    /// there was a VM.
+    pub async fn finish(self) -> Result<Option<Timings>, RunError> {
+        match self {
+            Self::Qemu(vm) => (*vm).shutdown().await.map(Some),
+            Self::Bubblewrap(sb) => {
+                sb.finish().await;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Stops now (timeout, Ctrl-C, failure).
+    pub async fn abort(self) {
+        match self {
+            Self::Qemu(vm) => (*vm).abort().await,
+            Self::Bubblewrap(sb) => sb.finish().await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qemu_supports_everything_bubblewrap_only_no_network() {
+        let all = [
+            Feature::Packages,
+            Feature::RootFs,
+            Feature::CaCerts,
+            Feature::CacheMode(CacheMode::Overlay),
+            Feature::CacheMode(CacheMode::Virtiofs),
+            Feature::Network(Network::User),
+            Feature::Network(Network::None),
+        ];
+        assert!(RunnerKind::Qemu.check(&all).is_ok());
+        let bw: Vec<_> = all
+            .iter()
+            .filter(|f| RunnerKind::Bubblewrap.supports(f))
+            .collect();
+        assert_eq!(bw, [&Feature::Network(Network::None)]);
+        assert!(RunnerKind::Bubblewrap.check(&[]).is_ok());
+    }
+
+    #[test]
+    fn unsupported_names_runner_feature_and_what_to_do() {
+        let e = RunnerKind::Bubblewrap
+            .check(&[
+                Feature::Network(Network::None),
+                Feature::RootFs,
+                Feature::CaCerts,
+            ])
+            .unwrap_err();
+        assert_eq!(e.exit_code(), crate::error::EXIT_SETUP);
+        assert_eq!(
+            e.to_string(),
+            "the bubblewrap runner does not support --rootfs; bubblewrap uses the host's root filesystem; use --runner qemu"
+        );
+        let e = RunnerKind::Bubblewrap
+            .check(&[Feature::CacheMode(CacheMode::Virtiofs)])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--cache-mode virtiofs") && e.contains("read-write"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,24 @@
+//! The QEMU runner: one microVM per run or build.
+//!
+//! - [`options`]: what the VM looks like (plain data) and its checks
+//! - [`plan`]: options -> QEMU config + guest `Setup` + daemons (pure)
+//! - [`launch`]: host detection, run dir, sockets, the plan
+//! - [`session`]: executes a plan; boot, run, shutdown, abort
+//! - [`diagnose`]: failed VM -> one error with QEMU's and the console's words
+//! - [`control`]: the host end of the guest control channel
+//! - [`assets`]: guest init lookup, kernel and initramfs preparation
+//! - [`floor`]: the bare-boot floor for benchmarks
+
+pub mod assets;
+pub mod control;
+mod diagnose;
+pub mod floor;
+mod launch;
+pub mod options;
+pub mod plan;
+pub mod session;
+
+pub use launch::BootInfo;
+pub use options::{RootImage, VmOptions};
+pub use plan::{BootFiles, HostChoice, VmPlan, ROOT_DEVICE};
+pub use session::{GuestWaits, Vm};
