@@ -9,3 +9,4 @@ mod harness;
 mod network;
 mod run_basics;
 mod run_failures;
+mod vm_failures;

@@ -112,3 +112,49 @@ fn a_missing_command_exits_127() {
         stderr(&o)
     );
 }
+
+#[test]
+fn run_goes_through_the_bubblewrap_runner_too() {
+    let v = Vmb::new();
+    let cache = tempfile::tempdir().unwrap();
+    let c = cache.path().to_string_lossy().into_owned();
+    let o = v.run(&[
+        "run",
+        "--runner",
+        "bubblewrap",
+        "--cache-dir",
+        &c,
+        "-e",
+        "X=from-flag",
+        "--",
+        "sh",
+        "-c",
+        "echo \"$PWD $X $PIP_CACHE_DIR\"; echo to-stderr >&2; echo kept > /var/cache/vmbuild/w; exit 7",
+    ]);
+    assert_eq!(o.status.code(), Some(7), "stderr: {}", stderr(&o));
+    assert_eq!(stdout(&o), "/home/build from-flag /var/cache/vmbuild/pip\n");
+    assert!(
+        stderr(&o).lines().any(|l| l == "to-stderr"),
+        "{}",
+        stderr(&o)
+    );
+    // bubblewrap binds the cache read-write, as melange's runner does.
+    assert_eq!(
+        std::fs::read_to_string(cache.path().join("w")).unwrap(),
+        "kept\n"
+    );
+}
+
+#[test]
+fn a_feature_the_runner_lacks_is_a_one_line_error_naming_both() {
+    let v = Vmb::new();
+    for (flag, val) in [("--rootfs", "/nonexistent"), ("--network", "user")] {
+        let o = v.run(&["run", "--runner", "bubblewrap", flag, val, "--", "true"]);
+        assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+        let line = crate::harness::assert_one_line_error(&o);
+        assert!(
+            line.contains("the bubblewrap runner does not support") && line.contains(flag),
+            "{line}"
+        );
+    }
+}
