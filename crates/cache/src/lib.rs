@@ -11,7 +11,8 @@
 //! - knows which per-language variables and symlinks point tools into the
 //!   cache ([`cache_env_defaults`], [`symlink_defaults`], [`apply_defaults`],
 //!   [`docs_table`]),
-//! - finds, identifies and supervises virtiofsd ([`virtiofsd`]).
+//! - re-exports virtiofsd lookup and supervision ([`virtiofsd`]), which live
+//!   next to QEMU in `vmbuild_qemu::virtiofsd` (a VM device backend).
 
 mod dir;
 mod docs_table;
@@ -19,7 +20,6 @@ mod env_defaults;
 mod error;
 mod mode;
 mod symlink_setup;
-pub mod virtiofsd;
 
 pub use dir::prepare_cache_dir;
 pub use docs_table::docs_table;
@@ -31,3 +31,4 @@ pub use mode::{describe, resolve_mode, resolve_mode_from_env, USE_VIRTIOFS_ENV};
 pub use symlink_setup::applicable_symlinks;
 pub use virtiofsd::Virtiofsd;
 pub use vmbuild_proto::{CacheMode, GUEST_CACHE_ALIAS, GUEST_CACHE_DIR, GUEST_HOME};
+pub use vmbuild_qemu::virtiofsd;

@@ -47,14 +47,14 @@ use std::ffi::OsString;
 use std::fs;
 use std::io::{Seek, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncReadExt, Interest};
 use tokio::net::unix::pipe;
+use vmbuild_proc::{Child, Output, Signal};
 use vmbuild_proto::{CommandSpec, ExitInfo};
 
 use crate::error::RunError;
@@ -234,7 +234,8 @@ fn boottime_us() -> u64 {
 
 /// One live bubblewrap process and what we read from it.
 struct Running {
-    child: tokio::process::Child,
+    /// bubblewrap itself, with piped stdout and stderr.
+    child: Child,
     status_rx: Option<pipe::Receiver>,
     status_buf: Vec<u8>,
     /// pidfd of the sandbox's PID 1, once bubblewrap has told us its PID.
@@ -254,34 +255,35 @@ impl Running {
         let status_rx = pipe::Receiver::from_owned_fd(OwnedFd::from(status_r))
             .map_err(|e| RunError::io("watching bubblewrap's status pipe", e))?;
 
-        let mut cmd = tokio::process::Command::new(bwrap);
+        let mut cmd = std::process::Command::new(bwrap);
         cmd.arg("--args")
             .arg(ARGS_FD.to_string())
             .arg("--json-status-fd")
             .arg(STATUS_FD.to_string())
             .args(&inv.argv)
-            .env_clear()
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            // Its own process group, so a terminal's Ctrl-C reaches only
-            // us, and we can kill bubblewrap's whole group.
-            .process_group(0)
-            .kill_on_drop(true);
+            .env_clear();
         let fds = [
             (args_file.as_raw_fd(), ARGS_FD),
             (status_w.as_raw_fd(), STATUS_FD),
         ];
-        // SAFETY: only async-signal-safe calls (fcntl, dup2) between fork and exec.
+        // SAFETY: the hook runs in the forked child before exec; place_fds
+        // makes only async-signal-safe syscalls (fcntl, dup2, close_range,
+        // getrlimit) on plain integers it was given by value, and allocates
+        // nothing.
         unsafe {
             cmd.pre_exec(move || place_fds(&fds));
         }
         // Note: --die-with-parent ties bubblewrap to the thread that spawns
         // it (PR_SET_PDEATHSIG); tokio's worker threads live as long as the
         // runtime, so do not call `run` from a short-lived blocking thread.
-        let child = cmd
-            .spawn()
-            .map_err(|e| RunError::io(format!("starting bubblewrap ({})", bwrap.display()), e))?;
+        // Its own process group (a terminal's Ctrl-C reaches only us, and
+        // we can kill bubblewrap's whole group), killed and reaped on drop.
+        let child = Child::spawn(cmd, Output::Piped, Signal::KILL).map_err(|e| {
+            RunError::io(
+                format!("starting bubblewrap ({})", bwrap.display()),
+                e.into_io_error(),
+            )
+        })?;
         // Our copies of the write end and the options file must close now.
         drop((args_file, status_w));
         Ok(Running {
@@ -301,8 +303,12 @@ impl Running {
         stop: &Stopper,
     ) -> Result<(std::process::ExitStatus, Vec<u8>), RunError> {
         let missing = || RunError::InvalidInput("bubblewrap's output pipes were not set up".into());
-        let mut out = self.child.stdout.take().ok_or_else(missing)?;
-        let mut err = self.child.stderr.take().ok_or_else(missing)?;
+        let watch = |fd: OwnedFd| {
+            pipe::Receiver::from_owned_fd(fd)
+                .map_err(|e| RunError::io("watching bubblewrap's output pipes", e))
+        };
+        let mut out = watch(self.child.take_stdout().ok_or_else(missing)?.into())?;
+        let mut err = watch(self.child.take_stderr().ok_or_else(missing)?.into())?;
         let mut tail = Tail::default();
         let (mut out_buf, mut err_buf, mut st_buf) =
             (vec![0u8; CHUNK], vec![0u8; CHUNK], [0u8; 4096]);
@@ -402,7 +408,7 @@ impl Running {
             return;
         }
         tracing::warn!("the sandbox outlived bubblewrap by {TEARDOWN_GRACE:?}; killing it");
-        let _ = rustix::process::pidfd_send_signal(afd.get_ref(), rustix::process::Signal::KILL);
+        let _ = rustix::process::pidfd_send_signal(afd.get_ref(), Signal::KILL);
         let _ = tokio::time::timeout(TEARDOWN_GRACE, afd.readable()).await;
     }
 
@@ -422,15 +428,9 @@ impl Running {
         }
         self.watch_init();
         if let Some(fd) = &self.init {
-            let _ = rustix::process::pidfd_send_signal(fd, rustix::process::Signal::KILL);
+            let _ = rustix::process::pidfd_send_signal(fd, Signal::KILL);
         }
-        if let Some(pid) = self
-            .child
-            .id()
-            .and_then(|p| rustix::process::Pid::from_raw(p as i32))
-        {
-            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
-        }
+        let _ = self.child.signal_group(Signal::KILL);
         let _ = self.child.kill().await;
         self.await_init_exit().await;
     }
