@@ -236,5 +236,4 @@ fn sysctl(name: &str) -> Option<String> {
 }
 
 #[cfg(test)]
-#[path = "accel_tests.rs"]
 mod tests;

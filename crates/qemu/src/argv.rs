@@ -425,5 +425,4 @@ fn drive_file(path: &std::path::Path) -> PathBuf {
 }
 
 #[cfg(test)]
-#[path = "argv_tests.rs"]
 mod tests;
