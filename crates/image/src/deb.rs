@@ -240,7 +240,7 @@ pub fn fetch_into_entry(
 ) -> Result<(FetchedDeb, std::path::PathBuf), ImageError> {
     let download = out.join("download");
     let root = out.join("root");
-    crate::kernel::mkdir_0755(&download)?;
+    crate::provision::mkdir_0755(&download)?;
     let fetched = fetch_deb(tools, pin, fallback, &download, &root, notice)?;
     Ok((fetched, root))
 }
