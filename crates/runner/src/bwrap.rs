@@ -443,20 +443,23 @@ fn place_fds(fds: &[(i32, i32); 2]) -> std::io::Result<()> {
     // Move them out of the way first, so one's target cannot clobber the other.
     let mut high = [0; 2];
     for (i, (fd, _)) in fds.iter().enumerate() {
-        // SAFETY: plain fcntl on an fd we own in this process.
+        // SAFETY: fcntl(F_DUPFD_CLOEXEC) takes integers and touches no
+        // memory; `fd` is open (the parent keeps it alive until spawn returns).
         high[i] = unsafe { libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 10) };
         if high[i] < 0 {
             return Err(std::io::Error::last_os_error());
         }
     }
     for (i, (_, target)) in fds.iter().enumerate() {
-        // SAFETY: dup2 onto a fixed number; the result has no FD_CLOEXEC.
+        // SAFETY: dup2 takes integers and touches no memory; the target
+        // numbers belong to no Rust object in this freshly forked child.
         if unsafe { libc::dup2(high[i], *target) } < 0 {
             return Err(std::io::Error::last_os_error());
         }
     }
     let first = fds.iter().map(|(_, t)| *t).max().unwrap_or(2) + 1;
-    // SAFETY: close_range(2) only changes fd flags (Linux 5.11+).
+    // SAFETY: close_range(2) with CLOSE_RANGE_CLOEXEC takes integers and only
+    // sets close-on-exec flags; it closes nothing (Linux 5.11+, else ENOSYS).
     let r = unsafe {
         libc::syscall(
             libc::SYS_close_range,
@@ -471,7 +474,8 @@ fn place_fds(fds: &[(i32, i32); 2]) -> std::io::Result<()> {
             rlim_cur: 0,
             rlim_max: 0,
         };
-        // SAFETY: getrlimit writes into the struct we pass.
+        // SAFETY: getrlimit writes one rlimit into `lim`, a live, properly
+        // aligned local of exactly that type.
         let max = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
             lim.rlim_cur.min(65_536) as i32
         } else {

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 /// `300`, `300s`, `5m`, `1h`, `1.5s` -> seconds.
-pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (num, mult) = match s.char_indices().last() {
         Some((i, 's')) => (&s[..i], 1.0),
@@ -17,7 +17,7 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     if !(v.is_finite() && v > 0.0) {
         return Err(format!("invalid duration {s:?}: must be greater than zero"));
     }
-    Ok(std::time::Duration::from_secs_f64(v * mult))
+    Ok(Duration::from_secs_f64(v * mult))
 }
 
 /// `1024` (MiB), `512M`, `2G` -> MiB.
