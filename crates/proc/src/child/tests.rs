@@ -30,6 +30,17 @@ async fn read_pid_file(path: &Path) -> i32 {
     panic!("{} was not written", path.display());
 }
 
+/// A shell (the group leader) waiting for a `sleep` it started, and the
+/// sleep's pid.
+async fn with_grandchild() -> (Child, i32) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pidfile = dir.path().join("grandchild.pid");
+    let script = format!("sleep 30 & echo $! > {}; wait", pidfile.display());
+    let c = sh(&script, Output::Piped);
+    let grandchild = read_pid_file(&pidfile).await;
+    (c, grandchild)
+}
+
 async fn gone_soon(pid: i32) -> bool {
     for _ in 0..200 {
         if !alive(pid) {
@@ -90,11 +101,7 @@ async fn runs_in_its_own_process_group() {
 
 #[tokio::test]
 async fn kill_takes_the_whole_group() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let pidfile = dir.path().join("grandchild.pid");
-    let script = format!("sleep 30 & echo $! > {}; wait", pidfile.display());
-    let mut c = sh(&script, Output::Piped);
-    let grandchild = read_pid_file(&pidfile).await;
+    let (mut c, grandchild) = with_grandchild().await;
     let st = c.kill().await.expect("kill");
     assert_eq!(st.signal(), Some(Signal::KILL.as_raw()));
     // The grandchild is reparented and reaped by init or a subreaper.
@@ -106,11 +113,7 @@ async fn kill_takes_the_whole_group() {
 
 #[tokio::test]
 async fn signal_group_reaches_every_member() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let pidfile = dir.path().join("grandchild.pid");
-    let script = format!("sleep 30 & echo $! > {}; wait", pidfile.display());
-    let mut c = sh(&script, Output::Piped);
-    let grandchild = read_pid_file(&pidfile).await;
+    let (mut c, grandchild) = with_grandchild().await;
     c.signal_group(Signal::TERM).expect("signal");
     let st = c.wait().await.expect("wait");
     assert_eq!(st.signal(), Some(Signal::TERM.as_raw()));
