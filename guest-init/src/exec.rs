@@ -162,7 +162,7 @@ fn pump(
                 Err(Errno::EINTR) => continue,
                 Err(e) => return Err(InitError::sys("poll on the command's pipes", e)),
             }
-            let fired = |p: &PollFd| p.revents().is_some_and(|r| !r.is_empty());
+            let fired = |p: &PollFd<'_>| p.revents().is_some_and(|r| !r.is_empty());
             let ready: Vec<usize> = which
                 .iter()
                 .zip(&pfds[1..])

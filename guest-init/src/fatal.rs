@@ -48,6 +48,9 @@ pub fn console(level: u8, msg: &str) {
     if to_kmsg.is_err() {
         let text = format!("vmbuild-init: {msg}\n");
         // fd 2 is the console (std_fds makes sure it is open).
+        // SAFETY: fd 2 is open for the life of the process and owned by no
+        // Rust object; ManuallyDrop keeps this File from closing it, so the
+        // borrow ends without taking ownership.
         let mut err = ManuallyDrop::new(unsafe { File::from_raw_fd(2) });
         let _ = err.write_all(text.as_bytes());
     }

@@ -139,17 +139,23 @@ pub fn mount_early() -> Result<()> {
 /// later file (the control port!) lands on 0, 1 or 2.
 fn ensure_std_fds() {
     for fd in 0..=2 {
-        // SAFETY: fcntl(F_GETFD) only inspects the descriptor table.
+        // SAFETY: fcntl(F_GETFD) takes an integer and only reads the
+        // descriptor table; an unused number just fails with EBADF.
         if unsafe { libc::fcntl(fd, libc::F_GETFD) } != -1 {
             continue;
         }
         for dev in [c"/dev/console", c"/dev/null"] {
-            // SAFETY: plain open/dup2/close on descriptors this function owns.
+            // SAFETY: `dev` is a NUL-terminated C string literal that lives
+            // for the whole call; open(2) only reads it.
             let got = unsafe { libc::open(dev.as_ptr(), libc::O_RDWR | libc::O_NOCTTY) };
             if got < 0 {
                 continue;
             }
             if got != fd {
+                // SAFETY: `got` was just opened here and is owned by nobody
+                // else; dup2 puts it on `fd`, which is free (F_GETFD said
+                // so), and close drops the now-duplicate `got`. No Rust
+                // object owns either number.
                 unsafe {
                     libc::dup2(got, fd);
                     libc::close(got);

@@ -3,16 +3,15 @@
 //! with their alias symlinks, directories and default links.
 
 use std::io;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use nix::errno::Errno;
 use nix::mount::MsFlags;
 use vmbuild_proto::{CacheMode, MountSpec, Setup, GUEST_CA_BUNDLE};
 
 use crate::error::{InitError, Result};
 use crate::modules::load_group_logged;
 use crate::mounts::{mkdir_p, mount_fs};
+use crate::overlay::{copy_root_owner, first_accepted, overlay_options, OVERLAY_EXTRA};
 use crate::root::GuestRoot;
 
 /// Default 9p message size (the cap of the guest kernel).
@@ -21,10 +20,6 @@ pub const DEFAULT_MSIZE: u32 = 512_000;
 pub const LOWER_ROOT: &str = "/run/vmbuild/lower";
 /// Where each overlay's tmpfs (holding upper/ and work/) is mounted.
 pub const RW_ROOT: &str = "/run/vmbuild/rw";
-/// Extra overlay options tried first (no inode-number games, no index:
-/// neither is useful for a throw-away upper and both can be refused).
-pub const OVERLAY_EXTRA: &str = "xino=off,index=off";
-
 /// Applies `setup` and returns the root commands run in; progress lines go
 /// to `log`. Any error is fatal. Order: hostname, network, the root image,
 /// the init's /etc files and CA bundle, then the shares, directories and links (all of
@@ -172,26 +167,6 @@ pub fn ninep_options(msize: u32, cache_loose: bool) -> String {
     o
 }
 
-/// Overlay mount options; paths that the option parser would split are
-/// refused.
-pub fn overlay_options(lower: &Path, upper: &Path, work: &Path, extra: &str) -> Result<String> {
-    let mut parts = Vec::new();
-    for (key, p) in [("lowerdir", lower), ("upperdir", upper), ("workdir", work)] {
-        let s = p.to_str().filter(|s| !s.contains([',', ':', '\\']));
-        let Some(s) = s else {
-            return Err(InitError::Invalid(format!(
-                "overlay {key} {} has ',', ':' or '\\'",
-                p.display()
-            )));
-        };
-        parts.push(format!("{key}={s}"));
-    }
-    if !extra.is_empty() {
-        parts.push(extra.to_string());
-    }
-    Ok(parts.join(","))
-}
-
 /// The per-tag directories of an overlay mount.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OverlayDirs {
@@ -252,39 +227,6 @@ fn mount_overlay(m: &MountSpec, target: &Path) -> Result<String> {
         m.tag,
         target.display()
     ))
-}
-
-/// Tries each option string in turn while the kernel answers EINVAL;
-/// returns the index of the one that worked, or the last error.
-pub fn first_accepted(
-    options: &[String],
-    mut try_one: impl FnMut(&str) -> Result<()>,
-) -> Result<usize> {
-    let mut last = None;
-    for (i, o) in options.iter().enumerate() {
-        match try_one(o) {
-            Ok(()) => return Ok(i),
-            Err(
-                e @ InitError::Mount {
-                    errno: Errno::EINVAL,
-                    ..
-                },
-            ) => last = Some(e),
-            Err(e) => return Err(e),
-        }
-    }
-    Err(last.unwrap_or_else(|| InitError::Invalid("no mount options to try".into())))
-}
-
-/// Gives `upper`'s root the mode and owner of `lower`'s root, so the merged
-/// directory looks like the host's.
-pub fn copy_root_owner(lower: &Path, upper: &Path) -> Result<()> {
-    let meta = std::fs::metadata(lower)
-        .map_err(|e| InitError::io(format!("stat {}", lower.display()), e))?;
-    std::fs::set_permissions(upper, std::fs::Permissions::from_mode(meta.mode() & 0o7777))
-        .map_err(|e| InitError::io(format!("chmod {}", upper.display()), e))?;
-    std::os::unix::fs::chown(upper, Some(meta.uid()), Some(meta.gid()))
-        .map_err(|e| InitError::io(format!("chown {}", upper.display()), e))
 }
 
 /// Makes `alias` a symlink to `target`: creates its parent, replaces an
@@ -360,45 +302,6 @@ mod tests {
     }
 
     #[test]
-    fn first_accepted_retries_only_on_einval() {
-        let opts = vec!["a".to_string(), "b".to_string()];
-        let mount_err = |errno| InitError::Mount {
-            fstype: "t".into(),
-            device: "s".into(),
-            target: "/t".into(),
-            options: "a".into(),
-            errno,
-        };
-        let mut tried = Vec::new();
-        let got = first_accepted(&opts, |o| {
-            tried.push(o.to_string());
-            if o == "a" {
-                Err(mount_err(Errno::EINVAL))
-            } else {
-                Ok(())
-            }
-        });
-        assert_eq!(got.unwrap(), 1);
-        assert_eq!(tried, ["a", "b"]);
-        let got = first_accepted(&opts, |_| Err(mount_err(Errno::ENOENT)));
-        assert!(matches!(
-            got,
-            Err(InitError::Mount {
-                errno: Errno::ENOENT,
-                ..
-            })
-        ));
-        let got = first_accepted(&opts, |_| Err(mount_err(Errno::EINVAL)));
-        assert!(matches!(
-            got,
-            Err(InitError::Mount {
-                errno: Errno::EINVAL,
-                ..
-            })
-        ));
-    }
-
-    #[test]
     fn alias_created_and_replaces_empty_dir_or_stale_link() {
         let d = tempfile::tempdir().unwrap();
         let target = d.path().join("cache");
@@ -428,17 +331,6 @@ mod tests {
         std::fs::write(&file, b"x").unwrap();
         assert!(make_alias(&file, Path::new("/t")).is_err());
         assert!(alias.join("f").exists(), "must not delete user data");
-    }
-
-    #[test]
-    fn upper_root_takes_lower_mode() {
-        let d = tempfile::tempdir().unwrap();
-        let (lower, upper) = (d.path().join("l"), d.path().join("u"));
-        std::fs::create_dir(&lower).unwrap();
-        std::fs::create_dir(&upper).unwrap();
-        std::fs::set_permissions(&lower, std::fs::Permissions::from_mode(0o2750)).unwrap();
-        copy_root_owner(&lower, &upper).unwrap();
-        assert_eq!(std::fs::metadata(&upper).unwrap().mode() & 0o7777, 0o2750);
     }
 
     #[test]

@@ -15,8 +15,8 @@ use vmbuild_proto::{RootSpec, ROOT_FSTYPES};
 use crate::error::{InitError, Result};
 use crate::modules::load_group_logged;
 use crate::mounts::{mkdir_p, mount_fs};
+use crate::overlay::{copy_root_owner, first_accepted, overlay_options, OVERLAY_EXTRA};
 use crate::root::GuestRoot;
-use crate::setup::{copy_root_owner, first_accepted, overlay_options, OVERLAY_EXTRA};
 
 /// Where the image's root appears (and commands are chrooted).
 pub const SYSROOT: &str = "/sysroot";

@@ -13,7 +13,8 @@
 //!   per-language variables and symlinks point tools into it
 //!   ([`env_layers`], [`links_for`], [`cache_env_defaults`],
 //!   [`symlink_defaults`], [`docs_table`]),
-//! - finds, identifies and supervises virtiofsd ([`virtiofsd`]).
+//! - re-exports virtiofsd lookup and supervision ([`virtiofsd`]), which live
+//!   next to QEMU in `vmbuild_qemu::virtiofsd` (a VM device backend).
 
 mod dir;
 mod docs_table;
@@ -22,7 +23,6 @@ mod error;
 mod mode;
 mod share;
 mod symlink_setup;
-pub mod virtiofsd;
 
 pub use dir::prepare_cache_dir;
 pub use docs_table::docs_table;
@@ -33,3 +33,4 @@ pub use share::{env_layers, links_for, CacheShare, SharedDir};
 pub use symlink_setup::applicable_symlinks;
 pub use virtiofsd::Virtiofsd;
 pub use vmbuild_proto::{CacheMode, GUEST_CACHE_ALIAS, GUEST_CACHE_DIR, GUEST_HOME};
+pub use vmbuild_qemu::virtiofsd;

@@ -237,10 +237,10 @@ pub fn fetch_into_entry(
     fallback: Fallback<'_>,
     out: &Path,
     notice: &mut dyn FnMut(&str),
-) -> Result<(FetchedDeb, std::path::PathBuf), ImageError> {
+) -> Result<(FetchedDeb, PathBuf), ImageError> {
     let download = out.join("download");
     let root = out.join("root");
-    crate::kernel::mkdir_0755(&download)?;
+    crate::provision::mkdir_0755(&download)?;
     let fetched = fetch_deb(tools, pin, fallback, &download, &root, notice)?;
     Ok((fetched, root))
 }
@@ -249,10 +249,8 @@ pub fn fetch_into_entry(
 /// were moved out of it.
 pub fn remove_scratch(out: &Path) -> Result<(), ImageError> {
     for scratch in [out.join("download"), out.join("root")] {
-        std::fs::remove_dir_all(&scratch).map_err(crate::error::io_err(format!(
-            "removing {}",
-            scratch.display()
-        )))?;
+        std::fs::remove_dir_all(&scratch)
+            .map_err(io_err(format!("removing {}", scratch.display())))?;
     }
     Ok(())
 }
@@ -394,10 +392,10 @@ mod tests {
             // test process, inherited by another test's fork, would make
             // exec of the script fail with ETXTBSY.
             let p = dir.join(name);
-            let st = std::process::Command::new("sh")
+            let st = Command::new("sh")
                 .args(["-c", "cat > \"$1\" && chmod 755 \"$1\"", "sh"])
                 .arg(&p)
-                .stdin(std::process::Stdio::piped())
+                .stdin(Stdio::piped())
                 .spawn()
                 .and_then(|mut c| {
                     use std::io::Write;

@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 
 use crate::cpio::CpioWriter;
 use crate::error::io_err;
-use crate::kernel::Kernel;
+use crate::kernel_image::Kernel;
 use crate::modules::{read_module, resolve_modules, ModuleIndex};
 use crate::provision::write_atomic;
 use crate::ImageError;
@@ -260,7 +260,7 @@ pub fn build_initramfs(spec: &InitramfsSpec<'_>, cache_root: &Path) -> Result<Pa
 mod tests {
     use super::*;
     use crate::cpio::tests::parse;
-    use crate::kernel::KernelOrigin;
+    use crate::kernel_image::KernelOrigin;
     use crate::modules::tests::{fake_ko, fake_modules_dir};
 
     fn kernel(modules_dir: Option<PathBuf>) -> Kernel {

@@ -6,54 +6,14 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::bzimage::{self, Extraction};
 use crate::deb::{self, AptTools, DebPin, Fallback};
 use crate::error::io_err;
+use crate::kernel_image::{corrupt, no_pvh_notice, sha256, Kernel, KernelOrigin};
 use crate::pins;
 use crate::provision::{ensure_dir, is_complete, write_atomic};
 use crate::ImageError;
-
-/// Where a kernel came from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
-pub enum KernelOrigin {
-    /// The pinned package of `images/kernel.toml`.
-    Pinned {
-        /// Package name.
-        package: String,
-        /// Version.
-        version: String,
-    },
-    /// The archive's current kernel, used because the pin was gone.
-    Fallback {
-        /// Package name.
-        package: String,
-        /// Version actually used.
-        version: String,
-    },
-    /// A kernel passed by the user (`--kernel` / `VMBUILD_KERNEL`).
-    User {
-        /// The path given.
-        path: PathBuf,
-    },
-}
-
-/// A kernel ready to boot.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Kernel {
-    /// What QEMU gets as `-kernel`: an ELF vmlinux with a PVH note when
-    /// possible, else the bzImage.
-    pub image: PathBuf,
-    /// Kernel release (`uname -r`), e.g. `6.1.0-56-amd64`.
-    pub release: String,
-    /// `.../lib/modules/<release>`. Always set by [`resolve_kernel`] today
-    /// (a missing directory is an error).
-    pub modules_dir: Option<PathBuf>,
-    /// Where the kernel came from.
-    pub origin: KernelOrigin,
-}
 
 /// What the user asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -299,37 +259,12 @@ fn find_vmlinuz(boot: &Path) -> Result<(PathBuf, String), String> {
     }
 }
 
-pub(crate) fn no_pvh_notice(path: &Path, why: &str) -> String {
-    format!(
-        "notice: booting the compressed kernel {} because {why}; boots are ~2.5 s slower under TCG",
-        path.display()
-    )
-}
-
-pub(crate) fn corrupt(path: &Path, reason: String) -> ImageError {
-    ImageError::CorruptKernel {
-        path: path.to_path_buf(),
-        reason,
-    }
-}
-
-pub(crate) fn sha256(data: &[u8]) -> String {
-    hex::encode(Sha256::digest(data))
-}
-
 fn rename(from: &Path, to: &Path) -> Result<(), ImageError> {
     std::fs::rename(from, to).map_err(io_err(format!(
         "moving {} to {}",
         from.display(),
         to.display()
     )))
-}
-
-pub(crate) fn mkdir_0755(dir: &Path) -> Result<(), ImageError> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
-        .map_err(io_err(format!("setting permissions of {}", dir.display())))
 }
 
 #[cfg(test)]

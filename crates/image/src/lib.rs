@@ -22,6 +22,7 @@ mod dirs;
 mod error;
 mod initramfs;
 mod kernel;
+mod kernel_image;
 pub mod modules;
 mod pins;
 mod provision;
@@ -34,7 +35,8 @@ pub use error::ImageError;
 pub use initramfs::{
     build_initramfs, InitramfsContents, InitramfsSpec, FORMAT_VERSION, MODULES_LOAD,
 };
-pub use kernel::{pinned_kernel_dir, resolve_kernel, Kernel, KernelOrigin, KernelRequest};
+pub use kernel::{pinned_kernel_dir, resolve_kernel, KernelRequest};
+pub use kernel_image::{Kernel, KernelOrigin};
 pub use pins::{
     busybox_pin, guest_module_groups, guest_modules, kernel_pin, BusyboxPin, KernelPin,
 };

@@ -156,6 +156,17 @@ fn split(path: &Path) -> Result<(&Path, String), ImageError> {
     }
 }
 
+/// Creates `dir` and its parents, and makes `dir` mode 0755.
+///
+/// # Errors
+/// [`ImageError::Io`] naming the directory.
+pub(crate) fn mkdir_0755(dir: &Path) -> Result<(), ImageError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
+        .map_err(io_err(format!("setting permissions of {}", dir.display())))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::bzimage::{self, Extraction, KernelFormat};
 use crate::error::io_err;
-use crate::kernel::{corrupt, no_pvh_notice, sha256, Kernel, KernelOrigin};
+use crate::kernel_image::{corrupt, no_pvh_notice, sha256, Kernel, KernelOrigin};
 use crate::provision::write_atomic;
 use crate::ImageError;
 

@@ -67,7 +67,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         qmp_socket: run.join("qmp.sock"),
         shares,
         drives: vec![],
-        network: vmbuild_qemu::Network::None,
+        network: Network::None,
     };
     let ctl = tokio::net::UnixListener::bind(&cfg.control_socket)?;
     let qmp_listener = tokio::net::UnixListener::bind(&cfg.qmp_socket)?;

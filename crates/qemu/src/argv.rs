@@ -15,7 +15,7 @@
 //! - `-cpu qemu64`: 1.59 s (10 runs: 1.62), about 0.1-0.17 s faster than
 //!   `max`, but it hides SSSE3/SSE4/AVX from builds and makes the kernel
 //!   calibrate against the PIT despite `tsc_early_khz` (the microvm hang in
-//!   DESIGN.md), so `max` stays.
+//!   docs/boot.md#tsc-calibration), so `max` stays.
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
@@ -207,9 +207,10 @@ pub struct VmConfig {
     /// Appended to the base kernel command line, in order.
     pub kernel_cmdline_extra: Vec<String>,
     /// The host TSC rate. Adds `tsc_early_khz=N` on x86_64 under TCG only
-    /// (DESIGN.md: avoids the microvm boot hang when PIT calibration fails;
-    /// under TCG the guest reads the host TSC). Ignored under KVM/HVF, where
-    /// the hypervisor tells the kernel its exact TSC rate.
+    /// (docs/boot.md#tsc-calibration: avoids the microvm boot hang when PIT
+    /// calibration fails; under TCG the guest reads the host TSC). Ignored
+    /// under KVM/HVF, where the hypervisor tells the kernel its exact TSC
+    /// rate.
     pub tsc_khz: Option<u64>,
     /// The serial console is written to this file.
     pub console_log: PathBuf,
@@ -424,5 +425,4 @@ fn drive_file(path: &std::path::Path) -> PathBuf {
 }
 
 #[cfg(test)]
-#[path = "argv_tests.rs"]
 mod tests;

@@ -1,6 +1,7 @@
 //! QEMU for vmbuild: the command-line builder (plain data -> argv, pure),
-//! accelerator detection, finding the binary, process supervision, QMP, and
-//! reading the guest console.
+//! accelerator detection, finding the binary, process supervision, QMP,
+//! reading the guest console, and virtiofsd (the vhost-user backend of the
+//! virtiofs device: lookup, argv and supervision).
 
 pub mod accel;
 pub mod argv;
@@ -8,6 +9,7 @@ pub mod console;
 pub mod find;
 pub mod process;
 pub mod qmp;
+pub mod virtiofsd;
 
 use std::path::PathBuf;
 

@@ -47,14 +47,14 @@ use std::ffi::OsString;
 use std::fs;
 use std::io::{Seek, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncReadExt, Interest};
 use tokio::net::unix::pipe;
+use vmbuild_proc::{Child, Output, Signal};
 use vmbuild_proto::{CommandSpec, ExitInfo};
 
 use crate::error::RunError;
@@ -237,7 +237,8 @@ fn boottime_us() -> u64 {
 
 /// One live bubblewrap process and what we read from it.
 struct Running {
-    child: tokio::process::Child,
+    /// bubblewrap itself, with piped stdout and stderr.
+    child: Child,
     status_rx: Option<pipe::Receiver>,
     status_buf: Vec<u8>,
     /// pidfd of the sandbox's PID 1, once bubblewrap has told us its PID.
@@ -257,34 +258,35 @@ impl Running {
         let status_rx = pipe::Receiver::from_owned_fd(OwnedFd::from(status_r))
             .map_err(|e| RunError::io("watching bubblewrap's status pipe", e))?;
 
-        let mut cmd = tokio::process::Command::new(bwrap);
+        let mut cmd = std::process::Command::new(bwrap);
         cmd.arg("--args")
             .arg(ARGS_FD.to_string())
             .arg("--json-status-fd")
             .arg(STATUS_FD.to_string())
             .args(&inv.argv)
-            .env_clear()
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            // Its own process group, so a terminal's Ctrl-C reaches only
-            // us, and we can kill bubblewrap's whole group.
-            .process_group(0)
-            .kill_on_drop(true);
+            .env_clear();
         let fds = [
             (args_file.as_raw_fd(), ARGS_FD),
             (status_w.as_raw_fd(), STATUS_FD),
         ];
-        // SAFETY: only async-signal-safe calls (fcntl, dup2) between fork and exec.
+        // SAFETY: the hook runs in the forked child before exec; place_fds
+        // makes only async-signal-safe syscalls (fcntl, dup2, close_range,
+        // getrlimit) on plain integers it was given by value, and allocates
+        // nothing.
         unsafe {
             cmd.pre_exec(move || place_fds(&fds));
         }
         // Note: --die-with-parent ties bubblewrap to the thread that spawns
         // it (PR_SET_PDEATHSIG); tokio's worker threads live as long as the
         // runtime, so do not call `run` from a short-lived blocking thread.
-        let child = cmd
-            .spawn()
-            .map_err(|e| RunError::io(format!("starting bubblewrap ({})", bwrap.display()), e))?;
+        // Its own process group (a terminal's Ctrl-C reaches only us, and
+        // we can kill bubblewrap's whole group), killed and reaped on drop.
+        let child = Child::spawn(cmd, Output::Piped, Signal::KILL).map_err(|e| {
+            RunError::io(
+                format!("starting bubblewrap ({})", bwrap.display()),
+                e.into_io_error(),
+            )
+        })?;
         // Our copies of the write end and the options file must close now.
         drop((args_file, status_w));
         Ok(Running {
@@ -304,8 +306,12 @@ impl Running {
         stop: &Stopper,
     ) -> Result<(std::process::ExitStatus, Vec<u8>), RunError> {
         let missing = || RunError::InvalidInput("bubblewrap's output pipes were not set up".into());
-        let mut out = self.child.stdout.take().ok_or_else(missing)?;
-        let mut err = self.child.stderr.take().ok_or_else(missing)?;
+        let watch = |fd: OwnedFd| {
+            pipe::Receiver::from_owned_fd(fd)
+                .map_err(|e| RunError::io("watching bubblewrap's output pipes", e))
+        };
+        let mut out = watch(self.child.take_stdout().ok_or_else(missing)?.into())?;
+        let mut err = watch(self.child.take_stderr().ok_or_else(missing)?.into())?;
         let mut tail = Tail::default();
         let (mut out_buf, mut err_buf, mut st_buf) =
             (vec![0u8; CHUNK], vec![0u8; CHUNK], [0u8; 4096]);
@@ -405,7 +411,7 @@ impl Running {
             return;
         }
         tracing::warn!("the sandbox outlived bubblewrap by {TEARDOWN_GRACE:?}; killing it");
-        let _ = rustix::process::pidfd_send_signal(afd.get_ref(), rustix::process::Signal::KILL);
+        let _ = rustix::process::pidfd_send_signal(afd.get_ref(), Signal::KILL);
         let _ = tokio::time::timeout(TEARDOWN_GRACE, afd.readable()).await;
     }
 
@@ -425,15 +431,9 @@ impl Running {
         }
         self.watch_init();
         if let Some(fd) = &self.init {
-            let _ = rustix::process::pidfd_send_signal(fd, rustix::process::Signal::KILL);
+            let _ = rustix::process::pidfd_send_signal(fd, Signal::KILL);
         }
-        if let Some(pid) = self
-            .child
-            .id()
-            .and_then(|p| rustix::process::Pid::from_raw(p as i32))
-        {
-            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
-        }
+        let _ = self.child.signal_group(Signal::KILL);
         let _ = self.child.kill().await;
         self.await_init_exit().await;
     }
@@ -446,20 +446,23 @@ fn place_fds(fds: &[(i32, i32); 2]) -> std::io::Result<()> {
     // Move them out of the way first, so one's target cannot clobber the other.
     let mut high = [0; 2];
     for (i, (fd, _)) in fds.iter().enumerate() {
-        // SAFETY: plain fcntl on an fd we own in this process.
+        // SAFETY: fcntl(F_DUPFD_CLOEXEC) takes integers and touches no
+        // memory; `fd` is open (the parent keeps it alive until spawn returns).
         high[i] = unsafe { libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 10) };
         if high[i] < 0 {
             return Err(std::io::Error::last_os_error());
         }
     }
     for (i, (_, target)) in fds.iter().enumerate() {
-        // SAFETY: dup2 onto a fixed number; the result has no FD_CLOEXEC.
+        // SAFETY: dup2 takes integers and touches no memory; the target
+        // numbers belong to no Rust object in this freshly forked child.
         if unsafe { libc::dup2(high[i], *target) } < 0 {
             return Err(std::io::Error::last_os_error());
         }
     }
     let first = fds.iter().map(|(_, t)| *t).max().unwrap_or(2) + 1;
-    // SAFETY: close_range(2) only changes fd flags (Linux 5.11+).
+    // SAFETY: close_range(2) with CLOSE_RANGE_CLOEXEC takes integers and only
+    // sets close-on-exec flags; it closes nothing (Linux 5.11+, else ENOSYS).
     let r = unsafe {
         libc::syscall(
             libc::SYS_close_range,
@@ -474,7 +477,8 @@ fn place_fds(fds: &[(i32, i32); 2]) -> std::io::Result<()> {
             rlim_cur: 0,
             rlim_max: 0,
         };
-        // SAFETY: getrlimit writes into the struct we pass.
+        // SAFETY: getrlimit writes one rlimit into `lim`, a live, properly
+        // aligned local of exactly that type.
         let max = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
             lim.rlim_cur.min(65_536) as i32
         } else {

@@ -52,6 +52,8 @@ pub enum RunError {
     #[error(transparent)]
     Cache(#[from] vmbuild_cache::CacheError),
     #[error(transparent)]
+    Virtiofsd(#[from] vmbuild_qemu::virtiofsd::VirtiofsdError),
+    #[error(transparent)]
     Export(#[from] crate::export::ExportError),
     #[error("{context}: {source}")]
     Io {

@@ -301,5 +301,4 @@ impl Read for ChannelReader {
 }
 
 #[cfg(test)]
-#[path = "export_tests.rs"]
 mod tests;

@@ -1,7 +1,9 @@
-//! Parsers for flag values (pure, unit-tested): durations, sizes, K=V.
+//! Parsers for flag values (pure, unit-tested): durations, ages, sizes, K=V.
+
+use std::time::Duration;
 
 /// `300`, `300s`, `5m`, `1h`, `1.5s` -> seconds.
-pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (num, mult) = match s.char_indices().last() {
         Some((i, 's')) => (&s[..i], 1.0),
@@ -15,7 +17,7 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     if !(v.is_finite() && v > 0.0) {
         return Err(format!("invalid duration {s:?}: must be greater than zero"));
     }
-    Ok(std::time::Duration::from_secs_f64(v * mult))
+    Ok(Duration::from_secs_f64(v * mult))
 }
 
 /// `1024` (MiB), `512M`, `2G` -> MiB.
@@ -64,6 +66,34 @@ pub fn parse_cpus(s: &str) -> Result<u32, String> {
     }
 }
 
+/// `30d`, `12h`, `90m`, `45s`, or seconds.
+pub fn parse_age(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    match t.strip_suffix('d') {
+        Some(days) => days
+            .parse::<u64>()
+            .map(|d| Duration::from_secs(d * 86400))
+            .map_err(|_| format!("invalid age {s:?}: use 30d, 12h, 90m or seconds")),
+        None => parse_duration(t),
+    }
+}
+
+/// `500M`, `20G`, `1T`, or bytes.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, 'K' | 'k')) => (&t[..i], 1u64 << 10),
+        Some((i, 'M' | 'm')) => (&t[..i], 1 << 20),
+        Some((i, 'G' | 'g')) => (&t[..i], 1 << 30),
+        Some((i, 'T' | 't')) => (&t[..i], 1 << 40),
+        _ => (t, 1),
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("invalid size {s:?}: use bytes or 500M, 20G, 1T"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,5 +137,16 @@ mod tests {
         assert_eq!(parse_cpus("2").unwrap(), 2);
         assert!(parse_cpus("0").is_err());
         assert!(parse_cpus("65").is_err());
+    }
+
+    #[test]
+    fn ages_and_sizes() {
+        assert_eq!(parse_age("30d").unwrap(), Duration::from_secs(30 * 86400));
+        assert_eq!(parse_age("2h").unwrap(), Duration::from_secs(7200));
+        assert!(parse_age("soon").is_err());
+        assert_eq!(parse_size("20G").unwrap(), 20 << 30);
+        assert_eq!(parse_size("512").unwrap(), 512);
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("99999999999T").is_err());
     }
 }

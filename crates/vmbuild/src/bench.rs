@@ -84,7 +84,7 @@ async fn boot(a: BenchBootArgs) -> Result<()> {
         &a.vm,
         None,
         crate::runner_setup::Spec::default(),
-        std::time::Instant::now(),
+        Instant::now(),
         &mut holds,
     )?;
     let vm = q.vm.clone().validate()?;

@@ -80,7 +80,7 @@ async fn in_guest(a: &BenchCacheArgs, mode: CacheMode, cache: &Path) -> Result<V
         &a.vm,
         None,
         crate::runner_setup::Spec::default(),
-        std::time::Instant::now(),
+        Instant::now(),
         &mut holds,
     )?;
     q.vm.shares = vec![CacheShare {

@@ -207,10 +207,10 @@ pub enum ImageCommand {
     /// Remove least-recently-used images.
     Prune {
         /// Remove images not used for this long (30d, 12h, ...).
-        #[arg(long, value_parser = crate::image_cmd::parse_age, value_name = "AGE")]
+        #[arg(long, value_parser = crate::args::parse_age, value_name = "AGE")]
         older_than: Option<Duration>,
         /// Then remove the least recently used until the total fits (20G, 500M, ...).
-        #[arg(long, value_parser = crate::image_cmd::parse_size, value_name = "SIZE")]
+        #[arg(long, value_parser = crate::args::parse_size, value_name = "SIZE")]
         max_size: Option<u64>,
         /// Only say what would be removed.
         #[arg(long)]

@@ -1,6 +1,6 @@
 //! `vmbuild image ls | build | rm | prune`: the cached environment images.
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use anyhow::{bail, Context, Result};
 use vmbuild_image::rootfs::{self, EnvImage, EnvSpec};
@@ -142,48 +142,9 @@ pub fn image(cmd: ImageCommand) -> Result<()> {
     Ok(())
 }
 
-/// `30d`, `12h`, `90m`, `45s`, or seconds.
-pub fn parse_age(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    match t.strip_suffix('d') {
-        Some(days) => days
-            .parse::<u64>()
-            .map(|d| Duration::from_secs(d * 86400))
-            .map_err(|_| format!("invalid age {s:?}: use 30d, 12h, 90m or seconds")),
-        None => crate::args::parse_duration(t),
-    }
-}
-
-/// `500M`, `20G`, `1T`, or bytes.
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let (num, mult) = match t.char_indices().last() {
-        Some((i, 'K' | 'k')) => (&t[..i], 1u64 << 10),
-        Some((i, 'M' | 'm')) => (&t[..i], 1 << 20),
-        Some((i, 'G' | 'g')) => (&t[..i], 1 << 30),
-        Some((i, 'T' | 't')) => (&t[..i], 1 << 40),
-        _ => (t, 1),
-    };
-    num.parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(mult))
-        .ok_or_else(|| format!("invalid size {s:?}: use bytes or 500M, 20G, 1T"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ages_and_sizes() {
-        assert_eq!(parse_age("30d").unwrap(), Duration::from_secs(30 * 86400));
-        assert_eq!(parse_age("2h").unwrap(), Duration::from_secs(7200));
-        assert!(parse_age("soon").is_err());
-        assert_eq!(parse_size("20G").unwrap(), 20 << 30);
-        assert_eq!(parse_size("512").unwrap(), 512);
-        assert!(parse_size("lots").is_err());
-        assert!(parse_size("99999999999T").is_err());
-    }
 
     #[test]
     fn sizes_print_in_mib_or_gib() {

@@ -1,10 +1,10 @@
 //! Build-once-and-reuse of environment images.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Instant, SystemTime};
 
-use super::image::{read_entry, short, unix_secs, EnvImage, ImageFormat, ImageMeta, META_FILE};
+use super::builder::EnvBuilder;
+use super::image::{read_entry, short, unix_secs, EnvImage, ImageMeta, META_FILE};
 use super::mmdebstrap::MmdebstrapBuilder;
 use super::spec::{EnvSpec, RECIPE_VERSION};
 use super::store::{
@@ -13,33 +13,6 @@ use super::store::{
 use crate::error::io_err;
 use crate::provision::{ensure_dir, is_complete, write_atomic, Lock};
 use crate::ImageError;
-
-/// What a builder made.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BuildOutput {
-    /// The format of the image file it wrote.
-    pub format: ImageFormat,
-    /// Bytes used by the unpacked tree (for the record).
-    pub rootfs_bytes: u64,
-    /// Versions of the tools used, recorded in `image.json`.
-    pub tools: BTreeMap<String, String>,
-}
-
-/// The step that turns a spec into an image file. [`MmdebstrapBuilder`] is
-/// the real one; tests inject fakes.
-pub trait EnvBuilder {
-    /// Build `spec` (normalized, validated; cache key `key`) and write the
-    /// image as `out/<format.file_name()>`. `out` is an empty directory on
-    /// the cache's filesystem, renamed into place afterwards; anything else
-    /// the builder leaves in it is kept, so scratch space must be removed.
-    fn build(
-        &self,
-        spec: &EnvSpec,
-        key: &str,
-        out: &Path,
-        progress: &mut dyn FnMut(&str),
-    ) -> Result<BuildOutput, ImageError>;
-}
 
 /// The image for `spec`, built with mmdebstrap unless it is cached; `true`
 /// when it was built by this call. See [`ensure_env_image_with`].
@@ -163,6 +136,7 @@ fn mib(bytes: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rootfs::{BuildOutput, ImageFormat};
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
     use std::time::Duration;

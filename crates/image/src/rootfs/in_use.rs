@@ -9,7 +9,8 @@ use std::path::Path;
 
 use rustix::fs::{flock, FlockOperation};
 
-use super::ensure::{ensure_env_image_with, EnvBuilder};
+use super::builder::EnvBuilder;
+use super::ensure::ensure_env_image_with;
 use super::image::{read_entry, EnvImage};
 use super::mmdebstrap::MmdebstrapBuilder;
 use super::spec::EnvSpec;

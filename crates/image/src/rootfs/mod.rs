@@ -17,6 +17,8 @@
 //!
 //! How the tree is built: see [`MmdebstrapBuilder`].
 
+mod build_tree;
+mod builder;
 mod ensure;
 mod image;
 mod in_use;
@@ -27,7 +29,8 @@ mod run;
 mod spec;
 mod store;
 
-pub use ensure::{ensure_env_image, ensure_env_image_with, BuildOutput, EnvBuilder};
+pub use builder::{BuildOutput, EnvBuilder};
+pub use ensure::{ensure_env_image, ensure_env_image_with};
 pub use image::{EnvImage, ImageFormat, ImageMeta, LAST_USED_FILE, META_FILE};
 pub use in_use::{ensure_env_image_in_use, ensure_env_image_in_use_with, find_image_in_use, InUse};
 pub use mmdebstrap::{

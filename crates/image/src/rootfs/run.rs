@@ -4,10 +4,11 @@
 use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read};
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
+
+use vmbuild_proc::{Child, Output, Signal};
 
 use crate::error::io_err;
 use crate::ImageError;
@@ -39,8 +40,9 @@ pub(crate) fn display(program: &Path, args: &[OsString]) -> String {
 }
 
 /// Run `program args` with stdin closed, `LC_ALL=C`, passing every output
-/// line to `line` as it comes. The child gets SIGTERM if this thread dies
-/// (mmdebstrap then cleans up after itself).
+/// line to `line` as it comes. The child is a [`vmbuild_proc::Child`] in its
+/// own process group; it gets SIGTERM if this thread dies (mmdebstrap then
+/// cleans up after itself).
 pub(crate) fn run_streaming(
     program: &Path,
     args: &[OsString],
@@ -49,30 +51,16 @@ pub(crate) fn run_streaming(
     let command = display(program, args);
     tracing::debug!(%command, "running");
     let mut cmd = Command::new(program);
-    cmd.args(args)
-        .env("LC_ALL", "C")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    // SAFETY: the closure only makes one async-signal-safe syscall (prctl).
-    unsafe {
-        cmd.pre_exec(|| {
-            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM))
-                .map_err(std::io::Error::from)
-        });
-    }
-    let mut child = cmd
-        .spawn()
-        .map_err(io_err(format!("running `{command}`")))?;
+    cmd.args(args).env("LC_ALL", "C");
+    let mut child = Child::spawn(cmd, Output::Piped, Signal::TERM)
+        .map_err(|e| io_err(format!("running `{command}`"))(e.into_io_error()))?;
     let (tx, rx) = mpsc::channel::<String>();
     let readers: Vec<_> = [
         child
-            .stdout
-            .take()
+            .take_stdout()
             .map(|s| Box::new(s) as Box<dyn Read + Send>),
         child
-            .stderr
-            .take()
+            .take_stderr()
             .map(|s| Box::new(s) as Box<dyn Read + Send>),
     ]
     .into_iter()
@@ -104,7 +92,7 @@ pub(crate) fn run_streaming(
         let _ = r.join();
     }
     let status = child
-        .wait()
+        .wait_blocking()
         .map_err(io_err(format!("waiting for `{command}`")))?;
     Ok(Finished {
         command,

@@ -7,8 +7,8 @@ use std::time::{Duration, SystemTime};
 
 use rustix::fs::{flock, FlockOperation};
 
+use super::build_tree::{cleanup_helper, remove_tree};
 use super::image::{read_entry, short, EnvImage, LAST_USED_FILE};
-use super::mmdebstrap::{cleanup_helper, remove_tree};
 use super::prune::select_prune;
 use crate::error::io_err;
 use crate::provision::{is_complete, open_lock_file};

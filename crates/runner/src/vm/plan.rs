@@ -15,8 +15,8 @@ use vmbuild_qemu::{Accel, Arch, Drive, DriveFormat, HostOs, Network, Share, Shar
 
 use super::options::{RootImage, VmOptions};
 
-/// 9p message size: the largest this guest kernel accepts (docs/boot.md,
-/// "9p message size").
+/// 9p message size: the largest this guest kernel accepts
+/// (docs/boot.md#ninep-msize).
 pub const NINEP_MSIZE: u32 = 512_000;
 /// The guest's hostname (also in its /etc/hosts, so it resolves).
 pub const GUEST_HOSTNAME: &str = "vmbuild";

@@ -4,16 +4,16 @@
 use std::io::ErrorKind;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use rustix::process::{Pid, Signal};
+use rustix::process::Pid;
+use vmbuild_proc::{Child, Output, ProcError, Signal};
 
 use crate::virtiofsd::procs::{has_member_in_new_pid_ns, other_group_members};
+use crate::virtiofsd::VirtiofsdError;
 use crate::virtiofsd::{
     build_args, default_sandbox, find_virtiofsd_on_host, probe, Flavor, VirtiofsdArgs,
 };
-use crate::CacheError;
 
 /// How long [`Virtiofsd::start`] waits for the socket.
 pub const SOCKET_TIMEOUT: Duration = Duration::from_secs(10);
@@ -22,7 +22,7 @@ pub const STOP_GRACE: Duration = Duration::from_secs(1);
 const POLL: Duration = Duration::from_millis(5);
 const TAIL_LINES: usize = 20;
 
-/// A running virtiofsd, in its own process group.
+/// A running virtiofsd, in its own process group (a [`vmbuild_proc::Child`]).
 ///
 /// Stop it with [`Virtiofsd::stop`]; dropping it also stops it (blocking for
 /// at most ~0.5 s, then SIGKILL). Either way the process group is killed and reaped and
@@ -31,7 +31,7 @@ const TAIL_LINES: usize = 20;
 /// long as the VM (a tokio worker or the main thread, not `spawn_blocking`).
 #[derive(Debug)]
 pub struct Virtiofsd {
-    child: Option<tokio::process::Child>,
+    child: Option<Child>,
     pid: Pid,
     flavor: Flavor,
     socket_path: PathBuf,
@@ -49,10 +49,10 @@ impl Virtiofsd {
         shared_dir: &Path,
         socket_path: &Path,
         log_path: &Path,
-    ) -> Result<Virtiofsd, CacheError> {
+    ) -> Result<Virtiofsd, VirtiofsdError> {
         let root = rustix::process::geteuid().is_root();
         let sandbox =
-            default_sandbox(flavor, root).ok_or_else(|| CacheError::CFlavorNeedsRoot {
+            default_sandbox(flavor, root).ok_or_else(|| VirtiofsdError::CFlavorNeedsRoot {
                 binary: binary.to_owned(),
             })?;
         let args = VirtiofsdArgs {
@@ -69,7 +69,7 @@ impl Virtiofsd {
         shared_dir: &Path,
         socket_path: &Path,
         log_path: &Path,
-    ) -> Result<Virtiofsd, CacheError> {
+    ) -> Result<Virtiofsd, VirtiofsdError> {
         let binary = find_virtiofsd_on_host()?;
         let info = probe(&binary).await?;
         Self::start(&binary, info.flavor, shared_dir, socket_path, log_path).await
@@ -82,39 +82,26 @@ impl Virtiofsd {
         args: &VirtiofsdArgs,
         log_path: &Path,
         timeout: Duration,
-    ) -> Result<Virtiofsd, CacheError> {
+    ) -> Result<Virtiofsd, VirtiofsdError> {
         let argv = build_args(flavor, args)?;
         let socket = &args.socket_path;
         if std::fs::symlink_metadata(socket).is_ok() {
-            return Err(CacheError::SocketExists {
+            return Err(VirtiofsdError::SocketExists {
                 path: socket.clone(),
             });
         }
-        let log_err = |source| CacheError::Log {
-            path: log_path.to_owned(),
-            source,
-        };
-        let log = std::fs::File::create(log_path).map_err(log_err)?;
-        let log2 = log.try_clone().map_err(log_err)?;
-
-        let mut cmd = tokio::process::Command::new(binary);
-        cmd.args(&argv)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2)
-            .process_group(0);
-        set_parent_death_signal(&mut cmd);
-        let child = cmd.spawn().map_err(|source| CacheError::Spawn {
-            binary: binary.to_owned(),
-            source,
-        })?;
-        let pid = child
-            .id()
-            .and_then(|id| Pid::from_raw(id as i32))
-            .ok_or_else(|| CacheError::Spawn {
-                binary: binary.to_owned(),
-                source: std::io::Error::other("the child has no pid"),
-            })?;
+        let mut cmd = std::process::Command::new(binary);
+        cmd.args(&argv);
+        let child = Child::spawn(cmd, Output::Log(log_path.to_owned()), Signal::KILL).map_err(
+            |e| match e {
+                ProcError::LogFile { path, source } => VirtiofsdError::Log { path, source },
+                ProcError::Spawn { source, .. } => VirtiofsdError::Spawn {
+                    binary: binary.to_owned(),
+                    source,
+                },
+            },
+        )?;
+        let pid = child.pid();
         tracing::info!(
             pid = pid.as_raw_pid(),
             binary = %binary.display(),
@@ -145,11 +132,11 @@ impl Virtiofsd {
         binary: &Path,
         timeout: Duration,
         needs_worker: bool,
-    ) -> Result<(), CacheError> {
+    ) -> Result<(), VirtiofsdError> {
         let started = Instant::now();
         loop {
             let status = match self.child.as_mut() {
-                Some(c) => c.try_wait().map_err(|source| CacheError::Supervise {
+                Some(c) => c.try_wait().map_err(|source| VirtiofsdError::Supervise {
                     pid: self.pid.as_raw_pid(),
                     source,
                 })?,
@@ -158,7 +145,7 @@ impl Virtiofsd {
             if let Some(status) = status {
                 self.child = None;
                 self.cleanup_files();
-                return Err(CacheError::EarlyExit {
+                return Err(VirtiofsdError::EarlyExit {
                     binary: binary.to_owned(),
                     status: status.to_string(),
                     socket: self.socket_path.clone(),
@@ -173,7 +160,7 @@ impl Virtiofsd {
             }
             if started.elapsed() >= timeout {
                 self.stop().await?;
-                return Err(CacheError::SocketTimeout {
+                return Err(VirtiofsdError::SocketTimeout {
                     binary: binary.to_owned(),
                     socket: self.socket_path.clone(),
                     timeout,
@@ -215,29 +202,29 @@ impl Virtiofsd {
     /// there, SIGTERM to the whole process group; SIGKILL after
     /// [`STOP_GRACE`]. Reaps it and removes the socket. Safe to call twice
     /// and after the daemon exited by itself (it does once QEMU disconnects).
-    pub async fn stop(&mut self) -> Result<(), CacheError> {
+    pub async fn stop(&mut self) -> Result<(), VirtiofsdError> {
         if let Some(mut child) = self.child.take() {
             let pid = self.pid.as_raw_pid();
-            let supervise = |source| CacheError::Supervise { pid, source };
+            let supervise = |source| VirtiofsdError::Supervise { pid, source };
             if child.try_wait().map_err(supervise)?.is_none() {
                 let mut done = false;
                 if term_workers(self.pid) {
                     done = tokio::time::timeout(STOP_GRACE, child.wait()).await.is_ok();
                 }
                 if !done {
-                    signal_group(self.pid, Signal::TERM);
+                    signal_group(&child, Signal::TERM);
                     if tokio::time::timeout(STOP_GRACE, child.wait())
                         .await
                         .is_err()
                     {
                         tracing::warn!(pid, "virtiofsd ignored SIGTERM; killing it");
-                        signal_group(self.pid, Signal::KILL);
+                        signal_group(&child, Signal::KILL);
                     }
                 }
                 child.wait().await.map_err(supervise)?;
             }
             // Whatever is left in the group goes too.
-            signal_group(self.pid, Signal::KILL);
+            signal_group(&child, Signal::KILL);
             tracing::debug!(pid, "virtiofsd stopped");
         }
         self.cleanup_files();
@@ -270,8 +257,8 @@ impl Virtiofsd {
 impl Drop for Virtiofsd {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let exited = |c: &mut tokio::process::Child| !matches!(c.try_wait(), Ok(None));
-            let wait_up_to = |c: &mut tokio::process::Child, d: Duration| {
+            let exited = |c: &mut Child| !matches!(c.try_wait(), Ok(None));
+            let wait_up_to = |c: &mut Child, d: Duration| {
                 let deadline = Instant::now() + d;
                 while !exited(c) && Instant::now() < deadline {
                     std::thread::sleep(Duration::from_millis(5));
@@ -282,13 +269,13 @@ impl Drop for Virtiofsd {
                 let done =
                     term_workers(self.pid) && wait_up_to(&mut child, Duration::from_millis(250));
                 if !done {
-                    signal_group(self.pid, Signal::TERM);
+                    signal_group(&child, Signal::TERM);
                     wait_up_to(&mut child, Duration::from_millis(250));
                 }
             }
-            signal_group(self.pid, Signal::KILL);
-            // Reap now if possible; otherwise tokio's orphan reaper does.
-            let _ = child.try_wait();
+            signal_group(&child, Signal::KILL);
+            // Dropping the child reaps it (waiting up to 1 s after SIGKILL).
+            drop(child);
         }
         self.cleanup_files();
     }
@@ -303,37 +290,11 @@ fn term_workers(pgid: Pid) -> bool {
     !workers.is_empty()
 }
 
-fn signal_group(pgid: Pid, sig: Signal) {
-    match rustix::process::kill_process_group(pgid, sig) {
-        Ok(()) => {}
-        Err(rustix::io::Errno::SRCH) => {}
-        Err(e) => {
-            tracing::warn!(pgid = pgid.as_raw_pid(), ?sig, error = %e, "cannot signal virtiofsd")
-        }
+fn signal_group(child: &Child, sig: Signal) {
+    if let Err(e) = child.signal_group(sig) {
+        tracing::warn!(pgid = child.pid().as_raw_pid(), ?sig, error = %e, "cannot signal virtiofsd");
     }
 }
-
-#[cfg(target_os = "linux")]
-fn set_parent_death_signal(cmd: &mut tokio::process::Command) {
-    let parent = rustix::process::getpid();
-    // SAFETY: the closure only makes raw syscalls (prctl, getppid) and
-    // allocates nothing, so it is async-signal-safe.
-    unsafe {
-        cmd.pre_exec(move || {
-            rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
-            // The parent may have died between fork and prctl.
-            if rustix::process::getppid() != Some(parent) {
-                return Err(std::io::Error::from_raw_os_error(
-                    rustix::io::Errno::SRCH.raw_os_error(),
-                ));
-            }
-            Ok(())
-        });
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn set_parent_death_signal(_cmd: &mut tokio::process::Command) {}
 
 fn is_socket(path: &Path) -> bool {
     std::fs::symlink_metadata(path)

@@ -6,7 +6,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 
 use crate::virtiofsd::Flavor;
-use crate::CacheError;
+use crate::virtiofsd::VirtiofsdError;
 
 /// How virtiofsd isolates itself from the rest of the host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,9 +71,9 @@ pub struct VirtiofsdArgs {
 /// `cache=auto` is both flavours' default, spelt out so the guest's
 /// caching does not change under us. Submount announcement and thread pool
 /// size keep each flavour's default.
-pub fn build_args(flavor: Flavor, a: &VirtiofsdArgs) -> Result<Vec<OsString>, CacheError> {
+pub fn build_args(flavor: Flavor, a: &VirtiofsdArgs) -> Result<Vec<OsString>, VirtiofsdError> {
     if !flavor.sandboxes().contains(&a.sandbox) {
-        return Err(CacheError::UnsupportedSandbox {
+        return Err(VirtiofsdError::UnsupportedSandbox {
             flavor,
             sandbox: a.sandbox,
         });
@@ -167,7 +167,7 @@ mod tests {
     fn c_has_no_sandbox_none() {
         let err = build_args(Flavor::LegacyC, &args(Sandbox::None)).unwrap_err();
         assert!(
-            matches!(err, CacheError::UnsupportedSandbox { .. }),
+            matches!(err, VirtiofsdError::UnsupportedSandbox { .. }),
             "{err:?}"
         );
         let msg = err.to_string();

@@ -3,7 +3,7 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use crate::CacheError;
+use crate::virtiofsd::VirtiofsdError;
 
 /// Directory holding `virtiofsd`; when set, the only place looked at.
 pub const VIRTIOFS_PATH_ENV: &str = "QEMU_VIRTIOFS_PATH";
@@ -11,7 +11,7 @@ pub const VIRTIOFS_PATH_ENV: &str = "QEMU_VIRTIOFS_PATH";
 const BINARY: &str = "virtiofsd";
 
 /// The host operating system, which decides the search order.
-pub use vmbuild_qemu::HostOs;
+pub use crate::HostOs;
 
 /// The inputs of the lookup, as plain data.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,14 +49,14 @@ impl LookupEnv {
 pub fn find_virtiofsd(
     env: &LookupEnv,
     is_executable: &dyn Fn(&Path) -> bool,
-) -> Result<PathBuf, CacheError> {
+) -> Result<PathBuf, VirtiofsdError> {
     if let Some(dir) = env.virtiofs_path.as_ref().filter(|v| !v.is_empty()) {
         let dir = PathBuf::from(dir);
         let candidate = dir.join(BINARY);
         return if is_executable(&candidate) {
             Ok(candidate)
         } else {
-            Err(CacheError::VirtiofsdNotInDir { dir, candidate })
+            Err(VirtiofsdError::VirtiofsdNotInDir { dir, candidate })
         };
     }
     let searched = candidates(env);
@@ -66,7 +66,7 @@ pub fn find_virtiofsd(
             return Ok(c.clone());
         }
     }
-    Err(CacheError::VirtiofsdNotFound {
+    Err(VirtiofsdError::VirtiofsdNotFound {
         searched,
         install_hint: install_hint(env.os),
     })
@@ -74,7 +74,7 @@ pub fn find_virtiofsd(
 
 /// [`find_virtiofsd`] with this process's environment and the real
 /// filesystem.
-pub fn find_virtiofsd_on_host() -> Result<PathBuf, CacheError> {
+pub fn find_virtiofsd_on_host() -> Result<PathBuf, VirtiofsdError> {
     find_virtiofsd(&LookupEnv::from_process(), &is_executable_file)
 }
 
@@ -184,7 +184,7 @@ mod tests {
             };
             let err = find_virtiofsd(&env, &only_under(tmp.path())).unwrap_err();
             assert!(
-                matches!(err, CacheError::VirtiofsdNotInDir { .. }),
+                matches!(err, VirtiofsdError::VirtiofsdNotInDir { .. }),
                 "{err:?}"
             );
             let msg = err.to_string();

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use rustix::process::{test_kill_process, test_kill_process_group, Pid};
-use vmbuild_cache::virtiofsd::{probe, Flavor, Sandbox, Virtiofsd, VirtiofsdArgs};
-use vmbuild_cache::CacheError;
+use vmbuild_qemu::virtiofsd::VirtiofsdError;
+use vmbuild_qemu::virtiofsd::{probe, Flavor, Sandbox, Virtiofsd, VirtiofsdArgs};
 
 const C_VIRTIOFSD: &str = "/usr/lib/qemu/virtiofsd";
 
@@ -77,7 +77,7 @@ async fn c_virtiofsd_starts_and_stops_cleanly() {
             .await
             .unwrap_err();
         assert!(
-            matches!(err, CacheError::CFlavorNeedsRoot { .. }),
+            matches!(err, VirtiofsdError::CFlavorNeedsRoot { .. }),
             "{err:?}"
         );
         return;
@@ -177,7 +177,7 @@ async fn binary_that_exits_at_once_is_reported_quickly() {
         "took {:?}",
         t.elapsed()
     );
-    assert!(matches!(err, CacheError::EarlyExit { .. }), "{err:?}");
+    assert!(matches!(err, VirtiofsdError::EarlyExit { .. }), "{err:?}");
     let msg = err.to_string();
     assert!(msg.contains("exit status: 1"), "{msg}");
     assert!(msg.contains(&d.log.display().to_string()), "{msg}");
@@ -234,7 +234,7 @@ async fn no_socket_in_time_is_a_timeout_and_kills_it() {
         "took {:?}",
         t.elapsed()
     );
-    let CacheError::SocketTimeout { log_tail, .. } = &err else {
+    let VirtiofsdError::SocketTimeout { log_tail, .. } = &err else {
         panic!("{err:?}");
     };
     assert!(log_tail.contains("waiting"), "{err}");
@@ -260,7 +260,10 @@ async fn existing_socket_path_is_refused() {
     )
     .await
     .unwrap_err();
-    assert!(matches!(err, CacheError::SocketExists { .. }), "{err:?}");
+    assert!(
+        matches!(err, VirtiofsdError::SocketExists { .. }),
+        "{err:?}"
+    );
     assert!(d.sock.exists(), "must not delete what it did not create");
 }
 
@@ -276,7 +279,7 @@ async fn missing_binary_is_a_spawn_error() {
     )
     .await
     .unwrap_err();
-    assert!(matches!(err, CacheError::Spawn { .. }), "{err:?}");
+    assert!(matches!(err, VirtiofsdError::Spawn { .. }), "{err:?}");
 }
 
 /// The Rust virtiofsd that `scripts/test.sh` installs (`cargo install
@@ -417,7 +420,7 @@ async fn start_found_uses_the_lookup_and_probe() {
     } else {
         let err = res.unwrap_err();
         assert!(
-            matches!(err, CacheError::CFlavorNeedsRoot { .. }),
+            matches!(err, VirtiofsdError::CFlavorNeedsRoot { .. }),
             "{err:?}"
         );
     }

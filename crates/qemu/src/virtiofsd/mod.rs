@@ -7,12 +7,14 @@
 
 mod args;
 mod daemon;
+mod error;
 mod flavor;
 mod lookup;
 mod procs;
 
 pub use args::{build_args, default_sandbox, Sandbox, VirtiofsdArgs};
 pub use daemon::{Virtiofsd, SOCKET_TIMEOUT, STOP_GRACE};
+pub use error::VirtiofsdError;
 pub use flavor::{parse_flavor, parse_version, probe, Flavor, VirtiofsdInfo};
 pub use lookup::{
     find_virtiofsd, find_virtiofsd_on_host, is_executable_file, HostOs, LookupEnv,

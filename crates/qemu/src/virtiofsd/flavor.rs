@@ -6,7 +6,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use crate::virtiofsd::Sandbox;
-use crate::CacheError;
+use crate::virtiofsd::VirtiofsdError;
 
 /// Which virtiofsd a binary is; their command lines differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,9 +81,9 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Runs `binary --help` and `binary --version` to learn its flavour and
 /// version. Each run is killed after 5 s.
-pub async fn probe(binary: &Path) -> Result<VirtiofsdInfo, CacheError> {
+pub async fn probe(binary: &Path) -> Result<VirtiofsdInfo, VirtiofsdError> {
     let help = run_capture(binary, "--help").await?;
-    let flavor = parse_flavor(&help).ok_or_else(|| CacheError::UnknownFlavor {
+    let flavor = parse_flavor(&help).ok_or_else(|| VirtiofsdError::UnknownFlavor {
         binary: binary.to_owned(),
         head: help.chars().take(200).collect(),
     })?;
@@ -104,8 +104,8 @@ pub async fn probe(binary: &Path) -> Result<VirtiofsdInfo, CacheError> {
 }
 
 /// stdout + stderr of `binary arg`, whatever its exit status.
-async fn run_capture(binary: &Path, arg: &str) -> Result<String, CacheError> {
-    let probe_err = |reason: String| CacheError::Probe {
+async fn run_capture(binary: &Path, arg: &str) -> Result<String, VirtiofsdError> {
+    let probe_err = |reason: String| VirtiofsdError::Probe {
         binary: binary.to_owned(),
         reason,
     };
@@ -176,11 +176,14 @@ mod tests {
     #[tokio::test]
     async fn probing_a_non_virtiofsd_says_so() {
         let err = probe(Path::new("/bin/echo")).await.unwrap_err();
-        assert!(matches!(err, CacheError::UnknownFlavor { .. }), "{err:?}");
+        assert!(
+            matches!(err, VirtiofsdError::UnknownFlavor { .. }),
+            "{err:?}"
+        );
         let err = probe(Path::new("/nonexistent/virtiofsd"))
             .await
             .unwrap_err();
-        assert!(matches!(err, CacheError::Probe { .. }), "{err:?}");
+        assert!(matches!(err, VirtiofsdError::Probe { .. }), "{err:?}");
     }
 
     #[tokio::test]
