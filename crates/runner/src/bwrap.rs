@@ -103,16 +103,21 @@ impl Sandbox {
     pub fn start(opts: &BwrapOptions) -> Result<Sandbox, RunError> {
         let bwrap = find_bwrap(opts.bwrap.as_deref())?;
         if !Path::new(ENV_SHIM).is_file() {
-            return Err(RunError::InvalidInput(format!(
-                "{ENV_SHIM} not found; the bubblewrap runner needs it to give commands their exact environment (install coreutils)"
-            )));
+            return Err(RunError::MissingTool {
+                tool: ENV_SHIM.into(),
+                at: None,
+                install: "the bubblewrap runner needs it to give commands their exact environment; apt-get install coreutils".into(),
+            });
         }
         if let Some(c) = &opts.cache_dir {
             if !c.is_absolute() || !c.is_dir() {
-                return Err(RunError::InvalidInput(format!(
-                    "cache directory {} is not an existing absolute directory; create it or pass another --cache-dir",
-                    c.display()
-                )));
+                return Err(RunError::Flag {
+                    flag: "--cache-dir".into(),
+                    why: format!(
+                        "{} is not an existing absolute directory; create it or pass another",
+                        c.display()
+                    ),
+                });
             }
         }
         let mirror = mirror_host_root(&|dir| list_host_dir(dir))?;
@@ -217,14 +222,15 @@ impl Sandbox {
 /// Finds the `bwrap` binary: the given path or name, else `bwrap` on `PATH`.
 pub fn find_bwrap(explicit: Option<&Path>) -> Result<PathBuf, RunError> {
     match explicit {
-        Some(p) => which::which(p).map_err(|_| {
-            RunError::InvalidInput(format!(
-                "bubblewrap (bwrap) not found at {}; apt-get install bubblewrap, or give the path of an installed bwrap",
-                p.display()
-            ))
+        Some(p) => which::which(p).map_err(|_| RunError::MissingTool {
+            tool: "bubblewrap (bwrap)".into(),
+            at: Some(p.to_path_buf()),
+            install: "apt-get install bubblewrap, or give the path of an installed bwrap".into(),
         }),
-        None => which::which("bwrap").map_err(|_| {
-            RunError::InvalidInput("bubblewrap (bwrap) not found; apt-get install bubblewrap".to_string())
+        None => which::which("bwrap").map_err(|_| RunError::MissingTool {
+            tool: "bubblewrap (bwrap)".into(),
+            at: None,
+            install: "apt-get install bubblewrap".into(),
         }),
     }
 }
@@ -305,7 +311,12 @@ impl Running {
         sink: &mut dyn OutputSink,
         stop: &Stopper,
     ) -> Result<(std::process::ExitStatus, Vec<u8>), RunError> {
-        let missing = || RunError::InvalidInput("bubblewrap's output pipes were not set up".into());
+        let missing = || {
+            RunError::io(
+                "watching bubblewrap's output",
+                std::io::Error::other("its pipes were not set up"),
+            )
+        };
         let watch = |fd: OwnedFd| {
             pipe::Receiver::from_owned_fd(fd)
                 .map_err(|e| RunError::io("watching bubblewrap's output pipes", e))

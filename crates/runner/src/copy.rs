@@ -41,17 +41,17 @@ pub struct CopyStats {
 /// lies inside `src` it is left out of the copy.
 pub fn copy_tree(src: &Path, dst: &Path) -> Result<CopyStats, RunError> {
     let root = fs::metadata(src).map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound => RunError::InvalidInput(format!(
-            "the source directory {} does not exist; pass an existing directory as --source-dir",
-            src.display()
-        )),
+        io::ErrorKind::NotFound => RunError::SourceDir {
+            path: src.to_path_buf(),
+            why: "does not exist; pass an existing directory as --source-dir".into(),
+        },
         _ => RunError::io(format!("reading the source directory {}", src.display()), e),
     })?;
     if !root.is_dir() {
-        return Err(RunError::InvalidInput(format!(
-            "the source {} is not a directory; pass a directory as --source-dir",
-            src.display()
-        )));
+        return Err(RunError::SourceDir {
+            path: src.to_path_buf(),
+            why: "is not a directory; pass a directory as --source-dir".into(),
+        });
     }
     let dst_meta = fs::metadata(dst)
         .map_err(|e| RunError::io(format!("reading the workspace {}", dst.display()), e))?;

@@ -63,8 +63,26 @@ pub enum RunError {
     },
     #[error("guest init binary not found (looked in: {}); build it with `scripts/build-init.sh` or set VMBUILD_INIT=/path/to/vmbuild-init", .checked.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
     InitNotFound { checked: Vec<PathBuf> },
+    /// A flag's value (or two flags together) cannot work.
+    #[error("{flag}: {why}")]
+    Flag { flag: String, why: String },
+    /// A host tool vmbuild needs is missing.
+    #[error("{tool} not found{}; {install}", .at.as_ref().map(|p| format!(" at {}", p.display())).unwrap_or_default())]
+    MissingTool {
+        tool: String,
+        /// The explicit path that was tried, if any.
+        at: Option<PathBuf>,
+        install: String,
+    },
+    /// A command cannot be run as given (a NUL byte, a relative cwd...).
     #[error("{0}")]
-    InvalidInput(String),
+    BadCommand(String),
+    /// The source directory of a build cannot be used.
+    #[error("the source directory {} {why}", .path.display())]
+    SourceDir { path: PathBuf, why: String },
+    /// The bubblewrap sandbox did not start the command.
+    #[error("bubblewrap could not start the command ({status}): {detail}")]
+    SandboxStartFailed { status: String, detail: String },
     #[error("the {runner} runner does not support {feature}; {}", crate::runners::hint(*.runner, .feature))]
     Unsupported {
         runner: crate::runners::RunnerKind,
@@ -141,7 +159,7 @@ mod tests {
             console_tail: String::new(),
         };
         let codes = [
-            RunError::InvalidInput("bad".into()).exit_code(),
+            RunError::BadCommand("bad".into()).exit_code(),
             vm.exit_code(),
             RunError::Timeout {
                 after: Duration::from_secs(5),

@@ -405,7 +405,7 @@ async fn a_sandbox_setup_failure_is_an_error_naming_bwraps_message() {
         )
         .await;
     let e = r.expect_err("a cwd that cannot be created on the read-only host fails the setup");
-    assert!(matches!(e, RunError::InvalidInput(_)), "{e:?}");
+    assert!(matches!(e, RunError::SandboxStartFailed { .. }), "{e:?}");
     let s = e.to_string();
     assert!(
         s.contains("bubblewrap could not start the command") && s.contains("bwrap:"),

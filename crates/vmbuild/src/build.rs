@@ -90,10 +90,10 @@ fn source_dir(args: &BuildArgs) -> Result<PathBuf, RunError> {
         .canonicalize()
         .map_err(|e| RunError::io(format!("--source-dir {}", dir.display()), e))?;
     if !canon.is_dir() {
-        return Err(RunError::InvalidInput(format!(
-            "--source-dir {} is not a directory",
-            dir.display()
-        )));
+        return Err(RunError::SourceDir {
+            path: dir,
+            why: "is not a directory; pass a directory as --source-dir".into(),
+        });
     }
     Ok(canon)
 }
@@ -121,10 +121,10 @@ pub async fn build(
         .clone()
         .unwrap_or_else(|| Path::new("vmbuild-out").join(&plan.package.name));
     if !plan.packages.is_empty() && args.vm.rootfs.is_some() {
-        return Err(RunError::InvalidInput(
-            "--rootfs and environment.contents.packages both name the root filesystem: use one"
-                .into(),
-        ));
+        return Err(RunError::Flag {
+            flag: "--rootfs".into(),
+            why: "the pipeline's environment.contents.packages names the root filesystem too: use one".into(),
+        });
     }
     let spec = Spec {
         source: Some(source),

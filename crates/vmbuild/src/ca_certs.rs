@@ -26,7 +26,10 @@ pub fn read(paths: &[PathBuf]) -> Result<Option<String>, RunError> {
 }
 
 fn read_one(path: &Path) -> Result<String, RunError> {
-    let bad = |why: String| RunError::InvalidInput(format!("--ca-cert {}: {why}", path.display()));
+    let bad = |why: String| RunError::Flag {
+        flag: format!("--ca-cert {}", path.display()),
+        why,
+    };
     let meta = std::fs::metadata(path).map_err(|e| bad(e.to_string()))?;
     if !meta.is_file() {
         return Err(bad("not a file; give a PEM file of CA certificates".into()));

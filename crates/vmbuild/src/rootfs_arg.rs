@@ -42,9 +42,10 @@ pub fn cached_image(arg: &Path) -> Option<Result<(RootImage, InUse), RunError>> 
             .and_then(|root| vmbuild_image::rootfs::find_image_in_use(&root, &key))
             .map(|held| (root_image(held.image()), held))
             .map_err(|e| match e {
-                vmbuild_image::ImageError::NoSuchImage { .. } => RunError::InvalidInput(format!(
-                    "--rootfs {key}: no such file or directory, and {e}"
-                )),
+                vmbuild_image::ImageError::NoSuchImage { .. } => RunError::Flag {
+                    flag: format!("--rootfs {key}"),
+                    why: format!("no such file or directory, and {e}"),
+                },
                 e => RunError::from(e),
             }),
     )
@@ -74,8 +75,10 @@ pub fn detect_fstype(head: &[u8]) -> Option<&'static str> {
 /// Resolves `--rootfs`. A directory is packed with `mkfs.erofs` into
 /// `scratch` (which the caller keeps alive for the run).
 pub fn resolve(path: &Path, scratch: &Path) -> Result<RootImage, RunError> {
-    let meta = std::fs::metadata(path)
-        .map_err(|e| RunError::InvalidInput(format!("--rootfs {}: {e}", path.display())))?;
+    let meta = std::fs::metadata(path).map_err(|e| RunError::Flag {
+        flag: format!("--rootfs {}", path.display()),
+        why: e.to_string(),
+    })?;
     if meta.is_dir() {
         let image = scratch.join("rootfs.erofs");
         pack_dir(path, &image)?;
@@ -92,17 +95,24 @@ pub fn resolve(path: &Path, scratch: &Path) -> Result<RootImage, RunError> {
     )
     .map_err(|e| RunError::io(format!("reading --rootfs {}", path.display()), e))?;
     match detect_fstype(&head[..n]) {
-        Some(fstype) => Ok(RootImage { path: path.canonicalize().unwrap_or_else(|_| PathBuf::from(path)), fstype: fstype.into() }),
-        None => Err(RunError::InvalidInput(format!(
-            "--rootfs {} is neither a directory nor an erofs/ext4 image (make one with `mkfs.erofs IMAGE DIR`)",
-            path.display()
-        ))),
+        Some(fstype) => Ok(RootImage {
+            path: path.canonicalize().unwrap_or_else(|_| PathBuf::from(path)),
+            fstype: fstype.into(),
+        }),
+        None => Err(RunError::Flag {
+            flag: format!("--rootfs {}", path.display()),
+            why:
+                "neither a directory nor an erofs/ext4 image (make one with `mkfs.erofs IMAGE DIR`)"
+                    .into(),
+        }),
     }
 }
 
 fn pack_dir(dir: &Path, image: &Path) -> Result<(), RunError> {
-    let mkfs = which::which("mkfs.erofs").map_err(|_| {
-        RunError::InvalidInput("--rootfs DIR needs mkfs.erofs: apt-get install erofs-utils".into())
+    let mkfs = which::which("mkfs.erofs").map_err(|_| RunError::MissingTool {
+        tool: "mkfs.erofs".into(),
+        at: None,
+        install: "--rootfs DIR packs the directory with it; apt-get install erofs-utils".into(),
     })?;
     let out = std::process::Command::new(mkfs)
         .arg(image)
@@ -111,11 +121,13 @@ fn pack_dir(dir: &Path, image: &Path) -> Result<(), RunError> {
         .map_err(|e| RunError::io("running mkfs.erofs", e))?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
-        return Err(RunError::InvalidInput(format!(
-            "mkfs.erofs could not pack --rootfs {}: {}",
-            dir.display(),
-            err.lines().last().unwrap_or("").trim()
-        )));
+        return Err(RunError::Flag {
+            flag: format!("--rootfs {}", dir.display()),
+            why: format!(
+                "mkfs.erofs could not pack it: {}",
+                err.lines().last().unwrap_or("").trim()
+            ),
+        });
     }
     Ok(())
 }

@@ -87,9 +87,10 @@ pub fn cache(args: &VmArgs) -> Result<Option<(CacheShare, String)>, RunError> {
     let flag = args.cache_mode.map(cache_mode);
     let Some(dir) = &args.cache_dir else {
         if flag.is_some() {
-            return Err(RunError::InvalidInput(
-                "--cache-mode needs --cache-dir DIR".into(),
-            ));
+            return Err(RunError::Flag {
+                flag: "--cache-mode".into(),
+                why: "needs --cache-dir DIR".into(),
+            });
         }
         return Ok(None);
     };
@@ -147,7 +148,10 @@ pub fn qemu(
         None => None,
         Some(a) => Some(
             a.parse::<vmbuild_qemu::Accel>()
-                .map_err(|e| RunError::InvalidInput(format!("--accel: {e}")))?,
+                .map_err(|e| RunError::Flag {
+                    flag: "--accel".into(),
+                    why: e.to_string(),
+                })?,
         ),
     };
     let qemu = vmbuild_qemu::find_qemu(vmbuild_qemu::Arch::current(), args.qemu.as_deref())?;

@@ -130,7 +130,7 @@ impl Invocation {
 
 fn refuse_nul(what: &str, s: &str) -> Result<(), RunError> {
     if s.contains('\0') {
-        return Err(RunError::InvalidInput(format!(
+        return Err(RunError::BadCommand(format!(
             "{what} {s:?} contains a NUL byte; remove it"
         )));
     }
@@ -150,15 +150,15 @@ pub(crate) fn invocation(
     let argv0 = cmd
         .argv
         .first()
-        .ok_or_else(|| RunError::InvalidInput("empty command line".into()))?;
+        .ok_or_else(|| RunError::BadCommand("empty command line".into()))?;
     if argv0.contains('=') {
-        return Err(RunError::InvalidInput(format!(
+        return Err(RunError::BadCommand(format!(
             "command {argv0:?}: the bubblewrap runner cannot run a program whose name contains '='; rename it or use --runner qemu"
         )));
     }
     refuse_nul("working directory", &cmd.cwd)?;
     if !cmd.cwd.starts_with('/') {
-        return Err(RunError::InvalidInput(format!(
+        return Err(RunError::BadCommand(format!(
             "working directory {:?} is not absolute; give an absolute path",
             cmd.cwd
         )));
@@ -167,7 +167,7 @@ pub(crate) fn invocation(
         refuse_nul("environment variable", k)?;
         refuse_nul(&format!("value of {k}"), v)?;
         if k.is_empty() || k.contains('=') {
-            return Err(RunError::InvalidInput(format!(
+            return Err(RunError::BadCommand(format!(
                 "environment variable name {k:?} is empty or contains '='; fix it"
             )));
         }
@@ -272,10 +272,10 @@ pub(crate) fn setup_failed(status: &std::process::ExitStatus, stderr_tail: &[u8]
     } else {
         "; fix what it names, or use --runner qemu"
     };
-    RunError::InvalidInput(format!(
-        "bubblewrap could not start the command ({status}): {}{hint}",
-        line.trim()
-    ))
+    RunError::SandboxStartFailed {
+        status: status.to_string(),
+        detail: format!("{}{hint}", line.trim()),
+    }
 }
 
 #[cfg(test)]
