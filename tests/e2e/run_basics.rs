@@ -158,3 +158,61 @@ fn a_feature_the_runner_lacks_is_a_one_line_error_naming_both() {
         );
     }
 }
+
+#[test]
+fn log_format_json_gives_one_event_stream_for_run() {
+    let v = Vmb::new();
+    let events = |o: &std::process::Output| -> Vec<serde_json::Value> {
+        stderr(o)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect()
+    };
+    let o = v.run(&[
+        "run",
+        "--log-format",
+        "json",
+        "--",
+        "sh",
+        "-c",
+        "echo hi; echo oops >&2; exit 3",
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(o.stdout.is_empty(), "everything is in the event stream");
+    let ev = events(&o);
+    let kinds: Vec<&str> = ev.iter().filter_map(|e| e["event"].as_str()).collect();
+    assert_eq!(kinds.first(), Some(&"note"), "{kinds:?}");
+    assert!(ev
+        .iter()
+        .any(|e| e["event"] == "note" && e["text"] == "booting the VM"));
+    assert!(ev
+        .iter()
+        .any(|e| e["event"] == "output" && e["stream"] == "stdout" && e["line"] == "hi"));
+    assert!(ev
+        .iter()
+        .any(|e| e["event"] == "output" && e["stream"] == "stderr" && e["line"] == "oops"));
+    let done = ev
+        .iter()
+        .find(|e| e["event"] == "step_finished")
+        .expect("step_finished");
+    assert_eq!(done["exit_code"], 3);
+    assert_eq!(kinds.last(), Some(&"step_finished"));
+
+    let o = v.run(&[
+        "run",
+        "--log-format",
+        "json",
+        "--kernel",
+        "/nonexistent/vmlinuz",
+        "--",
+        "true",
+    ]);
+    assert_eq!(o.status.code(), Some(125));
+    let ev = events(&o);
+    let err = ev.last().expect("an event");
+    assert_eq!(err["event"], "error");
+    assert_eq!(err["exit_code"], 125);
+    assert!(err["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("/nonexistent/vmlinuz")));
+}

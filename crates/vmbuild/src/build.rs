@@ -227,7 +227,13 @@ pub async fn build(
                 (None, Some(s)) => format!("signal {s}"),
                 _ => "an unknown status".into(),
             };
-            eprintln!("vmbuild: error: step '{name}' failed with {status}; no outputs were placed");
+            let message = format!("step '{name}' failed with {status}; no outputs were placed");
+            if args.log_format == LogFormat::Json {
+                let v = serde_json::json!({"event": "error", "message": message, "exit_code": EXIT_STEP_FAILED, "step": name, "tail": tail});
+                eprintln!("{v}");
+                return Ok(EXIT_STEP_FAILED);
+            }
+            eprintln!("vmbuild: error: {message}");
             if !tail.trim().is_empty() {
                 eprintln!("vmbuild: last output of '{name}':");
                 for l in tail.lines() {

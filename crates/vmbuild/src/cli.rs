@@ -126,7 +126,7 @@ impl RunnerArg {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
-    /// a step list on a terminal, JSON lines otherwise
+    /// build: a step list on a terminal, JSON lines otherwise; run: text
     Auto,
     /// the step list
     Text,
@@ -188,6 +188,11 @@ pub struct RunArgs {
     /// Print where the time went (one JSON line on stderr).
     #[arg(long)]
     pub timings: bool,
+    /// `text` (default): the command's stdout and stderr as they are, vmbuild's notes on
+    /// stderr. `json`: one JSON event per line on stderr for everything (notes, the command
+    /// as one step, each output line, its exit, an error) — the same events as `build`.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub log_format: LogFormat,
     /// The command and its arguments.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,

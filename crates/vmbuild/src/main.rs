@@ -46,10 +46,21 @@ fn report(e: &RunError) {
     }
 }
 
-/// A run's or build's exit code: its own, or the error's (reported).
-fn exit_code(r: Result<i32, RunError>) -> i32 {
+/// A run's or build's exit code: its own, or the error's (reported as one
+/// line, or as an `error` event under `--log-format json`).
+fn exit_code(r: Result<i32, RunError>, json: bool) -> i32 {
     r.unwrap_or_else(|e| {
-        report(&e);
+        if json {
+            let v = serde_json::json!({
+                "event": "error",
+                "message": e.to_string(),
+                "exit_code": e.exit_code(),
+                "console_tail": e.console_tail(),
+            });
+            eprintln!("{v}");
+        } else {
+            report(&e);
+        }
         e.exit_code()
     })
 }
@@ -116,10 +127,12 @@ fn main() {
         match cli.command {
             cli::Command::Run(args) => {
                 let stop = Stopper::new(args.timeout, interrupt_channel());
-                exit_code(run::run(args, started, stop).await)
+                let json = args.log_format == cli::LogFormat::Json;
+                exit_code(run::run(args, started, stop).await, json)
             }
             cli::Command::Build(args) => {
-                exit_code(build::build(args, started, interrupt_channel()).await)
+                let json = args.log_format == cli::LogFormat::Json;
+                exit_code(build::build(args, started, interrupt_channel()).await, json)
             }
             cli::Command::Doctor => doctor::doctor(),
             cli::Command::Image(c) => {

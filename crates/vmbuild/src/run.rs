@@ -3,9 +3,11 @@
 use std::time::Instant;
 
 use vmbuild_proto::{CommandSpec, GUEST_HOME};
+use vmbuild_runner::pipeline::{self, BuildObserver, Step, StepsOutcome};
 use vmbuild_runner::{env, RunError, StartEvent, StdioSink, Stopper};
 
-use crate::cli::{NetworkArg, RunArgs};
+use crate::cli::{LogFormat, NetworkArg, RunArgs};
+use crate::progress::JsonProgress;
 use crate::runner_setup::{self, Holds, Spec};
 
 /// Runs the command; `Ok(code)` is the command's shell exit code.
@@ -29,8 +31,14 @@ pub async fn run(args: RunArgs, started: Instant, stop: Stopper) -> Result<i32, 
         started,
         &mut holds,
     )?;
+    let json = args.log_format == LogFormat::Json;
     if let Some((c, note)) = &cache {
-        eprintln!("{}", runner_setup::cache_note(kind, c, note));
+        let note = runner_setup::cache_note(kind, c, note);
+        if json {
+            JsonProgress::new(std::io::stderr()).note(&note);
+        } else {
+            eprintln!("{note}");
+        }
     }
     let cmd = CommandSpec {
         argv: args.command.clone(),
@@ -40,15 +48,41 @@ pub async fn run(args: RunArgs, started: Instant, stop: Stopper) -> Result<i32, 
             .clone()
             .unwrap_or_else(|| GUEST_HOME.to_string()),
     };
+    let mut events = JsonProgress::new(std::io::stderr());
     let mut session = options
-        .start(&stop, &mut |e| {
-            if let StartEvent::Notice(l) = e {
-                eprintln!("vmbuild: {l}")
-            }
+        .start(&stop, &mut |e| match (json, e) {
+            (true, StartEvent::Phase(l) | StartEvent::Notice(l)) => events.note(l),
+            (false, StartEvent::Notice(l)) => eprintln!("vmbuild: {l}"),
+            (false, StartEvent::Phase(_)) => {}
         })
         .await?;
-    let exit = match session.run(&cmd, &mut StdioSink, &stop).await {
-        Ok(e) => e,
+    let ran = if json {
+        // The command as a one-step pipeline: the same events as a build.
+        let step = Step {
+            name: args.command.join(" "),
+            depth: 0,
+            command: cmd,
+            timeout: None,
+        };
+        pipeline::run_steps(
+            &mut session,
+            std::slice::from_ref(&step),
+            &mut events,
+            &stop,
+        )
+        .await
+        .map(|o| match o {
+            StepsOutcome::AllPassed { .. } => 0,
+            StepsOutcome::Failed { exit, .. } => exit.shell_code(),
+        })
+    } else {
+        session
+            .run(&cmd, &mut StdioSink, &stop)
+            .await
+            .map(|e| e.shell_code())
+    };
+    let code = match ran {
+        Ok(c) => c,
         Err(e) => {
             session.abort().await;
             return Err(e);
@@ -59,5 +93,5 @@ pub async fn run(args: RunArgs, started: Instant, stop: Stopper) -> Result<i32, 
         eprintln!("vmbuild-timings: {}", t.phases().to_json());
     }
     drop(holds);
-    Ok(exit.shell_code())
+    Ok(code)
 }
