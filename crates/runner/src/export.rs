@@ -51,6 +51,7 @@ use rustix::fs::Mode;
 
 use crate::output::OutputSink;
 
+mod pax;
 mod staging;
 mod unpack;
 

@@ -1,10 +1,9 @@
 //! Tests for [`super`]: real tar streams (GNU tar, busybox) round-trip, and
 //! hand-built hostile streams are refused without writing outside staging.
 
+use super::pax::parse_pax_time;
 use super::staging::replace_by_renames;
-use super::unpack::{
-    normalise, parse_pax_time, show, sort_deepest_first, split_parent, timestamps,
-};
+use super::unpack::{normalise, show, sort_deepest_first, split_parent, timestamps};
 use super::*;
 use rustix::fs::{AtFlags, Timespec, CWD};
 use std::collections::BTreeSet;

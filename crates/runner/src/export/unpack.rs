@@ -14,9 +14,8 @@ use std::rc::Rc;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
 use rustix::io::Errno;
 
-use super::{
-    bad_stream, io_err, ChannelReader, ExportError, ExportReport, COPY_BUF, MAX_META_BYTES,
-};
+use super::pax::{parse_pax, read_meta, Pax};
+use super::{bad_stream, io_err, ChannelReader, ExportError, ExportReport, COPY_BUF};
 
 /// Metadata from GNU long-name/long-link and pax headers for the next entry.
 #[derive(Default)]
@@ -24,14 +23,6 @@ struct Pending {
     long_name: Option<Vec<u8>>,
     long_link: Option<Vec<u8>>,
     pax: Option<Pax>,
-}
-
-#[derive(Default)]
-struct Pax {
-    path: Option<Vec<u8>>,
-    linkpath: Option<Vec<u8>>,
-    mtime: Option<Timespec>,
-    size: Option<u64>,
 }
 
 impl Pending {
@@ -114,96 +105,6 @@ pub(super) fn unpack_stream(
     }
     unpacker.finish_dirs()?;
     Ok(unpacker.report)
-}
-
-/// Reads a long-name / pax header body, refusing absurd sizes.
-fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>, what: &str) -> Result<Vec<u8>, ExportError> {
-    let size = entry.header().entry_size().map_err(bad_stream)?;
-    if size > MAX_META_BYTES {
-        return Err(bad_stream(format!(
-            "a {what} header of {size} bytes (at most {MAX_META_BYTES} accepted)"
-        )));
-    }
-    let mut data = Vec::with_capacity(size as usize);
-    entry.read_to_end(&mut data).map_err(bad_stream)?;
-    if data.len() as u64 != size {
-        return Err(bad_stream(format!(
-            "the stream ended inside a {what} header"
-        )));
-    }
-    while data.last() == Some(&0) {
-        data.pop();
-    }
-    Ok(data)
-}
-
-/// Parses pax records (`<len> <key>=<value>\n`, len counting the whole record).
-fn parse_pax(data: &[u8]) -> Result<Pax, ExportError> {
-    let bad = |why: &str| bad_stream(format!("malformed pax header: {why}"));
-    let mut pax = Pax::default();
-    let mut rest = data;
-    while !rest.is_empty() {
-        let space = rest
-            .iter()
-            .position(|b| *b == b' ')
-            .ok_or_else(|| bad("record without length"))?;
-        let len: usize = std::str::from_utf8(&rest[..space])
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| bad("bad record length"))?;
-        if len <= space + 1 || len > rest.len() || rest[len - 1] != b'\n' {
-            return Err(bad("record length does not match its content"));
-        }
-        let record = &rest[space + 1..len - 1];
-        rest = &rest[len..];
-        let eq = record
-            .iter()
-            .position(|b| *b == b'=')
-            .ok_or_else(|| bad("record without `=`"))?;
-        let (key, value) = (&record[..eq], &record[eq + 1..]);
-        match key {
-            b"path" => pax.path = Some(value.to_vec()),
-            b"linkpath" => pax.linkpath = Some(value.to_vec()),
-            b"mtime" => pax.mtime = Some(parse_pax_time(value).ok_or_else(|| bad("bad mtime"))?),
-            b"size" => {
-                let size = std::str::from_utf8(value).ok().and_then(|s| s.parse().ok());
-                pax.size = Some(size.ok_or_else(|| bad("bad size"))?);
-            }
-            k if k.starts_with(b"GNU.sparse") => {
-                return Err(bad_stream(
-                    "GNU sparse files are not supported in build outputs",
-                ));
-            }
-            _ => {} // uid/gid/uname/gname/atime/ctime/xattrs: not applied
-        }
-    }
-    Ok(pax)
-}
-
-/// `123`, `123.5`, `-2.25` → Timespec (nanosecond precision, floor).
-pub(super) fn parse_pax_time(v: &[u8]) -> Option<Timespec> {
-    let s = std::str::from_utf8(v).ok()?;
-    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
-    if !frac.bytes().all(|b| b.is_ascii_digit()) || frac.len() > 30 {
-        return None;
-    }
-    let secs: i64 = int.parse().ok()?;
-    let mut digits: String = frac.chars().take(9).collect();
-    while digits.len() < 9 {
-        digits.push('0');
-    }
-    let nsec: i64 = digits.parse().ok()?;
-    Some(if int.starts_with('-') && nsec > 0 {
-        Timespec {
-            tv_sec: secs - 1,
-            tv_nsec: 1_000_000_000 - nsec,
-        }
-    } else {
-        Timespec {
-            tv_sec: secs,
-            tv_nsec: nsec,
-        }
-    })
 }
 
 /// Normalises an archive path: `.` components and repeated/trailing `/` are
