@@ -5,9 +5,10 @@
 use saphyr_parser::ScalarStyle;
 
 use crate::error::{show, ConfigError};
+use crate::source::Pos;
 use crate::source::Source;
 use crate::suggest::closest;
-use crate::yaml::{Kind, Node, Pos};
+use crate::yaml::{Kind, Node};
 
 /// A string value with where it came from (for errors inside it).
 #[derive(Debug, Clone, PartialEq, Eq)]

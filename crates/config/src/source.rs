@@ -4,7 +4,17 @@
 use saphyr_parser::ScalarStyle;
 
 use crate::error::Loc;
-use crate::yaml::Pos;
+
+/// A position as the parser reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Pos {
+    /// 1-based line.
+    pub line: usize,
+    /// 0-based column in characters.
+    pub col: usize,
+    /// 0-based index in characters from the start of the file.
+    pub index: usize,
+}
 
 /// One config, pipeline or env file.
 #[derive(Debug)]

@@ -12,31 +12,19 @@ use std::collections::HashMap;
 use saphyr_parser::{Event, Parser, ScalarStyle, Span};
 
 use crate::error::{show, ConfigError};
-use crate::source::Source;
+use crate::source::{Pos, Source};
 
 /// Deepest nesting of mappings and sequences accepted.
 pub(crate) const MAX_DEPTH: usize = 128;
 /// Most nodes one file may produce (aliases included).
 pub(crate) const MAX_NODES: usize = 200_000;
 
-/// A position as the parser reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(crate) struct Pos {
-    /// 1-based line.
-    pub line: usize,
-    /// 0-based column in characters.
-    pub col: usize,
-    /// 0-based index in characters from the start of the file.
-    pub index: usize,
-}
-
-impl Pos {
-    fn of(span: Span) -> Pos {
-        Pos {
-            line: span.start.line(),
-            col: span.start.col(),
-            index: span.start.index(),
-        }
+/// A parser span's start as a [`Pos`].
+fn pos_of(span: Span) -> Pos {
+    Pos {
+        line: span.start.line(),
+        col: span.start.col(),
+        index: span.start.index(),
     }
 }
 
@@ -133,7 +121,7 @@ pub(crate) fn parse(src: &Source) -> Result<Option<Node>, ConfigError> {
 impl Builder<'_> {
     fn err(&self, span: Span, message: String) -> ConfigError {
         ConfigError::Syntax {
-            at: self.src.loc(Pos::of(span)),
+            at: self.src.loc(pos_of(span)),
             message,
         }
     }
@@ -153,7 +141,7 @@ impl Builder<'_> {
             }
             Event::Scalar(value, style, anchor, _tag) => {
                 let node = Node {
-                    pos: Pos::of(span),
+                    pos: pos_of(span),
                     kind: Kind::Scalar {
                         value: value.into_owned(),
                         style,
@@ -163,7 +151,7 @@ impl Builder<'_> {
             }
             Event::SequenceStart(anchor, _tag) => self.open(
                 Frame::Seq {
-                    pos: Pos::of(span),
+                    pos: pos_of(span),
                     anchor,
                     items: Vec::new(),
                 },
@@ -171,7 +159,7 @@ impl Builder<'_> {
             ),
             Event::MappingStart(anchor, _tag) => self.open(
                 Frame::Map {
-                    pos: Pos::of(span),
+                    pos: pos_of(span),
                     anchor,
                     entries: Vec::new(),
                     key: None,

@@ -43,6 +43,17 @@ impl std::fmt::Display for VmFailureKind {
     }
 }
 
+/// Why a plan cannot be made (bad options; nothing was started).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error("share name '{0}' must be 1-16 characters of [a-z0-9-]")]
+    BadShareName(String),
+    #[error("two shares are named '{0}'")]
+    DuplicateShare(String),
+    #[error("share target '{0}' must be an absolute guest path")]
+    RelativeTarget(String),
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error(transparent)]
@@ -83,10 +94,10 @@ pub enum RunError {
     /// The bubblewrap sandbox did not start the command.
     #[error("bubblewrap could not start the command ({status}): {detail}")]
     SandboxStartFailed { status: String, detail: String },
-    #[error("the {runner} runner does not support {feature}; {}", crate::runners::hint(*.runner, .feature))]
+    #[error("the {runner} runner does not support {feature}; {}", crate::features::hint(*.runner, .feature))]
     Unsupported {
-        runner: crate::runners::RunnerKind,
-        feature: crate::runners::Feature,
+        runner: crate::features::RunnerKind,
+        feature: crate::features::Feature,
     },
     #[error("packing the outputs in {guest_dir} failed ({code}): {stderr}")]
     OutputPack {
@@ -97,7 +108,7 @@ pub enum RunError {
     #[error("root image {}: {why}", .path.display())]
     RootImage { path: PathBuf, why: String },
     #[error("invalid VM plan: {0}")]
-    Plan(#[from] crate::vm::plan::PlanError),
+    Plan(#[from] PlanError),
     #[error(transparent)]
     Config(Box<vmbuild_config::ConfigError>),
     #[error("QEMU failed to start the VM ({status}): {detail}")]

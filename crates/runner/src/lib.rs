@@ -15,6 +15,7 @@ pub mod copy;
 pub mod env;
 pub mod error;
 pub mod export;
+pub mod features;
 pub mod output;
 pub mod pipeline;
 pub mod runners;

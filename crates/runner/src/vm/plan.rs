@@ -14,6 +14,7 @@ use vmbuild_proto::{CacheMode, MountSpec, NetworkSpec, RootSpec, Setup, GUEST_HO
 use vmbuild_qemu::{Accel, Arch, Drive, DriveFormat, HostOs, Network, Share, ShareKind, VmConfig};
 
 use super::options::{RootImage, VmOptions};
+pub use crate::error::PlanError;
 
 /// 9p message size: the largest this guest kernel accepts
 /// (docs/boot.md#ninep-msize).
@@ -58,17 +59,6 @@ pub struct VmPlan {
     pub qemu: VmConfig,
     pub setup: Setup,
     pub daemons: Vec<DaemonPlan>,
-}
-
-/// Why a plan cannot be made (bad options; nothing was started).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PlanError {
-    #[error("share name '{0}' must be 1-16 characters of [a-z0-9-]")]
-    BadShareName(String),
-    #[error("two shares are named '{0}'")]
-    DuplicateShare(String),
-    #[error("share target '{0}' must be an absolute guest path")]
-    RelativeTarget(String),
 }
 
 /// The run directory's fixed paths (sockets and logs).

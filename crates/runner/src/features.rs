@@ -1,0 +1,80 @@
+//! Runner kinds and the features a run or build may ask for: plain data
+//! with no dependency on the rest of the crate, so errors can name them.
+
+use vmbuild_proto::CacheMode;
+use vmbuild_qemu::Network;
+
+/// Where commands run (melange's runner names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RunnerKind {
+    /// A throw-away QEMU microVM.
+    Qemu,
+    /// A bubblewrap sandbox on the host.
+    Bubblewrap,
+}
+
+impl std::fmt::Display for RunnerKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Qemu => "qemu",
+            Self::Bubblewrap => "bubblewrap",
+        })
+    }
+}
+
+/// Something a run or build asks for that not every runner has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Feature {
+    /// `environment.contents.packages`: an environment image.
+    Packages,
+    /// `--rootfs`: a root filesystem of the user's.
+    RootFs,
+    /// `--ca-cert`: extra CA certificates in the guest.
+    CaCerts,
+    /// `--cache-mode`: an explicit choice of how the cache is shared.
+    CacheMode(CacheMode),
+    /// `--network` given explicitly.
+    Network(Network),
+}
+
+impl std::fmt::Display for Feature {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Packages => f.write_str("environment.contents.packages"),
+            Self::RootFs => f.write_str("--rootfs"),
+            Self::CaCerts => f.write_str("--ca-cert"),
+            Self::CacheMode(m) => write!(f, "--cache-mode {m}"),
+            Self::Network(Network::User) => f.write_str("--network user"),
+            Self::Network(Network::None) => f.write_str("--network none"),
+        }
+    }
+}
+
+/// Why `runner` lacks `feature`, and what to do, for the error message.
+pub fn hint(runner: RunnerKind, feature: &Feature) -> &'static str {
+    match (runner, feature) {
+        (RunnerKind::Bubblewrap, Feature::Packages | Feature::RootFs) => {
+            "bubblewrap uses the host's root filesystem; use --runner qemu"
+        }
+        (RunnerKind::Bubblewrap, Feature::CaCerts) => {
+            "bubblewrap gives commands no network and the host's own CA store; use --runner qemu"
+        }
+        (RunnerKind::Bubblewrap, Feature::CacheMode(_)) => {
+            "bubblewrap always binds the cache read-write (writes persist); drop --cache-mode or use --runner qemu"
+        }
+        (RunnerKind::Bubblewrap, Feature::Network(_)) => {
+            "bubblewrap commands never have a network; drop --network or use --runner qemu"
+        }
+        _ => "use another runner",
+    }
+}
+
+impl RunnerKind {
+    /// Whether this runner can give `feature`.
+    pub fn supports(self, feature: &Feature) -> bool {
+        match self {
+            Self::Qemu => true,
+            Self::Bubblewrap => matches!(feature, Feature::Network(Network::None)),
+        }
+    }
+}
