@@ -163,13 +163,14 @@ pub fn validate_tag(tag: &str) -> Result<()> {
     }
 }
 
-/// 9p mount options.
-pub fn ninep_options(msize: u32, cache_loose: bool) -> String {
-    let mut o = format!("trans=virtio,version=9p2000.L,msize={msize}");
-    if cache_loose {
-        o.push_str(",cache=loose");
-    }
-    o
+/// 9p mount options. No `cache=` option: the kernel's default (no page
+/// cache, every read goes to the host) is the one that stays coherent when
+/// the host changes a file during the run; `cache=loose` served a file
+/// shrunk, grown or renamed over on the host cut to its old size or padded
+/// with NULs. `cache=mmap` is as coherent for read(2) and adds nothing on a
+/// read-only lower (docs/benchmarks.md has the cost).
+pub fn ninep_options(msize: u32) -> String {
+    format!("trans=virtio,version=9p2000.L,msize={msize}")
 }
 
 /// Overlay mount options; paths that the option parser would split are
@@ -220,9 +221,12 @@ fn mount_overlay(m: &MountSpec, target: &Path) -> Result<String> {
     let msize = m.msize.unwrap_or(DEFAULT_MSIZE);
 
     mkdir_p(&dirs.lower)?;
-    let ninep = first_accepted(
-        &[ninep_options(msize, true), ninep_options(msize, false)],
-        |o| mount_fs(&m.tag, &dirs.lower, "9p", MsFlags::MS_RDONLY, o),
+    mount_fs(
+        &m.tag,
+        &dirs.lower,
+        "9p",
+        MsFlags::MS_RDONLY,
+        &ninep_options(msize),
     )?;
 
     mkdir_p(&dirs.rw)?;
@@ -242,13 +246,8 @@ fn mount_overlay(m: &MountSpec, target: &Path) -> Result<String> {
     } else {
         "without xino=off,index=off (refused)"
     };
-    let ninep_note = if ninep == 0 {
-        "cache=loose"
-    } else {
-        "no cache option (cache=loose refused)"
-    };
     Ok(format!(
-        "9p tag '{}' (msize={msize}, {ninep_note}) read-only with a tmpfs overlay at {} ({ov_note})",
+        "9p tag '{}' (msize={msize}, no page cache) read-only with a tmpfs overlay at {} ({ov_note})",
         m.tag,
         target.display()
     ))
@@ -322,14 +321,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ninep_options_with_and_without_cache() {
+    fn ninep_options_have_no_cache_mode() {
+        // cache=loose (or fscache) would serve stale pages after the host
+        // changes a file: docs/cache.md, tests/e2e/cache_coherence.rs.
         assert_eq!(
-            ninep_options(512_000, true),
-            "trans=virtio,version=9p2000.L,msize=512000,cache=loose"
-        );
-        assert_eq!(
-            ninep_options(8192, false),
-            "trans=virtio,version=9p2000.L,msize=8192"
+            ninep_options(512_000),
+            "trans=virtio,version=9p2000.L,msize=512000"
         );
     }
 

@@ -4,6 +4,7 @@
 
 mod build;
 mod cache;
+mod cache_coherence;
 mod env_images;
 mod harness;
 mod network;
