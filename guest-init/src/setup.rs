@@ -21,9 +21,35 @@ pub const DEFAULT_MSIZE: u32 = 512_000;
 pub const LOWER_ROOT: &str = "/run/vmbuild/lower";
 /// Where each overlay's tmpfs (holding upper/ and work/) is mounted.
 pub const RW_ROOT: &str = "/run/vmbuild/rw";
-/// Extra overlay options tried first (no inode-number games, no index:
-/// neither is useful for a throw-away upper and both can be refused).
-pub const OVERLAY_EXTRA: &str = "xino=off,index=off";
+/// Extra overlay options tried first. `redirect_dir=on` lets rename(2)
+/// move a directory that comes from the lower layer (without it the kernel
+/// answers EXDEV, which rustup, conda and Python's `os.rename` do not
+/// handle); it needs `index=off` or a lower that supports file handles, and
+/// 9p does not, so `index=off` goes with it. No inode-number games
+/// (`xino=off`): not useful for a throw-away upper.
+pub const OVERLAY_EXTRA: &str = "redirect_dir=on,xino=off,index=off";
+/// Tried when [`OVERLAY_EXTRA`] is refused: directory renames still work.
+pub const OVERLAY_REDIRECT_ONLY: &str = "redirect_dir=on";
+
+/// The overlay option strings to try in order, and a note for each saying
+/// what the mount got.
+pub fn overlay_attempts(
+    lower: &Path,
+    upper: &Path,
+    work: &Path,
+) -> Result<Vec<(String, &'static str)>> {
+    Ok(vec![
+        (overlay_options(lower, upper, work, OVERLAY_EXTRA)?, OVERLAY_EXTRA),
+        (
+            overlay_options(lower, upper, work, OVERLAY_REDIRECT_ONLY)?,
+            "redirect_dir=on (xino=off,index=off refused)",
+        ),
+        (
+            overlay_options(lower, upper, work, "")?,
+            "no extra options (redirect_dir=on refused: renaming a lower directory fails with EXDEV)",
+        ),
+    ])
+}
 
 /// Applies `setup` and returns the root commands run in; progress lines go
 /// to `log`. Any error is fatal. Order: hostname, network, the root image,
@@ -236,16 +262,12 @@ fn mount_overlay(m: &MountSpec, target: &Path) -> Result<String> {
     copy_root_owner(&dirs.lower, &dirs.upper)?;
 
     mkdir_p(target)?;
-    let with = overlay_options(&dirs.lower, &dirs.upper, &dirs.work, OVERLAY_EXTRA)?;
-    let without = overlay_options(&dirs.lower, &dirs.upper, &dirs.work, "")?;
-    let ov = first_accepted(&[with, without], |o| {
+    let attempts = overlay_attempts(&dirs.lower, &dirs.upper, &dirs.work)?;
+    let options: Vec<String> = attempts.iter().map(|(o, _)| o.clone()).collect();
+    let ov = first_accepted(&options, |o| {
         mount_fs("overlay", target, "overlay", MsFlags::empty(), o)
     })?;
-    let ov_note = if ov == 0 {
-        OVERLAY_EXTRA
-    } else {
-        "without xino=off,index=off (refused)"
-    };
+    let ov_note = attempts[ov].1;
     Ok(format!(
         "9p tag '{}' (msize={msize}, no page cache) read-only with a tmpfs overlay at {} ({ov_note})",
         m.tag,
@@ -338,8 +360,13 @@ mod tests {
         assert_eq!(
             overlay_options(&d.lower, &d.upper, &d.work, OVERLAY_EXTRA).unwrap(),
             "lowerdir=/run/vmbuild/lower/cache,upperdir=/run/vmbuild/rw/cache/upper,\
-             workdir=/run/vmbuild/rw/cache/work,xino=off,index=off"
+             workdir=/run/vmbuild/rw/cache/work,redirect_dir=on,xino=off,index=off"
         );
+        let tries = overlay_attempts(&d.lower, &d.upper, &d.work).unwrap();
+        let opts: Vec<&str> = tries.iter().map(|(o, _)| o.as_str()).collect();
+        assert!(opts[0].ends_with(",redirect_dir=on,xino=off,index=off"));
+        assert!(opts[1].ends_with("/work,redirect_dir=on"), "{}", opts[1]);
+        assert!(opts[2].ends_with("/work"), "{}", opts[2]);
         assert!(overlay_options(&d.lower, &d.upper, &d.work, "")
             .unwrap()
             .ends_with("/work"));

@@ -8,5 +8,6 @@ mod cache_coherence;
 mod env_images;
 mod harness;
 mod network;
+mod rename_dir;
 mod run_basics;
 mod run_failures;
