@@ -5,6 +5,7 @@
 mod build;
 mod cache;
 mod cache_coherence;
+mod cache_locks;
 mod env_images;
 mod harness;
 mod network;
