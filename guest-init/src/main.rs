@@ -18,6 +18,7 @@ mod fatal;
 mod modules;
 mod mounts;
 mod net;
+mod oom;
 mod pathsearch;
 mod port;
 mod root;

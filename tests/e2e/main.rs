@@ -9,6 +9,7 @@ mod cache_locks;
 mod env_images;
 mod harness;
 mod network;
+mod oom;
 mod rename_dir;
 mod run_basics;
 mod run_failures;

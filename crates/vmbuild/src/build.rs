@@ -261,7 +261,11 @@ pub async fn build(
         }
     };
 
-    let outcome = match pipeline::run_steps(&mut backend, &steps, &mut obs, &stop).await {
+    let mut oom_notes = crate::oom::OomNotes {
+        memory_mib: prepared.as_ref().map(|p| p.opts.memory_mib),
+        inner: &mut *obs,
+    };
+    let outcome = match pipeline::run_steps(&mut backend, &steps, &mut oom_notes, &stop).await {
         Ok(o) => o,
         Err(e) => {
             backend.abort().await;

@@ -44,6 +44,11 @@ pub async fn run(args: RunArgs, started: Instant, stop: Stopper) -> Result<i32, 
             return Err(e);
         }
     };
+    if let Some(oom) = &exit.oom {
+        let mib = prepared.opts.memory_mib;
+        let text = crate::oom::message(oom, mib, crate::oom::MemoryFrom::RunFlag);
+        eprintln!("vmbuild: {text}");
+    }
     let timings = vm.shutdown().await?;
     if args.timings {
         eprintln!("vmbuild-timings: {}", timings.phases().to_json());
