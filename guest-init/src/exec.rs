@@ -103,6 +103,7 @@ pub fn run(
             Ok(())
         });
     }
+    let oom = crate::oom::OomWatch::start();
     let started_us = boottime_us();
     let spawned = cmd.spawn();
     // Close our copies of the write ends now, or EOF never comes.
@@ -134,6 +135,7 @@ pub fn run(
         signal,
         started_us,
         ended_us,
+        oom: oom.finish(),
     })
 }
 
@@ -251,6 +253,7 @@ fn refuse(sink: &mut Sink<'_>, code: i32, msg: String) -> Result<ExitInfo> {
         signal: None,
         started_us: now,
         ended_us: now,
+        oom: None,
     })
 }
 

@@ -18,6 +18,7 @@ mod fatal;
 mod modules;
 mod mounts;
 mod net;
+mod oom;
 mod overlay;
 mod pathsearch;
 mod port;

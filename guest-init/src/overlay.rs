@@ -9,9 +9,35 @@ use nix::errno::Errno;
 
 use crate::error::{InitError, Result};
 
-/// Extra overlay options tried first (no inode-number games, no index:
-/// neither is useful for a throw-away upper and both can be refused).
-pub const OVERLAY_EXTRA: &str = "xino=off,index=off";
+/// Extra overlay options tried first. `redirect_dir=on` lets rename(2)
+/// move a directory that comes from the lower layer (without it the kernel
+/// answers EXDEV, which rustup, conda and Python's `os.rename` do not
+/// handle); it needs `index=off` or a lower that supports file handles, and
+/// 9p does not, so `index=off` goes with it. No inode-number games
+/// (`xino=off`): not useful for a throw-away upper.
+pub const OVERLAY_EXTRA: &str = "redirect_dir=on,xino=off,index=off";
+/// Tried when [`OVERLAY_EXTRA`] is refused: directory renames still work.
+pub const OVERLAY_REDIRECT_ONLY: &str = "redirect_dir=on";
+
+/// The overlay option strings to try in order, and a note for each saying
+/// what the mount got.
+pub fn overlay_attempts(
+    lower: &Path,
+    upper: &Path,
+    work: &Path,
+) -> Result<Vec<(String, &'static str)>> {
+    Ok(vec![
+        (overlay_options(lower, upper, work, OVERLAY_EXTRA)?, OVERLAY_EXTRA),
+        (
+            overlay_options(lower, upper, work, OVERLAY_REDIRECT_ONLY)?,
+            "redirect_dir=on (xino=off,index=off refused)",
+        ),
+        (
+            overlay_options(lower, upper, work, "")?,
+            "no extra options (redirect_dir=on refused: renaming a lower directory fails with EXDEV)",
+        ),
+    ])
+}
 
 /// Overlay mount options; paths that the option parser would split are
 /// refused.

@@ -11,7 +11,7 @@ use vmbuild_proto::{CacheMode, MountSpec, Setup, GUEST_CA_BUNDLE};
 use crate::error::{InitError, Result};
 use crate::modules::load_group_logged;
 use crate::mounts::{mkdir_p, mount_fs};
-use crate::overlay::{copy_root_owner, first_accepted, overlay_options, OVERLAY_EXTRA};
+use crate::overlay::{copy_root_owner, first_accepted, overlay_attempts};
 use crate::root::GuestRoot;
 
 /// Default 9p message size (the cap of the guest kernel).
@@ -158,13 +158,14 @@ pub fn validate_tag(tag: &str) -> Result<()> {
     }
 }
 
-/// 9p mount options.
-pub fn ninep_options(msize: u32, cache_loose: bool) -> String {
-    let mut o = format!("trans=virtio,version=9p2000.L,msize={msize}");
-    if cache_loose {
-        o.push_str(",cache=loose");
-    }
-    o
+/// 9p mount options. No `cache=` option: the kernel's default (no page
+/// cache, every read goes to the host) is the one that stays coherent when
+/// the host changes a file during the run; `cache=loose` served a file
+/// shrunk, grown or renamed over on the host cut to its old size or padded
+/// with NULs. `cache=mmap` is as coherent for read(2) and adds nothing on a
+/// read-only lower (docs/benchmarks.md has the cost).
+pub fn ninep_options(msize: u32) -> String {
+    format!("trans=virtio,version=9p2000.L,msize={msize}")
 }
 
 /// The per-tag directories of an overlay mount.
@@ -195,9 +196,12 @@ fn mount_overlay(m: &MountSpec, target: &Path) -> Result<String> {
     let msize = m.msize.unwrap_or(DEFAULT_MSIZE);
 
     mkdir_p(&dirs.lower)?;
-    let ninep = first_accepted(
-        &[ninep_options(msize, true), ninep_options(msize, false)],
-        |o| mount_fs(&m.tag, &dirs.lower, "9p", MsFlags::MS_RDONLY, o),
+    mount_fs(
+        &m.tag,
+        &dirs.lower,
+        "9p",
+        MsFlags::MS_RDONLY,
+        &ninep_options(msize),
     )?;
 
     mkdir_p(&dirs.rw)?;
@@ -207,23 +211,14 @@ fn mount_overlay(m: &MountSpec, target: &Path) -> Result<String> {
     copy_root_owner(&dirs.lower, &dirs.upper)?;
 
     mkdir_p(target)?;
-    let with = overlay_options(&dirs.lower, &dirs.upper, &dirs.work, OVERLAY_EXTRA)?;
-    let without = overlay_options(&dirs.lower, &dirs.upper, &dirs.work, "")?;
-    let ov = first_accepted(&[with, without], |o| {
+    let attempts = overlay_attempts(&dirs.lower, &dirs.upper, &dirs.work)?;
+    let options: Vec<String> = attempts.iter().map(|(o, _)| o.clone()).collect();
+    let ov = first_accepted(&options, |o| {
         mount_fs("overlay", target, "overlay", MsFlags::empty(), o)
     })?;
-    let ov_note = if ov == 0 {
-        OVERLAY_EXTRA
-    } else {
-        "without xino=off,index=off (refused)"
-    };
-    let ninep_note = if ninep == 0 {
-        "cache=loose"
-    } else {
-        "no cache option (cache=loose refused)"
-    };
+    let ov_note = attempts[ov].1;
     Ok(format!(
-        "9p tag '{}' (msize={msize}, {ninep_note}) read-only with a tmpfs overlay at {} ({ov_note})",
+        "9p tag '{}' (msize={msize}, no page cache) read-only with a tmpfs overlay at {} ({ov_note})",
         m.tag,
         target.display()
     ))
@@ -262,16 +257,15 @@ pub fn make_alias(alias: &Path, target: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::overlay::{overlay_options, OVERLAY_EXTRA};
 
     #[test]
-    fn ninep_options_with_and_without_cache() {
+    fn ninep_options_have_no_cache_mode() {
+        // cache=loose (or fscache) would serve stale pages after the host
+        // changes a file: docs/cache.md, tests/e2e/cache_coherence.rs.
         assert_eq!(
-            ninep_options(512_000, true),
-            "trans=virtio,version=9p2000.L,msize=512000,cache=loose"
-        );
-        assert_eq!(
-            ninep_options(8192, false),
-            "trans=virtio,version=9p2000.L,msize=8192"
+            ninep_options(512_000),
+            "trans=virtio,version=9p2000.L,msize=512000"
         );
     }
 
@@ -283,8 +277,13 @@ mod tests {
         assert_eq!(
             overlay_options(&d.lower, &d.upper, &d.work, OVERLAY_EXTRA).unwrap(),
             "lowerdir=/run/vmbuild/lower/cache,upperdir=/run/vmbuild/rw/cache/upper,\
-             workdir=/run/vmbuild/rw/cache/work,xino=off,index=off"
+             workdir=/run/vmbuild/rw/cache/work,redirect_dir=on,xino=off,index=off"
         );
+        let tries = overlay_attempts(&d.lower, &d.upper, &d.work).unwrap();
+        let opts: Vec<&str> = tries.iter().map(|(o, _)| o.as_str()).collect();
+        assert!(opts[0].ends_with(",redirect_dir=on,xino=off,index=off"));
+        assert!(opts[1].ends_with("/work,redirect_dir=on"), "{}", opts[1]);
+        assert!(opts[2].ends_with("/work"), "{}", opts[2]);
         assert!(overlay_options(&d.lower, &d.upper, &d.work, "")
             .unwrap()
             .ends_with("/work"));

@@ -15,7 +15,7 @@ use vmbuild_proto::{RootSpec, ROOT_FSTYPES};
 use crate::error::{InitError, Result};
 use crate::modules::load_group_logged;
 use crate::mounts::{mkdir_p, mount_fs};
-use crate::overlay::{copy_root_owner, first_accepted, overlay_options, OVERLAY_EXTRA};
+use crate::overlay::{copy_root_owner, first_accepted, overlay_attempts};
 use crate::root::GuestRoot;
 
 /// Where the image's root appears (and commands are chrooted).
@@ -141,9 +141,9 @@ pub fn mount_image(spec: &RootSpec, log: &mut dyn FnMut(String)) -> Result<Guest
 
     let sysroot = Path::new(SYSROOT);
     mkdir_p(sysroot)?;
-    let with = overlay_options(lower, &upper, &work, OVERLAY_EXTRA)?;
-    let without = overlay_options(lower, &upper, &work, "")?;
-    first_accepted(&[with, without], |o| {
+    let attempts = overlay_attempts(lower, &upper, &work)?;
+    let options: Vec<String> = attempts.iter().map(|(o, _)| o.clone()).collect();
+    let ov = first_accepted(&options, |o| {
         mount_fs("overlay", sysroot, "overlay", MsFlags::empty(), o)
     })?;
 
@@ -155,9 +155,10 @@ pub fn mount_image(spec: &RootSpec, log: &mut dyn FnMut(String)) -> Result<Guest
     }
     log(format!(
         "root: {} {} read-only with a tmpfs overlay at {SYSROOT} \
-         (device after {} us, mounted in {} us)",
+         ({}; device after {} us, mounted in {} us)",
         spec.fstype,
         spec.device,
+        attempts[ov].1,
         waited.as_micros(),
         t0.elapsed().as_micros()
     ));

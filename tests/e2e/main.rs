@@ -4,9 +4,13 @@
 
 mod build;
 mod cache;
+mod cache_coherence;
+mod cache_locks;
 mod env_images;
 mod harness;
 mod network;
+mod oom;
+mod rename_dir;
 mod run_basics;
 mod run_failures;
 mod vm_failures;

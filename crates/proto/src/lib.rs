@@ -30,6 +30,6 @@ pub use frame::{
 };
 pub use messages::{
     CacheMode, CommandSpec, ExitInfo, GuestMessage, Hello, HostMessage, Message, MountSpec,
-    NetworkSpec, Ready, RootSpec, Setup, SymlinkSpec, CONTROL_PORT_NAME, GUEST_CACHE_ALIAS,
-    GUEST_CACHE_DIR, GUEST_CA_BUNDLE, GUEST_HOME, ROOT_FSTYPES,
+    NetworkSpec, OomKill, OomVictim, Ready, RootSpec, Setup, SymlinkSpec, CONTROL_PORT_NAME,
+    GUEST_CACHE_ALIAS, GUEST_CACHE_DIR, GUEST_CA_BUNDLE, GUEST_HOME, ROOT_FSTYPES,
 };

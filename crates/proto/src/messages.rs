@@ -153,6 +153,54 @@ pub struct ExitInfo {
     pub started_us: u64,
     /// CLOCK_BOOTTIME when its exit status was collected, microseconds.
     pub ended_us: u64,
+    /// Set when the guest kernel's OOM killer killed any process while the
+    /// command ran (the command itself, a child, or anything else). Absent
+    /// from older guests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oom: Option<OomKill>,
+}
+
+/// The guest kernel's OOM killer ran while a command ran.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OomKill {
+    /// Processes it killed (the rise of `oom_kill` in `/proc/vmstat`).
+    pub kills: u64,
+    /// Who, from the kernel log; may be shorter than `kills` when the log
+    /// lines were lost.
+    #[serde(default)]
+    pub victims: Vec<OomVictim>,
+}
+
+/// One process the OOM killer killed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OomVictim {
+    pub pid: u32,
+    /// Its command name (the kernel's 15-character `comm`).
+    pub name: String,
+}
+
+impl OomKill {
+    /// `tr (pid 123)`, `tr (pid 123), cc1 (pid 130)`, or `2 processes`
+    /// when the kernel log did not say which.
+    pub fn who(&self) -> String {
+        if self.victims.is_empty() {
+            return match self.kills {
+                1 => "a process".into(),
+                n => format!("{n} processes"),
+            };
+        }
+        let named: Vec<String> = self
+            .victims
+            .iter()
+            .map(|v| format!("{} (pid {})", v.name, v.pid))
+            .collect();
+        let unnamed = self.kills.saturating_sub(self.victims.len() as u64);
+        if unnamed > 0 {
+            format!("{} and {unnamed} more", named.join(", "))
+        } else {
+            named.join(", ")
+        }
+    }
 }
 
 impl ExitInfo {
@@ -287,6 +335,13 @@ mod tests {
                 signal: Some(9),
                 started_us: 1,
                 ended_us: 2,
+                oom: Some(OomKill {
+                    kills: 1,
+                    victims: vec![OomVictim {
+                        pid: 123,
+                        name: "tr".into(),
+                    }],
+                }),
             }),
             GuestMessage::Fatal("mount failed: ENODEV".into()),
             GuestMessage::Log("loaded 12 modules".into()),
@@ -300,6 +355,31 @@ mod tests {
             assert_eq!(&GuestMessage::read_from(&mut r).unwrap().unwrap(), m);
         }
         assert!(GuestMessage::read_from(&mut r).unwrap().is_none());
+    }
+
+    #[test]
+    fn exited_without_oom_is_compatible_both_ways() {
+        // An older guest sends no `oom`; a newer one omits it when unset.
+        let old = br#"{"code":0,"signal":null,"started_us":1,"ended_us":2}"#;
+        let e: ExitInfo = serde_json::from_slice(old).unwrap();
+        assert_eq!(e.oom, None);
+        assert!(!String::from_utf8(json(&e)).unwrap().contains("oom"));
+    }
+
+    #[test]
+    fn oom_kill_names_its_victims() {
+        let v = |pid, name: &str| OomVictim {
+            pid,
+            name: name.into(),
+        };
+        let k = |kills, victims| OomKill { kills, victims };
+        assert_eq!(k(1, vec![v(123, "tr")]).who(), "tr (pid 123)");
+        assert_eq!(
+            k(3, vec![v(1, "a"), v(2, "b")]).who(),
+            "a (pid 1), b (pid 2) and 1 more"
+        );
+        assert_eq!(k(1, vec![]).who(), "a process");
+        assert_eq!(k(2, vec![]).who(), "2 processes");
     }
 
     #[test]
@@ -384,6 +464,7 @@ mod tests {
             signal,
             started_us: 0,
             ended_us: 0,
+            oom: None,
         };
         assert_eq!(e(Some(7), None).shell_code(), 7);
         assert_eq!(e(None, Some(15)).shell_code(), 143);

@@ -185,6 +185,7 @@ impl Sandbox {
                 signal: None,
                 started_us: now,
                 ended_us: now,
+                oom: None,
             });
         }
         let inv = invocation(
@@ -205,6 +206,7 @@ impl Sandbox {
                 signal: None,
                 started_us,
                 ended_us,
+                oom: None,
             }),
             None => match status.signal() {
                 Some(sig) => Ok(ExitInfo {
@@ -212,6 +214,7 @@ impl Sandbox {
                     signal: Some(sig),
                     started_us,
                     ended_us,
+                    oom: None,
                 }),
                 None => Err(setup_failed(&status, &stderr_tail)),
             },

@@ -66,6 +66,15 @@ impl RunnerOptions {
         }
     }
 
+    /// Guest memory in MiB, when the runner is a VM (for out-of-memory
+    /// advice).
+    pub fn memory_mib(&self) -> Option<u32> {
+        match self {
+            Self::Qemu(q) => Some(q.vm.memory_mib),
+            Self::Bubblewrap(_) => None,
+        }
+    }
+
     /// Puts the commands in `image` (an environment image) instead of the
     /// runner's default root. Only the qemu runner has roots to choose
     /// ([`RunnerKind::check`] with [`Feature::Packages`] says so first).

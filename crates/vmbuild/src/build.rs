@@ -170,13 +170,19 @@ pub async fn build(
         options.set_root_image(image)?;
         holds.images.push(held);
     }
+    let memory_mib = options.memory_mib();
     let mut session = options
         .start(&stop, &mut |e| match e {
             StartEvent::Phase(l) | StartEvent::Notice(l) => obs.note(l),
         })
         .await?;
 
-    let outcome = match pipeline::run_steps(&mut session, &steps, &mut obs, &stop).await {
+    let mut oom_notes = crate::oom::OomNotes {
+        memory_mib,
+        from: crate::oom::MemoryFrom::BuildConfig,
+        inner: &mut *obs,
+    };
+    let outcome = match pipeline::run_steps(&mut session, &steps, &mut oom_notes, &stop).await {
         Ok(o) => o,
         Err(e) => {
             session.abort().await;

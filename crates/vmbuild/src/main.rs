@@ -9,6 +9,7 @@ mod ca_certs;
 mod cli;
 mod doctor;
 mod image_cmd;
+mod oom;
 mod progress;
 mod rootfs_arg;
 mod run;

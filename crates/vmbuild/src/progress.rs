@@ -223,6 +223,7 @@ mod tests {
                 signal: None,
                 started_us: 0,
                 ended_us: 0,
+                oom: None,
             },
             duration: Duration::from_millis(1500),
         }

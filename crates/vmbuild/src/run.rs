@@ -7,6 +7,7 @@ use vmbuild_runner::pipeline::{self, BuildObserver, Step, StepsOutcome};
 use vmbuild_runner::{env, RunError, StartEvent, StdioSink, Stopper};
 
 use crate::cli::{LogFormat, NetworkArg, RunArgs};
+use crate::oom::{message, MemoryFrom, OomNotes};
 use crate::progress::JsonProgress;
 use crate::runner_setup::{self, Holds, Spec};
 
@@ -48,6 +49,7 @@ pub async fn run(args: RunArgs, started: Instant, stop: Stopper) -> Result<i32, 
             .clone()
             .unwrap_or_else(|| GUEST_HOME.to_string()),
     };
+    let memory_mib = options.memory_mib();
     let mut events = JsonProgress::new(std::io::stderr());
     let mut session = options
         .start(&stop, &mut |e| match (json, e) {
@@ -64,10 +66,15 @@ pub async fn run(args: RunArgs, started: Instant, stop: Stopper) -> Result<i32, 
             command: cmd,
             timeout: None,
         };
+        let mut with_oom = OomNotes {
+            inner: &mut events,
+            memory_mib,
+            from: MemoryFrom::RunFlag,
+        };
         pipeline::run_steps(
             &mut session,
             std::slice::from_ref(&step),
-            &mut events,
+            &mut with_oom,
             &stop,
         )
         .await
@@ -76,10 +83,12 @@ pub async fn run(args: RunArgs, started: Instant, stop: Stopper) -> Result<i32, 
             StepsOutcome::Failed { exit, .. } => exit.shell_code(),
         })
     } else {
-        session
-            .run(&cmd, &mut StdioSink, &stop)
-            .await
-            .map(|e| e.shell_code())
+        session.run(&cmd, &mut StdioSink, &stop).await.map(|e| {
+            if let (Some(oom), Some(mib)) = (&e.oom, memory_mib) {
+                eprintln!("vmbuild: {}", message(oom, mib, MemoryFrom::RunFlag));
+            }
+            e.shell_code()
+        })
     };
     let code = match ran {
         Ok(c) => c,

@@ -64,13 +64,23 @@ pub struct VirtiofsdArgs {
 /// The argv (without the program) for `flavor`:
 ///
 /// - Rust: `--socket-path=S --shared-dir=D --cache=auto --sandbox=X`
-/// - C: `--socket-path=S -o source=D -o cache=auto -o sandbox=X`, with `\`
-///   and `,` in `D` backslash-escaped (the C option parser splits `-o`
-///   values on commas).
+/// - C: `--socket-path=S -o source=D -o cache=auto -o sandbox=X -o flock`,
+///   with `\` and `,` in `D` backslash-escaped (the C option parser splits
+///   `-o` values on commas).
 ///
 /// `cache=auto` is both flavours' default, spelt out so the guest's
 /// caching does not change under us. Submount announcement and thread pool
 /// size keep each flavour's default.
+///
+/// Locks: `-o flock` makes the C daemon take a guest's `flock(2)` on its
+/// own descriptor of the host file, so the guest and host processes
+/// exclude each other (without it the guest kernel locks locally and the
+/// host never sees it). POSIX (`fcntl`) locks stay guest-local on purpose:
+/// the C daemon's `-o posix_lock` answers a waiting lock (`F_SETLKW`) with
+/// EOPNOTSUPP, which would break every guest program that waits for a lock.
+/// The Rust virtiofsd (1.14) implements no FUSE locking at all (its
+/// getlk/setlk answer ENOSYS and `-o flock`/`-o posix_lock` are refused),
+/// so with it every lock stays guest-local: see [`LOCKS_NOT_SHARED`].
 pub fn build_args(flavor: Flavor, a: &VirtiofsdArgs) -> Result<Vec<OsString>, VirtiofsdError> {
     if !flavor.sandboxes().contains(&a.sandbox) {
         return Err(VirtiofsdError::UnsupportedSandbox {
@@ -94,9 +104,16 @@ pub fn build_args(flavor: Flavor, a: &VirtiofsdArgs) -> Result<Vec<OsString>, Vi
             "cache=auto".into(),
             "-o".into(),
             format!("sandbox={}", a.sandbox).into(),
+            "-o".into(),
+            "flock".into(),
         ],
     })
 }
+
+/// Said when the flavour in use cannot share locks with the host.
+pub const LOCKS_NOT_SHARED: &str = "the Rust virtiofsd does not pass file locks to the host: \
+    flock/fcntl locks taken in the guest only exclude other guest processes, and host locks \
+    do not stop the guest; for host-visible flock use QEMU's C virtiofsd (QEMU_VIRTIOFS_PATH)";
 
 fn joined(prefix: &str, value: &OsStr) -> OsString {
     let mut s = OsString::from(prefix);
@@ -145,6 +162,8 @@ mod tests {
         );
         let none = strs(build_args(Flavor::Rust, &args(Sandbox::None)).unwrap());
         assert_eq!(none.last().unwrap(), "--sandbox=none");
+        // 1.14 refuses `-o flock`/`-o posix_lock`: nothing lock-related.
+        assert!(none.iter().all(|a| !a.contains("lock")), "{none:?}");
     }
 
     #[test]
@@ -158,9 +177,18 @@ mod tests {
                 "-o",
                 "cache=auto",
                 "-o",
-                "sandbox=chroot"
+                "sandbox=chroot",
+                "-o",
+                "flock"
             ]
         );
+    }
+
+    #[test]
+    fn c_shares_flock_but_not_posix_locks() {
+        let c = strs(build_args(Flavor::LegacyC, &args(Sandbox::Namespace)).unwrap());
+        assert!(c.windows(2).any(|w| w == ["-o", "flock"]), "{c:?}");
+        assert!(!c.iter().any(|a| a.contains("posix_lock")), "{c:?}");
     }
 
     #[test]

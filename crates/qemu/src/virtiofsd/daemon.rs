@@ -110,6 +110,9 @@ impl Virtiofsd {
             socket = %socket.display(),
             "started virtiofsd"
         );
+        if flavor == Flavor::Rust {
+            tracing::warn!("{}", crate::virtiofsd::LOCKS_NOT_SHARED);
+        }
         let mut me = Virtiofsd {
             child: Some(child),
             pid,

@@ -12,7 +12,7 @@ mod flavor;
 mod lookup;
 mod procs;
 
-pub use args::{build_args, default_sandbox, Sandbox, VirtiofsdArgs};
+pub use args::{build_args, default_sandbox, Sandbox, VirtiofsdArgs, LOCKS_NOT_SHARED};
 pub use daemon::{Virtiofsd, SOCKET_TIMEOUT, STOP_GRACE};
 pub use error::VirtiofsdError;
 pub use flavor::{parse_flavor, parse_version, probe, Flavor, VirtiofsdInfo};

@@ -105,6 +105,7 @@ mod tests {
             signal: None,
             started_us: 1,
             ended_us: 2,
+            oom: None,
         })
         .write_to(&mut buf)
         .unwrap();
