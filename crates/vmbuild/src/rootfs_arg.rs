@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use vmbuild_image::rootfs::{EnvImage, InUse};
+use vmbuild_image::env::{EnvImage, InUse};
 use vmbuild_runner::RootImage;
 use vmbuild_runner::RunError;
 
@@ -39,7 +39,7 @@ pub fn cached_image(arg: &Path) -> Option<Result<(RootImage, InUse), RunError>> 
     let key = arg.to_string_lossy();
     Some(
         vmbuild_image::cache_root()
-            .and_then(|root| vmbuild_image::rootfs::find_image_in_use(&root, &key))
+            .and_then(|root| vmbuild_image::env::find_image_in_use(&root, &key))
             .map(|held| (root_image(held.image()), held))
             .map_err(|e| match e {
                 vmbuild_image::ImageError::NoSuchImage { .. } => RunError::Flag {

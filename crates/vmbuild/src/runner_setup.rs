@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use vmbuild_image::rootfs::InUse;
+use vmbuild_image::env::InUse;
 use vmbuild_proto::{CacheMode, SymlinkSpec, GUEST_HOME};
 use vmbuild_runner::{
     BwrapOptions, CacheShare, Feature, KernelChoice, QemuOptions, RootImage, RunError, RunnerKind,

@@ -230,8 +230,8 @@ pub(crate) fn clean_stale_temps(images: &Path) {
 mod tests {
     use super::*;
     use crate::provision::COMPLETE_MARKER;
-    use crate::rootfs::image::{ImageMeta, META_FILE};
-    use crate::rootfs::{EnvSpec, ImageFormat};
+    use crate::env::image::{ImageMeta, META_FILE};
+    use crate::env::{EnvSpec, ImageFormat};
     use std::time::UNIX_EPOCH;
 
     /// A fake complete entry for `pkg`, last used `used` seconds after the epoch.

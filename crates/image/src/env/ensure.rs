@@ -136,7 +136,7 @@ fn mib(bytes: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rootfs::{BuildOutput, ImageFormat};
+    use crate::env::{BuildOutput, ImageFormat};
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
     use std::time::Duration;

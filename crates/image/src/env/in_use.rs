@@ -111,7 +111,7 @@ fn hold(cache_root: &Path, key: &str) -> Result<Option<File>, ImageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rootfs::{prune_images, remove_image, BuildOutput, ImageFormat};
+    use crate::env::{prune_images, remove_image, BuildOutput, ImageFormat};
 
     struct Fake;
 
