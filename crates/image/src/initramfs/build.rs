@@ -5,10 +5,10 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::initramfs::cpio::CpioWriter;
 use crate::error::io_err;
-use crate::kernel::Kernel;
+use crate::initramfs::cpio::CpioWriter;
 use crate::kernel::modules::{read_module, resolve_modules, ModuleIndex};
+use crate::kernel::Kernel;
 use crate::provision::write_atomic;
 use crate::ImageError;
 
@@ -244,8 +244,8 @@ pub fn build_initramfs(spec: &InitramfsSpec<'_>, cache_root: &Path) -> Result<Pa
 mod tests {
     use super::*;
     use crate::initramfs::cpio::tests::parse;
-    use crate::kernel::KernelOrigin;
     use crate::kernel::modules::tests::{fake_ko, fake_modules_dir};
+    use crate::kernel::KernelOrigin;
 
     fn kernel(modules_dir: Option<PathBuf>) -> Kernel {
         Kernel {

@@ -8,8 +8,8 @@ use object::elf::{FileHeader32, FileHeader64};
 use object::read::elf::{FileHeader, SectionHeader};
 use object::Endianness;
 
-use crate::kernel::decompress::{self, Format};
 use crate::error::io_err;
+use crate::kernel::decompress::{self, Format};
 use crate::ImageError;
 
 /// Module names treat `-` and `_` alike; this is the canonical (`_`) form.

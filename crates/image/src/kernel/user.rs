@@ -4,8 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::kernel::bzimage::{self, Extraction, KernelFormat};
 use crate::error::io_err;
+use crate::kernel::bzimage::{self, Extraction, KernelFormat};
 use crate::kernel::image::{corrupt, no_pvh_notice, sha256, Kernel, KernelOrigin};
 use crate::provision::write_atomic;
 use crate::ImageError;
