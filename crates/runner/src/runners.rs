@@ -41,7 +41,8 @@ impl std::fmt::Display for RunnerKind {
 pub enum Feature {
     /// `environment.contents.packages`: an environment image.
     Packages,
-    /// `--rootfs`: a root filesystem of the user's.
+    /// `--rootfs`: a root image of the user's (or a cached environment
+    /// image named by its key).
     RootFs,
     /// `--ca-cert`: extra CA certificates in the guest.
     CaCerts,
@@ -145,7 +146,7 @@ impl RunnerOptions {
     pub fn set_root_image(&mut self, image: crate::vm::RootImage) -> Result<(), RunError> {
         match self {
             Self::Qemu(q) => {
-                q.vm.rootfs = Some(image);
+                q.vm.root_image = Some(image);
                 Ok(())
             }
             other => Err(RunError::Unsupported {

@@ -75,7 +75,7 @@ fn env_image(
         img.size >> 20,
         if built { ", built now" } else { ", cached" }
     ));
-    Ok((crate::rootfs_arg::root_image(img), held))
+    Ok((crate::root_image_arg::root_image(img), held))
 }
 
 fn source_dir(args: &BuildArgs) -> Result<PathBuf, RunError> {

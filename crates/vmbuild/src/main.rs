@@ -10,7 +10,7 @@ mod cli;
 mod doctor;
 mod image_cmd;
 mod progress;
-mod rootfs_arg;
+mod root_image_arg;
 mod run;
 mod runner_setup;
 

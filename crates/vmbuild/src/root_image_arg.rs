@@ -1,7 +1,8 @@
-//! `--rootfs PATH|KEY`: boot the steps in your own root filesystem, given
-//! as an erofs/ext4 image file or as a directory (packed into a temporary
-//! erofs image for the run), or in a cached environment image named by its
-//! key as `vmbuild image ls` shows it.
+//! `--rootfs PATH|KEY`: the root image the steps run in, given as your own
+//! erofs/ext4 image file or as a directory (packed into a temporary erofs
+//! image for the run), or as a cached environment image named by its key
+//! as `vmbuild image ls` shows it. (The flag keeps its name; "root image"
+//! is what it selects, see docs/environments.md.)
 
 use std::path::{Path, PathBuf};
 
