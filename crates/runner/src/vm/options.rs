@@ -145,7 +145,11 @@ mod tests {
                 fstype: "erofs".into()
             })
         );
-        assert!(VmOptions::default().validate().unwrap().root_image.is_none());
+        assert!(VmOptions::default()
+            .validate()
+            .unwrap()
+            .root_image
+            .is_none());
     }
 
     #[test]
