@@ -150,6 +150,20 @@ mod tests {
         key
     }
 
+    /// Three images of 100 bytes, used in this order: `[old, mid, new]`.
+    fn old_mid_new(root: &Path) -> [String; 3] {
+        [("old", 1000), ("mid", 2000), ("new", 3000)].map(|(p, used)| fake(root, p, 100, used))
+    }
+
+    /// The keys `list_images` shows, least recently used first.
+    fn listed(root: &Path) -> Vec<String> {
+        list_images(root)
+            .unwrap()
+            .into_iter()
+            .map(|i| i.key)
+            .collect()
+    }
+
     #[test]
     fn lists_complete_entries_lru_first() {
         let t = tempfile::tempdir().unwrap();
@@ -230,9 +244,7 @@ mod tests {
     #[test]
     fn prune_removes_lru_and_dry_run_keeps() {
         let t = tempfile::tempdir().unwrap();
-        let old = fake(t.path(), "old", 100, 1000);
-        let mid = fake(t.path(), "mid", 100, 2000);
-        let new = fake(t.path(), "new", 100, 3000);
+        let [old, mid, new] = old_mid_new(t.path());
         let dry = prune_images(t.path(), None, Some(150), true).unwrap();
         assert_eq!(dry.iter().map(|i| &i.key).collect::<Vec<_>>(), [&old, &mid]);
         assert_eq!(list_images(t.path()).unwrap().len(), 3);
@@ -244,12 +256,7 @@ mod tests {
         let removed = prune_images(t.path(), None, Some(150), false).unwrap();
         assert_eq!(removed.iter().map(|i| &i.key).collect::<Vec<_>>(), [&mid]);
         drop(held);
-        let left: Vec<String> = list_images(t.path())
-            .unwrap()
-            .into_iter()
-            .map(|i| i.key)
-            .collect();
-        assert_eq!(left, [old.clone(), new.clone()]);
+        assert_eq!(listed(t.path()), [old.clone(), new.clone()]);
 
         let removed = prune_images(t.path(), None, None, false).unwrap();
         assert_eq!(removed.len(), 2);
@@ -259,9 +266,7 @@ mod tests {
     #[test]
     fn prune_dry_run_lists_exactly_what_prune_removes() {
         let t = tempfile::tempdir().unwrap();
-        let old = fake(t.path(), "old", 100, 1000);
-        let mid = fake(t.path(), "mid", 100, 2000);
-        let new = fake(t.path(), "new", 100, 3000);
+        let [old, mid, new] = old_mid_new(t.path());
         // `old` is in use by a build: a dry run must not offer it.
         let in_use = image_store(t.path()).hold(&old).unwrap().unwrap();
         let dry = prune_images(t.path(), None, None, true).unwrap();
@@ -270,12 +275,7 @@ mod tests {
         let removed = prune_images(t.path(), None, None, false).unwrap();
         assert_eq!(removed, dry);
         drop(in_use);
-        let left: Vec<String> = list_images(t.path())
-            .unwrap()
-            .into_iter()
-            .map(|i| i.key)
-            .collect();
-        assert_eq!(left, [old]);
+        assert_eq!(listed(t.path()), [old]);
     }
 
     #[test]
