@@ -25,6 +25,7 @@ pub struct InUse {
 }
 
 impl InUse {
+    /// The image held.
     pub fn image(&self) -> &EnvImage {
         &self.image
     }
