@@ -268,3 +268,11 @@ pub(crate) fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) 
     let context = context.into();
     move |source| ImageError::Io { context, source }
 }
+
+impl From<vmbuild_store::StoreError> for ImageError {
+    fn from(e: vmbuild_store::StoreError) -> ImageError {
+        match e {
+            vmbuild_store::StoreError::Io { context, source } => ImageError::Io { context, source },
+        }
+    }
+}

@@ -1,7 +1,14 @@
-//! Guest images for vmbuild: the pinned Debian kernel (fetched with apt,
-//! unpacked, its uncompressed PVH vmlinux extracted), user kernels, the
-//! kernel-module dependency closure, a deterministic newc cpio writer and
-//! the cached initramfs.
+//! Guest images for vmbuild, one module per concept:
+//!
+//! - [`kernel`]: kernel provisioning (the pinned Debian kernel, user
+//!   kernels, the module closure, the pinned busybox);
+//! - [`initramfs`]: the deterministic newc cpio writer and the cached
+//!   initramfs;
+//! - [`env`]: environment images, the root images vmbuild builds and
+//!   caches from `environment.contents.packages`.
+//!
+//! Shared at the top: the cache root ([`cache_root`]), the error type and
+//! atomic, build-once creation of cache entries.
 //!
 //! Cache layout under [`cache_root`]:
 //!
@@ -10,38 +17,27 @@
 //! busybox/<package>_<version>/   bin/busybox, busybox.json
 //! vmlinux/<sha256 of bzImage>    vmlinux extracted from a user bzImage
 //! initramfs/<sha256>.cpio        initramfs archives, keyed by content
-//! images/<key>/                  environment images (see [`rootfs`])
+//! images/<key>/                  environment images (see [`env`])
 //! ```
 
-mod busybox;
-pub mod bzimage;
-pub mod cpio;
-pub mod deb;
-pub mod decompress;
 mod dirs;
+pub mod env;
 mod error;
-mod initramfs;
-mod kernel;
-mod kernel_image;
-pub mod modules;
-mod pins;
+pub mod initramfs;
+pub mod kernel;
 mod provision;
-pub mod rootfs;
-mod user_kernel;
 
-pub use busybox::{busybox, busybox_applets};
 pub use dirs::{cache_root, cache_root_from};
-pub use error::ImageError;
-pub use initramfs::{
-    build_initramfs, InitramfsContents, InitramfsSpec, FORMAT_VERSION, MODULES_LOAD,
-};
-pub use kernel::{pinned_kernel_dir, resolve_kernel, KernelRequest};
-pub use kernel_image::{Kernel, KernelOrigin};
-pub use pins::{
-    busybox_pin, guest_module_groups, guest_modules, kernel_pin, BusyboxPin, KernelPin,
-};
-pub use rootfs::{
+pub use env::{
     ensure_env_image, list_images, prune_images, remove_image, validate_package_name, EnvImage,
     EnvSpec, ImageFormat,
 };
-pub use user_kernel::module_dir_candidates;
+pub use error::ImageError;
+pub use initramfs::{
+    build_initramfs, cpio, InitramfsContents, InitramfsSpec, FORMAT_VERSION, MODULES_LOAD,
+};
+pub use kernel::{
+    busybox, busybox_applets, busybox_pin, bzimage, deb, decompress, guest_module_groups,
+    guest_modules, kernel_pin, module_dir_candidates, modules, pinned_kernel_dir, resolve_kernel,
+    BusyboxPin, Kernel, KernelOrigin, KernelPin, KernelRequest,
+};

@@ -27,7 +27,8 @@ impl std::fmt::Display for RunnerKind {
 pub enum Feature {
     /// `environment.contents.packages`: an environment image.
     Packages,
-    /// `--rootfs`: a root filesystem of the user's.
+    /// `--rootfs`: a root image of the user's (or a cached environment
+    /// image named by its key).
     RootFs,
     /// `--ca-cert`: extra CA certificates in the guest.
     CaCerts,

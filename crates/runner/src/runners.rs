@@ -81,7 +81,7 @@ impl RunnerOptions {
     pub fn set_root_image(&mut self, image: crate::vm::RootImage) -> Result<(), RunError> {
         match self {
             Self::Qemu(q) => {
-                q.vm.rootfs = Some(image);
+                q.vm.root_image = Some(image);
                 Ok(())
             }
             other => Err(RunError::Unsupported {

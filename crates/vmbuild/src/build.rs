@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use vmbuild_config::{LoadOptions, Plan, GUEST_OUTPUT_DIR};
-use vmbuild_image::rootfs::InUse;
+use vmbuild_image::env::InUse;
 use vmbuild_proto::CommandSpec;
 use vmbuild_runner::pipeline::{self, BuildObserver, Step, StepsOutcome};
 use vmbuild_runner::{env, RootImage, RunError, StartEvent, Stopper};
@@ -62,10 +62,10 @@ fn env_image(
     plan: &Plan,
     obs: &mut Box<dyn BuildObserver>,
 ) -> Result<(RootImage, InUse), RunError> {
-    let spec = vmbuild_image::rootfs::EnvSpec::new(plan.packages.clone());
+    let spec = vmbuild_image::env::EnvSpec::new(plan.packages.clone());
     let root = vmbuild_image::cache_root()?;
     let (held, built) = tokio::task::block_in_place(|| {
-        vmbuild_image::rootfs::ensure_env_image_in_use(&root, &spec, &mut |l: &str| obs.note(l))
+        vmbuild_image::env::ensure_env_image_in_use(&root, &spec, &mut |l: &str| obs.note(l))
     })?;
     let img = held.image();
     obs.note(&format!(
@@ -75,7 +75,7 @@ fn env_image(
         img.size >> 20,
         if built { ", built now" } else { ", cached" }
     ));
-    Ok((crate::rootfs_arg::root_image(img), held))
+    Ok((crate::root_image_arg::root_image(img), held))
 }
 
 fn source_dir(args: &BuildArgs) -> Result<PathBuf, RunError> {

@@ -3,7 +3,7 @@
 use std::time::SystemTime;
 
 use anyhow::{bail, Context, Result};
-use vmbuild_image::rootfs::{self, EnvImage, EnvSpec};
+use vmbuild_image::env::{self, EnvImage, EnvSpec};
 
 use crate::cli::{ImageBuildArgs, ImageCommand};
 
@@ -77,7 +77,7 @@ pub fn image(cmd: ImageCommand) -> Result<()> {
     let root = vmbuild_image::cache_root()?;
     match cmd {
         ImageCommand::Ls => {
-            let images = rootfs::list_images(&root)?;
+            let images = env::list_images(&root)?;
             if images.is_empty() {
                 println!("no environment images (they are built on first use, or with `vmbuild image build`)");
             } else {
@@ -87,7 +87,7 @@ pub fn image(cmd: ImageCommand) -> Result<()> {
                     "{} image(s), {} in {}",
                     images.len(),
                     human_size(total),
-                    rootfs::images_dir(&root).display()
+                    env::images_dir(&root).display()
                 );
             }
         }
@@ -95,7 +95,7 @@ pub fn image(cmd: ImageCommand) -> Result<()> {
             let spec = spec_of(&a)?;
             let t0 = std::time::Instant::now();
             let (img, built) =
-                rootfs::ensure_env_image(&root, &spec, &mut |l: &str| eprintln!("vmbuild: {l}"))
+                env::ensure_env_image(&root, &spec, &mut |l: &str| eprintln!("vmbuild: {l}"))
                     .context("building the environment image")?;
             let what = if built {
                 format!("built in {:.0}s", t0.elapsed().as_secs_f64())
@@ -113,7 +113,7 @@ pub fn image(cmd: ImageCommand) -> Result<()> {
         }
         ImageCommand::Rm { images } => {
             for k in images {
-                let img = rootfs::remove_image(&root, &k)?;
+                let img = env::remove_image(&root, &k)?;
                 println!("removed {} ({})", img.short_key(), human_size(img.size));
             }
         }
@@ -125,7 +125,7 @@ pub fn image(cmd: ImageCommand) -> Result<()> {
             if older_than.is_none() && max_size.is_none() {
                 bail!("say what to prune: --older-than DURATION (e.g. 30d) and/or --max-size SIZE (e.g. 20G)");
             }
-            let gone = rootfs::prune_images(&root, older_than, max_size, dry_run)?;
+            let gone = env::prune_images(&root, older_than, max_size, dry_run)?;
             let verb = if dry_run { "would remove" } else { "removed" };
             for i in &gone {
                 println!(

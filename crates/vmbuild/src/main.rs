@@ -11,7 +11,7 @@ mod doctor;
 mod image_cmd;
 mod oom;
 mod progress;
-mod rootfs_arg;
+mod root_image_arg;
 mod run;
 mod runner_setup;
 

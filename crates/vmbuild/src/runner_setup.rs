@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use vmbuild_image::rootfs::InUse;
+use vmbuild_image::env::InUse;
 use vmbuild_proto::{CacheMode, SymlinkSpec, GUEST_HOME};
 use vmbuild_runner::{
     BwrapOptions, CacheShare, Feature, KernelChoice, QemuOptions, RootImage, RunError, RunnerKind,
@@ -186,7 +186,7 @@ pub fn qemu(
             console_log: args.console_log.clone(),
             symlinks: spec.symlinks,
             mkdirs: spec.mkdirs,
-            rootfs: rootfs(args, holds)?,
+            root_image: root_image(args, holds)?,
             network: network(net),
             ca_certs: crate::ca_certs::read(&args.ca_certs)?,
             boot_timeout: args.boot_timeout,
@@ -201,11 +201,11 @@ pub fn qemu(
 
 /// `--rootfs KEY|IMAGE|DIR`: a cached image (held), an image file, or a
 /// directory packed into a temporary image (kept in `holds`).
-fn rootfs(args: &VmArgs, holds: &mut Holds) -> Result<Option<RootImage>, RunError> {
+fn root_image(args: &VmArgs, holds: &mut Holds) -> Result<Option<RootImage>, RunError> {
     let Some(path) = &args.rootfs else {
         return Ok(None);
     };
-    if let Some(found) = crate::rootfs_arg::cached_image(path) {
+    if let Some(found) = crate::root_image_arg::cached_image(path) {
         let (image, held) = found?;
         holds.images.push(held);
         return Ok(Some(image));
@@ -214,7 +214,7 @@ fn rootfs(args: &VmArgs, holds: &mut Holds) -> Result<Option<RootImage>, RunErro
         .prefix("vmbuild-rootfs-")
         .tempdir()
         .map_err(|e| RunError::io("creating a temp dir for --rootfs", e))?;
-    let image = crate::rootfs_arg::resolve(path, scratch.path())?;
+    let image = crate::root_image_arg::resolve(path, scratch.path())?;
     holds.scratch = Some(scratch);
     Ok(Some(image))
 }

@@ -10,9 +10,11 @@ use vmbuild_qemu::{Accel, Network};
 
 use crate::error::RunError;
 
-/// A root filesystem image commands run in instead of the initramfs's
-/// busybox. Attached read-only; the guest puts a tmpfs overlay on it, so
-/// the file never changes.
+/// A root image: the erofs/ext4 file commands run in instead of the
+/// initramfs's busybox, either an environment image vmbuild built and
+/// cached (`vmbuild image`) or the user's own (`--rootfs`). Attached
+/// read-only; the guest puts a tmpfs overlay on it, so the file never
+/// changes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RootImage {
     pub path: PathBuf,
@@ -41,7 +43,7 @@ pub struct VmOptions {
     /// Extra guest directories created after the mounts.
     pub mkdirs: Vec<String>,
     /// Run commands in this image (`None`: the initramfs's busybox).
-    pub rootfs: Option<RootImage>,
+    pub root_image: Option<RootImage>,
     /// The guest's NIC (`Network::None`: loopback only).
     pub network: Network,
     /// PEM certificates the guest trusts besides its root's own.
@@ -63,7 +65,7 @@ impl Default for VmOptions {
             console_log: None,
             symlinks: Vec::new(),
             mkdirs: Vec::new(),
-            rootfs: None,
+            root_image: None,
             network: Network::None,
             ca_certs: None,
             boot_timeout: None,
@@ -78,8 +80,8 @@ impl VmOptions {
     ///
     /// Errors: [`RunError::RootImage`].
     pub fn validate(mut self) -> Result<VmOptions, RunError> {
-        if let Some(r) = &self.rootfs {
-            self.rootfs = Some(checked_root_image(r)?);
+        if let Some(r) = &self.root_image {
+            self.root_image = Some(checked_root_image(r)?);
         }
         Ok(self)
     }
@@ -121,7 +123,7 @@ mod tests {
 
     fn validated(path: PathBuf, fstype: &str) -> Result<VmOptions, RunError> {
         VmOptions {
-            rootfs: Some(RootImage {
+            root_image: Some(RootImage {
                 path,
                 fstype: fstype.into(),
             }),
@@ -137,13 +139,17 @@ mod tests {
         std::fs::write(&img, b"x").unwrap();
         let opts = validated(d.path().join("./env.erofs"), "erofs").unwrap();
         assert_eq!(
-            opts.rootfs,
+            opts.root_image,
             Some(RootImage {
                 path: img.canonicalize().unwrap(),
                 fstype: "erofs".into()
             })
         );
-        assert!(VmOptions::default().validate().unwrap().rootfs.is_none());
+        assert!(VmOptions::default()
+            .validate()
+            .unwrap()
+            .root_image
+            .is_none());
     }
 
     #[test]

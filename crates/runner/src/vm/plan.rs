@@ -132,7 +132,7 @@ pub fn plan(
         mounts,
         mkdirs,
         symlinks: opts.symlinks.clone(),
-        root: opts.rootfs.as_ref().map(root_spec),
+        root: opts.root_image.as_ref().map(root_spec),
         network: network_spec(opts.network),
         hostname: Some(GUEST_HOSTNAME.into()),
         ca_certs: opts.ca_certs.clone(),
@@ -155,7 +155,7 @@ pub fn plan(
         control_socket: control_socket(rundir),
         qmp_socket: qmp_socket(rundir),
         shares,
-        drives: opts.rootfs.iter().map(root_drive).collect(),
+        drives: opts.root_image.iter().map(root_drive).collect(),
         network: opts.network,
     };
     Ok(VmPlan {

@@ -170,7 +170,7 @@ fn source_dir_is_a_read_only_share_with_an_overlay_at_home() {
 #[test]
 fn root_image_is_a_read_only_first_disk_and_a_root_spec() {
     let p = plan_of(VmOptions {
-        rootfs: Some(RootImage {
+        root_image: Some(RootImage {
             path: "/img/env.erofs".into(),
             fstype: "erofs".into(),
         }),

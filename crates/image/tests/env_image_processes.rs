@@ -8,11 +8,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant};
 
-use vmbuild_image::rootfs::{ensure_env_image_with, BuildOutput, EnvBuilder};
+use vmbuild_image::env::{ensure_env_image_with, BuildOutput, EnvBuilder};
 use vmbuild_image::{EnvSpec, ImageError, ImageFormat};
 
 /// Set in the child processes: the cache root to use.
-const CHILD_ENV: &str = "VMBUILD_TEST_ROOTFS_CHILD";
+const CHILD_ENV: &str = "VMBUILD_TEST_ENV_IMAGE_CHILD";
 
 /// A builder that records its run, says it started, then waits for the
 /// parent's go-ahead (a file) before writing the image.

@@ -8,8 +8,8 @@ use object::elf::{FileHeader32, FileHeader64};
 use object::read::elf::{FileHeader, SectionHeader};
 use object::Endianness;
 
-use crate::decompress::{self, Format};
 use crate::error::io_err;
+use crate::kernel::decompress::{self, Format};
 use crate::ImageError;
 
 /// Module names treat `-` and `_` alike; this is the canonical (`_`) form.
@@ -335,7 +335,7 @@ fn guest_relpath(rel: &Path) -> PathBuf {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::decompress::tests::{gzip, xz};
+    use crate::kernel::decompress::tests::{gzip, xz};
 
     /// A relocatable ELF with a `.modinfo` section, like a `.ko`.
     pub fn fake_ko(name: &str, depends: &[&str]) -> Vec<u8> {

@@ -4,19 +4,16 @@
 //! and `image prune` skips an image in use instead of deleting it between
 //! the build choosing it and QEMU opening it.
 
-use std::fs::File;
 use std::path::Path;
 
-use rustix::fs::{flock, FlockOperation};
+use vmbuild_store::Lock;
 
 use super::builder::EnvBuilder;
 use super::ensure::ensure_env_image_with;
 use super::image::{read_entry, EnvImage};
 use super::mmdebstrap::MmdebstrapBuilder;
 use super::spec::EnvSpec;
-use super::store::{find_image, images_dir, lock_path, touch_last_used};
-use crate::error::io_err;
-use crate::provision::{is_complete, open_lock_file};
+use super::store::{find_image, image_store};
 use crate::ImageError;
 
 /// An image held for a build; `image rm` and `prune` leave it alone until
@@ -24,10 +21,11 @@ use crate::ImageError;
 #[derive(Debug)]
 pub struct InUse {
     image: EnvImage,
-    _lock: File,
+    _lock: Lock,
 }
 
 impl InUse {
+    /// The image held.
     pub fn image(&self) -> &EnvImage {
         &self.image
     }
@@ -71,11 +69,11 @@ pub fn find_image_in_use(cache_root: &Path, key_or_prefix: &str) -> Result<InUse
     for _ in 0..ATTEMPTS {
         let image = find_image(cache_root, key_or_prefix)?;
         if let Some(lock) = hold(cache_root, &image.key)? {
-            let dir = images_dir(cache_root).join(&image.key);
-            if let Err(e) = touch_last_used(&dir) {
+            let store = image_store(cache_root);
+            if let Err(e) = store.touch(&image.key) {
                 tracing::warn!(%e, "cannot record the use of an environment image");
             }
-            let image = read_entry(&dir)?;
+            let image = read_entry(&store.entry(&image.key))?;
             return Ok(InUse { image, _lock: lock });
         }
         last = image.key;
@@ -89,29 +87,18 @@ fn removed_under_us(key: String) -> ImageError {
     }
 }
 
-/// A shared lock on `key`'s entry, or `None` when the entry is gone once
-/// the lock is held (removed meanwhile). Waits while a removal of the same
-/// key runs (those are short; builds of a complete key do not happen).
-fn hold(cache_root: &Path, key: &str) -> Result<Option<File>, ImageError> {
-    let images = images_dir(cache_root);
-    let path = lock_path(&images, key);
-    let file = match open_lock_file(&path) {
-        Ok(f) => f,
-        // No images directory: no entry either.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_err(format!("opening lock file {}", path.display()))(e)),
-    };
-    flock(&file, FlockOperation::LockShared).map_err(|e| ImageError::Io {
-        context: format!("locking {}", path.display()),
-        source: e.into(),
-    })?;
-    Ok(is_complete(&images.join(key)).then_some(file))
+/// A shared lock on `key`'s entry ([`vmbuild_store::Store::hold`]), or
+/// `None` when the entry is gone once the lock is held (removed
+/// meanwhile). Waits while a removal of the same key runs (those are
+/// short; builds of a complete key do not happen).
+fn hold(cache_root: &Path, key: &str) -> Result<Option<Lock>, ImageError> {
+    Ok(image_store(cache_root).hold(key)?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rootfs::{prune_images, remove_image, BuildOutput, ImageFormat};
+    use crate::env::{prune_images, remove_image, BuildOutput, ImageFormat};
 
     struct Fake;
 

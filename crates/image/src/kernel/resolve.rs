@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::bzimage::{self, Extraction};
-use crate::deb::{self, AptTools, DebPin, Fallback};
 use crate::error::io_err;
-use crate::kernel_image::{corrupt, no_pvh_notice, sha256, Kernel, KernelOrigin};
-use crate::pins;
+use crate::kernel::bzimage::{self, Extraction};
+use crate::kernel::deb::{self, AptTools, DebPin, Fallback};
+use crate::kernel::image::{corrupt, no_pvh_notice, sha256, Kernel, KernelOrigin};
+use crate::kernel::pins;
 use crate::provision::{ensure_dir, is_complete, write_atomic};
 use crate::ImageError;
 
@@ -68,7 +68,7 @@ pub fn resolve_kernel(
 ) -> Result<Kernel, ImageError> {
     match &req.kernel {
         Some(path) => {
-            crate::user_kernel::user_kernel(path, req.modules.as_deref(), &req.cache_root, notice)
+            crate::kernel::user::user_kernel(path, req.modules.as_deref(), &req.cache_root, notice)
         }
         None => {
             let mut kernel = pinned_kernel(&req.cache_root, notice)?;
@@ -300,7 +300,7 @@ mod tests {
             cache_root: t.path().to_path_buf(),
         };
         // Not complete yet: would provision (and needs apt). Complete: reused as is.
-        std::fs::write(dir.join(crate::provision::COMPLETE_MARKER), b"").unwrap();
+        std::fs::write(dir.join(vmbuild_store::COMPLETE_MARKER), b"").unwrap();
         let got = resolve_kernel(&request, &mut |n| panic!("unexpected notice {n}")).unwrap();
         assert_eq!(got.image, dir.join("vmlinux"));
         assert_eq!(got.release, "6.9.1-test");

@@ -1,17 +1,15 @@
-//! The image store under `<cache_root>/images/`: listing, removal, pruning,
-//! last-use stamps and leftovers of killed builds.
+//! The environment image store under `<cache_root>/images/`: a
+//! [`vmbuild_store::Store`] keyed by [`super::EnvSpec::key`], with listing,
+//! removal and pruning of [`EnvImage`]s on top.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use rustix::fs::{flock, FlockOperation};
+use vmbuild_store::{Removal, Store};
 
 use super::build_tree::{cleanup_helper, remove_tree};
-use super::image::{read_entry, short, EnvImage, LAST_USED_FILE};
+use super::image::{read_entry, short, EnvImage};
 use super::prune::select_prune;
-use crate::error::io_err;
-use crate::provision::{is_complete, open_lock_file};
 use crate::ImageError;
 
 /// `<cache_root>/images`.
@@ -19,29 +17,13 @@ pub fn images_dir(cache_root: &Path) -> PathBuf {
     cache_root.join("images")
 }
 
-/// The lock file of `key`'s entry. [`crate::provision::ensure_dir`] locks
-/// `.<entry name>.lock` next to the entry; everything here locks the same
-/// file, so builds, removals and stale-temp cleanup of one key exclude
-/// each other.
-pub(crate) fn lock_path(images: &Path, key: &str) -> PathBuf {
-    images.join(format!(".{key}.lock"))
-}
-
-/// Take `key`'s lock if nobody holds it. `None` when it is held (a build or
-/// removal is running); released when the file is dropped.
-pub(crate) fn try_lock(images: &Path, key: &str) -> Result<Option<File>, ImageError> {
-    let path = lock_path(images, key);
-    std::fs::create_dir_all(images).map_err(io_err(format!("creating {}", images.display())))?;
-    let file =
-        open_lock_file(&path).map_err(io_err(format!("opening lock file {}", path.display())))?;
-    match flock(&file, FlockOperation::NonBlockingLockExclusive) {
-        Ok(()) => Ok(Some(file)),
-        Err(e) if e == rustix::io::Errno::WOULDBLOCK => Ok(None),
-        Err(e) => Err(ImageError::Io {
-            context: format!("locking {}", path.display()),
-            source: e.into(),
-        }),
-    }
+/// The store of environment images in `cache_root`. Its keys are image
+/// keys; a killed build's leftovers may belong to subordinate uids, so
+/// they are removed through mmdebstrap's unshare helper when not root.
+pub(crate) fn image_store(cache_root: &Path) -> Store {
+    Store::new(images_dir(cache_root))
+        .with_keys(is_key)
+        .with_tree_remover(|path| remove_tree(path, cleanup_helper().as_deref()))
 }
 
 /// Whether `name` looks like a key (64 lowercase hex digits).
@@ -52,37 +34,13 @@ fn is_key(name: &str) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-/// Record a use of the entry `dir` now (the mtime of its `last-used`).
-pub(crate) fn touch_last_used(dir: &Path) -> Result<(), ImageError> {
-    let path = dir.join(LAST_USED_FILE);
-    let f = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(io_err(format!("opening {}", path.display())))?;
-    f.set_modified(SystemTime::now())
-        .map_err(io_err(format!("touching {}", path.display())))
-}
-
 /// Every complete image in the cache, least recently used first. Damaged
 /// entries are skipped with a warning.
 pub fn list_images(cache_root: &Path) -> Result<Vec<EnvImage>, ImageError> {
-    let images = images_dir(cache_root);
-    let rd = match std::fs::read_dir(&images) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io_err(format!("listing {}", images.display()))(e)),
-    };
+    let store = image_store(cache_root);
     let mut out = Vec::new();
-    for entry in rd {
-        let entry = entry.map_err(io_err(format!("listing {}", images.display())))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let dir = entry.path();
-        if !is_key(&name) || !is_complete(&dir) {
-            continue;
-        }
-        match read_entry(&dir) {
+    for key in store.keys()? {
+        match read_entry(&store.entry(&key)) {
             Ok(img) => out.push(img),
             Err(e) => tracing::warn!(%e, "skipping a damaged environment image"),
         }
@@ -97,19 +55,16 @@ pub fn list_images(cache_root: &Path) -> Result<Vec<EnvImage>, ImageError> {
 /// [`ImageError::ImageInUse`].
 pub fn remove_image(cache_root: &Path, key_or_prefix: &str) -> Result<EnvImage, ImageError> {
     let img = find_image(cache_root, key_or_prefix)?;
-    let images = images_dir(cache_root);
-    let Some(_lock) = try_lock(&images, &img.key)? else {
-        return Err(ImageError::ImageInUse {
+    match image_store(cache_root).remove(&img.key)? {
+        Removal::Removed => Ok(img),
+        Removal::Held => Err(ImageError::ImageInUse {
             key: short(&img.key).to_string(),
-        });
-    };
-    if !delete_entry(&images, &img.key)? {
+        }),
         // removed by someone else between the lookup and the lock
-        return Err(ImageError::NoSuchImage {
+        Removal::Missing => Err(ImageError::NoSuchImage {
             prefix: key_or_prefix.to_string(),
-        });
+        }),
     }
-    Ok(img)
 }
 
 /// The cached image whose key is `key_or_prefix` or starts with it (any
@@ -141,98 +96,32 @@ pub fn find_image(cache_root: &Path, key_or_prefix: &str) -> Result<EnvImage, Im
 }
 
 /// Remove images chosen by [`select_prune`] (least recently used first)
-/// and return them; with `dry_run`, only return them. An image being
-/// removed by another vmbuild at the same time is skipped. Also removes
-/// leftovers of killed builds (not with `dry_run`).
+/// and return them. Images in use by a build (or being removed by another
+/// vmbuild) are skipped; with `dry_run` nothing is removed, but in-use
+/// images are skipped the same way, so the result is exactly what a real
+/// prune would remove. A real prune also removes leftovers of killed builds.
 pub fn prune_images(
     cache_root: &Path,
     older_than: Option<Duration>,
     max_total: Option<u64>,
     dry_run: bool,
 ) -> Result<Vec<EnvImage>, ImageError> {
-    let images = images_dir(cache_root);
-    if !dry_run {
-        clean_stale_temps(&images);
-    }
     let all = list_images(cache_root)?;
     let chosen: Vec<EnvImage> = select_prune(&all, SystemTime::now(), older_than, max_total)
         .into_iter()
         .map(|i| all[i].clone())
         .collect();
-    if dry_run {
-        return Ok(chosen);
-    }
-    let mut removed = Vec::new();
-    for img in chosen {
-        let Some(_lock) = try_lock(&images, &img.key)? else {
-            tracing::info!(key = %img.key, "image is in use; not pruning it");
-            continue;
-        };
-        if delete_entry(&images, &img.key)? {
-            removed.push(img);
-        }
-    }
-    Ok(removed)
-}
-
-/// Delete the entry of `key` (its lock must be held): renamed out of the
-/// way first, so it disappears at once and a killed removal leaves only a
-/// stale temp dir. `false` when there was no entry.
-pub(crate) fn delete_entry(images: &Path, key: &str) -> Result<bool, ImageError> {
-    let dir = images.join(key);
-    let doomed = images.join(format!("{}rm-{}", temp_prefix(key), std::process::id()));
-    match std::fs::rename(&dir, &doomed) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(io_err(format!("moving {} away", dir.display()))(e)),
-    }
-    std::fs::remove_dir_all(&doomed).map_err(io_err(format!("removing {}", doomed.display())))?;
-    Ok(true)
-}
-
-/// Prefix of the temp dirs of `key`'s entry (as [`crate::provision::ensure_dir`]
-/// names them).
-pub(crate) fn temp_prefix(key: &str) -> String {
-    format!(".tmp-{key}#")
-}
-
-/// Remove temp dirs of builds or removals that were killed, for every key
-/// whose lock is free (a held lock means that build is still running).
-pub(crate) fn clean_stale_temps(images: &Path) {
-    let Ok(rd) = std::fs::read_dir(images) else {
-        return;
-    };
-    for entry in rd.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(key) = name
-            .strip_prefix(".tmp-")
-            .and_then(|r| r.split_once('#'))
-            .map(|p| p.0)
-        else {
-            continue;
-        };
-        if !is_key(key) {
-            continue;
-        }
-        match try_lock(images, key) {
-            Ok(Some(_lock)) => {
-                let path = entry.path();
-                tracing::info!(path = %path.display(), "removing a stale temp dir");
-                remove_tree(&path, cleanup_helper().as_deref());
-            }
-            Ok(None) => {} // its build is running
-            Err(err) => tracing::warn!(%err, "cannot check a temp dir"),
-        }
-    }
+    Ok(image_store(cache_root).prune(chosen, |i| &i.key, dry_run)?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::provision::COMPLETE_MARKER;
-    use crate::rootfs::image::{ImageMeta, META_FILE};
-    use crate::rootfs::{EnvSpec, ImageFormat};
+    use crate::env::image::{ImageMeta, LAST_USED_FILE, META_FILE};
+    use crate::env::{EnvSpec, ImageFormat};
+    use std::fs::File;
     use std::time::UNIX_EPOCH;
+    use vmbuild_store::COMPLETE_MARKER;
 
     /// A fake complete entry for `pkg`, last used `used` seconds after the epoch.
     fn fake(root: &Path, pkg: &str, size: usize, used: u64) -> String {
@@ -259,6 +148,20 @@ mod tests {
             .unwrap();
         std::fs::write(dir.join(COMPLETE_MARKER), "").unwrap();
         key
+    }
+
+    /// Three images of 100 bytes, used in this order: `[old, mid, new]`.
+    fn old_mid_new(root: &Path) -> [String; 3] {
+        [("old", 1000), ("mid", 2000), ("new", 3000)].map(|(p, used)| fake(root, p, 100, used))
+    }
+
+    /// The keys `list_images` shows, least recently used first.
+    fn listed(root: &Path) -> Vec<String> {
+        list_images(root)
+            .unwrap()
+            .into_iter()
+            .map(|i| i.key)
+            .collect()
     }
 
     #[test]
@@ -341,30 +244,38 @@ mod tests {
     #[test]
     fn prune_removes_lru_and_dry_run_keeps() {
         let t = tempfile::tempdir().unwrap();
-        let old = fake(t.path(), "old", 100, 1000);
-        let mid = fake(t.path(), "mid", 100, 2000);
-        let new = fake(t.path(), "new", 100, 3000);
+        let [old, mid, new] = old_mid_new(t.path());
         let dry = prune_images(t.path(), None, Some(150), true).unwrap();
         assert_eq!(dry.iter().map(|i| &i.key).collect::<Vec<_>>(), [&old, &mid]);
         assert_eq!(list_images(t.path()).unwrap().len(), 3);
 
         // An image being removed elsewhere (lock held) is skipped.
-        let images = images_dir(t.path());
-        let held = try_lock(&images, &old).unwrap().unwrap();
-        assert!(try_lock(&images, &old).unwrap().is_none());
+        let store = image_store(t.path());
+        let held = store.try_lock(&old).unwrap().unwrap();
+        assert!(store.try_lock(&old).unwrap().is_none());
         let removed = prune_images(t.path(), None, Some(150), false).unwrap();
         assert_eq!(removed.iter().map(|i| &i.key).collect::<Vec<_>>(), [&mid]);
         drop(held);
-        let left: Vec<String> = list_images(t.path())
-            .unwrap()
-            .into_iter()
-            .map(|i| i.key)
-            .collect();
-        assert_eq!(left, [old.clone(), new.clone()]);
+        assert_eq!(listed(t.path()), [old.clone(), new.clone()]);
 
         let removed = prune_images(t.path(), None, None, false).unwrap();
         assert_eq!(removed.len(), 2);
         assert!(list_images(t.path()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn prune_dry_run_lists_exactly_what_prune_removes() {
+        let t = tempfile::tempdir().unwrap();
+        let [old, mid, new] = old_mid_new(t.path());
+        // `old` is in use by a build: a dry run must not offer it.
+        let in_use = image_store(t.path()).hold(&old).unwrap().unwrap();
+        let dry = prune_images(t.path(), None, None, true).unwrap();
+        assert_eq!(dry.iter().map(|i| &i.key).collect::<Vec<_>>(), [&mid, &new]);
+        assert_eq!(list_images(t.path()).unwrap().len(), 3);
+        let removed = prune_images(t.path(), None, None, false).unwrap();
+        assert_eq!(removed, dry);
+        drop(in_use);
+        assert_eq!(listed(t.path()), [old]);
     }
 
     #[test]
@@ -378,8 +289,9 @@ mod tests {
         for d in [&stale, &running, &unrelated] {
             std::fs::create_dir_all(d.join("rootfs/usr")).unwrap();
         }
-        let _building = try_lock(&images, &k2).unwrap().unwrap();
-        clean_stale_temps(&images);
+        let store = image_store(t.path());
+        let _building = store.try_lock(&k2).unwrap().unwrap();
+        store.clean_stale_temps();
         assert!(!stale.exists());
         assert!(running.exists());
         assert!(unrelated.exists());
@@ -390,7 +302,7 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let k = fake(t.path(), "aaa", 1, 1);
         let before = SystemTime::now() - Duration::from_secs(1);
-        touch_last_used(&images_dir(t.path()).join(&k)).unwrap();
+        image_store(t.path()).touch(&k).unwrap();
         let img = list_images(t.path()).unwrap().remove(0);
         assert!(img.last_used >= before, "{:?}", img.last_used);
     }

@@ -4,8 +4,8 @@ use serde::Deserialize;
 
 use crate::ImageError;
 
-const KERNEL_TOML: &str = include_str!("../../../images/kernel.toml");
-const BUSYBOX_TOML: &str = include_str!("../../../images/busybox.toml");
+const KERNEL_TOML: &str = include_str!("../../../../images/kernel.toml");
+const BUSYBOX_TOML: &str = include_str!("../../../../images/busybox.toml");
 
 /// The default guest kernel (`images/kernel.toml`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

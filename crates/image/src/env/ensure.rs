@@ -3,15 +3,15 @@
 use std::path::Path;
 use std::time::{Instant, SystemTime};
 
+use vmbuild_store::Store;
+
 use super::builder::EnvBuilder;
 use super::image::{read_entry, short, unix_secs, EnvImage, ImageMeta, META_FILE};
 use super::mmdebstrap::MmdebstrapBuilder;
 use super::spec::{EnvSpec, RECIPE_VERSION};
-use super::store::{
-    clean_stale_temps, delete_entry, images_dir, lock_path, touch_last_used, try_lock,
-};
+use super::store::image_store;
 use crate::error::io_err;
-use crate::provision::{ensure_dir, is_complete, write_atomic, Lock};
+use crate::provision::write_atomic;
 use crate::ImageError;
 
 /// The image for `spec`, built with mmdebstrap unless it is cached; `true`
@@ -41,14 +41,14 @@ pub fn ensure_env_image_with(
     spec.validate()?;
     let spec = spec.normalized();
     let key = spec.key();
-    let images = images_dir(cache_root);
-    let dir = images.join(&key);
+    let store = image_store(cache_root);
+    let dir = store.entry(&key);
     // A complete entry that cannot be read (damaged, or removed under us)
     // is deleted and built again, once.
     let mut retried = false;
     loop {
-        let built = ensure_built(&images, &spec, &key, builder, progress)?;
-        if let Err(e) = touch_last_used(&dir) {
+        let built = ensure_built(&store, &spec, &key, builder, progress)?;
+        if let Err(e) = store.touch(&key) {
             tracing::warn!(%e, "cannot record the use of an environment image");
         }
         match read_entry(&dir) {
@@ -72,8 +72,8 @@ pub fn ensure_env_image_with(
                     "image {}: unreadable ({e}); rebuilding",
                     short(&key)
                 ));
-                let _lock = Lock::acquire(&lock_path(&images, &key))?;
-                delete_entry(&images, &key)?;
+                let lock = store.lock(&key)?;
+                store.delete(&key, &lock)?;
             }
             Err(e) => return Err(e),
         }
@@ -82,28 +82,25 @@ pub fn ensure_env_image_with(
 
 /// Make sure `images/<key>` is complete; its metadata when built now.
 fn ensure_built(
-    images: &Path,
+    store: &Store,
     spec: &EnvSpec,
     key: &str,
     builder: &dyn EnvBuilder,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Option<ImageMeta>, ImageError> {
-    let dir = images.join(key);
-    if !is_complete(&dir) {
-        std::fs::create_dir_all(images)
-            .map_err(io_err(format!("creating {}", images.display())))?;
-        // Probe the lock only to tell the user why we wait; ensure_dir
-        // takes it for real.
-        if try_lock(images, key)?.is_none() {
+    if !store.is_complete(key) {
+        // Probe the lock only to tell the user why we wait; ensure takes
+        // it for real.
+        if store.try_lock(key)?.is_none() {
             progress(&format!(
                 "waiting for another vmbuild building image {}",
                 short(key)
             ));
         }
-        clean_stale_temps(images);
+        store.clean_stale_temps();
     }
     let started = Instant::now();
-    ensure_dir(&dir, |out| {
+    store.ensure(key, |out| {
         let made = builder.build(spec, key, out, progress)?;
         let image = out.join(made.format.file_name());
         let image_bytes = std::fs::metadata(&image)
@@ -136,7 +133,7 @@ fn mib(bytes: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rootfs::{BuildOutput, ImageFormat};
+    use crate::env::{BuildOutput, ImageFormat};
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
     use std::time::Duration;

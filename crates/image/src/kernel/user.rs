@@ -4,9 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::bzimage::{self, Extraction, KernelFormat};
 use crate::error::io_err;
-use crate::kernel_image::{corrupt, no_pvh_notice, sha256, Kernel, KernelOrigin};
+use crate::kernel::bzimage::{self, Extraction, KernelFormat};
+use crate::kernel::image::{corrupt, no_pvh_notice, sha256, Kernel, KernelOrigin};
 use crate::provision::write_atomic;
 use crate::ImageError;
 
@@ -121,8 +121,8 @@ fn bootable_image(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bzimage::tests::{fake_bzimage, fake_vmlinux};
-    use crate::decompress::tests::xz;
+    use crate::kernel::bzimage::tests::{fake_bzimage, fake_vmlinux};
+    use crate::kernel::decompress::tests::xz;
     use crate::kernel::{resolve_kernel, KernelRequest};
 
     const BANNER: &[u8] = b"\0Linux version 6.9.1-test (me@x) #1 SMP\0";

@@ -1,30 +1,14 @@
-//! The guest initramfs: init, optional busybox, and the kernel modules the
-//! guest needs, as an uncompressed newc cpio cached by content hash.
-//!
-//! Layout (the guest init relies on it):
-//!
-//! ```text
-//! /init                              the guest init binary (0755)
-//! /bin/busybox                       when given (0755)
-//! /lib/modules/<release>/<relpath>   each module of the closure, uncompressed
-//! /etc/vmbuild/modules.load          one absolute guest path per line, dependency order
-//! /etc/vmbuild/modules.d/<fs>.load   modules loaded right before mounting a <fs>
-//!                                    (same format; only what the boot set lacks)
-//! /<applet path> -> /bin/busybox     busybox applet symlinks, when the list is known
-//! /dev /proc /sys /run /etc /root /home (0755), /tmp (1777)
-//! ```
-//!
-//! Loading a module costs 20-60 ms under TCG, so the boot set is only what
-//! the control channel needs; filesystem modules load on demand.
+//! Building the initramfs archive (see the [module docs](super) for its
+//! layout) and caching it by content hash.
 
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::cpio::CpioWriter;
 use crate::error::io_err;
-use crate::kernel_image::Kernel;
-use crate::modules::{read_module, resolve_modules, ModuleIndex};
+use crate::initramfs::cpio::CpioWriter;
+use crate::kernel::modules::{read_module, resolve_modules, ModuleIndex};
+use crate::kernel::Kernel;
 use crate::provision::write_atomic;
 use crate::ImageError;
 
@@ -259,9 +243,9 @@ pub fn build_initramfs(spec: &InitramfsSpec<'_>, cache_root: &Path) -> Result<Pa
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpio::tests::parse;
-    use crate::kernel_image::KernelOrigin;
-    use crate::modules::tests::{fake_ko, fake_modules_dir};
+    use crate::initramfs::cpio::tests::parse;
+    use crate::kernel::modules::tests::{fake_ko, fake_modules_dir};
+    use crate::kernel::KernelOrigin;
 
     fn kernel(modules_dir: Option<PathBuf>) -> Kernel {
         Kernel {

@@ -1,7 +1,14 @@
-//! Environment images: a Debian root filesystem with the packages a
-//! pipeline asks for (`environment.contents.packages`), built once with
-//! mmdebstrap, packed read-only (EROFS, or ext4 without erofs-utils) and
-//! booted by many builds (the guest mounts it with a tmpfs overlay).
+//! Environment images: the root images vmbuild builds and caches itself.
+//! Each is a Debian root filesystem with the packages a pipeline asks for
+//! (`environment.contents.packages`), built once with mmdebstrap, packed
+//! read-only (EROFS, or ext4 without erofs-utils) and booted by many builds
+//! (the guest mounts it with a tmpfs overlay). `vmbuild image ls | build |
+//! rm | prune` manages them.
+//!
+//! Names: an *environment image* is what this module builds and caches; a
+//! *root image* is any erofs/ext4 file the guest runs commands in: an
+//! environment image, or the user's own given with `--rootfs` (see
+//! `vmbuild_runner::RootImage`).
 //!
 //! Layout, keyed by [`EnvSpec::key`]:
 //!

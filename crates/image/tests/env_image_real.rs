@@ -7,7 +7,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use vmbuild_image::rootfs::{
+use vmbuild_image::env::{
     ensure_env_image_with, list_images, BuildOutput, EnvBuilder, MmdebstrapBuilder,
 };
 use vmbuild_image::{EnvSpec, ImageError, ImageFormat};
@@ -141,7 +141,7 @@ fn builds_real_images_once() {
         "merged /usr"
     );
     assert!(inode(&img.path, "/usr/bin/apt-get").is_some());
-    for m in vmbuild_image::rootfs::MOUNT_POINTS {
+    for m in vmbuild_image::env::MOUNT_POINTS {
         let d = inode(&img.path, m).unwrap_or_else(|| panic!("no mount point {m}"));
         assert!(d.contains("directory"), "{m}: {d}");
     }

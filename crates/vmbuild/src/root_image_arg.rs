@@ -1,11 +1,12 @@
-//! `--rootfs PATH|KEY`: boot the steps in your own root filesystem, given
-//! as an erofs/ext4 image file or as a directory (packed into a temporary
-//! erofs image for the run), or in a cached environment image named by its
-//! key as `vmbuild image ls` shows it.
+//! `--rootfs PATH|KEY`: the root image the steps run in, given as your own
+//! erofs/ext4 image file or as a directory (packed into a temporary erofs
+//! image for the run), or as a cached environment image named by its key
+//! as `vmbuild image ls` shows it. (The flag keeps its name; "root image"
+//! is what it selects, see docs/environments.md.)
 
 use std::path::{Path, PathBuf};
 
-use vmbuild_image::rootfs::{EnvImage, InUse};
+use vmbuild_image::env::{EnvImage, InUse};
 use vmbuild_runner::RootImage;
 use vmbuild_runner::RunError;
 
@@ -39,7 +40,7 @@ pub fn cached_image(arg: &Path) -> Option<Result<(RootImage, InUse), RunError>> 
     let key = arg.to_string_lossy();
     Some(
         vmbuild_image::cache_root()
-            .and_then(|root| vmbuild_image::rootfs::find_image_in_use(&root, &key))
+            .and_then(|root| vmbuild_image::env::find_image_in_use(&root, &key))
             .map(|held| (root_image(held.image()), held))
             .map_err(|e| match e {
                 vmbuild_image::ImageError::NoSuchImage { .. } => RunError::Flag {

@@ -53,7 +53,7 @@ pub fn select_prune(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rootfs::{EnvSpec, ImageFormat};
+    use crate::env::{EnvSpec, ImageFormat};
     use std::time::UNIX_EPOCH;
 
     const DAY: u64 = 86_400;

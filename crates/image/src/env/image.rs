@@ -12,7 +12,7 @@ use crate::ImageError;
 /// Metadata file in an entry.
 pub const META_FILE: &str = "image.json";
 /// File whose mtime is the entry's last use.
-pub const LAST_USED_FILE: &str = "last-used";
+pub use vmbuild_store::LAST_USED_FILE;
 
 /// The filesystem an image is packed as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

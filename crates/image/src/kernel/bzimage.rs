@@ -8,7 +8,7 @@ use object::elf::{FileHeader32, FileHeader64, PT_NOTE};
 use object::read::elf::{FileHeader, ProgramHeader};
 use object::Endianness;
 
-use crate::decompress::{self, Format};
+use crate::kernel::decompress::{self, Format};
 
 /// ELF note type of the PVH 32-bit entry point (`XEN_ELFNOTE_PHYS32_ENTRY`).
 pub const XEN_ELFNOTE_PHYS32_ENTRY: u32 = 18;
@@ -186,7 +186,7 @@ fn pvh_in<H: FileHeader<Endian = Endianness>>(data: &[u8]) -> Result<bool, Strin
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::decompress::tests::{gzip, xz};
+    use crate::kernel::decompress::tests::{gzip, xz};
 
     /// A minimal ELF64 executable whose only program header is a PT_NOTE
     /// segment holding one note (`name`, `n_type`), plus a banner string.

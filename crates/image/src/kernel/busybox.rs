@@ -4,10 +4,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::deb::{self, AptTools, DebPin, Fallback, FetchedDeb};
 use crate::error::io_err;
-use crate::kernel::entry_name;
-use crate::pins;
+use crate::kernel::deb::{self, AptTools, DebPin, Fallback, FetchedDeb};
+use crate::kernel::pins;
+use crate::kernel::resolve::entry_name;
 use crate::provision::{ensure_dir, is_complete, write_atomic};
 use crate::ImageError;
 

@@ -1,7 +1,7 @@
 //! What a resolved kernel is, and the checks and messages both kernel
-//! sources (the pinned package in `kernel.rs`, a user's file in
-//! `user_kernel.rs`) share. Its own module so that those two depend on it
-//! and not on each other.
+//! sources (the pinned package in `resolve.rs`, a user's file in
+//! `user.rs`) share. Its own module so that those two depend on it and not
+//! on each other.
 
 use std::path::{Path, PathBuf};
 

@@ -1,0 +1,198 @@
+//! Taking a volume for a build with BuildKit's sharing modes across
+//! concurrent vmbuild processes on one host, with `flock(2)` on a lock file
+//! beside each volume directory: the kernel drops the lock when the holder
+//! exits, however it exits, so a crashed build never leaves a volume locked.
+//!
+//! | sharing   | lock on `<root>/<id>.lock`     | when held by another build          |
+//! |-----------|--------------------------------|-------------------------------------|
+//! | `shared`  | shared                         | only an exclusive holder blocks     |
+//! | `locked`  | exclusive                      | wait                                |
+//! | `private` | exclusive on `<id>` or a fork  | use a free fork `<id>~N`, or make one (empty, as BuildKit does) |
+//!
+//! Removers (`vmbuild cache rm|prune|clear`) take the lock exclusively, so
+//! they never delete a volume a build holds.
+
+use std::fs::File;
+use std::io::ErrorKind;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{flock, FlockOperation};
+
+use super::spec::Sharing;
+use crate::CacheError;
+
+/// Most private forks of one volume.
+pub const MAX_FORKS: u32 = 64;
+
+/// A volume directory held for a build; released when dropped.
+#[derive(Debug)]
+pub struct HeldVolume {
+    /// The directory name under the root: `<id>` or a fork `<id>~N`.
+    pub name: String,
+    pub dir: PathBuf,
+    _lock: File,
+}
+
+/// The outcome of one attempt.
+#[derive(Debug)]
+pub enum Acquired {
+    Held(HeldVolume),
+    /// Another process holds it; its pid when the kernel says.
+    Busy { holder: Option<u32> },
+}
+
+fn io(what: String) -> impl FnOnce(std::io::Error) -> CacheError {
+    move |source| CacheError::Volume { what, source }
+}
+
+fn open_lock(path: &Path) -> Result<File, CacheError> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(io(format!("opening lock file {}", path.display())))
+}
+
+/// Tries `op` without blocking: `Some(file)` when taken.
+fn try_lock(path: &Path, op: FlockOperation) -> Result<Option<File>, CacheError> {
+    let f = open_lock(path)?;
+    match flock(&f, op) {
+        Ok(()) => Ok(Some(f)),
+        Err(e) if e.kind() == ErrorKind::WouldBlock => Ok(None),
+        Err(e) => Err(io(format!("locking {}", path.display()))(e.into())),
+    }
+}
+
+fn lock_path(root: &Path, name: &str) -> PathBuf {
+    root.join(format!("{name}.lock"))
+}
+
+/// Takes the lock, makes the directory, and records the use (the lock
+/// file's mtime is the volume's last use).
+fn held(root: &Path, name: &str, lock: File) -> Result<HeldVolume, CacheError> {
+    let dir = root.join(name);
+    std::fs::create_dir_all(&dir).map_err(io(format!("creating volume {}", dir.display())))?;
+    let _ = lock.set_modified(std::time::SystemTime::now());
+    Ok(HeldVolume {
+        name: name.to_string(),
+        dir,
+        _lock: lock,
+    })
+}
+
+/// One non-blocking attempt to take volume `id` under `root` (created if
+/// missing) with `sharing`. `id` must be valid ([`super::valid_id`]).
+pub fn acquire(root: &Path, id: &str, sharing: Sharing) -> Result<Acquired, CacheError> {
+    std::fs::create_dir_all(root).map_err(io(format!("creating cache root {}", root.display())))?;
+    let main = lock_path(root, id);
+    let op = match sharing {
+        Sharing::Shared => FlockOperation::NonBlockingLockShared,
+        Sharing::Locked | Sharing::Private => FlockOperation::NonBlockingLockExclusive,
+    };
+    if let Some(lock) = try_lock(&main, op)? {
+        return Ok(Acquired::Held(held(root, id, lock)?));
+    }
+    if sharing == Sharing::Private {
+        for n in 1..=MAX_FORKS {
+            let name = format!("{id}~{n}");
+            if let Some(lock) = try_lock(&lock_path(root, &name), op)? {
+                return Ok(Acquired::Held(held(root, &name, lock)?));
+            }
+        }
+    }
+    Ok(Acquired::Busy {
+        holder: holder_pid(&main),
+    })
+}
+
+/// The pid holding a `flock` on `path`, from `/proc/locks` (Linux).
+pub fn holder_pid(path: &Path) -> Option<u32> {
+    let meta = std::fs::metadata(path).ok()?;
+    let text = std::fs::read_to_string("/proc/locks").ok()?;
+    holder_in_proc_locks(&text, meta.ino())
+}
+
+/// Parses `/proc/locks` lines (`1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF`)
+/// for a lock on inode `ino`; returns its pid.
+pub fn holder_in_proc_locks(text: &str, ino: u64) -> Option<u32> {
+    text.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        // "->" marks a blocked waiter, not a holder.
+        if f.get(1) == Some(&"->") || f.get(1) != Some(&"FLOCK") {
+            return None;
+        }
+        let dev_ino = f.get(5)?;
+        let file_ino: u64 = dev_ino.rsplit(':').next()?.parse().ok()?;
+        (file_ino == ino).then(|| f.get(4)?.parse().ok()).flatten()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn held(a: Acquired) -> HeldVolume {
+        match a {
+            Acquired::Held(h) => h,
+            Acquired::Busy { holder } => panic!("busy (held by {holder:?})"),
+        }
+    }
+
+    #[test]
+    fn shared_holders_coexist_and_exclude_a_locked_one() {
+        let root = tempfile::tempdir().unwrap();
+        let a = held(acquire(root.path(), "gomod", Sharing::Shared).unwrap());
+        let b = held(acquire(root.path(), "gomod", Sharing::Shared).unwrap());
+        assert_eq!(a.dir, b.dir);
+        assert!(a.dir.is_dir());
+        match acquire(root.path(), "gomod", Sharing::Locked).unwrap() {
+            Acquired::Busy { holder } => assert_eq!(holder, Some(std::process::id())),
+            Acquired::Held(_) => panic!("locked while shared holders exist"),
+        }
+        drop((a, b));
+        held(acquire(root.path(), "gomod", Sharing::Locked).unwrap());
+    }
+
+    #[test]
+    fn locked_is_one_at_a_time_and_released_on_drop() {
+        let root = tempfile::tempdir().unwrap();
+        let a = held(acquire(root.path(), "apt", Sharing::Locked).unwrap());
+        assert!(matches!(
+            acquire(root.path(), "apt", Sharing::Locked).unwrap(),
+            Acquired::Busy { .. }
+        ));
+        assert!(matches!(
+            acquire(root.path(), "apt", Sharing::Shared).unwrap(),
+            Acquired::Busy { .. }
+        ));
+        drop(a);
+        held(acquire(root.path(), "apt", Sharing::Locked).unwrap());
+    }
+
+    #[test]
+    fn private_uses_forks_and_reuses_a_free_one() {
+        let root = tempfile::tempdir().unwrap();
+        let a = held(acquire(root.path(), "npm", Sharing::Private).unwrap());
+        let b = held(acquire(root.path(), "npm", Sharing::Private).unwrap());
+        let c = held(acquire(root.path(), "npm", Sharing::Private).unwrap());
+        assert_eq!((a.name.as_str(), b.name.as_str(), c.name.as_str()), ("npm", "npm~1", "npm~2"));
+        std::fs::write(b.dir.join("marker"), "b").unwrap();
+        drop(b);
+        let again = held(acquire(root.path(), "npm", Sharing::Private).unwrap());
+        assert_eq!(again.name, "npm~1");
+        assert_eq!(std::fs::read_to_string(again.dir.join("marker")).unwrap(), "b");
+    }
+
+    #[test]
+    fn proc_locks_lines_give_the_holder_not_a_waiter() {
+        let text = "1: FLOCK  ADVISORY  WRITE 4242 fd:01:777 0 EOF\n\
+                    1: -> FLOCK  ADVISORY  WRITE 99 fd:01:777 0 EOF\n\
+                    2: POSIX  ADVISORY  WRITE 11 fd:01:778 0 EOF\n";
+        assert_eq!(holder_in_proc_locks(text, 777), Some(4242));
+        assert_eq!(holder_in_proc_locks(text, 778), None);
+        assert_eq!(holder_in_proc_locks(text, 1), None);
+    }
+}

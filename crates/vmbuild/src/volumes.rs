@@ -1,0 +1,232 @@
+//! `--cache SPEC` volumes for one run or build: each resolved to a host
+//! directory and held with its sharing mode for as long as the run lasts
+//! (waiting, for `locked`, while still honouring Ctrl-C and `--timeout`),
+//! then handed to the runner as shares at their guest paths.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use vmbuild_cache::volume::{acquire, Acquired, HeldVolume, Sharing, VolumeSource, VolumeSpec};
+use vmbuild_cache::SharedDir;
+use vmbuild_proto::{CacheMode, GUEST_CACHE_ALIAS, GUEST_CACHE_DIR, GUEST_HOME};
+use vmbuild_runner::{RunError, Stopper};
+
+/// How often a waiting build retries a held volume.
+const RETRY: Duration = Duration::from_millis(200);
+
+/// A volume ready to mount: its host directory, and the lock that keeps
+/// it ours until dropped.
+#[derive(Debug)]
+pub struct Mounted {
+    pub spec: VolumeSpec,
+    pub host_dir: PathBuf,
+    /// `<id>` or the private fork `<id>~N` in use.
+    pub name: String,
+    _held: HeldVolume,
+}
+
+fn flag(why: String) -> RunError {
+    RunError::Flag {
+        flag: "--cache".into(),
+        why,
+    }
+}
+
+/// Checks the specs against each other and the run's fixed mounts, before
+/// anything is locked or booted: unique targets, none on the cache dir's
+/// or (`source`) the build's `/home/build`, and a persistence the cache
+/// `mode` allows.
+pub fn check(specs: &[VolumeSpec], mode: CacheMode, cache_dir: bool, source: bool) -> Result<(), RunError> {
+    let mut taken: Vec<(&str, String)> = Vec::new();
+    if cache_dir {
+        taken.push((GUEST_CACHE_DIR, "--cache-dir".into()));
+        taken.push((GUEST_CACHE_ALIAS, "--cache-dir's alias".into()));
+    }
+    if source {
+        taken.push((GUEST_HOME, "the source directory".into()));
+    }
+    for s in specs {
+        if let Some((_, by)) = taken.iter().find(|(t, _)| *t == s.target) {
+            return Err(flag(format!("cache {}: target {} is already {by}'s mount", s.name(), s.target)));
+        }
+        s.persist_in(mode).map_err(flag)?;
+        if s.sharing == Sharing::Private && matches!(s.source, VolumeSource::HostDir(_)) {
+            return Err(flag(format!(
+                "cache {}: sharing=private needs a named volume (id=NAME): a host directory cannot be forked",
+                s.name()
+            )));
+        }
+        taken.push((&s.target, format!("cache {}", s.name())));
+    }
+    Ok(())
+}
+
+/// The lock name of a `src=DIR` volume under the cache root.
+fn src_lock_name(dir: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(dir.as_os_str().as_encoded_bytes());
+    format!(".src-{}", &hex::encode(digest)[..16])
+}
+
+/// Holds every volume, in order (waiting as `sharing` says), and makes
+/// missing directories. `note` hears "waiting for cache X (held by pid N)"
+/// once per wait.
+pub async fn hold(
+    specs: &[VolumeSpec],
+    root: Option<&Path>,
+    stop: &Stopper,
+    note: &mut dyn FnMut(&str),
+) -> Result<Vec<Mounted>, RunError> {
+    let mut out = Vec::new();
+    if specs.is_empty() {
+        return Ok(out);
+    }
+    let root = vmbuild_cache::volume::cache_root(root, |k| std::env::var_os(k)).ok_or_else(|| {
+        flag("no cache root: set --cache-root DIR, VMBUILD_CACHE_ROOT or HOME".into())
+    })?;
+    for spec in specs {
+        let (lock_name, host_dir) = match &spec.source {
+            VolumeSource::Named(id) => (id.clone(), None),
+            VolumeSource::HostDir(d) => {
+                let dir = vmbuild_cache::prepare_cache_dir(d)?;
+                (src_lock_name(&dir), Some(dir))
+            }
+        };
+        let mut told = false;
+        let held = loop {
+            match acquire(&root, &lock_name, spec.sharing)? {
+                Acquired::Held(h) => break h,
+                Acquired::Busy { holder } => {
+                    if !told {
+                        let by = holder.map(|p| format!(" (held by pid {p})")).unwrap_or_default();
+                        note(&format!("waiting for cache {}{by}", spec.name()));
+                        told = true;
+                    }
+                    let during = format!("while waiting for cache {}", spec.name());
+                    tokio::select! {
+                        _ = tokio::time::sleep(RETRY) => {}
+                        e = stop.fired(&during) => return Err(e),
+                    }
+                }
+            }
+        };
+        let name = held.name.clone();
+        let dir = host_dir.unwrap_or_else(|| held.dir.clone());
+        out.push(Mounted {
+            spec: spec.clone(),
+            host_dir: dir,
+            name,
+            _held: held,
+        });
+    }
+    Ok(out)
+}
+
+/// The one-line note for a held volume, e.g.
+/// `cache gomod: /root/.cache/vmbuild/volumes/gomod at /root/go/pkg/mod (locked; virtiofs read-write; writes persist)`.
+pub fn describe(m: &Mounted, mode: CacheMode) -> String {
+    let sharing = match m.spec.sharing {
+        Sharing::Shared => "shared",
+        Sharing::Locked => "locked",
+        Sharing::Private => "private",
+    };
+    let how = match mode {
+        CacheMode::Overlay => "9p read-only + overlay; writes discarded",
+        CacheMode::Virtiofs => "virtiofs read-write; writes persist",
+    };
+    format!(
+        "cache {}: {} at {} ({sharing}; {how})",
+        m.spec.name(),
+        m.host_dir.display(),
+        m.spec.target
+    )
+}
+
+/// The shares for the held volumes, after any others (so a volume under
+/// `/home/build` mounts on top of the source).
+pub fn shares(mounted: &[Mounted], mode: CacheMode) -> Vec<SharedDir> {
+    mounted
+        .iter()
+        .enumerate()
+        .map(|(i, m)| SharedDir {
+            name: format!("vol{i}"),
+            host_dir: m.host_dir.clone(),
+            mode,
+            target: m.spec.target.clone(),
+            aliases: Vec::new(),
+            owner: (m.spec.uid.is_some() || m.spec.gid.is_some())
+                .then(|| (m.spec.uid.unwrap_or(0), m.spec.gid.unwrap_or(0))),
+            root_mode: m.spec.mode,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(s: &str) -> VolumeSpec {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn targets_must_not_collide_with_each_other_or_fixed_mounts() {
+        let a = spec("id=a,target=/x");
+        assert!(check(&[a.clone(), spec("id=b,target=/y")], CacheMode::Overlay, true, true).is_ok());
+        let e = check(&[a.clone(), spec("id=b,target=/x/")], CacheMode::Overlay, false, false)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("already cache a's mount"), "{e}");
+        let e = check(&[spec("id=a,target=/home/build")], CacheMode::Overlay, false, true)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("source directory"), "{e}");
+        let e = check(&[spec("id=a,target=/var/cache/melange")], CacheMode::Overlay, true, false)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--cache-dir"), "{e}");
+        // Nested under /home/build is fine: it mounts after the source.
+        assert!(check(&[spec("id=a,target=/home/build/.npm")], CacheMode::Overlay, true, true).is_ok());
+    }
+
+    #[test]
+    fn persistence_and_private_host_dirs_are_checked() {
+        let e = check(&[spec("id=a,target=/x,persist=always")], CacheMode::Overlay, false, false)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("virtiofs"), "{e}");
+        let e = check(&[spec("src=/tmp,target=/x,sharing=private")], CacheMode::Virtiofs, false, false)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("needs a named volume"), "{e}");
+    }
+
+    #[test]
+    fn shares_follow_the_specs_in_order_with_owner_and_mode() {
+        let root = tempfile::tempdir().unwrap();
+        let h = |id: &str| match acquire(root.path(), id, Sharing::Shared).unwrap() {
+            Acquired::Held(h) => h,
+            Acquired::Busy { .. } => panic!("busy"),
+        };
+        let m = vec![
+            Mounted {
+                spec: spec("id=a,target=/a,uid=1000"),
+                host_dir: "/r/a".into(),
+                name: "a".into(),
+                _held: h("a"),
+            },
+            Mounted {
+                spec: spec("id=b,target=/b,mode=0700"),
+                host_dir: "/r/b".into(),
+                name: "b".into(),
+                _held: h("b"),
+            },
+        ];
+        let s = shares(&m, CacheMode::Virtiofs);
+        assert_eq!(s.iter().map(|s| s.tag()).collect::<Vec<_>>(), ["vmbuild-vol0", "vmbuild-vol1"]);
+        assert_eq!((s[0].owner, s[0].root_mode), (Some((1000, 0)), None));
+        assert_eq!((s[1].owner, s[1].root_mode), (None, Some(0o700)));
+        assert_eq!(s[1].target, "/b");
+        assert!(s.iter().all(|s| s.mode == CacheMode::Virtiofs));
+    }
+}
