@@ -42,6 +42,14 @@ pub struct SymlinkDefault {
 /// The environment defaults for a guest whose cache is mounted at `cache`
 /// and whose `$HOME` is `home` (normally [`vmbuild_proto::GUEST_CACHE_DIR`]
 /// and [`vmbuild_proto::GUEST_HOME`]).
+///
+/// Only download caches, which are keyed by content or version and safe
+/// to share between builds; never install locations (`GEM_HOME`,
+/// `BUNDLE_PATH`, `CONDA_PREFIX`, npm's prefix, ...), which would carry one
+/// build's installed state into the next. `set_by` lists a tool's older
+/// spelling of the same variable and the parent directory the cache
+/// defaults to (e.g. `HF_HOME` for `HF_HUB_CACHE`): the user set either,
+/// so the user chose where the cache goes.
 pub fn cache_env_defaults(cache: &str, home: &str) -> Vec<EnvDefault> {
     let c = |sub: &str| format!("{cache}/{sub}");
     let d = |tool, name, value, why, set_by| EnvDefault {
@@ -141,6 +149,83 @@ pub fn cache_env_defaults(cache: &str, home: &str) -> Vec<EnvDefault> {
             &[],
         ),
         d("ccache", "CCACHE_DIR", c("ccache"), "ccache's object cache", &[]),
+        d(
+            "sccache",
+            "SCCACHE_DIR",
+            c("sccache"),
+            "sccache's local disk cache (keyed by compiler, arguments and input hashes); sccache supports one server per cache dir, so with virtiofs do not run two builds on one cache at once",
+            &[],
+        ),
+        d(
+            "bundler",
+            "BUNDLE_USER_CACHE",
+            c("bundler"),
+            "Bundler's user cache: compact index responses, and downloaded gems and git repos when global_gem_cache is on (installed gems stay in BUNDLE_PATH, not moved)",
+            &["BUNDLE_USER_HOME"],
+        ),
+        d(
+            "rubygems",
+            "GEM_SPEC_CACHE",
+            c("gem-specs"),
+            "RubyGems' cache of remote gem specs (GEM_HOME, where gems are installed, is not moved)",
+            &[],
+        ),
+        d(
+            "conda",
+            "CONDA_PKGS_DIRS",
+            c("conda-pkgs"),
+            "conda's (and mamba's) package cache: downloaded and extracted packages, copied into environments when a hardlink cannot cross to the build tree (environments, CONDA_PREFIX, are not moved)",
+            &[],
+        ),
+        d(
+            "pixi",
+            "PIXI_CACHE_DIR",
+            c("pixi"),
+            "pixi's conda package and repodata cache",
+            &["RATTLER_CACHE_DIR"],
+        ),
+        d(
+            "bun",
+            "BUN_INSTALL_CACHE_DIR",
+            c("bun"),
+            "bun's package cache, one directory per name@version; bun install falls back from hardlinks to copies across filesystems",
+            &[],
+        ),
+        d(
+            "deno",
+            "DENO_DIR",
+            c("deno"),
+            "Deno's remote module, npm and compiled-code caches (it also keeps localStorage of scripts run with --location there)",
+            &[],
+        ),
+        d(
+            "nuget",
+            "NUGET_PACKAGES",
+            c("nuget-packages"),
+            "NuGet's global-packages folder: each downloaded package expanded once per id and version and used in place; it is NuGet's download cache, not a project's install dir",
+            &[],
+        ),
+        d(
+            "nuget",
+            "NUGET_HTTP_CACHE_PATH",
+            c("nuget-http-cache"),
+            "NuGet's HTTP cache of downloaded .nupkg files and feed responses",
+            &[],
+        ),
+        d(
+            "huggingface",
+            "HF_HUB_CACHE",
+            c("huggingface-hub"),
+            "Hugging Face Hub's model, dataset and space cache; not HF_HOME, which also holds the login token",
+            &["HUGGINGFACE_HUB_CACHE", "HF_HOME"],
+        ),
+        d(
+            "ollama",
+            "OLLAMA_MODELS",
+            c("ollama-models"),
+            "ollama's model store (content-addressed blobs and manifests), read by `ollama serve`; ~/.ollama, which holds its key pair, is not moved",
+            &[],
+        ),
     ]
 }
 
@@ -213,8 +298,71 @@ mod tests {
         assert_eq!(get("GOCACHE"), "/var/cache/vmbuild/gocache");
         assert_eq!(get("GRADLE_USER_HOME"), "/var/cache/vmbuild/gradle");
         assert_eq!(get("CCACHE_DIR"), "/var/cache/vmbuild/ccache");
+        assert_eq!(get("SCCACHE_DIR"), "/var/cache/vmbuild/sccache");
+        assert_eq!(get("BUNDLE_USER_CACHE"), "/var/cache/vmbuild/bundler");
+        assert_eq!(get("GEM_SPEC_CACHE"), "/var/cache/vmbuild/gem-specs");
+        assert_eq!(get("CONDA_PKGS_DIRS"), "/var/cache/vmbuild/conda-pkgs");
+        assert_eq!(get("PIXI_CACHE_DIR"), "/var/cache/vmbuild/pixi");
+        assert_eq!(get("BUN_INSTALL_CACHE_DIR"), "/var/cache/vmbuild/bun");
+        assert_eq!(get("DENO_DIR"), "/var/cache/vmbuild/deno");
+        assert_eq!(get("NUGET_PACKAGES"), "/var/cache/vmbuild/nuget-packages");
+        assert_eq!(
+            get("NUGET_HTTP_CACHE_PATH"),
+            "/var/cache/vmbuild/nuget-http-cache"
+        );
+        assert_eq!(get("HF_HUB_CACHE"), "/var/cache/vmbuild/huggingface-hub");
+        assert_eq!(get("OLLAMA_MODELS"), "/var/cache/vmbuild/ollama-models");
         // CARGO_HOME is deliberately not moved (see symlink_defaults).
         assert!(d.iter().all(|e| e.name != "CARGO_HOME"));
+    }
+
+    /// Install locations hold one build's installed state (absolute paths,
+    /// compiled extensions for one libc); a shared cache must not get them.
+    /// HF_HOME is listed because it holds the Hub login token besides the
+    /// cache. Names are compared case-insensitively: npm reads both
+    /// spellings.
+    #[test]
+    fn no_install_location_is_ever_set() {
+        const INSTALL_DIRS: &[&str] = &[
+            "GEM_HOME",
+            "GEM_PATH",
+            "BUNDLE_PATH",
+            "CONDA_PREFIX",
+            "NPM_CONFIG_PREFIX",
+            "npm_config_prefix",
+            "PIP_TARGET",
+            "PIP_PREFIX",
+            "PYTHONUSERBASE",
+            "CARGO_HOME",
+            "GOPATH",
+            "PIPX_HOME",
+            "PNPM_HOME",
+            "BUN_INSTALL",
+            "PIXI_HOME",
+            "HF_HOME",
+            "R_LIBS_USER",
+        ];
+        let d = cache_env_defaults(GUEST_CACHE_DIR, GUEST_HOME);
+        for e in &d {
+            assert!(
+                !INSTALL_DIRS.iter().any(|i| i.eq_ignore_ascii_case(e.name)),
+                "{} is an install location, not a cache",
+                e.name
+            );
+        }
+    }
+
+    #[test]
+    fn older_or_parent_spellings_count_as_set() {
+        let d = cache_env_defaults("/c", "/h");
+        let set_by = |n: &str| d.iter().find(|e| e.name == n).unwrap().set_by;
+        // huggingface_hub reads HF_HUB_CACHE, else HUGGINGFACE_HUB_CACHE,
+        // else $HF_HOME/hub: a default HF_HUB_CACHE would override either.
+        assert_eq!(set_by("HF_HUB_CACHE"), ["HUGGINGFACE_HUB_CACHE", "HF_HOME"]);
+        // pixi reads PIXI_CACHE_DIR, else RATTLER_CACHE_DIR.
+        assert_eq!(set_by("PIXI_CACHE_DIR"), ["RATTLER_CACHE_DIR"]);
+        // Bundler's user cache defaults to $BUNDLE_USER_HOME/cache.
+        assert_eq!(set_by("BUNDLE_USER_CACHE"), ["BUNDLE_USER_HOME"]);
     }
 
     #[test]

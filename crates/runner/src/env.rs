@@ -192,6 +192,26 @@ mod tests {
     }
 
     #[test]
+    fn older_or_parent_cache_variables_count_as_set() {
+        for (user_var, default) in [
+            ("HUGGINGFACE_HUB_CACHE", "HF_HUB_CACHE"),
+            ("HF_HOME", "HF_HUB_CACHE"),
+            ("RATTLER_CACHE_DIR", "PIXI_CACHE_DIR"),
+            ("BUNDLE_USER_HOME", "BUNDLE_USER_CACHE"),
+        ] {
+            let (env, _) = command_env(base_env(), true, &kv(&[(user_var, "/mine")]));
+            assert!(lookup(&env, default).is_empty(), "{user_var}: {env:?}");
+            assert_eq!(lookup(&env, user_var), ["/mine"]);
+        }
+        let (env, _) = command_env(base_env(), true, &[]);
+        assert_eq!(
+            lookup(&env, "HF_HUB_CACHE"),
+            ["/var/cache/vmbuild/huggingface-hub"]
+        );
+        assert!(lookup(&env, "HF_HOME").is_empty());
+    }
+
+    #[test]
     fn any_pnpm_store_variable_set_by_user_suppresses_both() {
         for user_var in [
             "npm_config_store_dir",
