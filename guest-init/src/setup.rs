@@ -71,6 +71,7 @@ pub fn apply(setup: &Setup, log: &mut dyn FnMut(String)) -> Result<GuestRoot> {
                 ));
             }
         }
+        set_root_owner_mode(&target, m.owner, m.root_mode)?;
         for a in &m.aliases {
             let alias = root.host_nofollow(&absolute("alias", a)?)?;
             make_alias(&alias, &guest_target)?;
@@ -88,6 +89,23 @@ pub fn apply(setup: &Setup, log: &mut dyn FnMut(String)) -> Result<GuestRoot> {
         }
     }
     Ok(root)
+}
+
+/// Gives a mount's root the requested owner and mode (BuildKit's cache
+/// mount `uid`, `gid`, `mode`), so a non-root build user can write to it.
+/// In overlay mode this changes the tmpfs upper only; in virtiofs mode the
+/// host directory itself.
+fn set_root_owner_mode(target: &Path, owner: Option<(u32, u32)>, mode: Option<u32>) -> Result<()> {
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::chown(target, Some(uid), Some(gid))
+            .map_err(|e| InitError::io(format!("chown {uid}:{gid} {}", target.display()), e))?;
+    }
+    if let Some(m) = mode {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(target, std::fs::Permissions::from_mode(m & 0o7777))
+            .map_err(|e| InitError::io(format!("chmod {m:o} {}", target.display()), e))?;
+    }
+    Ok(())
 }
 
 /// Every guest path of `setup`, with what it is.

@@ -14,3 +14,4 @@ mod rename_dir;
 mod run_basics;
 mod run_failures;
 mod vm_failures;
+mod volumes;

@@ -31,6 +31,13 @@ pub enum CacheError {
         source: std::io::Error,
     },
 
+    /// A volume, its lock or the cache root could not be used.
+    #[error("{what}: {source}; check the cache root (--cache-root, VMBUILD_CACHE_ROOT) and its permissions")]
+    Volume {
+        what: String,
+        source: std::io::Error,
+    },
+
     /// `QEMU_USE_VIRTIOFS` has a value we do not understand.
     #[error("QEMU_USE_VIRTIOFS={value:?} is not understood; use 1, true or yes for read-write virtiofs, or 0, false, no or leave it unset for read-only 9p + overlay")]
     BadVirtiofsEnv { value: String },

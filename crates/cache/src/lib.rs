@@ -23,6 +23,7 @@ mod error;
 mod mode;
 mod share;
 mod symlink_setup;
+pub mod volume;
 
 pub use dir::prepare_cache_dir;
 pub use docs_table::docs_table;

@@ -40,6 +40,10 @@ pub struct SharedDir {
     pub target: String,
     /// Guest paths made symlinks to `target` (e.g. `/var/cache/melange`).
     pub aliases: Vec<String>,
+    /// Owner (uid, gid) of the mount's root as the guest sees it.
+    pub owner: Option<(u32, u32)>,
+    /// Permission bits of the mount's root as the guest sees it.
+    pub root_mode: Option<u32>,
 }
 
 impl SharedDir {
@@ -60,6 +64,8 @@ impl CacheShare {
             mode: self.mode,
             target: GUEST_CACHE_DIR.into(),
             aliases: vec![GUEST_CACHE_ALIAS.into()],
+            owner: None,
+            root_mode: None,
         }
     }
 }

@@ -68,6 +68,13 @@ pub struct MountSpec {
     /// 9p `msize` in bytes (ignored for virtiofs).
     #[serde(default)]
     pub msize: Option<u32>,
+    /// Owner (uid, gid) the mount's root gets as the guest sees it
+    /// (BuildKit's cache-mount `uid`/`gid`); `None`: left as shared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<(u32, u32)>,
+    /// Permission bits the mount's root gets (BuildKit's `mode`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_mode: Option<u32>,
 }
 
 /// Host -> guest: prepare the machine before any command runs.
@@ -392,6 +399,8 @@ mod tests {
                     target: GUEST_CACHE_DIR.into(),
                     aliases: vec![GUEST_CACHE_ALIAS.into()],
                     msize: Some(512_000),
+                    owner: Some((1000, 1000)),
+                    root_mode: Some(0o755),
                 }],
                 mkdirs: vec![GUEST_HOME.into()],
                 hostname: Some("vmbuild".into()),

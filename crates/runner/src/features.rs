@@ -36,6 +36,8 @@ pub enum Feature {
     CacheMode(CacheMode),
     /// `--network` given explicitly.
     Network(Network),
+    /// `--cache id=...,target=...`: cache volumes at guest paths.
+    Volumes,
 }
 
 impl std::fmt::Display for Feature {
@@ -47,6 +49,7 @@ impl std::fmt::Display for Feature {
             Self::CacheMode(m) => write!(f, "--cache-mode {m}"),
             Self::Network(Network::User) => f.write_str("--network user"),
             Self::Network(Network::None) => f.write_str("--network none"),
+            Self::Volumes => f.write_str("--cache volumes"),
         }
     }
 }
@@ -62,6 +65,9 @@ pub fn hint(runner: RunnerKind, feature: &Feature) -> &'static str {
         }
         (RunnerKind::Bubblewrap, Feature::CacheMode(_)) => {
             "bubblewrap always binds the cache read-write (writes persist); drop --cache-mode or use --runner qemu"
+        }
+        (RunnerKind::Bubblewrap, Feature::Volumes) => {
+            "bubblewrap cannot yet mount a volume at a path of the read-only host root; use --cache-dir or --runner qemu"
         }
         (RunnerKind::Bubblewrap, Feature::Network(_)) => {
             "bubblewrap commands never have a network; drop --network or use --runner qemu"

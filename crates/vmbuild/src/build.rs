@@ -126,7 +126,9 @@ pub async fn build(
             why: "the pipeline's environment.contents.packages names the root filesystem too: use one".into(),
         });
     }
-    let spec = Spec {
+    let mode = runner_setup::share_mode(&args.vm)?;
+    crate::volumes::check(&args.vm.volumes, mode, cache.is_some(), true)?;
+    let mut spec = Spec {
         source: Some(source),
         mkdirs: vec![GUEST_OUTPUT_DIR.to_string()],
         symlinks: if cache.is_some() {
@@ -138,7 +140,21 @@ pub async fn build(
         memory_mib: plan.package.memory_mib,
         default_network: Some(NetworkArg::User),
         packages: !plan.packages.is_empty(),
+        volumes: Vec::new(),
     };
+    kind.check(&runner_setup::requested(&args.vm, &spec))?;
+    let steps = steps(&plan);
+    let timeout = args.timeout.or(plan.package.timeout);
+    let stop = Stopper::new(timeout, interrupt);
+    let mut obs = observer(&args)?;
+    let volumes = crate::volumes::hold(
+        &args.vm.volumes,
+        args.vm.cache_root.as_deref(),
+        &stop,
+        &mut |l: &str| obs.note(l),
+    )
+    .await?;
+    spec.volumes = crate::volumes::shares(&volumes, mode);
     let mut holds = Holds::default();
     let mut options = runner_setup::options(
         kind,
@@ -148,10 +164,6 @@ pub async fn build(
         started,
         &mut holds,
     )?;
-    let steps = steps(&plan);
-    let timeout = args.timeout.or(plan.package.timeout);
-    let stop = Stopper::new(timeout, interrupt);
-    let mut obs = observer(&args)?;
 
     obs.note(&format!(
         "building {} {}: {} step(s) with the {kind} runner",
@@ -164,6 +176,9 @@ pub async fn build(
     }
     if let Some((c, note)) = &cache {
         obs.note(&runner_setup::cache_note(kind, c, note));
+    }
+    for v in &volumes {
+        obs.note(&crate::volumes::describe(v, mode));
     }
     if !plan.packages.is_empty() {
         let (image, held) = env_image(&plan, &mut obs)?;
@@ -249,6 +264,6 @@ pub async fn build(
             EXIT_STEP_FAILED
         }
     };
-    drop(holds);
+    drop((holds, volumes));
     Ok(code)
 }

@@ -8,6 +8,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::args::{parse_cpus, parse_duration, parse_env, parse_memory};
 
+fn parse_volume(s: &str) -> Result<vmbuild_cache::volume::VolumeSpec, String> {
+    s.parse()
+        .map_err(|e: vmbuild_cache::volume::SpecError| e.to_string())
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "vmbuild",
@@ -97,9 +102,19 @@ pub struct VmArgs {
     /// TLS-intercepting proxy's CA or the host's bundle /etc/ssl/certs/ca-certificates.crt.
     #[arg(long = "ca-cert", value_name = "FILE")]
     pub ca_certs: Vec<PathBuf>,
-    /// How the cache is shared (default: overlay, or virtiofs when QEMU_USE_VIRTIOFS=1).
+    /// How the cache dir and volumes are shared (default: overlay, or virtiofs when
+    /// QEMU_USE_VIRTIOFS=1).
     #[arg(long, value_enum, value_name = "MODE")]
     pub cache_mode: Option<CacheModeArg>,
+    /// A cache volume at a guest path (repeatable), BuildKit's cache-mount keys:
+    /// id=NAME|src=DIR,target=PATH[,sharing=shared|locked|private][,persist=never|always]
+    /// [,uid=N,gid=N,mode=0755]. See docs/cache.md.
+    #[arg(long = "cache", value_parser = parse_volume, value_name = "SPEC")]
+    pub volumes: Vec<vmbuild_cache::volume::VolumeSpec>,
+    /// Where named volumes live [default: $VMBUILD_CACHE_ROOT, else
+    /// $XDG_CACHE_HOME/vmbuild/volumes, else ~/.cache/vmbuild/volumes].
+    #[arg(long, value_name = "DIR")]
+    pub cache_root: Option<PathBuf>,
     /// How long each guest start-up phase may take (QEMU connecting, the guest init's first
     /// message, its reply to setup) before the VM counts as stuck (exit 123) [default: 60s
     /// under TCG, 20s under KVM/HVF].

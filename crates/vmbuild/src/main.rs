@@ -14,6 +14,7 @@ mod progress;
 mod root_image_arg;
 mod run;
 mod runner_setup;
+mod volumes;
 
 use std::time::Instant;
 

@@ -18,11 +18,33 @@ pub async fn run(args: RunArgs, started: Instant, stop: Stopper) -> Result<i32, 
     // base < cache defaults (fill-if-unset) < --env.
     let base = env::base_env_with_ca(!args.vm.ca_certs.is_empty());
     let (cmd_env, links) = env::command_env(base, cache.is_some(), &args.env);
-    let spec = Spec {
+    let mode = runner_setup::share_mode(&args.vm)?;
+    crate::volumes::check(&args.vm.volumes, mode, cache.is_some(), false)?;
+    let mut spec = Spec {
         symlinks: links,
         default_network: Some(NetworkArg::None),
         ..Spec::default()
     };
+    kind.check(&runner_setup::requested(&args.vm, &spec))?;
+    let json = args.log_format == LogFormat::Json;
+    let say = |l: &str| {
+        if json {
+            JsonProgress::new(std::io::stderr()).note(l);
+        } else {
+            eprintln!("vmbuild: {l}");
+        }
+    };
+    let volumes = crate::volumes::hold(
+        &args.vm.volumes,
+        args.vm.cache_root.as_deref(),
+        &stop,
+        &mut |l: &str| say(l),
+    )
+    .await?;
+    for v in &volumes {
+        say(&crate::volumes::describe(v, mode));
+    }
+    spec.volumes = crate::volumes::shares(&volumes, mode);
     let mut holds = Holds::default();
     let options = runner_setup::options(
         kind,
@@ -32,7 +54,6 @@ pub async fn run(args: RunArgs, started: Instant, stop: Stopper) -> Result<i32, 
         started,
         &mut holds,
     )?;
-    let json = args.log_format == LogFormat::Json;
     if let Some((c, note)) = &cache {
         let note = runner_setup::cache_note(kind, c, note);
         if json {
@@ -101,6 +122,6 @@ pub async fn run(args: RunArgs, started: Instant, stop: Stopper) -> Result<i32, 
     if let (true, Some(t)) = (args.timings, timings) {
         eprintln!("vmbuild-timings: {}", t.phases().to_json());
     }
-    drop(holds);
+    drop((holds, volumes));
     Ok(code)
 }

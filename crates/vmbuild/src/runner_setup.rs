@@ -34,6 +34,8 @@ pub struct Spec {
     pub default_network: Option<NetworkArg>,
     /// `environment.contents.packages` is not empty.
     pub packages: bool,
+    /// Cache volumes, held, as shares (mounted after the source).
+    pub volumes: Vec<SharedDir>,
 }
 
 /// Things that must live as long as the run: a `--rootfs DIR` packed into
@@ -63,6 +65,9 @@ pub fn requested(args: &VmArgs, spec: &Spec) -> Vec<Feature> {
     if let Some(n) = args.network {
         f.push(Feature::Network(network(n)));
     }
+    if !args.volumes.is_empty() {
+        f.push(Feature::Volumes);
+    }
     f
 }
 
@@ -86,20 +91,28 @@ fn network(n: NetworkArg) -> vmbuild_qemu::Network {
 pub fn cache(args: &VmArgs) -> Result<Option<(CacheShare, String)>, RunError> {
     let flag = args.cache_mode.map(cache_mode);
     let Some(dir) = &args.cache_dir else {
-        if flag.is_some() {
+        if flag.is_some() && args.volumes.is_empty() {
             return Err(RunError::Flag {
                 flag: "--cache-mode".into(),
-                why: "needs --cache-dir DIR".into(),
+                why: "needs --cache-dir DIR or --cache SPEC".into(),
             });
         }
         return Ok(None);
     };
-    let mode = vmbuild_cache::resolve_mode_from_env(flag)?;
+    let mode = share_mode(args)?;
     let host_dir = vmbuild_cache::prepare_cache_dir(dir)?;
     Ok(Some((
         CacheShare { host_dir, mode },
         vmbuild_cache::describe(mode, dir),
     )))
+}
+
+/// How the cache dir and volumes are shared: `--cache-mode`, else
+/// `QEMU_USE_VIRTIOFS`, else the overlay mode.
+pub fn share_mode(args: &VmArgs) -> Result<CacheMode, RunError> {
+    Ok(vmbuild_cache::resolve_mode_from_env(
+        args.cache_mode.map(cache_mode),
+    )?)
 }
 
 /// The runner's note about the cache, as shown before the run.
@@ -155,7 +168,8 @@ pub fn qemu(
         ),
     };
     let qemu = vmbuild_qemu::find_qemu(vmbuild_qemu::Arch::current(), args.qemu.as_deref())?;
-    if cache.is_some_and(|c| c.mode == CacheMode::Virtiofs) {
+    let virtiofs_volumes = spec.volumes.iter().any(|v| v.mode == CacheMode::Virtiofs);
+    if cache.is_some_and(|c| c.mode == CacheMode::Virtiofs) || virtiofs_volumes {
         vmbuild_cache::virtiofsd::find_virtiofsd_on_host()?;
     }
     let mut shares: Vec<SharedDir> = cache.iter().map(|c| c.shared_dir()).collect();
@@ -166,8 +180,11 @@ pub fn qemu(
             mode: CacheMode::Overlay,
             target: GUEST_HOME.into(),
             aliases: Vec::new(),
+            owner: None,
+            root_mode: None,
         });
     }
+    shares.extend(spec.volumes);
     let net = args
         .network
         .or(spec.default_network)

@@ -36,7 +36,12 @@ fn flag(why: String) -> RunError {
 /// anything is locked or booted: unique targets, none on the cache dir's
 /// or (`source`) the build's `/home/build`, and a persistence the cache
 /// `mode` allows.
-pub fn check(specs: &[VolumeSpec], mode: CacheMode, cache_dir: bool, source: bool) -> Result<(), RunError> {
+pub fn check(
+    specs: &[VolumeSpec],
+    mode: CacheMode,
+    cache_dir: bool,
+    source: bool,
+) -> Result<(), RunError> {
     let mut taken: Vec<(&str, String)> = Vec::new();
     if cache_dir {
         taken.push((GUEST_CACHE_DIR, "--cache-dir".into()));
@@ -47,7 +52,11 @@ pub fn check(specs: &[VolumeSpec], mode: CacheMode, cache_dir: bool, source: boo
     }
     for s in specs {
         if let Some((_, by)) = taken.iter().find(|(t, _)| *t == s.target) {
-            return Err(flag(format!("cache {}: target {} is already {by}'s mount", s.name(), s.target)));
+            return Err(flag(format!(
+                "cache {}: target {} is already {by}'s mount",
+                s.name(),
+                s.target
+            )));
         }
         s.persist_in(mode).map_err(flag)?;
         if s.sharing == Sharing::Private && matches!(s.source, VolumeSource::HostDir(_)) {
@@ -81,9 +90,10 @@ pub async fn hold(
     if specs.is_empty() {
         return Ok(out);
     }
-    let root = vmbuild_cache::volume::cache_root(root, |k| std::env::var_os(k)).ok_or_else(|| {
-        flag("no cache root: set --cache-root DIR, VMBUILD_CACHE_ROOT or HOME".into())
-    })?;
+    let root =
+        vmbuild_cache::volume::cache_root(root, |k| std::env::var_os(k)).ok_or_else(|| {
+            flag("no cache root: set --cache-root DIR, VMBUILD_CACHE_ROOT or HOME".into())
+        })?;
     for spec in specs {
         let (lock_name, host_dir) = match &spec.source {
             VolumeSource::Named(id) => (id.clone(), None),
@@ -98,7 +108,9 @@ pub async fn hold(
                 Acquired::Held(h) => break h,
                 Acquired::Busy { holder } => {
                     if !told {
-                        let by = holder.map(|p| format!(" (held by pid {p})")).unwrap_or_default();
+                        let by = holder
+                            .map(|p| format!(" (held by pid {p})"))
+                            .unwrap_or_default();
                         note(&format!("waiting for cache {}{by}", spec.name()));
                         told = true;
                     }
@@ -134,8 +146,12 @@ pub fn describe(m: &Mounted, mode: CacheMode) -> String {
         CacheMode::Overlay => "9p read-only + overlay; writes discarded",
         CacheMode::Virtiofs => "virtiofs read-write; writes persist",
     };
+    let fork = match &m.spec.source {
+        VolumeSource::Named(id) if *id != m.name => format!(", fork {}", m.name),
+        _ => String::new(),
+    };
     format!(
-        "cache {}: {} at {} ({sharing}; {how})",
+        "cache {}: {} at {} ({sharing}{fork}; {how})",
         m.spec.name(),
         m.host_dir.display(),
         m.spec.target
@@ -172,32 +188,69 @@ mod tests {
     #[test]
     fn targets_must_not_collide_with_each_other_or_fixed_mounts() {
         let a = spec("id=a,target=/x");
-        assert!(check(&[a.clone(), spec("id=b,target=/y")], CacheMode::Overlay, true, true).is_ok());
-        let e = check(&[a.clone(), spec("id=b,target=/x/")], CacheMode::Overlay, false, false)
-            .unwrap_err()
-            .to_string();
+        assert!(check(
+            &[a.clone(), spec("id=b,target=/y")],
+            CacheMode::Overlay,
+            true,
+            true
+        )
+        .is_ok());
+        let e = check(
+            &[a.clone(), spec("id=b,target=/x/")],
+            CacheMode::Overlay,
+            false,
+            false,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("already cache a's mount"), "{e}");
-        let e = check(&[spec("id=a,target=/home/build")], CacheMode::Overlay, false, true)
-            .unwrap_err()
-            .to_string();
+        let e = check(
+            &[spec("id=a,target=/home/build")],
+            CacheMode::Overlay,
+            false,
+            true,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("source directory"), "{e}");
-        let e = check(&[spec("id=a,target=/var/cache/melange")], CacheMode::Overlay, true, false)
-            .unwrap_err()
-            .to_string();
+        let e = check(
+            &[spec("id=a,target=/var/cache/melange")],
+            CacheMode::Overlay,
+            true,
+            false,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("--cache-dir"), "{e}");
         // Nested under /home/build is fine: it mounts after the source.
-        assert!(check(&[spec("id=a,target=/home/build/.npm")], CacheMode::Overlay, true, true).is_ok());
+        assert!(check(
+            &[spec("id=a,target=/home/build/.npm")],
+            CacheMode::Overlay,
+            true,
+            true
+        )
+        .is_ok());
     }
 
     #[test]
     fn persistence_and_private_host_dirs_are_checked() {
-        let e = check(&[spec("id=a,target=/x,persist=always")], CacheMode::Overlay, false, false)
-            .unwrap_err()
-            .to_string();
+        let e = check(
+            &[spec("id=a,target=/x,persist=always")],
+            CacheMode::Overlay,
+            false,
+            false,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("virtiofs"), "{e}");
-        let e = check(&[spec("src=/tmp,target=/x,sharing=private")], CacheMode::Virtiofs, false, false)
-            .unwrap_err()
-            .to_string();
+        let e = check(
+            &[spec("src=/tmp,target=/x,sharing=private")],
+            CacheMode::Virtiofs,
+            false,
+            false,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("needs a named volume"), "{e}");
     }
 
@@ -223,7 +276,10 @@ mod tests {
             },
         ];
         let s = shares(&m, CacheMode::Virtiofs);
-        assert_eq!(s.iter().map(|s| s.tag()).collect::<Vec<_>>(), ["vmbuild-vol0", "vmbuild-vol1"]);
+        assert_eq!(
+            s.iter().map(|s| s.tag()).collect::<Vec<_>>(),
+            ["vmbuild-vol0", "vmbuild-vol1"]
+        );
         assert_eq!((s[0].owner, s[0].root_mode), (Some((1000, 0)), None));
         assert_eq!((s[1].owner, s[1].root_mode), (None, Some(0o700)));
         assert_eq!(s[1].target, "/b");

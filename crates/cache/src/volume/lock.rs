@@ -39,7 +39,9 @@ pub struct HeldVolume {
 pub enum Acquired {
     Held(HeldVolume),
     /// Another process holds it; its pid when the kernel says.
-    Busy { holder: Option<u32> },
+    Busy {
+        holder: Option<u32>,
+    },
 }
 
 fn io(what: String) -> impl FnOnce(std::io::Error) -> CacheError {
@@ -178,12 +180,18 @@ mod tests {
         let a = held(acquire(root.path(), "npm", Sharing::Private).unwrap());
         let b = held(acquire(root.path(), "npm", Sharing::Private).unwrap());
         let c = held(acquire(root.path(), "npm", Sharing::Private).unwrap());
-        assert_eq!((a.name.as_str(), b.name.as_str(), c.name.as_str()), ("npm", "npm~1", "npm~2"));
+        assert_eq!(
+            (a.name.as_str(), b.name.as_str(), c.name.as_str()),
+            ("npm", "npm~1", "npm~2")
+        );
         std::fs::write(b.dir.join("marker"), "b").unwrap();
         drop(b);
         let again = held(acquire(root.path(), "npm", Sharing::Private).unwrap());
         assert_eq!(again.name, "npm~1");
-        assert_eq!(std::fs::read_to_string(again.dir.join("marker")).unwrap(), "b");
+        assert_eq!(
+            std::fs::read_to_string(again.dir.join("marker")).unwrap(),
+            "b"
+        );
     }
 
     #[test]

@@ -31,12 +31,28 @@ mod tests {
 
     #[test]
     fn flag_then_env_then_xdg_then_home() {
-        let all = [("VMBUILD_CACHE_ROOT", "/e"), ("XDG_CACHE_HOME", "/x"), ("HOME", "/h")];
-        assert_eq!(cache_root(Some(Path::new("/f")), env(&all)), Some("/f".into()));
+        let all = [
+            ("VMBUILD_CACHE_ROOT", "/e"),
+            ("XDG_CACHE_HOME", "/x"),
+            ("HOME", "/h"),
+        ];
+        assert_eq!(
+            cache_root(Some(Path::new("/f")), env(&all)),
+            Some("/f".into())
+        );
         assert_eq!(cache_root(None, env(&all)), Some("/e".into()));
-        assert_eq!(cache_root(None, env(&all[1..])), Some("/x/vmbuild/volumes".into()));
-        assert_eq!(cache_root(None, env(&all[2..])), Some("/h/.cache/vmbuild/volumes".into()));
-        assert_eq!(cache_root(None, env(&[("XDG_CACHE_HOME", ""), ("HOME", "/h")])), Some("/h/.cache/vmbuild/volumes".into()));
+        assert_eq!(
+            cache_root(None, env(&all[1..])),
+            Some("/x/vmbuild/volumes".into())
+        );
+        assert_eq!(
+            cache_root(None, env(&all[2..])),
+            Some("/h/.cache/vmbuild/volumes".into())
+        );
+        assert_eq!(
+            cache_root(None, env(&[("XDG_CACHE_HOME", ""), ("HOME", "/h")])),
+            Some("/h/.cache/vmbuild/volumes".into())
+        );
         assert_eq!(cache_root(None, env(&[])), None);
     }
 }

@@ -96,14 +96,18 @@ pub fn check_target(t: &str) -> Result<String, String> {
         return Err("target must not be / (the guest's root)".into());
     }
     if t.contains(['\0', ',', ':', '\\']) {
-        return Err(format!("target {t:?} must not contain NUL, ',', ':' or '\\'"));
+        return Err(format!(
+            "target {t:?} must not contain NUL, ',', ':' or '\\'"
+        ));
     }
     let norm = format!("/{}", parts.join("/"));
     if let Some(r) = RESERVED
         .iter()
         .find(|r| norm == **r || norm.starts_with(&format!("{r}/")))
     {
-        return Err(format!("target {norm} is under {r}, which the guest kernel owns"));
+        return Err(format!(
+            "target {norm} is under {r}, which the guest kernel owns"
+        ));
     }
     Ok(norm)
 }
@@ -143,7 +147,11 @@ impl std::str::FromStr for VolumeSpec {
                         "shared" => Sharing::Shared,
                         "locked" => Sharing::Locked,
                         "private" => Sharing::Private,
-                        _ => return Err(bad(format!("sharing={val:?}: use shared, locked or private"))),
+                        _ => {
+                            return Err(bad(format!(
+                                "sharing={val:?}: use shared, locked or private"
+                            )))
+                        }
                     }
                 }
                 "persist" => {
@@ -151,7 +159,11 @@ impl std::str::FromStr for VolumeSpec {
                         "never" => Persist::Never,
                         "on-success" => Persist::OnSuccess,
                         "always" => Persist::Always,
-                        _ => return Err(bad(format!("persist={val:?}: use never, on-success or always"))),
+                        _ => {
+                            return Err(bad(format!(
+                                "persist={val:?}: use never, on-success or always"
+                            )))
+                        }
                     })
                 }
                 "uid" => v.uid = Some(num("uid")?),
@@ -160,7 +172,11 @@ impl std::str::FromStr for VolumeSpec {
                     let m = u32::from_str_radix(val.trim_start_matches("0o"), 8)
                         .ok()
                         .filter(|m| *m <= 0o7777)
-                        .ok_or_else(|| bad(format!("mode={val:?} is not octal permission bits like 0755")))?;
+                        .ok_or_else(|| {
+                            bad(format!(
+                                "mode={val:?} is not octal permission bits like 0755"
+                            ))
+                        })?;
                     v.mode = Some(m);
                 }
                 _ => {
@@ -172,7 +188,11 @@ impl std::str::FromStr for VolumeSpec {
         }
         v.source = match (id, src) {
             (Some(_), Some(_)) => return Err(bad("give id= or src=, not both".into())),
-            (None, None) => return Err(bad("needs id=NAME (a named volume) or src=DIR (a host directory)".into())),
+            (None, None) => {
+                return Err(bad(
+                    "needs id=NAME (a named volume) or src=DIR (a host directory)".into(),
+                ))
+            }
             (Some(id), None) if !valid_id(&id) => {
                 return Err(bad(format!(
                     "id={id:?}: use letters, digits, '-', '_' and '.' (at most 64), not a path"

@@ -172,6 +172,8 @@ fn guest_mount(s: &SharedDir, tag: String) -> MountSpec {
         target: s.target.clone(),
         aliases: s.aliases.clone(),
         msize: Some(NINEP_MSIZE),
+        owner: s.owner,
+        root_mode: s.root_mode,
     }
 }
 

@@ -6,11 +6,15 @@ fn parse(s: &str) -> Result<VolumeSpec, String> {
 
 #[test]
 fn a_full_spec_parses_with_buildkit_names() {
-    let v = parse("id=gomod,target=/root/go/pkg/mod/,sharing=locked,uid=1000,gid=1000,mode=0755").unwrap();
+    let v = parse("id=gomod,target=/root/go/pkg/mod/,sharing=locked,uid=1000,gid=1000,mode=0755")
+        .unwrap();
     assert_eq!(v.source, VolumeSource::Named("gomod".into()));
     assert_eq!(v.target, "/root/go/pkg/mod");
     assert_eq!(v.sharing, Sharing::Locked);
-    assert_eq!((v.uid, v.gid, v.mode), (Some(1000), Some(1000), Some(0o755)));
+    assert_eq!(
+        (v.uid, v.gid, v.mode),
+        (Some(1000), Some(1000), Some(0o755))
+    );
     assert_eq!(v.persist, None);
     let v = parse("src=/srv/apt,target=/var/cache/apt,sharing=private,persist=never").unwrap();
     assert_eq!(v.source, VolumeSource::HostDir("/srv/apt".into()));
@@ -30,8 +34,14 @@ fn bad_specs_say_what_to_write() {
         ("id=a,target=/proc/x", "under /proc"),
         ("id=a,target=/dev", "under /dev"),
         ("id=a,target=/sys", "under /sys"),
-        ("id=a,target=/x,sharing=exclusive", "shared, locked or private"),
-        ("id=a,target=/x,persist=sometimes", "never, on-success or always"),
+        (
+            "id=a,target=/x,sharing=exclusive",
+            "shared, locked or private",
+        ),
+        (
+            "id=a,target=/x,persist=sometimes",
+            "never, on-success or always",
+        ),
         ("id=a,target=/x,mode=999", "octal"),
         ("id=a,target=/x,uid=me", "not a number"),
         ("id=a,target=/x,colour=red", "unknown key"),
@@ -50,7 +60,10 @@ fn persistence_follows_the_cache_mode() {
     let v = |p: &str| parse(&format!("id=a,target=/x{p}")).unwrap();
     assert_eq!(v("").persist_in(CacheMode::Overlay), Ok(Persist::Never));
     assert_eq!(v("").persist_in(CacheMode::Virtiofs), Ok(Persist::Always));
-    assert_eq!(v(",persist=always").persist_in(CacheMode::Virtiofs), Ok(Persist::Always));
+    assert_eq!(
+        v(",persist=always").persist_in(CacheMode::Virtiofs),
+        Ok(Persist::Always)
+    );
     assert!(v(",persist=on-success")
         .persist_in(CacheMode::Virtiofs)
         .unwrap_err()
@@ -59,5 +72,7 @@ fn persistence_follows_the_cache_mode() {
         .persist_in(CacheMode::Overlay)
         .unwrap_err()
         .contains("--cache-mode virtiofs"));
-    assert!(v(",persist=on-success").persist_in(CacheMode::Overlay).is_err());
+    assert!(v(",persist=on-success")
+        .persist_in(CacheMode::Overlay)
+        .is_err());
 }

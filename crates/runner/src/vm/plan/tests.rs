@@ -42,6 +42,8 @@ fn source() -> SharedDir {
         mode: CacheMode::Overlay,
         target: "/home/build".into(),
         aliases: vec![],
+        owner: None,
+        root_mode: None,
     }
 }
 
@@ -94,6 +96,8 @@ fn overlay_cache_is_a_read_only_9p_share_mounted_at_the_cache_dir() {
             target: "/var/cache/vmbuild".into(),
             aliases: vec!["/var/cache/melange".into()],
             msize: Some(512_000),
+            owner: None,
+            root_mode: None,
         }]
     );
     assert!(p.daemons.is_empty());

@@ -1,0 +1,269 @@
+//! Cache volumes (`--cache id=...,target=...`): several at their own guest
+//! paths in both cache modes, and BuildKit's sharing modes across
+//! concurrent vmbuild processes.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::{assert_one_line_error, stderr, stdout, wait_with_limit, Vmb};
+
+fn root_arg(root: &Path) -> String {
+    root.to_string_lossy().into_owned()
+}
+
+/// `vmbuild run` in virtiofs mode with `--cache-root root` and `extra`.
+fn spawn_run(v: &Vmb, root: &Path, extra: &[&str], script: &str) -> Child {
+    v.cmd()
+        .env("QEMU_USE_VIRTIOFS", "1")
+        .args(["run", "--cache-root", &root_arg(root)])
+        .args(extra)
+        .args(["--", "sh", "-c", script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn vmbuild")
+}
+
+fn finish(mut c: Child, limit: Duration) -> (i32, String, String) {
+    let status = wait_with_limit(&mut c, limit);
+    let (mut out, mut err) = (String::new(), String::new());
+    c.stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut out)
+        .ok();
+    c.stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err)
+        .ok();
+    (status.code().unwrap_or(-1), out, err)
+}
+
+#[test]
+fn two_volumes_at_two_paths_in_both_modes() {
+    let v = Vmb::new();
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("gomod")).unwrap();
+    std::fs::write(root.path().join("gomod/seen"), "from host\n").unwrap();
+    let r = root_arg(root.path());
+    let script = "cat /root/go/pkg/mod/seen; ls -ldn /home/build/.npm | cut -c1-10; \
+                  stat -c %u /home/build/.npm; echo new > /root/go/pkg/mod/w; echo n > /home/build/.npm/w";
+    let specs = [
+        "--cache",
+        "id=gomod,target=/root/go/pkg/mod",
+        "--cache",
+        "id=npm,target=/home/build/.npm,uid=1000,mode=0700",
+    ];
+    let mut args = vec!["run", "--cache-root", &r];
+    args.extend(specs);
+    args.extend(["--", "sh", "-c", script]);
+    // Overlay (default): both visible, writes discarded.
+    let o = v.run(&args);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "from host\ndrwx------\n1000\n");
+    assert!(!root.path().join("gomod/w").exists() && !root.path().join("npm/w").exists());
+    assert!(stderr(&o).contains("cache gomod:") && stderr(&o).contains("writes discarded"));
+    // virtiofs: the same, and the writes persist.
+    let o = v.run(&[&args[..1], &["--cache-mode", "virtiofs"][..], &args[1..]].concat());
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read_to_string(root.path().join("gomod/w")).unwrap(),
+        "new\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.path().join("npm/w")).unwrap(),
+        "n\n"
+    );
+}
+
+/// Each run appends "start <ns>" and "end <ns>" to /v/log around a sleep.
+const STAMP: &str = "echo start $(date +%s%N) >> /v/log; sleep 3; echo end $(date +%s%N) >> /v/log";
+
+#[test]
+fn locked_runs_one_after_the_other_and_a_killed_holder_frees_the_volume() {
+    let (v, w) = (Vmb::new(), Vmb::new());
+    let root = tempfile::tempdir().unwrap();
+    let lock = ["--cache", "id=apt,target=/v,sharing=locked"];
+    let a = spawn_run(&v, root.path(), &lock, STAMP);
+    std::thread::sleep(Duration::from_millis(300));
+    let b = spawn_run(&w, root.path(), &lock, STAMP);
+    let (ca, _, ea) = finish(a, Duration::from_secs(120));
+    let (cb, _, eb) = finish(b, Duration::from_secs(120));
+    assert_eq!((ca, cb), (0, 0), "{ea}\n{eb}");
+    let waits = [&ea, &eb]
+        .iter()
+        .filter(|e| e.contains("waiting for cache apt (held by pid"))
+        .count();
+    assert_eq!(waits, 1, "exactly one waited:\n{ea}\n{eb}");
+    let log = std::fs::read_to_string(root.path().join("apt/log")).unwrap();
+    let kinds: Vec<&str> = log
+        .lines()
+        .map(|l| l.split(' ').next().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        kinds,
+        ["start", "end", "start", "end"],
+        "interleaved: {log}"
+    );
+    v.assert_clean();
+    w.assert_clean();
+
+    // A holder killed with SIGKILL: the kernel drops its lock.
+    let holder = Vmb::new();
+    let mut h = spawn_run(&holder, root.path(), &lock, "echo held; sleep 120");
+    let mut line = String::new();
+    BufReader::new(h.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "held\n");
+    let waiter = spawn_run(&w, root.path(), &lock, "echo got it");
+    std::thread::sleep(Duration::from_secs(1));
+    let t0 = Instant::now();
+    h.kill().expect("SIGKILL the holder");
+    h.wait().unwrap();
+    let (code, out, err) = finish(waiter, Duration::from_secs(90));
+    assert_eq!((code, out.as_str()), (0, "got it\n"), "{err}");
+    assert!(err.contains("waiting for cache apt"), "{err}");
+    assert!(t0.elapsed() < Duration::from_secs(60));
+    w.assert_clean();
+    // The killed vmbuild's QEMU died with it (PDEATHSIG).
+    let t0 = Instant::now();
+    while !crate::harness::processes_mentioning(holder.tmp.path()).is_empty() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "holder's QEMU outlived it"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn private_runs_get_their_own_directory_and_reuse_a_free_fork() {
+    let (v, w) = (Vmb::new(), Vmb::new());
+    let root = tempfile::tempdir().unwrap();
+    let private = ["--cache", "id=pip,target=/v,sharing=private"];
+    let script = "ls /v; echo $$ > /v/marker-$RANDOM; sleep 3";
+    let a = spawn_run(&v, root.path(), &private, script);
+    std::thread::sleep(Duration::from_millis(300));
+    let b = spawn_run(&w, root.path(), &private, script);
+    let (ca, oa, ea) = finish(a, Duration::from_secs(120));
+    let (cb, ob, eb) = finish(b, Duration::from_secs(120));
+    assert_eq!((ca, cb), (0, 0), "{ea}\n{eb}");
+    assert_eq!((oa.as_str(), ob.as_str()), ("", ""), "each started empty");
+    let count = |d: &str| {
+        std::fs::read_dir(root.path().join(d))
+            .map(|r| r.count())
+            .unwrap_or(0)
+    };
+    assert_eq!(
+        (count("pip"), count("pip~1")),
+        (1, 1),
+        "markers did not meet"
+    );
+    assert!(format!("{ea}{eb}").contains("fork pip~1"), "{ea}\n{eb}");
+    // A later run finds the main one free and reuses it.
+    let (c, out, err) = finish(
+        spawn_run(&v, root.path(), &private, "ls /v | wc -l"),
+        Duration::from_secs(60),
+    );
+    assert_eq!((c, out.trim()), (0, "1"), "{err}");
+    v.assert_clean();
+    w.assert_clean();
+}
+
+#[test]
+fn shared_in_virtiofs_mode_a_running_build_sees_another_ones_write() {
+    let (v, w) = (Vmb::new(), Vmb::new());
+    let root = tempfile::tempdir().unwrap();
+    let shared = ["--cache", "id=sh,target=/v"];
+    let reader = spawn_run(
+        &v,
+        root.path(),
+        &shared,
+        "i=0; while [ ! -e /v/from-writer ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done; cat /v/from-writer",
+    );
+    let (cw, _, ew) = finish(
+        spawn_run(&w, root.path(), &shared, "echo hello > /v/from-writer"),
+        Duration::from_secs(60),
+    );
+    assert_eq!(cw, 0, "{ew}");
+    let (cr, out, er) = finish(reader, Duration::from_secs(90));
+    assert_eq!((cr, out.as_str()), (0, "hello\n"), "{er}");
+    v.assert_clean();
+    w.assert_clean();
+}
+
+#[test]
+fn bad_volume_specs_are_one_line_errors_before_anything_boots() {
+    let v = Vmb::new();
+    let root = tempfile::tempdir().unwrap();
+    let r = root_arg(root.path());
+    for (spec, mode, says) in [
+        ("id=a,target=relative", "overlay", "absolute"),
+        ("id=a/b,target=/x", "overlay", "not a path"),
+        (
+            "id=a,target=/x,sharing=sometimes",
+            "overlay",
+            "shared, locked or private",
+        ),
+        (
+            "id=a,target=/x,persist=on-success",
+            "virtiofs",
+            "not possible in virtiofs mode",
+        ),
+        ("id=a,target=/proc/x", "overlay", "under /proc"),
+    ] {
+        let t0 = Instant::now();
+        let o = v.run(&[
+            "run",
+            "--cache-root",
+            &r,
+            "--cache-mode",
+            mode,
+            "--cache",
+            spec,
+            "--",
+            "true",
+        ]);
+        assert_eq!(o.status.code(), Some(125), "{spec}: {}", stderr(&o));
+        let err = stderr(&o);
+        assert!(err.contains(says), "{spec}: {err}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "{spec}: refused before booting"
+        );
+    }
+    let o = v.run(&[
+        "run",
+        "--cache-root",
+        &r,
+        "--cache",
+        "id=a,target=/x",
+        "--cache",
+        "id=b,target=/x",
+        "--",
+        "true",
+    ]);
+    assert!(assert_one_line_error(&o).contains("already cache a's mount"));
+    let o = v.run(&[
+        "run",
+        "--runner",
+        "bubblewrap",
+        "--cache-root",
+        &r,
+        "--cache",
+        "id=a,target=/x",
+        "--",
+        "true",
+    ]);
+    assert!(assert_one_line_error(&o)
+        .contains("the bubblewrap runner does not support --cache volumes"));
+    assert_eq!(
+        std::fs::read_dir(root.path()).unwrap().count(),
+        0,
+        "nothing was created"
+    );
+}
