@@ -9,6 +9,7 @@
 //! PID 1 never returns.
 
 mod busybox;
+mod changes;
 mod children;
 mod clock;
 mod error;
@@ -133,9 +134,87 @@ fn serve(port: &mut Port, watch: &ChildWatch) -> Result<()> {
                 let info = exec::run(&spec, &root, watch, &mut |m| port.send(&m))?;
                 port.send(&GuestMessage::Exited(info))?;
             }
+            Some(HostMessage::ExportChanges(e)) => {
+                let info = export_changes(&e.tag, &mut |m| port.send(&m))?;
+                port.send(&GuestMessage::Exited(info))?;
+            }
             Some(HostMessage::Shutdown) => return Ok(()),
         }
     }
+}
+
+/// Frames written bytes as `Stdout` messages of at most 64 KiB.
+struct FrameWriter<'a> {
+    send: &'a mut dyn FnMut(GuestMessage) -> std::result::Result<(), vmbuild_proto::FrameError>,
+    buf: Vec<u8>,
+}
+
+impl std::io::Write for FrameWriter<'_> {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(b);
+        if self.buf.len() >= 64 * 1024 {
+            self.flush()?;
+        }
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        if !self.buf.is_empty() {
+            let chunk = std::mem::take(&mut self.buf);
+            (self.send)(GuestMessage::Stdout(chunk)).map_err(std::io::Error::other)?;
+        }
+        Ok(())
+    }
+}
+
+/// Streams the changes of overlay mount `tag` (see [`changes`]); exit 0, or
+/// 1 with the reason on stderr.
+fn export_changes(
+    tag: &str,
+    send: &mut dyn FnMut(GuestMessage) -> std::result::Result<(), vmbuild_proto::FrameError>,
+) -> Result<vmbuild_proto::ExitInfo> {
+    let started_us = boottime_us();
+    let upper = setup::OverlayDirs::for_tag(tag).upper;
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    let result = match (
+        setup::validate_tag(tag),
+        changes::merged_dir(&mounts, &upper),
+    ) {
+        (Err(e), _) => Err(e.to_string()),
+        (Ok(()), None) => Err(format!("no overlay mount with tag {tag}")),
+        (Ok(()), Some(merged)) => {
+            let mut w = FrameWriter {
+                send: &mut *send,
+                buf: Vec::new(),
+            };
+            changes::write_changes(&upper, &merged, &mut w)
+                .and_then(|s| std::io::Write::flush(&mut w).map(|_| s))
+                .map_err(|e| format!("reading the changes of {tag}: {e}"))
+        }
+    };
+    let code = match result {
+        Ok(skipped) => {
+            for s in skipped.0 {
+                send(GuestMessage::Stderr(
+                    format!("vmbuild-init: skipped {s} (not a file, directory or symlink)\n")
+                        .into_bytes(),
+                ))?;
+            }
+            0
+        }
+        Err(msg) => {
+            send(GuestMessage::Stderr(
+                format!("vmbuild-init: {msg}\n").into_bytes(),
+            ))?;
+            1
+        }
+    };
+    Ok(vmbuild_proto::ExitInfo {
+        code: Some(code),
+        signal: None,
+        started_us,
+        ended_us: boottime_us(),
+        oom: None,
+    })
 }
 
 /// `uname -r`.

@@ -267,3 +267,207 @@ fn bad_volume_specs_are_one_line_errors_before_anything_boots() {
         "nothing was created"
     );
 }
+
+/// Changes of every kind the overlay can record; run by the guest on the
+/// volume and by the test on a host copy, which must end up identical.
+const CHANGES: &str = "set -e; cd \"$1\"; echo new > change; rm gone; echo n > newfile; \
+    mkdir -p d/e; echo deep > d/e/f; ln -s keep link; ln newfile hard; chmod 600 change; \
+    mv olddir renamed; rm -r repl; mkdir repl; echo z > repl/z; chmod 700 d";
+
+fn seed_volume(dir: &Path) {
+    std::fs::create_dir_all(dir.join("olddir")).unwrap();
+    std::fs::create_dir_all(dir.join("repl")).unwrap();
+    for (f, s) in [
+        ("keep", "keep\n"),
+        ("change", "old\n"),
+        ("gone", "bye\n"),
+        ("olddir/a", "a\n"),
+        ("repl/x", "x\n"),
+    ] {
+        std::fs::write(dir.join(f), s).unwrap();
+    }
+}
+
+fn pipeline(dir: &Path, script: &str) -> String {
+    let cfg = dir.join("p.yaml");
+    let yaml = format!(
+        "package: {{name: commit-test, version: '1'}}\npipeline:\n  - name: change the volume\n    runs: |\n      {script}\n"
+    );
+    std::fs::write(&cfg, yaml).unwrap();
+    cfg.to_string_lossy().into_owned()
+}
+
+#[test]
+fn on_success_commits_every_kind_of_change_and_failures_commit_nothing() {
+    let v = Vmb::new();
+    let root = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let vol = root.path().join("c");
+    seed_volume(&vol);
+    let expected = work.path().join("expected");
+    seed_volume(&expected);
+    let st = std::process::Command::new("sh")
+        .args(["-c", CHANGES, "sh"])
+        .arg(&expected)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let r = root_arg(root.path());
+    let out = work.path().join("out").to_string_lossy().into_owned();
+    let spec = "id=c,target=/c,persist=on-success";
+    let before = crate::harness::tree_digest(&vol);
+
+    // A failing build and a timed-out build change nothing.
+    let fail = pipeline(
+        work.path(),
+        &format!("sh -c '{}' sh /c; exit 3", CHANGES.replace('\'', "")),
+    );
+    let o = v.run(&[
+        "build",
+        &fail,
+        "--cache-root",
+        &r,
+        "--cache",
+        spec,
+        "--output-dir",
+        &out,
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(
+        crate::harness::tree_digest(&vol),
+        before,
+        "a failed build committed"
+    );
+    let slow = pipeline(
+        work.path(),
+        &format!("sh -c '{}' sh /c; sleep 60", CHANGES.replace('\'', "")),
+    );
+    let o = v.run(&[
+        "build",
+        &slow,
+        "--cache-root",
+        &r,
+        "--cache",
+        spec,
+        "--output-dir",
+        &out,
+        "--timeout",
+        "8",
+    ]);
+    assert_eq!(o.status.code(), Some(124), "{}", stderr(&o));
+    assert_eq!(
+        crate::harness::tree_digest(&vol),
+        before,
+        "a timed-out build committed"
+    );
+
+    // A passing build: the host volume ends up exactly as the changes say.
+    let pass = pipeline(
+        work.path(),
+        &format!("sh -c '{}' sh /c", CHANGES.replace('\'', "")),
+    );
+    let o = v.run(&[
+        "build",
+        &pass,
+        "--cache-root",
+        &r,
+        "--cache",
+        spec,
+        "--output-dir",
+        &out,
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("cache c: committed"), "{}", stderr(&o));
+    assert_eq!(
+        crate::harness::tree_digest(&vol),
+        crate::harness::tree_digest(&expected),
+        "volume differs from the expected tree"
+    );
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        std::fs::metadata(vol.join("newfile")).unwrap().ino(),
+        std::fs::metadata(vol.join("hard")).unwrap().ino()
+    );
+}
+
+#[test]
+fn a_hostile_commit_cannot_reach_outside_the_volume() {
+    let v = Vmb::new();
+    let root = tempfile::tempdir().unwrap();
+    let r = root_arg(root.path());
+    let spec = "--cache=id=h,target=/h,persist=on-success";
+    // A link to /etc, a setuid file and a device node in the volume.
+    let o = v.run(&[
+        "run",
+        "--cache-root",
+        &r,
+        spec,
+        "--",
+        "sh",
+        "-c",
+        "cd /h; ln -s /etc etc; echo x > suid; chmod 4755 suid; mknod dev c 1 3; echo ok",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let vol = root.path().join("h");
+    assert_eq!(
+        std::fs::read_link(vol.join("etc")).unwrap(),
+        Path::new("/etc")
+    );
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        std::fs::metadata(vol.join("suid")).unwrap().mode() & 0o7777,
+        0o755,
+        "setuid stripped"
+    );
+    assert!(
+        std::fs::symlink_metadata(vol.join("dev")).is_err(),
+        "no device node on the host"
+    );
+    assert!(
+        stderr(&o).contains("dev"),
+        "the skipped node is reported: {}",
+        stderr(&o)
+    );
+    // A later build writing "through" the link writes the guest's /etc,
+    // never the host's.
+    let marker = format!("vmbuild-hostile-{}", std::process::id());
+    let o = v.run(&[
+        "run",
+        "--cache-root",
+        &r,
+        spec,
+        "--",
+        "sh",
+        "-c",
+        &format!("echo pwned > /h/etc/{marker}"),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        !Path::new("/etc").join(&marker).exists(),
+        "the host's /etc was written"
+    );
+    // Over the byte limit: nothing lands.
+    let o = v
+        .cmd()
+        .env("VMBUILD_COMMIT_MAX_BYTES", "100000")
+        .args([
+            "run",
+            "--cache-root",
+            &r,
+            spec,
+            "--",
+            "sh",
+            "-c",
+            "head -c 300000 /dev/zero > /h/big",
+        ])
+        .output()
+        .unwrap();
+    v.assert_clean();
+    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("larger than 100000 bytes"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!vol.join("big").exists());
+}

@@ -23,6 +23,7 @@ pub enum FrameKind {
     Setup = 64,
     Run = 65,
     Shutdown = 66,
+    ExportChanges = 67,
 }
 
 impl FrameKind {
@@ -38,6 +39,7 @@ impl FrameKind {
             64 => Self::Setup,
             65 => Self::Run,
             66 => Self::Shutdown,
+            67 => Self::ExportChanges,
             _ => return None,
         })
     }

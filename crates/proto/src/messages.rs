@@ -245,7 +245,26 @@ pub enum HostMessage {
     Setup(Setup),
     Run(CommandSpec),
     Shutdown,
+    /// Stream what the build changed in the overlay mount `tag` (its upper
+    /// layer) as a tar archive in OCI layer form, as `Stdout` frames, then
+    /// `Exited` (0, or 1 with the reason on `Stderr`). See
+    /// [`WHITEOUT_PREFIX`] and [`OPAQUE_MARKER`].
+    ExportChanges(ExportChanges),
 }
+
+/// Which overlay mount's changes to export.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportChanges {
+    /// The mount's tag, as in its [`MountSpec`].
+    pub tag: String,
+}
+
+/// A deleted entry `NAME` is an empty file `.wh.NAME` in the change
+/// stream (the OCI image layer convention).
+pub const WHITEOUT_PREFIX: &str = ".wh.";
+/// A directory whose lower contents are all hidden (replaced) holds an
+/// empty `.wh..wh..opq` in the change stream (OCI's opaque whiteout).
+pub const OPAQUE_MARKER: &str = ".wh..wh..opq";
 
 fn json<T: Serialize>(v: &T) -> Vec<u8> {
     // Serialising these plain structs cannot fail.
@@ -308,6 +327,7 @@ impl Message for HostMessage {
             Self::Setup(s) => (FrameKind::Setup, json(s)),
             Self::Run(c) => (FrameKind::Run, json(c)),
             Self::Shutdown => (FrameKind::Shutdown, Vec::new()),
+            Self::ExportChanges(e) => (FrameKind::ExportChanges, json(e)),
         }
     }
 
@@ -316,6 +336,7 @@ impl Message for HostMessage {
             FrameKind::Setup => Self::Setup(parse(kind, &payload)?),
             FrameKind::Run => Self::Run(parse(kind, &payload)?),
             FrameKind::Shutdown => Self::Shutdown,
+            FrameKind::ExportChanges => Self::ExportChanges(parse(kind, &payload)?),
             other => return Err(FrameError::Unexpected(other)),
         })
     }

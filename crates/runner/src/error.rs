@@ -105,6 +105,9 @@ pub enum RunError {
         code: i32,
         stderr: String,
     },
+    /// `persist=on-success` could not commit a volume's changes.
+    #[error("committing cache {volume}: {why}")]
+    Commit { volume: String, why: String },
     #[error("root image {}: {why}", .path.display())]
     RootImage { path: PathBuf, why: String },
     #[error("invalid VM plan: {0}")]

@@ -51,10 +51,12 @@ use rustix::fs::Mode;
 
 use crate::output::OutputSink;
 
+mod apply;
 mod pax;
 mod staging;
 mod unpack;
 
+pub use apply::{apply_changes, ApplyReport};
 pub use staging::{staging_dir, StagingDir};
 use unpack::{unpack_stream, DIR_FLAGS};
 

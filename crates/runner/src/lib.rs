@@ -11,6 +11,7 @@
 //! - [`error`]: errors and the exit codes they map to
 
 pub mod bwrap;
+pub mod commit;
 pub mod copy;
 pub mod env;
 pub mod error;

@@ -229,7 +229,7 @@ pub async fn export_outputs(
 
 /// Runs a sink that may block (disk writes) without stalling the async
 /// worker it is called on.
-struct BlockingSink<S: OutputSink>(S);
+pub(crate) struct BlockingSink<S: OutputSink>(pub(crate) S);
 
 impl<S: OutputSink> OutputSink for BlockingSink<S> {
     fn stdout(&mut self, bytes: &[u8]) {

@@ -148,6 +148,22 @@ impl Session {
         }
     }
 
+    /// Streams the changes a build made in the overlay mount `tag` (qemu
+    /// runner only: the other runners write volumes directly).
+    pub async fn export_changes(
+        &mut self,
+        tag: &str,
+        sink: &mut dyn OutputSink,
+        stop: &Stopper,
+    ) -> Result<ExitInfo, RunError> {
+        match self {
+            Self::Qemu(vm) => vm.export_changes(tag, sink, stop).await,
+            Self::Bubblewrap(_) => Err(RunError::BadCommand(format!(
+                "the bubblewrap runner has no overlay mount {tag} to export"
+            ))),
+        }
+    }
+
     /// Clean end after success or a failed command; the VM's timings when
     /// there was a VM.
     pub async fn finish(self) -> Result<Option<Timings>, RunError> {

@@ -225,6 +225,15 @@ pub async fn build(
                     return Err(e);
                 }
             };
+            let committed =
+                crate::volumes::commit_all(&mut session, &volumes, mode, &stop, &mut |l: &str| {
+                    obs.note(l)
+                })
+                .await;
+            if let Err(e) = committed {
+                session.abort().await;
+                return Err(e);
+            }
             session.finish().await?;
             obs.note(&format!(
                 "built {} {} in {:.1}s: {} file(s), {} symlink(s), {} hard link(s), {} dir(s) in {}",

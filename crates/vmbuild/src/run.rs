@@ -118,6 +118,16 @@ pub async fn run(args: RunArgs, started: Instant, stop: Stopper) -> Result<i32, 
             return Err(e);
         }
     };
+    if code == 0 {
+        // persist=on-success: only a command that exited 0 commits.
+        let mut say = |l: &str| say(l);
+        if let Err(e) =
+            crate::volumes::commit_all(&mut session, &volumes, mode, &stop, &mut say).await
+        {
+            session.abort().await;
+            return Err(e);
+        }
+    }
     let timings = session.finish().await?;
     if let (true, Some(t)) = (args.timings, timings) {
         eprintln!("vmbuild-timings: {}", t.phases().to_json());

@@ -6,7 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use vmbuild_cache::volume::{acquire, Acquired, HeldVolume, Sharing, VolumeSource, VolumeSpec};
+use vmbuild_cache::volume::{
+    acquire, Acquired, HeldVolume, Persist, Sharing, VolumeSource, VolumeSpec,
+};
 use vmbuild_cache::SharedDir;
 use vmbuild_proto::{CacheMode, GUEST_CACHE_ALIAS, GUEST_CACHE_DIR, GUEST_HOME};
 use vmbuild_runner::{RunError, Stopper};
@@ -134,6 +136,73 @@ pub async fn hold(
     Ok(out)
 }
 
+/// The byte limit of one volume's commit: `VMBUILD_COMMIT_MAX_BYTES`, else
+/// [`vmbuild_runner::commit::MAX_COMMIT_BYTES`] (16 GiB).
+fn commit_limit() -> u64 {
+    std::env::var("VMBUILD_COMMIT_MAX_BYTES")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(vmbuild_runner::commit::MAX_COMMIT_BYTES)
+}
+
+/// Commits the changes of every `persist=on-success` volume (overlay mode)
+/// after a successful build or run: each under its exclusive lock (waiting
+/// for other holders, still honouring Ctrl-C and `--timeout`), each
+/// reported in one line.
+pub async fn commit_all(
+    session: &mut vmbuild_runner::Session,
+    mounted: &[Mounted],
+    mode: CacheMode,
+    stop: &Stopper,
+    note: &mut dyn FnMut(&str),
+) -> Result<(), RunError> {
+    for (i, m) in mounted.iter().enumerate() {
+        if m.spec.persist_in(mode) != Ok(Persist::OnSuccess) {
+            continue;
+        }
+        let mut told = false;
+        while !m._held.try_exclusive()? {
+            if !told {
+                note(&format!(
+                    "cache {}: waiting for other builds to release it before committing",
+                    m.spec.name()
+                ));
+                told = true;
+            }
+            let during = format!("while waiting to commit cache {}", m.spec.name());
+            tokio::select! {
+                _ = tokio::time::sleep(RETRY) => {}
+                e = stop.fired(&during) => return Err(e),
+            }
+        }
+        let tag = format!("vmbuild-vol{i}");
+        let r = vmbuild_runner::commit::commit_changes(
+            session,
+            &tag,
+            &m.spec.name(),
+            &m.host_dir,
+            commit_limit(),
+            stop,
+        )
+        .await?;
+        for l in r.guest_notes.lines().filter(|l| !l.trim().is_empty()) {
+            note(&format!(
+                "cache {}: {}",
+                m.spec.name(),
+                l.trim_start_matches("vmbuild-init: ")
+            ));
+        }
+        note(&format!(
+            "cache {}: committed {} file(s) and symlink(s), {} removal(s), {} dir(s)",
+            m.spec.name(),
+            r.applied.written,
+            r.applied.removed,
+            r.applied.dirs
+        ));
+    }
+    Ok(())
+}
+
 /// The one-line note for a held volume, e.g.
 /// `cache gomod: /root/.cache/vmbuild/volumes/gomod at /root/go/pkg/mod (locked; virtiofs read-write; writes persist)`.
 pub fn describe(m: &Mounted, mode: CacheMode) -> String {
@@ -142,9 +211,12 @@ pub fn describe(m: &Mounted, mode: CacheMode) -> String {
         Sharing::Locked => "locked",
         Sharing::Private => "private",
     };
-    let how = match mode {
-        CacheMode::Overlay => "9p read-only + overlay; writes discarded",
-        CacheMode::Virtiofs => "virtiofs read-write; writes persist",
+    let how = match (mode, m.spec.persist_in(mode)) {
+        (CacheMode::Overlay, Ok(Persist::OnSuccess)) => {
+            "9p read-only + overlay; changes committed if the build succeeds"
+        }
+        (CacheMode::Overlay, _) => "9p read-only + overlay; writes discarded",
+        (CacheMode::Virtiofs, _) => "virtiofs read-write; writes persist",
     };
     let fork = match &m.spec.source {
         VolumeSource::Named(id) if *id != m.name => format!(", fork {}", m.name),

@@ -34,6 +34,21 @@ pub struct HeldVolume {
     _lock: File,
 }
 
+impl HeldVolume {
+    /// Tries, without blocking, to make this hold exclusive (for a commit).
+    /// `false` while other builds hold the volume. The kernel may drop the
+    /// shared lock while converting: keep retrying until `true`.
+    pub fn try_exclusive(&self) -> Result<bool, CacheError> {
+        match flock(&self._lock, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => Ok(false),
+            Err(e) => Err(io(format!("locking {} for a commit", self.dir.display()))(
+                e.into(),
+            )),
+        }
+    }
+}
+
 /// The outcome of one attempt.
 #[derive(Debug)]
 pub enum Acquired {

@@ -226,10 +226,7 @@ impl VolumeSpec {
                 "cache {}: persist=always needs the virtiofs cache mode (--cache-mode virtiofs); the overlay mode never writes the host while a build runs",
                 self.name()
             )),
-            (CacheMode::Overlay, Some(Persist::OnSuccess)) => Err(format!(
-                "cache {}: persist=on-success is not available yet; use --cache-mode virtiofs (writes persist as they happen) or persist=never",
-                self.name()
-            )),
+            (CacheMode::Overlay, Some(Persist::OnSuccess)) => Ok(Persist::OnSuccess),
             (CacheMode::Overlay, Some(Persist::Never)) => Ok(Persist::Never),
             (CacheMode::Virtiofs, None | Some(Persist::Always)) => Ok(Persist::Always),
             (CacheMode::Virtiofs, Some(p)) => Err(format!(

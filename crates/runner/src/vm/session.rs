@@ -216,10 +216,34 @@ impl Vm {
         sink: &mut dyn OutputSink,
         stop: &Stopper,
     ) -> Result<ExitInfo, RunError> {
-        self.ctl
-            .send(&HostMessage::Run(cmd.clone()))
+        self.request(HostMessage::Run(cmd.clone()), sink, stop)
             .await
-            .map_err(|e| RunError::io("sending a command to the guest", e))?;
+    }
+
+    /// Streams what the build changed in the overlay mount `tag` (a tar in
+    /// OCI layer form, see `vmbuild_proto::HostMessage::ExportChanges`) to
+    /// `sink`; the exit status says whether the guest could read it all.
+    pub async fn export_changes(
+        &mut self,
+        tag: &str,
+        sink: &mut dyn OutputSink,
+        stop: &Stopper,
+    ) -> Result<ExitInfo, RunError> {
+        let msg = HostMessage::ExportChanges(vmbuild_proto::ExportChanges { tag: tag.into() });
+        self.request(msg, sink, stop).await
+    }
+
+    /// Sends `msg` and streams the guest's output to `sink` until `Exited`.
+    async fn request(
+        &mut self,
+        msg: HostMessage,
+        sink: &mut dyn OutputSink,
+        stop: &Stopper,
+    ) -> Result<ExitInfo, RunError> {
+        self.ctl
+            .send(&msg)
+            .await
+            .map_err(|e| RunError::io("sending a request to the guest", e))?;
         loop {
             match self
                 .next_message(stop, "while running the command", None)

@@ -72,7 +72,8 @@ fn persistence_follows_the_cache_mode() {
         .persist_in(CacheMode::Overlay)
         .unwrap_err()
         .contains("--cache-mode virtiofs"));
-    assert!(v(",persist=on-success")
-        .persist_in(CacheMode::Overlay)
-        .is_err());
+    assert_eq!(
+        v(",persist=on-success").persist_in(CacheMode::Overlay),
+        Ok(Persist::OnSuccess)
+    );
 }
