@@ -47,7 +47,7 @@ pub enum CacheError {
     VolumeHeld { name: String, holder: Option<u32> },
 
     /// A subpath to clear that could leave the volume.
-    #[error("{path:?}: {why}")]
+    #[error("subpath {path:?}: {why}")]
     BadSubpath { path: String, why: String },
 
     /// `QEMU_USE_VIRTIOFS` has a value we do not understand.
