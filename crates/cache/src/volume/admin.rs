@@ -11,13 +11,9 @@ use rustix::fs::FlockOperation;
 use vmbuild_store::{select_lru, Prunable};
 
 use super::list::{list_volumes, parse_volume_name, Holder, Volume};
-use super::lock::{flocks_on, lock_file, lock_path};
+use super::lock::{flocks_on, io, lock_file, lock_path};
 use super::usage::{usage, Usage};
 use crate::CacheError;
-
-fn io(what: String) -> impl FnOnce(std::io::Error) -> CacheError {
-    move |source| CacheError::Volume { what, source }
-}
 
 fn held_error(name: &str, lock: &Path) -> CacheError {
     CacheError::VolumeHeld {

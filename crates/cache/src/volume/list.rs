@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use super::lock::{flocks_on, lock_path};
+use super::lock::{flocks_on, io, lock_path};
 use super::spec::valid_id;
 use super::usage::{usage, Usage};
 use crate::CacheError;
@@ -95,10 +95,6 @@ pub fn parse_volume_name(name: &str) -> Option<(&str, Option<u32>)> {
             valid_id(id).then_some((id, Some(num)))
         }
     }
-}
-
-fn io(what: String) -> impl FnOnce(std::io::Error) -> CacheError {
-    move |source| CacheError::Volume { what, source }
 }
 
 /// Reads volume `name` under `root`; `None` when it has no directory.

@@ -44,7 +44,8 @@ pub enum Acquired {
     },
 }
 
-fn io(what: String) -> impl FnOnce(std::io::Error) -> CacheError {
+/// Wraps an I/O error as [`CacheError::Volume`] saying what was done.
+pub(crate) fn io(what: String) -> impl FnOnce(std::io::Error) -> CacheError {
     move |source| CacheError::Volume { what, source }
 }
 
