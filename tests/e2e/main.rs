@@ -4,6 +4,7 @@
 
 mod build;
 mod cache;
+mod cache_cmd;
 mod cache_coherence;
 mod cache_locks;
 mod env_images;

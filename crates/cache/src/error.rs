@@ -38,6 +38,18 @@ pub enum CacheError {
         source: std::io::Error,
     },
 
+    /// `vmbuild cache` was given a volume that is not under the cache root.
+    #[error("no cache volume {name:?} under {}; see `vmbuild cache ls` (or pass --cache-root)", .root.display())]
+    NoSuchVolume { name: String, root: PathBuf },
+
+    /// A volume a remover needs is held by a build.
+    #[error("cache volume {name} is in use by {}; wait for that build to finish (or stop it) and retry", .holder.map_or("another process".to_string(), |p| format!("pid {p}")))]
+    VolumeHeld { name: String, holder: Option<u32> },
+
+    /// A subpath to clear that could leave the volume.
+    #[error("subpath {path:?}: {why}")]
+    BadSubpath { path: String, why: String },
+
     /// `QEMU_USE_VIRTIOFS` has a value we do not understand.
     #[error("QEMU_USE_VIRTIOFS={value:?} is not understood; use 1, true or yes for read-write virtiofs, or 0, false, no or leave it unset for read-only 9p + overlay")]
     BadVirtiofsEnv { value: String },

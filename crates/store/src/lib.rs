@@ -22,11 +22,15 @@
 //!   exactly what a real prune would remove.
 //! - Locks are `flock`s, so the kernel releases them when their holder
 //!   dies: nothing is left "locked" by a killed process.
+//! - [`select_lru`] picks what a prune removes, least recently used first,
+//!   by age and total size, for anything [`Prunable`].
 
 mod error;
 mod lock;
+mod lru;
 mod store;
 
 pub use error::StoreError;
 pub use lock::Lock;
+pub use lru::{select_lru, Prunable};
 pub use store::{is_complete, Removal, Store, COMPLETE_MARKER, LAST_USED_FILE};

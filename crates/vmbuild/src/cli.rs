@@ -36,6 +36,9 @@ pub enum Command {
     /// Environment images (built from `environment.contents.packages`).
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Named cache volumes (`--cache id=NAME,...`): list, measure, clear, remove, prune.
+    #[command(subcommand)]
+    Cache(CacheCommand),
     /// Show what vmbuild found on this host (QEMU, accelerator, kernel,
     /// virtiofsd, bubblewrap) and how to fix what is missing.
     Doctor,
@@ -235,6 +238,89 @@ pub enum ImageCommand {
         /// Only say what would be removed.
         #[arg(long)]
         dry_run: bool,
+    },
+}
+
+/// `--format` of the `cache` listings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// a table, sizes human-readable
+    Text,
+    /// JSON, sizes in bytes
+    Json,
+}
+
+/// The cache root every `vmbuild cache` subcommand works in.
+#[derive(Debug, Args)]
+pub struct CacheRootArg {
+    /// Where named volumes live [default: $VMBUILD_CACHE_ROOT, else
+    /// $XDG_CACHE_HOME/vmbuild/volumes, else ~/.cache/vmbuild/volumes].
+    #[arg(long, value_name = "DIR")]
+    pub cache_root: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// List volumes and forks: size, last use, who holds them.
+    Ls {
+        #[command(flatten)]
+        root: CacheRootArg,
+        #[arg(long, value_enum, default_value = "text")]
+        format: OutputFormat,
+    },
+    /// Size of each top-level entry of a volume, or of a directory (a path
+    /// with a `/`, e.g. ./cache), largest first; no argument: every volume.
+    Du {
+        #[arg(value_name = "ID|DIR")]
+        target: Option<String>,
+        #[command(flatten)]
+        root: CacheRootArg,
+        #[arg(long, value_enum, default_value = "text")]
+        format: OutputFormat,
+    },
+    /// One volume as JSON: path, size, files, last use, holder, forks.
+    Inspect {
+        #[arg(value_name = "ID")]
+        id: String,
+        #[command(flatten)]
+        root: CacheRootArg,
+    },
+    /// Empty a volume (or a directory: a path with a `/`), or just the given
+    /// subpaths of it. Waits for a build holding the volume.
+    Clear {
+        #[arg(value_name = "ID|DIR")]
+        target: String,
+        /// Relative paths inside it to delete (e.g. pip npm/_cacache).
+        #[arg(value_name = "SUBPATH")]
+        subpaths: Vec<String>,
+        /// Fail at once, naming the holder, instead of waiting for it.
+        #[arg(long)]
+        no_wait: bool,
+        #[command(flatten)]
+        root: CacheRootArg,
+    },
+    /// Remove volumes with their forks and lock files (refused while held).
+    Rm {
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<String>,
+        #[command(flatten)]
+        root: CacheRootArg,
+    },
+    /// Remove least-recently-used volumes and forks; never a held one.
+    Prune {
+        /// Remove volumes not used for longer than this (30d, 12h, 90m, ...).
+        #[arg(long, value_parser = crate::args::parse_age, value_name = "AGE")]
+        keep_duration: Option<Duration>,
+        /// Then remove the least recently used until the total fits (20G, 500M, ...).
+        #[arg(long, value_parser = crate::args::parse_size, value_name = "SIZE")]
+        max_size: Option<u64>,
+        /// Only say what would be removed (the locks are probed the same way).
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        root: CacheRootArg,
+        #[arg(long, value_enum, default_value = "text")]
+        format: OutputFormat,
     },
 }
 

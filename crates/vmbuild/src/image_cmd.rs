@@ -1,33 +1,10 @@
 //! `vmbuild image ls | build | rm | prune`: the cached environment images.
 
-use std::time::SystemTime;
-
 use anyhow::{bail, Context, Result};
 use vmbuild_image::env::{self, EnvImage, EnvSpec};
 
 use crate::cli::{ImageBuildArgs, ImageCommand};
-
-fn human_size(bytes: u64) -> String {
-    let mib = bytes as f64 / (1024.0 * 1024.0);
-    if mib >= 1024.0 {
-        format!("{:.1} GiB", mib / 1024.0)
-    } else {
-        format!("{mib:.1} MiB")
-    }
-}
-
-fn ago(t: SystemTime) -> String {
-    let s = SystemTime::now()
-        .duration_since(t)
-        .unwrap_or_default()
-        .as_secs();
-    match s {
-        0..=119 => format!("{s}s ago"),
-        120..=7199 => format!("{}m ago", s / 60),
-        7200..=172_799 => format!("{}h ago", s / 3600),
-        _ => format!("{}d ago", s / 86400),
-    }
-}
+use crate::human::{ago, human_size};
 
 fn print_table(images: &[EnvImage]) {
     println!(
@@ -140,15 +117,4 @@ pub fn image(cmd: ImageCommand) -> Result<()> {
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_print_in_mib_or_gib() {
-        assert_eq!(human_size(3 << 20), "3.0 MiB");
-        assert_eq!(human_size(3 << 30), "3.0 GiB");
-    }
 }

@@ -6,8 +6,10 @@ mod bench;
 mod bench_cache;
 mod build;
 mod ca_certs;
+mod cache_cmd;
 mod cli;
 mod doctor;
+mod human;
 mod image_cmd;
 mod oom;
 mod progress;
@@ -67,7 +69,7 @@ fn exit_code(r: Result<i32, RunError>, json: bool) -> i32 {
     })
 }
 
-/// The exit code of a management command (`image`, `bench`): 0, or 1 with
+/// The exit code of a management command (`image`, `cache`, `bench`): 0, or 1 with
 /// the error and its causes on one line.
 fn tool_exit_code(r: anyhow::Result<()>) -> i32 {
     match r {
@@ -139,6 +141,9 @@ fn main() {
             cli::Command::Doctor => doctor::doctor(),
             cli::Command::Image(c) => {
                 tool_exit_code(tokio::task::block_in_place(|| image_cmd::image(c)))
+            }
+            cli::Command::Cache(c) => {
+                tool_exit_code(tokio::task::block_in_place(|| cache_cmd::cache(c)))
             }
             cli::Command::Bench(b) => tool_exit_code(bench::bench(b).await),
         }

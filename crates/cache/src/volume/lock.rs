@@ -59,7 +59,8 @@ pub enum Acquired {
     },
 }
 
-fn io(what: String) -> impl FnOnce(std::io::Error) -> CacheError {
+/// Wraps an I/O error as [`CacheError::Volume`] saying what was done.
+pub(crate) fn io(what: String) -> impl FnOnce(std::io::Error) -> CacheError {
     move |source| CacheError::Volume { what, source }
 }
 
@@ -73,17 +74,37 @@ fn open_lock(path: &Path) -> Result<File, CacheError> {
         .map_err(io(format!("opening lock file {}", path.display())))
 }
 
-/// Tries `op` without blocking: `Some(file)` when taken.
-fn try_lock(path: &Path, op: FlockOperation) -> Result<Option<File>, CacheError> {
-    let f = open_lock(path)?;
-    match flock(&f, op) {
-        Ok(()) => Ok(Some(f)),
-        Err(e) if e.kind() == ErrorKind::WouldBlock => Ok(None),
-        Err(e) => Err(io(format!("locking {}", path.display()))(e.into())),
+/// Whether the locked file `f` is still the one at `path`. `vmbuild cache
+/// rm|prune` delete lock files while holding them, so a process that
+/// waited on a deleted one must lock the new file instead.
+fn still_linked(f: &File, path: &Path) -> bool {
+    match (f.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => false,
     }
 }
 
-fn lock_path(root: &Path, name: &str) -> PathBuf {
+/// Takes `op` on the lock file `path` (created if missing): `Some(file)`
+/// when taken, `None` when a non-blocking `op` finds it held.
+pub(crate) fn lock_file(path: &Path, op: FlockOperation) -> Result<Option<File>, CacheError> {
+    loop {
+        let f = open_lock(path)?;
+        match flock(&f, op) {
+            Ok(()) if still_linked(&f, path) => return Ok(Some(f)),
+            Ok(()) => continue, // removed while we waited: lock the new one
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(None),
+            Err(e) => return Err(io(format!("locking {}", path.display()))(e.into())),
+        }
+    }
+}
+
+/// Tries `op` without blocking: `Some(file)` when taken.
+fn try_lock(path: &Path, op: FlockOperation) -> Result<Option<File>, CacheError> {
+    lock_file(path, op)
+}
+
+/// `<root>/<name>.lock`: the lock file of volume (or fork) `name`.
+pub(crate) fn lock_path(root: &Path, name: &str) -> PathBuf {
     root.join(format!("{name}.lock"))
 }
 
@@ -135,16 +156,36 @@ pub fn holder_pid(path: &Path) -> Option<u32> {
 /// Parses `/proc/locks` lines (`1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF`)
 /// for a lock on inode `ino`; returns its pid.
 pub fn holder_in_proc_locks(text: &str, ino: u64) -> Option<u32> {
-    text.lines().find_map(|l| {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        // "->" marks a blocked waiter, not a holder.
-        if f.get(1) == Some(&"->") || f.get(1) != Some(&"FLOCK") {
-            return None;
-        }
-        let dev_ino = f.get(5)?;
-        let file_ino: u64 = dev_ino.rsplit(':').next()?.parse().ok()?;
-        (file_ino == ino).then(|| f.get(4)?.parse().ok()).flatten()
-    })
+    flocks_in_proc_locks(text, ino).first().map(|l| l.0)
+}
+
+/// Every `flock` held on inode `ino` per `/proc/locks` text: `(pid,
+/// exclusive)`, blocked waiters left out. The pid is 0 when the holder is
+/// in another pid namespace.
+pub fn flocks_in_proc_locks(text: &str, ino: u64) -> Vec<(u32, bool)> {
+    text.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // "->" marks a blocked waiter, not a holder.
+            if f.get(1) != Some(&"FLOCK") {
+                return None;
+            }
+            let file_ino: u64 = f.get(5)?.rsplit(':').next()?.parse().ok()?;
+            let pid = f.get(4)?.parse().ok()?;
+            (file_ino == ino).then_some((pid, f.get(3) == Some(&"WRITE")))
+        })
+        .collect()
+}
+
+/// The `flock`s held on the lock file `path` now (see
+/// [`flocks_in_proc_locks`]); none when it or `/proc/locks` is missing.
+pub fn flocks_on(path: &Path) -> Vec<(u32, bool)> {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Vec::new();
+    };
+    std::fs::read_to_string("/proc/locks")
+        .map(|text| flocks_in_proc_locks(&text, meta.ino()))
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -217,5 +258,30 @@ mod tests {
         assert_eq!(holder_in_proc_locks(text, 777), Some(4242));
         assert_eq!(holder_in_proc_locks(text, 778), None);
         assert_eq!(holder_in_proc_locks(text, 1), None);
+        let shared =
+            "1: FLOCK  ADVISORY  READ 5 fd:01:9 0 EOF\n2: FLOCK  ADVISORY  READ 6 fd:01:9 0 EOF\n";
+        assert_eq!(flocks_in_proc_locks(shared, 9), [(5, false), (6, false)]);
+        assert_eq!(flocks_in_proc_locks(text, 777), [(4242, true)]);
+    }
+
+    #[test]
+    fn a_waiter_on_a_removed_lock_file_locks_the_new_one() {
+        let root = tempfile::tempdir().unwrap();
+        let path = lock_path(root.path(), "v");
+        let remover = lock_file(&path, FlockOperation::LockExclusive)
+            .unwrap()
+            .unwrap();
+        let p = path.clone();
+        let waiter = std::thread::spawn(move || {
+            lock_file(&p, FlockOperation::LockExclusive)
+                .unwrap()
+                .unwrap()
+        });
+        std::thread::sleep(std::time::Duration::from_millis(200)); // let it block
+        std::fs::remove_file(&path).unwrap();
+        drop(remover);
+        let got = waiter.join().unwrap();
+        let now = std::fs::metadata(&path).expect("the waiter made a new lock file");
+        assert_eq!(got.metadata().unwrap().ino(), now.ino());
     }
 }

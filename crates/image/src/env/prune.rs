@@ -1,53 +1,34 @@
-//! Which images `prune` removes (pure).
+//! Which images `prune` removes (pure): [`vmbuild_store::select_lru`] on
+//! [`EnvImage`]s, ties broken by creation time, then key.
 
 use std::time::{Duration, SystemTime};
 
+use vmbuild_store::{select_lru, Prunable};
+
 use super::image::EnvImage;
 
-/// Indices into `images` of those to remove, least recently used first.
-///
-/// - `older_than`: every image not used for longer than this goes;
-/// - `max_total`: then more go, least recently used first, until the sizes
-///   of those left add up to at most this many bytes;
-/// - neither given: every image goes.
+impl Prunable for EnvImage {
+    fn last_used(&self) -> SystemTime {
+        self.last_used
+    }
+    fn size(&self) -> u64 {
+        self.size
+    }
+    fn tie_break(&self) -> impl Ord + '_ {
+        (self.created, &self.key)
+    }
+}
+
+/// Indices into `images` of those to remove, least recently used first
+/// (see [`select_lru`]: `older_than`, then `max_total` bytes; neither
+/// given: all).
 pub fn select_prune(
     images: &[EnvImage],
     now: SystemTime,
     older_than: Option<Duration>,
     max_total: Option<u64>,
 ) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..images.len()).collect();
-    order.sort_by(|&a, &b| {
-        let (a, b) = (&images[a], &images[b]);
-        (a.last_used, a.created, &a.key).cmp(&(b.last_used, b.created, &b.key))
-    });
-    if older_than.is_none() && max_total.is_none() {
-        return order;
-    }
-    let mut chosen = vec![false; images.len()];
-    if let Some(age) = older_than {
-        for &i in &order {
-            // A last use in the future (clock change) counts as fresh.
-            let idle = now.duration_since(images[i].last_used).unwrap_or_default();
-            chosen[i] = idle > age;
-        }
-    }
-    if let Some(max) = max_total {
-        let mut kept: u64 = (0..images.len())
-            .filter(|&i| !chosen[i])
-            .map(|i| images[i].size)
-            .sum();
-        for &i in &order {
-            if kept <= max {
-                break;
-            }
-            if !chosen[i] {
-                chosen[i] = true;
-                kept -= images[i].size;
-            }
-        }
-    }
-    order.into_iter().filter(|&i| chosen[i]).collect()
+    select_lru(images, now, older_than, max_total)
 }
 
 #[cfg(test)]
