@@ -11,4 +11,7 @@ mod spec;
 
 pub use lock::{acquire, holder_pid, Acquired, HeldVolume};
 pub use root::{cache_root, CACHE_ROOT_ENV};
-pub use spec::{check_target, valid_id, Persist, Sharing, SpecError, VolumeSource, VolumeSpec};
+pub use spec::{
+    bad_id, check_target, parse_mode, parse_persist, parse_sharing, valid_id, Persist, Sharing,
+    SpecError, VolumeSource, VolumeSpec,
+};
