@@ -40,7 +40,9 @@ fn volumes_parse_with_the_flag_meanings() {
 fn no_cache_key_or_a_null_one_means_no_volumes() {
     assert!(plan(&format!("{HEADER}{STEPS}")).volumes.is_empty());
     assert!(plan(&format!("{HEADER}cache:\n{STEPS}")).volumes.is_empty());
-    assert!(plan(&format!("{HEADER}cache: []\n{STEPS}")).volumes.is_empty());
+    assert!(plan(&format!("{HEADER}cache: []\n{STEPS}"))
+        .volumes
+        .is_empty());
 }
 
 #[test]
@@ -143,5 +145,8 @@ fn step_level_cache_is_refused_not_ignored() {
     let e = err(&format!(
         "{HEADER}pipeline:\n  - pipeline:\n      - runs: x\n        cache: []\n"
     ));
-    assert!(e.starts_with("vmbuild.yaml:7:9: step-level cache volumes"), "{e}");
+    assert!(
+        e.starts_with("vmbuild.yaml:7:9: step-level cache volumes"),
+        "{e}"
+    );
 }

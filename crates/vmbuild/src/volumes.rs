@@ -6,10 +6,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use vmbuild_cache::volume::{acquire, Acquired, HeldVolume, Sharing, VolumeSource, VolumeSpec};
+use vmbuild_cache::volume::{
+    acquire, Acquired, HeldVolume, Persist, Sharing, VolumeSource, VolumeSpec,
+};
 use vmbuild_cache::SharedDir;
 use vmbuild_proto::{CacheMode, GUEST_CACHE_ALIAS, GUEST_CACHE_DIR, GUEST_HOME};
-use vmbuild_runner::{RunError, Stopper};
+use vmbuild_runner::{RunError, RunnerKind, Stopper};
 
 /// How often a waiting build retries a held volume.
 const RETRY: Duration = Duration::from_millis(200);
@@ -32,12 +34,30 @@ fn flag(why: String) -> RunError {
     }
 }
 
+/// A build's volumes: the pipeline file's `cache:` entries, each replaced
+/// by a `--cache` flag with the same id or the same target, then the other
+/// flags, in order. Then ordered by target depth (stable), so a volume
+/// nested in another's target is mounted after (on top of) it.
+pub fn merge(file: &[VolumeSpec], flags: &[VolumeSpec]) -> Vec<VolumeSpec> {
+    let replaced = |f: &VolumeSpec| {
+        flags.iter().any(|c| {
+            c.target == f.target
+                || matches!((&c.source, &f.source), (VolumeSource::Named(a), VolumeSource::Named(b)) if a == b)
+        })
+    };
+    let mut out: Vec<VolumeSpec> = file.iter().filter(|f| !replaced(f)).cloned().collect();
+    out.extend(flags.iter().cloned());
+    out.sort_by_key(|v| v.target.matches('/').count());
+    out
+}
+
 /// Checks the specs against each other and the run's fixed mounts, before
 /// anything is locked or booted: unique targets, none on the cache dir's
-/// or (`source`) the build's `/home/build`, and a persistence the cache
-/// `mode` allows.
+/// or (`source`) the build's `/home/build`, and a persistence the runner
+/// `kind` (and for qemu, the cache `mode`) allows.
 pub fn check(
     specs: &[VolumeSpec],
+    kind: RunnerKind,
     mode: CacheMode,
     cache_dir: bool,
     source: bool,
@@ -58,7 +78,11 @@ pub fn check(
                 s.target
             )));
         }
-        s.persist_in(mode).map_err(flag)?;
+        match kind {
+            RunnerKind::Qemu => s.persist_in(mode).map(drop),
+            RunnerKind::Bubblewrap => bwrap_persist(s),
+        }
+        .map_err(flag)?;
         if s.sharing == Sharing::Private && matches!(s.source, VolumeSource::HostDir(_)) {
             return Err(flag(format!(
                 "cache {}: sharing=private needs a named volume (id=NAME): a host directory cannot be forked",
@@ -68,6 +92,19 @@ pub fn check(
         taken.push((&s.target, format!("cache {}", s.name())));
     }
     Ok(())
+}
+
+/// bubblewrap binds a volume read-write, as melange does: writes persist,
+/// so only `persist=always` (or nothing) describes it.
+fn bwrap_persist(s: &VolumeSpec) -> Result<(), String> {
+    match s.persist {
+        None | Some(Persist::Always) => Ok(()),
+        Some(p) => Err(format!(
+            "cache {}: persist={} is not possible with the bubblewrap runner, which bind-mounts volumes read-write (writes persist); drop it or use --runner qemu",
+            s.name(),
+            if p == Persist::Never { "never" } else { "on-success" }
+        )),
+    }
 }
 
 /// The lock name of a `src=DIR` volume under the cache root.
@@ -136,15 +173,16 @@ pub async fn hold(
 
 /// The one-line note for a held volume, e.g.
 /// `cache gomod: /root/.cache/vmbuild/volumes/gomod at /root/go/pkg/mod (locked; virtiofs read-write; writes persist)`.
-pub fn describe(m: &Mounted, mode: CacheMode) -> String {
+pub fn describe(m: &Mounted, kind: RunnerKind, mode: CacheMode) -> String {
     let sharing = match m.spec.sharing {
         Sharing::Shared => "shared",
         Sharing::Locked => "locked",
         Sharing::Private => "private",
     };
-    let how = match mode {
-        CacheMode::Overlay => "9p read-only + overlay; writes discarded",
-        CacheMode::Virtiofs => "virtiofs read-write; writes persist",
+    let how = match (kind, mode) {
+        (RunnerKind::Bubblewrap, _) => "bind-mounted read-write; writes persist",
+        (RunnerKind::Qemu, CacheMode::Overlay) => "9p read-only + overlay; writes discarded",
+        (RunnerKind::Qemu, CacheMode::Virtiofs) => "virtiofs read-write; writes persist",
     };
     let fork = match &m.spec.source {
         VolumeSource::Named(id) if *id != m.name => format!(", fork {}", m.name),
@@ -185,17 +223,84 @@ mod tests {
         s.parse().unwrap()
     }
 
+    fn qemu_check(
+        specs: &[VolumeSpec],
+        mode: CacheMode,
+        cache_dir: bool,
+        source: bool,
+    ) -> Result<(), RunError> {
+        check(specs, RunnerKind::Qemu, mode, cache_dir, source)
+    }
+
+    #[test]
+    fn flags_replace_file_entries_by_id_or_target_and_parents_mount_first() {
+        let file = [
+            spec("id=gomod,target=/root/go/pkg/mod"),
+            spec("id=npm,target=/home/build/.npm"),
+            spec("id=apt,target=/var/cache/apt"),
+        ];
+        let flags = [
+            spec("id=gomod,target=/go,sharing=locked"),
+            spec("id=other,target=/home/build/.npm"),
+            spec("id=root,target=/root"),
+        ];
+        let got: Vec<(String, String)> = merge(&file, &flags)
+            .iter()
+            .map(|v| (v.name(), v.target.clone()))
+            .collect();
+        let want = [
+            ("gomod", "/go"),
+            ("root", "/root"),
+            ("apt", "/var/cache/apt"),
+            ("other", "/home/build/.npm"),
+        ];
+        assert_eq!(
+            got,
+            want.map(|(a, b)| (a.to_string(), b.to_string())),
+            "apt kept; gomod replaced by id, npm by target; shallower targets first"
+        );
+        assert_eq!(merge(&file, &[]), {
+            let mut f = file.to_vec();
+            f.sort_by_key(|v| v.target.matches('/').count());
+            f
+        });
+    }
+
+    #[test]
+    fn bubblewrap_volumes_always_persist() {
+        let bw = |s: &str| {
+            check(
+                &[spec(s)],
+                RunnerKind::Bubblewrap,
+                CacheMode::Overlay,
+                false,
+                true,
+            )
+        };
+        assert!(bw("id=a,target=/root/a").is_ok());
+        assert!(bw("id=a,target=/root/a,persist=always").is_ok());
+        let e = bw("id=a,target=/x,persist=never").unwrap_err().to_string();
+        assert!(
+            e.contains("persist=never is not possible with the bubblewrap runner"),
+            "{e}"
+        );
+        let e = bw("id=a,target=/x,persist=on-success")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("persist=on-success"), "{e}");
+    }
+
     #[test]
     fn targets_must_not_collide_with_each_other_or_fixed_mounts() {
         let a = spec("id=a,target=/x");
-        assert!(check(
+        assert!(qemu_check(
             &[a.clone(), spec("id=b,target=/y")],
             CacheMode::Overlay,
             true,
             true
         )
         .is_ok());
-        let e = check(
+        let e = qemu_check(
             &[a.clone(), spec("id=b,target=/x/")],
             CacheMode::Overlay,
             false,
@@ -204,7 +309,7 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("already cache a's mount"), "{e}");
-        let e = check(
+        let e = qemu_check(
             &[spec("id=a,target=/home/build")],
             CacheMode::Overlay,
             false,
@@ -213,7 +318,7 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("source directory"), "{e}");
-        let e = check(
+        let e = qemu_check(
             &[spec("id=a,target=/var/cache/melange")],
             CacheMode::Overlay,
             true,
@@ -223,7 +328,7 @@ mod tests {
         .to_string();
         assert!(e.contains("--cache-dir"), "{e}");
         // Nested under /home/build is fine: it mounts after the source.
-        assert!(check(
+        assert!(qemu_check(
             &[spec("id=a,target=/home/build/.npm")],
             CacheMode::Overlay,
             true,
@@ -234,7 +339,7 @@ mod tests {
 
     #[test]
     fn persistence_and_private_host_dirs_are_checked() {
-        let e = check(
+        let e = qemu_check(
             &[spec("id=a,target=/x,persist=always")],
             CacheMode::Overlay,
             false,
@@ -243,7 +348,7 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("virtiofs"), "{e}");
-        let e = check(
+        let e = qemu_check(
             &[spec("src=/tmp,target=/x,sharing=private")],
             CacheMode::Virtiofs,
             false,
