@@ -91,8 +91,8 @@ pub struct BwrapOptions {
     /// Bound read-write at `/var/cache/vmbuild` (already validated, absolute).
     pub cache_dir: Option<PathBuf>,
     /// Cache volumes (held by the caller): each host directory bound
-    /// read-write at its target, its `owner`/`root_mode` applied to the
-    /// host directory; the tag and cache mode are not used here.
+    /// read-write at its target, its `root_mode` applied to the host
+    /// directory (an `owner` is refused); tag and cache mode are unused.
     pub volumes: Vec<SharedDir>,
 }
 
@@ -120,15 +120,7 @@ impl Sandbox {
             });
         }
         if let Some(c) = &opts.cache_dir {
-            if !c.is_absolute() || !c.is_dir() {
-                return Err(RunError::Flag {
-                    flag: "--cache-dir".into(),
-                    why: format!(
-                        "{} is not an existing absolute directory; create it or pass another",
-                        c.display()
-                    ),
-                });
-            }
+            volumes::existing_dir("--cache-dir", c)?;
         }
         let volumes = volumes::prepare(&opts.volumes)?;
         let targets: Vec<&str> = volumes.iter().map(|v| v.target.as_str()).collect();

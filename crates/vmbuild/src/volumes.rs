@@ -80,7 +80,7 @@ pub fn check(
         }
         match kind {
             RunnerKind::Qemu => s.persist_in(mode).map(drop),
-            RunnerKind::Bubblewrap => bwrap_persist(s),
+            RunnerKind::Bubblewrap => bwrap_rules(s),
         }
         .map_err(flag)?;
         if s.sharing == Sharing::Private && matches!(s.source, VolumeSource::HostDir(_)) {
@@ -95,8 +95,16 @@ pub fn check(
 }
 
 /// bubblewrap binds a volume read-write, as melange does: writes persist,
-/// so only `persist=always` (or nothing) describes it.
-fn bwrap_persist(s: &VolumeSpec) -> Result<(), String> {
+/// so only `persist=always` (or nothing) describes it. Its commands run as
+/// the user who ran vmbuild, the only uid mapped into the sandbox, so
+/// `uid=`/`gid=` cannot apply (another owner would lock the command out).
+fn bwrap_rules(s: &VolumeSpec) -> Result<(), String> {
+    if s.uid.is_some() || s.gid.is_some() {
+        return Err(format!(
+            "cache {}: uid=/gid= cannot apply with the bubblewrap runner, whose commands run as your own user (the only one mapped into the sandbox); drop them or use --runner qemu",
+            s.name()
+        ));
+    }
     match s.persist {
         None | Some(Persist::Always) => Ok(()),
         Some(p) => Err(format!(
@@ -267,7 +275,7 @@ mod tests {
     }
 
     #[test]
-    fn bubblewrap_volumes_always_persist() {
+    fn bubblewrap_volumes_always_persist_and_keep_their_owner() {
         let bw = |s: &str| {
             check(
                 &[spec(s)],
@@ -288,6 +296,12 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("persist=on-success"), "{e}");
+        assert!(bw("id=a,target=/x,mode=0700").is_ok());
+        let e = bw("id=a,target=/x,uid=1000").unwrap_err().to_string();
+        assert!(
+            e.contains("uid=/gid= cannot apply with the bubblewrap runner"),
+            "{e}"
+        );
     }
 
     #[test]
