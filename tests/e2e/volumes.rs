@@ -255,12 +255,12 @@ fn bad_volume_specs_are_one_line_errors_before_anything_boots() {
         "--cache-root",
         &r,
         "--cache",
-        "id=a,target=/x",
+        "id=a,target=/x,persist=never",
         "--",
         "true",
     ]);
     assert!(assert_one_line_error(&o)
-        .contains("the bubblewrap runner does not support --cache volumes"));
+        .contains("persist=never is not possible with the bubblewrap runner"));
     assert_eq!(
         std::fs::read_dir(root.path()).unwrap().count(),
         0,
@@ -470,4 +470,146 @@ fn a_hostile_commit_cannot_reach_outside_the_volume() {
         stderr(&o)
     );
     assert!(!vol.join("big").exists());
+}
+
+/// Two volumes declared in the pipeline file's `cache:`, seen by the steps
+/// at their targets; in virtiofs mode their writes land under the cache
+/// root on the host.
+const FILE_VOLUMES: &str = r#"
+package:
+  name: vols
+  version: "1.0"
+cache:
+  - id: gomod
+    target: /root/go/pkg/mod
+    sharing: locked
+  - id: npm
+    target: /home/build/.npm
+    uid: 1000
+    mode: "0700"
+pipeline:
+  - name: see and write both volumes
+    runs: |
+      cat /root/go/pkg/mod/seen
+      stat -c 'npm %u %a' /home/build/.npm
+      echo mod > /root/go/pkg/mod/w
+      echo npm > /home/build/.npm/w
+"#;
+
+fn build_with_file_volumes(
+    runner: &str,
+    extra: &[&str],
+) -> (std::process::Output, tempfile::TempDir) {
+    let v = Vmb::new();
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("gomod")).unwrap();
+    std::fs::write(root.path().join("gomod/seen"), "from host\n").unwrap();
+    let proj = tempfile::tempdir().unwrap();
+    let cfg = proj.path().join("vmbuild.yaml");
+    std::fs::write(&cfg, FILE_VOLUMES).unwrap();
+    let out = proj.path().join("out");
+    let (cfg, out, r) = (
+        cfg.to_string_lossy().into_owned(),
+        out.to_string_lossy().into_owned(),
+        root_arg(root.path()),
+    );
+    let mut args = vec![
+        "build",
+        &cfg,
+        "--output-dir",
+        &out,
+        "--runner",
+        runner,
+        "--cache-root",
+        &r,
+    ];
+    args.extend_from_slice(extra);
+    let o = v.run(&args);
+    v.assert_clean();
+    (o, root)
+}
+
+#[test]
+fn pipeline_file_volumes_are_mounted_at_their_targets() {
+    let (o, root) = build_with_file_volumes("qemu", &["--cache-mode", "virtiofs"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("from host"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("npm 1000 700"), "{}", stderr(&o));
+    let read = |p: &str| std::fs::read_to_string(root.path().join(p)).unwrap();
+    assert_eq!(
+        (read("gomod/w"), read("npm/w")),
+        ("mod\n".into(), "npm\n".into())
+    );
+    assert!(stderr(&o).contains("cache gomod:") && stderr(&o).contains("(locked;"));
+}
+
+#[test]
+fn pipeline_file_volumes_under_bubblewrap() {
+    // The file's npm entry has uid: 1000, which bubblewrap cannot give (it
+    // maps only the invoking user): a flag with the same id replaces it.
+    let (o, root) = build_with_file_volumes(
+        "bubblewrap",
+        &["--cache", "id=npm,target=/home/build/.npm,mode=0700"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let uid = nix::unistd::getuid().as_raw();
+    assert!(
+        stderr(&o).contains(&format!("npm {uid} 700")),
+        "{}",
+        stderr(&o)
+    );
+    let read = |p: &str| std::fs::read_to_string(root.path().join(p)).unwrap();
+    assert_eq!(
+        (read("gomod/w"), read("npm/w")),
+        ("mod\n".into(), "npm\n".into())
+    );
+    assert!(stderr(&o).contains("bind-mounted read-write; writes persist"));
+}
+
+/// A volume under the host's /root, which the sandbox otherwise binds
+/// read-only: the write lands in the volume, /root stays readable in the
+/// sandbox and unchanged on the host.
+#[test]
+fn bubblewrap_volume_under_the_read_only_host_root() {
+    let v = Vmb::new();
+    let root = tempfile::tempdir().unwrap();
+    let tag = format!("vmbuild-e2e-{}", std::process::id());
+    let marker = Path::new("/root").join(format!(".{tag}"));
+    std::fs::write(&marker, "host root file\n").unwrap();
+    let vtest = format!("/root/{tag}-vtest");
+    let script = format!(
+        "echo x > {vtest}/f; cat {m}; if touch /root/{tag}-new 2>/dev/null; then echo writable; fi",
+        m = marker.display()
+    );
+    let spec = format!("id=v,target={vtest}");
+    let o = v.run(&[
+        "run",
+        "--runner",
+        "bubblewrap",
+        "--cache-root",
+        &root_arg(root.path()),
+        "--cache",
+        &spec,
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    std::fs::remove_file(&marker).unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        "host root file\n",
+        "/root readable, not writable"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.path().join("v/f")).unwrap(),
+        "x\n"
+    );
+    assert!(
+        !Path::new(&vtest).exists(),
+        "no mount point made on the host"
+    );
+    assert!(!Path::new(&format!("/root/{tag}-new")).exists());
+    v.assert_clean();
 }

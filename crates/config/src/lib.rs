@@ -20,6 +20,13 @@
 //!     repositories: []
 //!   environment: { KEY: value }
 //! vars: { flavor: full }     # a var may use the ones above it
+//! cache:                     # build-level cache volumes: `--cache`'s keys
+//!   - id: gomod              # a named volume under the cache root (no src:)
+//!     target: /root/go/pkg/mod
+//!     sharing: locked        # shared (default) | locked | private
+//!     persist: never         # never | on-success | always (the mode's default)
+//!     uid: 1000              # uid, gid, mode (octal): the volume root
+//!     mode: "0755"
 //! pipeline:
 //!   - name: compile
 //!     runs: make              # exactly one of runs / uses / pipeline
@@ -32,6 +39,11 @@
 //!   - name: group
 //!     pipeline: [ { runs: "echo nested" } ]
 //! ```
+//!
+//! `cache:` entries are checked with the cache crate's functions, so they
+//! take exactly what `--cache` takes; a step's `cache:` is refused
+//! (step-level volumes are not supported yet), and so is `src:` (a file
+//! must not choose host directories to mount). See [`Plan::volumes`].
 //!
 //! Unknown keys, wrong types, missing fields, bad substitutions, bad `if`
 //! conditions, bad `uses` paths and inputs are errors whose one-line
@@ -108,6 +120,7 @@ mod source;
 mod subst;
 mod suggest;
 mod units;
+mod volumes;
 mod yaml;
 
 use std::path::{Path, PathBuf};

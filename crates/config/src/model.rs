@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use vmbuild_cache::volume::VolumeSpec;
+
 use crate::decode::{Cx, Fields, Str};
 use crate::envfile::is_env_name;
 use crate::error::{show, ConfigError};
@@ -18,6 +20,8 @@ pub(crate) struct Config {
     pub environment: Environment,
     pub vars: Vec<(Str, Str)>,
     pub pipeline: Vec<Step>,
+    /// `cache:`: build-level cache volumes, checked.
+    pub cache: Vec<VolumeSpec>,
 }
 
 /// `package:`.
@@ -81,6 +85,7 @@ const TOP_KEYS: &[&str] = &[
     "environment",
     "vars",
     "pipeline",
+    "cache",
     "update",
     "subpackages",
     "test",
@@ -117,6 +122,8 @@ const STEP_KEYS: &[&str] = &[
     "environment",
     "if",
     "timeout",
+    // Refused with a hint: step-level volumes are not supported yet.
+    "cache",
 ];
 const PIPELINE_DEF_KEYS: &[&str] = &["name", "needs", "inputs", "pipeline"];
 const INPUT_KEYS: &[&str] = &["description", "default", "required"];
@@ -188,6 +195,7 @@ pub(crate) fn config(cx: Cx<'_>, root: &Node) -> Result<Config, ConfigError> {
         environment,
         vars,
         pipeline,
+        cache: crate::volumes::cache(cx, &f)?,
     })
 }
 
@@ -322,6 +330,13 @@ fn step(cx: Cx<'_>, node: &Node) -> Result<Step, ConfigError> {
             f.pos,
             "pipeline",
             "a step needs one of `runs` (a script), `uses` (a named pipeline) or `pipeline` (nested steps)".into(),
+        ));
+    }
+    if let Some(k) = f.key_node("cache") {
+        return Err(cx.invalid(
+            k.pos,
+            "cache",
+            "step-level cache volumes are not supported yet; move this entry to the top-level `cache:` (mounted for the whole build)".into(),
         ));
     }
     if f.has("with") && present[0] != "uses" {

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use vmbuild_cache::volume::VolumeSpec;
+
 /// Where the build's output goes in the guest: `${{targets.destdir}}` (and
 /// `${{targets.contextdir}}`).
 pub const GUEST_OUTPUT_DIR: &str = "/home/build/out";
@@ -32,6 +34,9 @@ pub struct Plan {
     /// Names (paths) of the steps skipped because their `if:` was false;
     /// their nested steps are not listed.
     pub skipped: Vec<String>,
+    /// The top-level `cache:` volumes, checked like `--cache` specs (always
+    /// named: a file cannot mount a host directory), in file order.
+    pub volumes: Vec<VolumeSpec>,
 }
 
 /// What the `package:` section says.

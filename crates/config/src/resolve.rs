@@ -234,6 +234,7 @@ pub(crate) fn resolve(
         repositories,
         steps: r.steps,
         skipped: r.skipped,
+        volumes: config.cache.clone(),
     })
 }
 

@@ -9,6 +9,9 @@
 //!   `/var/cache/vmbuild`, with `/var/cache/melange` a symlink to it, as in
 //!   melange's bubblewrap runner. There is no overlay mode here: writes to
 //!   the cache persist on the host.
+//! - Cache volumes (`--cache`, a pipeline's `cache:`) bind-mounted
+//!   **read-write** at their targets, writes persisting, even under a
+//!   read-only host path such as `/root` ([`mirror`] says how).
 //! - The rest of the host's filesystem **read-only**. The root is a tmpfs
 //!   (remounted read-only) onto which every top-level host entry is
 //!   bind-mounted read-only and every top-level symlink recreated, so host
@@ -42,6 +45,8 @@
 //! either way.
 
 mod args;
+mod mirror;
+mod volumes;
 
 use std::ffi::OsString;
 use std::fs;
@@ -60,9 +65,9 @@ use vmbuild_proto::{CommandSpec, ExitInfo};
 use crate::error::RunError;
 use crate::output::OutputSink;
 use crate::stop::Stopper;
-use args::{
-    invocation, list_host_dir, mirror_host_root, parse_status, setup_failed, Invocation, ENV_SHIM,
-};
+use args::{invocation, parse_status, setup_failed, Invocation, VolumeBind, ENV_SHIM};
+use mirror::{list_host_dir, mirror_host_root};
+use vmbuild_cache::SharedDir;
 
 /// fds bubblewrap gets its options and reports its status on.
 const ARGS_FD: i32 = 3;
@@ -85,6 +90,10 @@ pub struct BwrapOptions {
     pub source_dir: Option<PathBuf>,
     /// Bound read-write at `/var/cache/vmbuild` (already validated, absolute).
     pub cache_dir: Option<PathBuf>,
+    /// Cache volumes (held by the caller): each host directory bound
+    /// read-write at its target, its `root_mode` applied to the host
+    /// directory (an `owner` is refused); tag and cache mode are unused.
+    pub volumes: Vec<SharedDir>,
 }
 
 /// A workspace and the bubblewrap setup to run commands in it, one at a time.
@@ -94,6 +103,7 @@ pub struct Sandbox {
     /// Read-only binds of the host root (computed once, at start).
     mirror: Vec<OsString>,
     cache_dir: Option<PathBuf>,
+    volumes: Vec<VolumeBind>,
     workspace: tempfile::TempDir,
 }
 
@@ -110,17 +120,11 @@ impl Sandbox {
             });
         }
         if let Some(c) = &opts.cache_dir {
-            if !c.is_absolute() || !c.is_dir() {
-                return Err(RunError::Flag {
-                    flag: "--cache-dir".into(),
-                    why: format!(
-                        "{} is not an existing absolute directory; create it or pass another",
-                        c.display()
-                    ),
-                });
-            }
+            volumes::existing_dir("--cache-dir", c)?;
         }
-        let mirror = mirror_host_root(&|dir| list_host_dir(dir))?;
+        let volumes = volumes::prepare(&opts.volumes)?;
+        let targets: Vec<&str> = volumes.iter().map(|v| v.target.as_str()).collect();
+        let mirror = mirror_host_root(&|dir| list_host_dir(dir), &targets)?;
         let workspace = tempfile::Builder::new()
             .prefix("vmbuild-ws-")
             .tempdir()
@@ -142,6 +146,7 @@ impl Sandbox {
             bwrap,
             mirror,
             cache_dir: opts.cache_dir.clone(),
+            volumes,
             workspace,
         })
     }
@@ -192,6 +197,7 @@ impl Sandbox {
             &self.mirror,
             self.workspace.path(),
             self.cache_dir.as_deref(),
+            &self.volumes,
             cmd,
         )?;
         let started_us = boottime_us();

@@ -66,9 +66,6 @@ pub fn hint(runner: RunnerKind, feature: &Feature) -> &'static str {
         (RunnerKind::Bubblewrap, Feature::CacheMode(_)) => {
             "bubblewrap always binds the cache read-write (writes persist); drop --cache-mode or use --runner qemu"
         }
-        (RunnerKind::Bubblewrap, Feature::Volumes) => {
-            "bubblewrap cannot yet mount a volume at a path of the read-only host root; use --cache-dir or --runner qemu"
-        }
         (RunnerKind::Bubblewrap, Feature::Network(_)) => {
             "bubblewrap commands never have a network; drop --network or use --runner qemu"
         }
@@ -81,7 +78,9 @@ impl RunnerKind {
     pub fn supports(self, feature: &Feature) -> bool {
         match self {
             Self::Qemu => true,
-            Self::Bubblewrap => matches!(feature, Feature::Network(Network::None)),
+            Self::Bubblewrap => {
+                matches!(feature, Feature::Network(Network::None) | Feature::Volumes)
+            }
         }
     }
 }

@@ -201,13 +201,14 @@ mod tests {
             Feature::CacheMode(CacheMode::Virtiofs),
             Feature::Network(Network::User),
             Feature::Network(Network::None),
+            Feature::Volumes,
         ];
         assert!(RunnerKind::Qemu.check(&all).is_ok());
         let bw: Vec<_> = all
             .iter()
             .filter(|f| RunnerKind::Bubblewrap.supports(f))
             .collect();
-        assert_eq!(bw, [&Feature::Network(Network::None)]);
+        assert_eq!(bw, [&Feature::Network(Network::None), &Feature::Volumes]);
         assert!(RunnerKind::Bubblewrap.check(&[]).is_ok());
     }
 

@@ -43,6 +43,7 @@ fn fixture_with(fill: impl FnOnce(&Path)) -> Fixture {
         bwrap: None,
         source_dir: Some(source.path().to_path_buf()),
         cache_dir: Some(cache.path().to_path_buf()),
+        volumes: Vec::new(),
     };
     let sandbox = Sandbox::start(&opts).expect("bubblewrap must be installed (scripts/setup.sh)");
     Fixture {
@@ -422,6 +423,7 @@ fn missing_bwrap_binary_is_a_clear_error() {
             bwrap: Some(bwrap.into()),
             source_dir: Some(source.path().into()),
             cache_dir: None,
+            volumes: Vec::new(),
         };
         let e = Sandbox::start(&opts)
             .expect_err("no such bwrap")
@@ -439,6 +441,7 @@ fn a_missing_source_dir_is_a_clear_error() {
         bwrap: None,
         source_dir: Some("/nonexistent/src".into()),
         cache_dir: None,
+        volumes: Vec::new(),
     };
     let e = Sandbox::start(&opts).expect_err("no source").to_string();
     assert!(

@@ -99,13 +99,13 @@ fn source_dir(args: &BuildArgs) -> Result<PathBuf, RunError> {
 }
 
 pub async fn build(
-    args: BuildArgs,
+    mut args: BuildArgs,
     started: Instant,
     interrupt: tokio::sync::watch::Receiver<bool>,
 ) -> Result<i32, RunError> {
     let kind = args.runner.kind();
-    let cache = runner_setup::cache(&args.vm)?;
-    let (cache_defaults, cache_default_aliases) = vmbuild_cache::env_layers(cache.is_some());
+    let (cache_defaults, cache_default_aliases) =
+        vmbuild_cache::env_layers(args.vm.cache_dir.is_some());
     let opts = LoadOptions {
         pipeline_dirs: args.pipeline_dir.clone(),
         env_file: args.env_file.clone(),
@@ -115,6 +115,10 @@ pub async fn build(
         base_env: env::base_env_with_ca(!args.vm.ca_certs.is_empty()),
     };
     let plan = vmbuild_config::load(&args.config, &opts)?;
+    // From here on the volumes are the file's `cache:` and the flags, merged
+    // (a flag replaces the file's entry with its id or target).
+    args.vm.volumes = crate::volumes::merge(&plan.volumes, &args.vm.volumes);
+    let cache = runner_setup::cache(&args.vm)?;
     let source = source_dir(&args)?;
     let output_dir = args
         .output_dir
@@ -127,7 +131,7 @@ pub async fn build(
         });
     }
     let mode = runner_setup::share_mode(&args.vm)?;
-    crate::volumes::check(&args.vm.volumes, mode, cache.is_some(), true)?;
+    crate::volumes::check(&args.vm.volumes, kind, mode, cache.is_some(), true)?;
     let mut spec = Spec {
         source: Some(source),
         mkdirs: vec![GUEST_OUTPUT_DIR.to_string()],
@@ -178,7 +182,7 @@ pub async fn build(
         obs.note(&runner_setup::cache_note(kind, c, note));
     }
     for v in &volumes {
-        obs.note(&crate::volumes::describe(v, mode));
+        obs.note(&crate::volumes::describe(v, kind, mode));
     }
     if !plan.packages.is_empty() {
         let (image, held) = env_image(&plan, &mut obs)?;

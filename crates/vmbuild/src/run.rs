@@ -12,14 +12,16 @@ use crate::progress::JsonProgress;
 use crate::runner_setup::{self, Holds, Spec};
 
 /// Runs the command; `Ok(code)` is the command's shell exit code.
-pub async fn run(args: RunArgs, started: Instant, stop: Stopper) -> Result<i32, RunError> {
+pub async fn run(mut args: RunArgs, started: Instant, stop: Stopper) -> Result<i32, RunError> {
     let kind = args.runner.kind();
     let cache = runner_setup::cache(&args.vm)?;
     // base < cache defaults (fill-if-unset) < --env.
     let base = env::base_env_with_ca(!args.vm.ca_certs.is_empty());
     let (cmd_env, links) = env::command_env(base, cache.is_some(), &args.env);
     let mode = runner_setup::share_mode(&args.vm)?;
-    crate::volumes::check(&args.vm.volumes, mode, cache.is_some(), false)?;
+    // In mount order: a volume nested in another's target after it.
+    args.vm.volumes = crate::volumes::merge(&[], &args.vm.volumes);
+    crate::volumes::check(&args.vm.volumes, kind, mode, cache.is_some(), false)?;
     let mut spec = Spec {
         symlinks: links,
         default_network: Some(NetworkArg::None),
@@ -42,7 +44,7 @@ pub async fn run(args: RunArgs, started: Instant, stop: Stopper) -> Result<i32, 
     )
     .await?;
     for v in &volumes {
-        say(&crate::volumes::describe(v, mode));
+        say(&crate::volumes::describe(v, kind, mode));
     }
     spec.volumes = crate::volumes::shares(&volumes, mode);
     let mut holds = Holds::default();

@@ -144,6 +144,7 @@ pub fn options(
             bwrap: None,
             source_dir: spec.source,
             cache_dir: cache.map(|c| c.host_dir.clone()),
+            volumes: spec.volumes,
         }),
     })
 }

@@ -11,7 +11,7 @@ use vmbuild_cache::volume::{
 };
 use vmbuild_cache::SharedDir;
 use vmbuild_proto::{CacheMode, GUEST_CACHE_ALIAS, GUEST_CACHE_DIR, GUEST_HOME};
-use vmbuild_runner::{RunError, Stopper};
+use vmbuild_runner::{RunError, RunnerKind, Stopper};
 
 /// How often a waiting build retries a held volume.
 const RETRY: Duration = Duration::from_millis(200);
@@ -34,12 +34,30 @@ fn flag(why: String) -> RunError {
     }
 }
 
+/// A build's volumes: the pipeline file's `cache:` entries, each replaced
+/// by a `--cache` flag with the same id or the same target, then the other
+/// flags, in order. Then ordered by target depth (stable), so a volume
+/// nested in another's target is mounted after (on top of) it.
+pub fn merge(file: &[VolumeSpec], flags: &[VolumeSpec]) -> Vec<VolumeSpec> {
+    let replaced = |f: &VolumeSpec| {
+        flags.iter().any(|c| {
+            c.target == f.target
+                || matches!((&c.source, &f.source), (VolumeSource::Named(a), VolumeSource::Named(b)) if a == b)
+        })
+    };
+    let mut out: Vec<VolumeSpec> = file.iter().filter(|f| !replaced(f)).cloned().collect();
+    out.extend(flags.iter().cloned());
+    out.sort_by_key(|v| v.target.matches('/').count());
+    out
+}
+
 /// Checks the specs against each other and the run's fixed mounts, before
 /// anything is locked or booted: unique targets, none on the cache dir's
-/// or (`source`) the build's `/home/build`, and a persistence the cache
-/// `mode` allows.
+/// or (`source`) the build's `/home/build`, and a persistence the runner
+/// `kind` (and for qemu, the cache `mode`) allows.
 pub fn check(
     specs: &[VolumeSpec],
+    kind: RunnerKind,
     mode: CacheMode,
     cache_dir: bool,
     source: bool,
@@ -52,7 +70,14 @@ pub fn check(
     if source {
         taken.push((GUEST_HOME, "the source directory".into()));
     }
-    for s in specs {
+    for (i, s) in specs.iter().enumerate() {
+        if specs[..i].iter().any(|o| o.source == s.source) {
+            // It would wait on its own lock (locked) or mount twice.
+            return Err(flag(format!(
+                "cache {} is given twice; give each volume once",
+                s.name()
+            )));
+        }
         if let Some((_, by)) = taken.iter().find(|(t, _)| *t == s.target) {
             return Err(flag(format!(
                 "cache {}: target {} is already {by}'s mount",
@@ -60,7 +85,11 @@ pub fn check(
                 s.target
             )));
         }
-        s.persist_in(mode).map_err(flag)?;
+        match kind {
+            RunnerKind::Qemu => s.persist_in(mode).map(drop),
+            RunnerKind::Bubblewrap => bwrap_rules(s),
+        }
+        .map_err(flag)?;
         if s.sharing == Sharing::Private && matches!(s.source, VolumeSource::HostDir(_)) {
             return Err(flag(format!(
                 "cache {}: sharing=private needs a named volume (id=NAME): a host directory cannot be forked",
@@ -70,6 +99,27 @@ pub fn check(
         taken.push((&s.target, format!("cache {}", s.name())));
     }
     Ok(())
+}
+
+/// bubblewrap binds a volume read-write, as melange does: writes persist,
+/// so only `persist=always` (or nothing) describes it. Its commands run as
+/// the user who ran vmbuild, the only uid mapped into the sandbox, so
+/// `uid=`/`gid=` cannot apply (another owner would lock the command out).
+fn bwrap_rules(s: &VolumeSpec) -> Result<(), String> {
+    if s.uid.is_some() || s.gid.is_some() {
+        return Err(format!(
+            "cache {}: uid=/gid= cannot apply with the bubblewrap runner, whose commands run as your own user (the only one mapped into the sandbox); drop them or use --runner qemu",
+            s.name()
+        ));
+    }
+    match s.persist {
+        None | Some(Persist::Always) => Ok(()),
+        Some(p) => Err(format!(
+            "cache {}: persist={} is not possible with the bubblewrap runner, which bind-mounts volumes read-write (writes persist); drop it or use --runner qemu",
+            s.name(),
+            if p == Persist::Never { "never" } else { "on-success" }
+        )),
+    }
 }
 
 /// The lock name of a `src=DIR` volume under the cache root.
@@ -96,7 +146,11 @@ pub async fn hold(
         vmbuild_cache::volume::cache_root(root, |k| std::env::var_os(k)).ok_or_else(|| {
             flag("no cache root: set --cache-root DIR, VMBUILD_CACHE_ROOT or HOME".into())
         })?;
-    for spec in specs {
+    // Resolve every volume first, then lock in one fixed order (by lock
+    // name) whatever the order given: two builds that both take `a` and
+    // `b` as `locked` can then never wait on each other in a cycle.
+    let mut plan = Vec::new();
+    for (i, spec) in specs.iter().enumerate() {
         let (lock_name, host_dir) = match &spec.source {
             VolumeSource::Named(id) => (id.clone(), None),
             VolumeSource::HostDir(d) => {
@@ -104,6 +158,12 @@ pub async fn hold(
                 (src_lock_name(&dir), Some(dir))
             }
         };
+        plan.push((lock_name, i, host_dir));
+    }
+    plan.sort();
+    let mut slots: Vec<Option<Mounted>> = specs.iter().map(|_| None).collect();
+    for (lock_name, i, host_dir) in plan {
+        let spec = &specs[i];
         let mut told = false;
         let held = loop {
             match acquire(&root, &lock_name, spec.sharing)? {
@@ -126,13 +186,14 @@ pub async fn hold(
         };
         let name = held.name.clone();
         let dir = host_dir.unwrap_or_else(|| held.dir.clone());
-        out.push(Mounted {
+        slots[i] = Some(Mounted {
             spec: spec.clone(),
             host_dir: dir,
             name,
             _held: held,
         });
     }
+    out.extend(slots.into_iter().flatten());
     Ok(out)
 }
 
@@ -205,18 +266,19 @@ pub async fn commit_all(
 
 /// The one-line note for a held volume, e.g.
 /// `cache gomod: /root/.cache/vmbuild/volumes/gomod at /root/go/pkg/mod (locked; virtiofs read-write; writes persist)`.
-pub fn describe(m: &Mounted, mode: CacheMode) -> String {
+pub fn describe(m: &Mounted, kind: RunnerKind, mode: CacheMode) -> String {
     let sharing = match m.spec.sharing {
         Sharing::Shared => "shared",
         Sharing::Locked => "locked",
         Sharing::Private => "private",
     };
-    let how = match (mode, m.spec.persist_in(mode)) {
-        (CacheMode::Overlay, Ok(Persist::OnSuccess)) => {
+    let how = match (kind, mode, m.spec.persist_in(mode)) {
+        (RunnerKind::Bubblewrap, _, _) => "bind-mounted read-write; writes persist",
+        (RunnerKind::Qemu, CacheMode::Overlay, Ok(Persist::OnSuccess)) => {
             "9p read-only + overlay; changes committed if the build succeeds"
         }
-        (CacheMode::Overlay, _) => "9p read-only + overlay; writes discarded",
-        (CacheMode::Virtiofs, _) => "virtiofs read-write; writes persist",
+        (RunnerKind::Qemu, CacheMode::Overlay, _) => "9p read-only + overlay; writes discarded",
+        (RunnerKind::Qemu, CacheMode::Virtiofs, _) => "virtiofs read-write; writes persist",
     };
     let fork = match &m.spec.source {
         VolumeSource::Named(id) if *id != m.name => format!(", fork {}", m.name),
@@ -257,17 +319,107 @@ mod tests {
         s.parse().unwrap()
     }
 
+    fn qemu_check(
+        specs: &[VolumeSpec],
+        mode: CacheMode,
+        cache_dir: bool,
+        source: bool,
+    ) -> Result<(), RunError> {
+        check(specs, RunnerKind::Qemu, mode, cache_dir, source)
+    }
+
+    #[test]
+    fn flags_replace_file_entries_by_id_or_target_and_parents_mount_first() {
+        let file = [
+            spec("id=gomod,target=/root/go/pkg/mod"),
+            spec("id=npm,target=/home/build/.npm"),
+            spec("id=apt,target=/var/cache/apt"),
+        ];
+        let flags = [
+            spec("id=gomod,target=/go,sharing=locked"),
+            spec("id=other,target=/home/build/.npm"),
+            spec("id=root,target=/root"),
+        ];
+        let got: Vec<(String, String)> = merge(&file, &flags)
+            .iter()
+            .map(|v| (v.name(), v.target.clone()))
+            .collect();
+        let want = [
+            ("gomod", "/go"),
+            ("root", "/root"),
+            ("apt", "/var/cache/apt"),
+            ("other", "/home/build/.npm"),
+        ];
+        assert_eq!(
+            got,
+            want.map(|(a, b)| (a.to_string(), b.to_string())),
+            "apt kept; gomod replaced by id, npm by target; shallower targets first"
+        );
+        assert_eq!(merge(&file, &[]), {
+            let mut f = file.to_vec();
+            f.sort_by_key(|v| v.target.matches('/').count());
+            f
+        });
+    }
+
+    #[test]
+    fn bubblewrap_volumes_always_persist_and_keep_their_owner() {
+        let bw = |s: &str| {
+            check(
+                &[spec(s)],
+                RunnerKind::Bubblewrap,
+                CacheMode::Overlay,
+                false,
+                true,
+            )
+        };
+        assert!(bw("id=a,target=/root/a").is_ok());
+        assert!(bw("id=a,target=/root/a,persist=always").is_ok());
+        let e = bw("id=a,target=/x,persist=never").unwrap_err().to_string();
+        assert!(
+            e.contains("persist=never is not possible with the bubblewrap runner"),
+            "{e}"
+        );
+        let e = bw("id=a,target=/x,persist=on-success")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("persist=on-success"), "{e}");
+        assert!(bw("id=a,target=/x,mode=0700").is_ok());
+        let e = bw("id=a,target=/x,uid=1000").unwrap_err().to_string();
+        assert!(
+            e.contains("uid=/gid= cannot apply with the bubblewrap runner"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_same_volume_twice_is_refused() {
+        let e = check(
+            &[
+                spec("id=a,target=/x,sharing=locked"),
+                spec("id=a,target=/y,sharing=locked"),
+            ],
+            RunnerKind::Qemu,
+            CacheMode::Overlay,
+            false,
+            false,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("cache a is given twice"), "{e}");
+    }
+
     #[test]
     fn targets_must_not_collide_with_each_other_or_fixed_mounts() {
         let a = spec("id=a,target=/x");
-        assert!(check(
+        assert!(qemu_check(
             &[a.clone(), spec("id=b,target=/y")],
             CacheMode::Overlay,
             true,
             true
         )
         .is_ok());
-        let e = check(
+        let e = qemu_check(
             &[a.clone(), spec("id=b,target=/x/")],
             CacheMode::Overlay,
             false,
@@ -276,7 +428,7 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("already cache a's mount"), "{e}");
-        let e = check(
+        let e = qemu_check(
             &[spec("id=a,target=/home/build")],
             CacheMode::Overlay,
             false,
@@ -285,7 +437,7 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("source directory"), "{e}");
-        let e = check(
+        let e = qemu_check(
             &[spec("id=a,target=/var/cache/melange")],
             CacheMode::Overlay,
             true,
@@ -295,7 +447,7 @@ mod tests {
         .to_string();
         assert!(e.contains("--cache-dir"), "{e}");
         // Nested under /home/build is fine: it mounts after the source.
-        assert!(check(
+        assert!(qemu_check(
             &[spec("id=a,target=/home/build/.npm")],
             CacheMode::Overlay,
             true,
@@ -306,7 +458,7 @@ mod tests {
 
     #[test]
     fn persistence_and_private_host_dirs_are_checked() {
-        let e = check(
+        let e = qemu_check(
             &[spec("id=a,target=/x,persist=always")],
             CacheMode::Overlay,
             false,
@@ -315,7 +467,7 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("virtiofs"), "{e}");
-        let e = check(
+        let e = qemu_check(
             &[spec("src=/tmp,target=/x,sharing=private")],
             CacheMode::Virtiofs,
             false,

@@ -18,5 +18,8 @@ pub use admin::{check_subpath, clear_dir, lock_exclusive, prune, remove_volume, 
 pub use list::{find_volume, list_volumes, parse_volume_name, read_volume, Holder, Volume};
 pub use lock::{acquire, flocks_in_proc_locks, flocks_on, holder_pid, Acquired, HeldVolume};
 pub use root::{cache_root, CACHE_ROOT_ENV};
-pub use spec::{check_target, valid_id, Persist, Sharing, SpecError, VolumeSource, VolumeSpec};
+pub use spec::{
+    bad_id, check_target, parse_mode, parse_persist, parse_sharing, valid_id, Persist, Sharing,
+    SpecError, VolumeSource, VolumeSpec,
+};
 pub use usage::{du_entries, usage, DuEntry, Usage};

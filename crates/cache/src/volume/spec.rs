@@ -112,6 +112,39 @@ pub fn check_target(t: &str) -> Result<String, String> {
     Ok(norm)
 }
 
+/// `sharing=`: `shared`, `locked` or `private`.
+pub fn parse_sharing(val: &str) -> Result<Sharing, String> {
+    match val {
+        "shared" => Ok(Sharing::Shared),
+        "locked" => Ok(Sharing::Locked),
+        "private" => Ok(Sharing::Private),
+        _ => Err(format!("sharing={val:?}: use shared, locked or private")),
+    }
+}
+
+/// `persist=`: `never`, `on-success` or `always`.
+pub fn parse_persist(val: &str) -> Result<Persist, String> {
+    match val {
+        "never" => Ok(Persist::Never),
+        "on-success" => Ok(Persist::OnSuccess),
+        "always" => Ok(Persist::Always),
+        _ => Err(format!("persist={val:?}: use never, on-success or always")),
+    }
+}
+
+/// `mode=`: octal permission bits (`0755`, `755` or `0o755`, at most `07777`).
+pub fn parse_mode(val: &str) -> Result<u32, String> {
+    u32::from_str_radix(val.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|m| *m <= 0o7777)
+        .ok_or_else(|| format!("mode={val:?} is not octal permission bits like 0755"))
+}
+
+/// The message for an `id` that [`valid_id`] refuses.
+pub fn bad_id(id: &str) -> String {
+    format!("id={id:?}: use letters, digits, '-', '_' and '.' (at most 64), not a path")
+}
+
 impl std::str::FromStr for VolumeSpec {
     type Err = SpecError;
 
@@ -142,43 +175,11 @@ impl std::str::FromStr for VolumeSpec {
                 "id" => id = Some(val.to_string()),
                 "src" | "source" => src = Some(PathBuf::from(val)),
                 "target" | "dst" | "destination" => target = Some(val.to_string()),
-                "sharing" => {
-                    v.sharing = match val {
-                        "shared" => Sharing::Shared,
-                        "locked" => Sharing::Locked,
-                        "private" => Sharing::Private,
-                        _ => {
-                            return Err(bad(format!(
-                                "sharing={val:?}: use shared, locked or private"
-                            )))
-                        }
-                    }
-                }
-                "persist" => {
-                    v.persist = Some(match val {
-                        "never" => Persist::Never,
-                        "on-success" => Persist::OnSuccess,
-                        "always" => Persist::Always,
-                        _ => {
-                            return Err(bad(format!(
-                                "persist={val:?}: use never, on-success or always"
-                            )))
-                        }
-                    })
-                }
+                "sharing" => v.sharing = parse_sharing(val).map_err(bad)?,
+                "persist" => v.persist = Some(parse_persist(val).map_err(bad)?),
                 "uid" => v.uid = Some(num("uid")?),
                 "gid" => v.gid = Some(num("gid")?),
-                "mode" => {
-                    let m = u32::from_str_radix(val.trim_start_matches("0o"), 8)
-                        .ok()
-                        .filter(|m| *m <= 0o7777)
-                        .ok_or_else(|| {
-                            bad(format!(
-                                "mode={val:?} is not octal permission bits like 0755"
-                            ))
-                        })?;
-                    v.mode = Some(m);
-                }
+                "mode" => v.mode = Some(parse_mode(val).map_err(bad)?),
                 _ => {
                     return Err(bad(format!(
                         "unknown key {k:?}; keys: id, src, target, sharing, persist, uid, gid, mode"
@@ -193,11 +194,7 @@ impl std::str::FromStr for VolumeSpec {
                     "needs id=NAME (a named volume) or src=DIR (a host directory)".into(),
                 ))
             }
-            (Some(id), None) if !valid_id(&id) => {
-                return Err(bad(format!(
-                    "id={id:?}: use letters, digits, '-', '_' and '.' (at most 64), not a path"
-                )))
-            }
+            (Some(id), None) if !valid_id(&id) => return Err(bad(bad_id(&id))),
             (Some(id), None) => VolumeSource::Named(id),
             (None, Some(p)) => VolumeSource::HostDir(p),
         };

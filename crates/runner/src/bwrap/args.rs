@@ -2,7 +2,6 @@
 //! back: pure functions, unit-tested without running anything.
 
 use std::ffi::{OsStr, OsString};
-use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -12,99 +11,7 @@ use crate::error::RunError;
 
 /// Runs the command with exactly its environment (see [`super`]).
 pub(crate) const ENV_SHIM: &str = "/usr/bin/env";
-/// The paths the sandbox provides itself; the host's are never bound there.
-const OWNED: &[&str] = &[
-    "/dev",
-    "/proc",
-    "/tmp",
-    "/run",
-    "/home",
-    "/var/tmp",
-    "/var/cache",
-];
-
-/// What a host directory entry is, for [`mirror_host_root`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum HostEntry {
-    Dir,
-    File,
-    Symlink(PathBuf),
-    /// Socket, FIFO, device: not bound.
-    Other,
-}
-
-/// The entries of a host directory, sorted by name.
-pub(crate) fn list_host_dir(dir: &Path) -> std::io::Result<Vec<(OsString, HostEntry)>> {
-    let mut out = Vec::new();
-    for entry in fs::read_dir(dir)? {
-        let entry = entry?;
-        let path = entry.path();
-        let Ok(meta) = fs::symlink_metadata(&path) else {
-            continue;
-        };
-        let ft = meta.file_type();
-        let kind = if ft.is_symlink() {
-            match fs::read_link(&path) {
-                Ok(t) => HostEntry::Symlink(t),
-                Err(_) => continue,
-            }
-        } else if ft.is_dir() {
-            HostEntry::Dir
-        } else if ft.is_file() {
-            HostEntry::File
-        } else {
-            HostEntry::Other
-        };
-        out.push((entry.file_name(), kind));
-    }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(out)
-}
-
-type Lister<'a> = dyn Fn(&Path) -> std::io::Result<Vec<(OsString, HostEntry)>> + 'a;
-
-/// bubblewrap options that mirror the host root read-only, leaving out the
-/// [`OWNED`] paths (and descending into their ancestors, e.g. `/var`).
-pub(crate) fn mirror_host_root(list: &Lister<'_>) -> Result<Vec<OsString>, RunError> {
-    let mut args = Vec::new();
-    mirror_dir(Path::new("/"), list, &mut args)?;
-    Ok(args)
-}
-
-fn mirror_dir(dir: &Path, list: &Lister<'_>, args: &mut Vec<OsString>) -> Result<(), RunError> {
-    let entries = list(dir)
-        .map_err(|e| RunError::io(format!("listing {} to build the sandbox", dir.display()), e))?;
-    for (name, kind) in entries {
-        let path = dir.join(&name);
-        if OWNED.iter().any(|o| Path::new(o) == path) {
-            continue;
-        }
-        if OWNED.iter().any(|o| Path::new(o).starts_with(&path)) {
-            // An ancestor of an owned path: the sandbox makes it a real
-            // directory and binds the host's entries in it one by one.
-            if kind == HostEntry::Dir {
-                mirror_dir(&path, list, args)?;
-            }
-            continue;
-        }
-        match kind {
-            HostEntry::Dir | HostEntry::File => push(
-                args,
-                ["--ro-bind".as_ref(), path.as_os_str(), path.as_os_str()],
-            ),
-            HostEntry::Symlink(target) => push(
-                args,
-                ["--symlink".as_ref(), target.as_os_str(), path.as_os_str()],
-            ),
-            HostEntry::Other => {
-                tracing::debug!(path = %path.display(), "not binding a special file into the sandbox")
-            }
-        }
-    }
-    Ok(())
-}
-
-fn push<'a>(args: &mut Vec<OsString>, items: impl IntoIterator<Item = &'a OsStr>) {
+pub(super) fn push<'a>(args: &mut Vec<OsString>, items: impl IntoIterator<Item = &'a OsStr>) {
     args.extend(items.into_iter().map(OsStr::to_os_string));
 }
 
@@ -137,11 +44,36 @@ fn refuse_nul(what: &str, s: &str) -> Result<(), RunError> {
     Ok(())
 }
 
-/// The bubblewrap options and argv that run `cmd` (see [`super`] for the why).
+/// A cache volume as bubblewrap binds it: a host directory, read-write at
+/// an absolute, normalised target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct VolumeBind {
+    pub host: PathBuf,
+    pub target: String,
+}
+
+/// `path` as bubblewrap must spell it during setup: it resolves symlinks in
+/// `--dir` and mount paths against the setup root, not the sandbox's, so
+/// the cache alias (`/var/cache/melange`) becomes the real cache path.
+fn setup_path(cache: Option<&Path>, path: &str) -> String {
+    match (cache, path.strip_prefix(GUEST_CACHE_ALIAS)) {
+        (Some(_), Some(rest)) if rest.is_empty() || rest.starts_with('/') => {
+            format!("{GUEST_CACHE_DIR}{rest}")
+        }
+        _ => path.to_string(),
+    }
+}
+
+/// The bubblewrap options and argv that run `cmd` (see [`super`] for the
+/// why). `volumes` are bound after the sandbox's own mounts, shallowest
+/// target first, so one under `/home/build` lands on the workspace and a
+/// nested one on its parent volume; `mirror` must have left their targets
+/// and ancestors out ([`super::mirror::mirror_host_root`]).
 pub(crate) fn invocation(
     mirror: &[OsString],
     workspace: &Path,
     cache: Option<&Path>,
+    volumes: &[VolumeBind],
     cmd: &CommandSpec,
 ) -> Result<Invocation, RunError> {
     for a in &cmd.argv {
@@ -198,16 +130,14 @@ pub(crate) fn invocation(
         add(&[s("--bind"), c.as_os_str(), s(GUEST_CACHE_DIR)]);
         add(&[s("--symlink"), s(GUEST_CACHE_DIR), s(GUEST_CACHE_ALIAS)]);
     }
+    let mut by_depth: Vec<&VolumeBind> = volumes.iter().collect();
+    by_depth.sort_by_key(|v| v.target.matches('/').count());
+    for v in by_depth {
+        let t = OsString::from(setup_path(cache, &v.target));
+        add(&[s("--dir"), &t, s("--bind"), v.host.as_os_str(), &t]);
+    }
     if !cmd.cwd.trim_end_matches('/').is_empty() {
-        // bubblewrap resolves symlinks in --dir paths against the setup
-        // root, not the sandbox's, so spell the cache alias out.
-        let dir = match (cache, cmd.cwd.strip_prefix(GUEST_CACHE_ALIAS)) {
-            (Some(_), Some(rest)) if rest.is_empty() || rest.starts_with('/') => {
-                format!("{GUEST_CACHE_DIR}{rest}")
-            }
-            _ => cmd.cwd.clone(),
-        };
-        add(&[s("--dir"), OsStr::new(&dir)]);
+        add(&[s("--dir"), OsStr::new(&setup_path(cache, &cmd.cwd))]);
     }
     add(&[
         s("--remount-ro"),
@@ -304,69 +234,6 @@ mod tests {
             .position(|w| w.iter().zip(seq).all(|(a, b)| a == b))
     }
 
-    fn fake_host(dir: &Path) -> std::io::Result<Vec<(OsString, HostEntry)>> {
-        let e = |n: &str, k: HostEntry| (OsString::from(n), k);
-        Ok(match dir.to_str().unwrap_or("") {
-            "/" => vec![
-                e("bin", HostEntry::Symlink("usr/bin".into())),
-                e("dev", HostEntry::Dir),
-                e("etc", HostEntry::Dir),
-                e("home", HostEntry::Dir),
-                e("proc", HostEntry::Dir),
-                e("run", HostEntry::Dir),
-                e("swap.sock", HostEntry::Other),
-                e(".dockerenv", HostEntry::File),
-                e("tmp", HostEntry::Dir),
-                e("usr", HostEntry::Dir),
-                e("var", HostEntry::Dir),
-            ],
-            "/var" => vec![
-                e("cache", HostEntry::Dir),
-                e("lib", HostEntry::Dir),
-                e("run", HostEntry::Symlink("/run".into())),
-                e("tmp", HostEntry::Dir),
-            ],
-            other => panic!("listed {other}, which the mirror must not descend into"),
-        })
-    }
-
-    #[test]
-    fn mirror_binds_host_entries_read_only_except_owned_paths() {
-        let got = strs(&mirror_host_root(&fake_host).unwrap());
-        let want = [
-            "--symlink",
-            "usr/bin",
-            "/bin",
-            "--ro-bind",
-            "/etc",
-            "/etc",
-            "--ro-bind",
-            "/.dockerenv",
-            "/.dockerenv",
-            "--ro-bind",
-            "/usr",
-            "/usr",
-            "--ro-bind",
-            "/var/lib",
-            "/var/lib",
-            "--symlink",
-            "/run",
-            "/var/run",
-        ];
-        assert_eq!(got, want);
-    }
-
-    #[test]
-    fn mirror_reports_an_unreadable_root() {
-        let e =
-            mirror_host_root(&|_| Err(std::io::Error::from(std::io::ErrorKind::PermissionDenied)))
-                .unwrap_err();
-        assert!(
-            e.to_string().contains("listing / to build the sandbox"),
-            "{e}"
-        );
-    }
-
     #[test]
     fn invocation_sets_up_namespaces_mounts_env_and_cwd() {
         let mirror = vec![OsString::from("--ro-bind"), "/usr".into(), "/usr".into()];
@@ -375,7 +242,14 @@ mod tests {
             &[("PATH", "/usr/bin"), ("HOME", "/home/build")],
             "/home/build/src",
         );
-        let inv = invocation(&mirror, Path::new("/tmp/ws"), Some(Path::new("/c")), &cmd).unwrap();
+        let inv = invocation(
+            &mirror,
+            Path::new("/tmp/ws"),
+            Some(Path::new("/c")),
+            &[],
+            &cmd,
+        )
+        .unwrap();
         let o = strs(&inv.options);
         for seq in [
             &[
@@ -431,7 +305,7 @@ mod tests {
 
     #[test]
     fn no_cache_no_cache_mounts_and_root_cwd_needs_no_dir() {
-        let inv = invocation(&[], Path::new("/ws"), None, &spec(&["true"], &[], "/")).unwrap();
+        let inv = invocation(&[], Path::new("/ws"), None, &[], &spec(&["true"], &[], "/")).unwrap();
         let o = strs(&inv.options);
         assert!(find(&o, &["--bind", "/ws", "/home/build"]).is_some());
         assert!(
@@ -446,7 +320,7 @@ mod tests {
     fn cwd_in_the_cache_alias_is_created_through_the_real_path() {
         let cmd = spec(&["true"], &[], "/var/cache/melange/go");
         let o = strs(
-            &invocation(&[], Path::new("/ws"), Some(Path::new("/c")), &cmd)
+            &invocation(&[], Path::new("/ws"), Some(Path::new("/c")), &[], &cmd)
                 .unwrap()
                 .options,
         );
@@ -461,9 +335,65 @@ mod tests {
     }
 
     #[test]
+    fn volumes_are_bound_read_write_after_the_sandbox_mounts_shallowest_first() {
+        let vb = |host: &str, target: &str| VolumeBind {
+            host: host.into(),
+            target: target.into(),
+        };
+        let vols = [
+            vb("/v/inner", "/root/go/pkg/mod/cache"),
+            vb("/v/mod", "/root/go/pkg/mod"),
+            vb("/v/npm", "/home/build/.npm"),
+            vb("/v/m", "/var/cache/melange/x"),
+        ];
+        let cmd = spec(&["true"], &[], "/home/build");
+        let o = strs(
+            &invocation(&[], Path::new("/ws"), Some(Path::new("/c")), &vols, &cmd)
+                .unwrap()
+                .options,
+        );
+        let at =
+            |seq: &[&str]| find(&o, seq).unwrap_or_else(|| panic!("{seq:?} missing from {o:?}"));
+        let root = at(&[
+            "--dir",
+            "/root/go/pkg/mod",
+            "--bind",
+            "/v/mod",
+            "/root/go/pkg/mod",
+        ]);
+        let inner = at(&[
+            "--dir",
+            "/root/go/pkg/mod/cache",
+            "--bind",
+            "/v/inner",
+            "/root/go/pkg/mod/cache",
+        ]);
+        let npm = at(&[
+            "--dir",
+            "/home/build/.npm",
+            "--bind",
+            "/v/npm",
+            "/home/build/.npm",
+        ]);
+        // Through the alias's real path: bubblewrap resolves it on the host.
+        let alias = at(&["--bind", "/v/m", "/var/cache/vmbuild/x"]);
+        assert!(root < inner, "a nested volume mounts on top of its parent");
+        assert!(
+            at(&["--bind", "/ws", "/home/build"]) < npm,
+            "on the workspace"
+        );
+        assert!(at(&["--bind", "/c", "/var/cache/vmbuild"]) < alias);
+        assert!(inner < at(&["--remount-ro", "/"]));
+        assert!(
+            !o.iter().any(|x| x == "--ro-bind"),
+            "volumes are never read-only: {o:?}"
+        );
+    }
+
+    #[test]
     fn a_pwd_given_in_env_is_kept() {
         let cmd = spec(&["pwd"], &[("PWD", "/elsewhere")], "/");
-        let inv = invocation(&[], Path::new("/ws"), None, &cmd).unwrap();
+        let inv = invocation(&[], Path::new("/ws"), None, &[], &cmd).unwrap();
         assert_eq!(
             strs(&inv.argv),
             ["--", ENV_SHIM, "--", "PWD=/elsewhere", "pwd"]
@@ -473,7 +403,7 @@ mod tests {
     #[test]
     fn bad_input_is_refused_with_a_reason() {
         let ws = Path::new("/ws");
-        let err = |c: CommandSpec| invocation(&[], ws, None, &c).unwrap_err().to_string();
+        let err = |c: CommandSpec| invocation(&[], ws, None, &[], &c).unwrap_err().to_string();
         assert!(err(spec(&["a=b"], &[], "/")).contains("contains '='"));
         assert!(err(spec(&["true"], &[], "rel")).contains("not absolute"));
         assert!(err(spec(&["true"], &[("A=B", "1")], "/")).contains("empty or contains '='"));
