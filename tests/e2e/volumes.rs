@@ -317,43 +317,34 @@ fn on_success_commits_every_kind_of_change_and_failures_commit_nothing() {
     let spec = "id=c,target=/c,persist=on-success";
     let before = crate::harness::tree_digest(&vol);
 
+    // The changes, then `tail`, as one build step, with `extra` flags.
+    let build = |tail: &str, extra: &[&str]| {
+        let cfg = pipeline(
+            work.path(),
+            &format!("sh -c '{}' sh /c{tail}", CHANGES.replace('\'', "")),
+        );
+        let mut args = vec![
+            "build",
+            &cfg,
+            "--cache-root",
+            &r,
+            "--cache",
+            spec,
+            "--output-dir",
+            &out,
+        ];
+        args.extend(extra);
+        v.run(&args)
+    };
     // A failing build and a timed-out build change nothing.
-    let fail = pipeline(
-        work.path(),
-        &format!("sh -c '{}' sh /c; exit 3", CHANGES.replace('\'', "")),
-    );
-    let o = v.run(&[
-        "build",
-        &fail,
-        "--cache-root",
-        &r,
-        "--cache",
-        spec,
-        "--output-dir",
-        &out,
-    ]);
+    let o = build("; exit 3", &[]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert_eq!(
         crate::harness::tree_digest(&vol),
         before,
         "a failed build committed"
     );
-    let slow = pipeline(
-        work.path(),
-        &format!("sh -c '{}' sh /c; sleep 60", CHANGES.replace('\'', "")),
-    );
-    let o = v.run(&[
-        "build",
-        &slow,
-        "--cache-root",
-        &r,
-        "--cache",
-        spec,
-        "--output-dir",
-        &out,
-        "--timeout",
-        "8",
-    ]);
+    let o = build("; sleep 60", &["--timeout", "8"]);
     assert_eq!(o.status.code(), Some(124), "{}", stderr(&o));
     assert_eq!(
         crate::harness::tree_digest(&vol),
@@ -362,20 +353,7 @@ fn on_success_commits_every_kind_of_change_and_failures_commit_nothing() {
     );
 
     // A passing build: the host volume ends up exactly as the changes say.
-    let pass = pipeline(
-        work.path(),
-        &format!("sh -c '{}' sh /c", CHANGES.replace('\'', "")),
-    );
-    let o = v.run(&[
-        "build",
-        &pass,
-        "--cache-root",
-        &r,
-        "--cache",
-        spec,
-        "--output-dir",
-        &out,
-    ]);
+    let o = build("", &[]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(stderr(&o).contains("cache c: committed"), "{}", stderr(&o));
     assert_eq!(
