@@ -591,3 +591,71 @@ fn bubblewrap_volume_under_the_read_only_host_root() {
     assert!(!Path::new(&format!("/root/{tag}-new")).exists());
     v.assert_clean();
 }
+
+#[test]
+fn cache_dir_takes_cache_persist_and_cache_sharing() {
+    let v = Vmb::new();
+    let root = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    std::fs::write(cache.path().join("f"), "old\n").unwrap();
+    let (r, c) = (root_arg(root.path()), root_arg(cache.path()));
+    let run = |script: &str| {
+        v.run(&[
+            "run",
+            "--cache-root",
+            &r,
+            "--cache-dir",
+            &c,
+            "--cache-persist",
+            "on-success",
+            "--cache-sharing",
+            "locked",
+            "--",
+            "sh",
+            "-c",
+            script,
+        ])
+    };
+    let o = run("echo new > /var/cache/vmbuild/f; exit 1");
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read_to_string(cache.path().join("f")).unwrap(),
+        "old\n"
+    );
+    let o = run("echo new > /var/cache/vmbuild/f; mkdir /var/cache/melange/pip && echo w > /var/cache/melange/pip/x");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("changes committed if the build succeeds"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        std::fs::read_to_string(cache.path().join("f")).unwrap(),
+        "new\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(cache.path().join("pip/x")).unwrap(),
+        "w\n"
+    );
+    // The lock lives under the cache root, with no directory beside it.
+    let names: Vec<String> = std::fs::read_dir(root.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.len() == 1 && names[0].starts_with(".src-") && names[0].ends_with(".lock"),
+        "{names:?}"
+    );
+    let o = v.run(&["run", "--cache-persist", "on-success", "--", "true"]);
+    assert!(assert_one_line_error(&o).contains("apply to --cache-dir DIR"));
+    let o = v.run(&[
+        "run",
+        "--cache-dir",
+        &c,
+        "--cache-sharing",
+        "private",
+        "--",
+        "true",
+    ]);
+    assert!(assert_one_line_error(&o).contains("needs a named volume"));
+}

@@ -132,6 +132,16 @@ pub async fn build(
     }
     let mode = runner_setup::share_mode(&args.vm)?;
     crate::volumes::check(&args.vm.volumes, kind, mode, cache.is_some(), true)?;
+    let cache_spec = match &cache {
+        Some((c, _)) => crate::volumes::cache_dir_spec(
+            &c.host_dir,
+            args.vm.cache_sharing,
+            args.vm.cache_persist,
+            kind,
+            mode,
+        )?,
+        None => crate::run::cache_flags_need_a_dir(&args.vm)?,
+    };
     let mut spec = Spec {
         source: Some(source),
         mkdirs: vec![GUEST_OUTPUT_DIR.to_string()],
@@ -151,6 +161,13 @@ pub async fn build(
     let timeout = args.timeout.or(plan.package.timeout);
     let stop = Stopper::new(timeout, interrupt);
     let mut obs = observer(&args)?;
+    let cache_held = crate::volumes::hold_cache_dir(
+        cache_spec,
+        args.vm.cache_root.as_deref(),
+        &stop,
+        &mut |l: &str| obs.note(l),
+    )
+    .await?;
     let volumes = crate::volumes::hold(
         &args.vm.volumes,
         args.vm.cache_root.as_deref(),
@@ -179,7 +196,11 @@ pub async fn build(
         obs.note(&format!("skipped (if: false): {s}"));
     }
     if let Some((c, note)) = &cache {
-        obs.note(&runner_setup::cache_note(kind, c, note));
+        obs.note(&crate::volumes::with_persist(
+            runner_setup::cache_note(kind, c, note),
+            cache_held.as_ref(),
+            mode,
+        ));
     }
     for v in &volumes {
         obs.note(&crate::volumes::describe(v, kind, mode));
@@ -229,11 +250,15 @@ pub async fn build(
                     return Err(e);
                 }
             };
-            let committed =
-                crate::volumes::commit_all(&mut session, &volumes, mode, &stop, &mut |l: &str| {
-                    obs.note(l)
-                })
-                .await;
+            let committed = crate::volumes::commit_all(
+                &mut session,
+                &volumes,
+                cache_held.as_ref(),
+                mode,
+                &stop,
+                &mut |l: &str| obs.note(l),
+            )
+            .await;
             if let Err(e) = committed {
                 session.abort().await;
                 return Err(e);
@@ -277,6 +302,6 @@ pub async fn build(
             EXIT_STEP_FAILED
         }
     };
-    drop((holds, volumes));
+    drop((holds, volumes, cache_held));
     Ok(code)
 }

@@ -114,6 +114,14 @@ pub struct VmArgs {
     /// [,uid=N,gid=N,mode=0755]. See docs/cache.md.
     #[arg(long = "cache", value_parser = parse_volume, value_name = "SPEC")]
     pub volumes: Vec<vmbuild_cache::volume::VolumeSpec>,
+    /// How concurrent builds share --cache-dir: shared (default) or locked (one build at a
+    /// time), as a volume's sharing= (the lock file lives under the cache root).
+    #[arg(long, value_parser = vmbuild_cache::volume::parse_sharing, value_name = "MODE")]
+    pub cache_sharing: Option<vmbuild_cache::volume::Sharing>,
+    /// What happens to a build's writes to --cache-dir: never (overlay default), on-success
+    /// (overlay: committed when the build succeeds) or always (virtiofs).
+    #[arg(long, value_parser = vmbuild_cache::volume::parse_persist, value_name = "WHEN")]
+    pub cache_persist: Option<vmbuild_cache::volume::Persist>,
     /// Where named volumes live [default: $VMBUILD_CACHE_ROOT, else
     /// $XDG_CACHE_HOME/vmbuild/volumes, else ~/.cache/vmbuild/volumes].
     #[arg(long, value_name = "DIR")]

@@ -11,6 +11,19 @@ use crate::oom::{message, MemoryFrom, OomNotes};
 use crate::progress::JsonProgress;
 use crate::runner_setup::{self, Holds, Spec};
 
+/// `--cache-sharing`/`--cache-persist` without `--cache-dir` is an error.
+pub fn cache_flags_need_a_dir(
+    args: &crate::cli::VmArgs,
+) -> Result<Option<vmbuild_cache::volume::VolumeSpec>, RunError> {
+    if args.cache_sharing.is_some() || args.cache_persist.is_some() {
+        return Err(RunError::Flag {
+            flag: "--cache-sharing/--cache-persist".into(),
+            why: "apply to --cache-dir DIR, which is not given (volumes take sharing= and persist= in --cache)".into(),
+        });
+    }
+    Ok(None)
+}
+
 /// Runs the command; `Ok(code)` is the command's shell exit code.
 pub async fn run(mut args: RunArgs, started: Instant, stop: Stopper) -> Result<i32, RunError> {
     let kind = args.runner.kind();
@@ -22,6 +35,16 @@ pub async fn run(mut args: RunArgs, started: Instant, stop: Stopper) -> Result<i
     // In mount order: a volume nested in another's target after it.
     args.vm.volumes = crate::volumes::merge(&[], &args.vm.volumes);
     crate::volumes::check(&args.vm.volumes, kind, mode, cache.is_some(), false)?;
+    let cache_spec = match &cache {
+        Some((c, _)) => crate::volumes::cache_dir_spec(
+            &c.host_dir,
+            args.vm.cache_sharing,
+            args.vm.cache_persist,
+            kind,
+            mode,
+        )?,
+        None => cache_flags_need_a_dir(&args.vm)?,
+    };
     let mut spec = Spec {
         symlinks: links,
         default_network: Some(NetworkArg::None),
@@ -36,6 +59,13 @@ pub async fn run(mut args: RunArgs, started: Instant, stop: Stopper) -> Result<i
             eprintln!("vmbuild: {l}");
         }
     };
+    let cache_held = crate::volumes::hold_cache_dir(
+        cache_spec,
+        args.vm.cache_root.as_deref(),
+        &stop,
+        &mut |l: &str| say(l),
+    )
+    .await?;
     let volumes = crate::volumes::hold(
         &args.vm.volumes,
         args.vm.cache_root.as_deref(),
@@ -57,7 +87,11 @@ pub async fn run(mut args: RunArgs, started: Instant, stop: Stopper) -> Result<i
         &mut holds,
     )?;
     if let Some((c, note)) = &cache {
-        let note = runner_setup::cache_note(kind, c, note);
+        let note = crate::volumes::with_persist(
+            runner_setup::cache_note(kind, c, note),
+            cache_held.as_ref(),
+            mode,
+        );
         if json {
             JsonProgress::new(std::io::stderr()).note(&note);
         } else {
@@ -123,8 +157,15 @@ pub async fn run(mut args: RunArgs, started: Instant, stop: Stopper) -> Result<i
     if code == 0 {
         // persist=on-success: only a command that exited 0 commits.
         let mut say = |l: &str| say(l);
-        if let Err(e) =
-            crate::volumes::commit_all(&mut session, &volumes, mode, &stop, &mut say).await
+        if let Err(e) = crate::volumes::commit_all(
+            &mut session,
+            &volumes,
+            cache_held.as_ref(),
+            mode,
+            &stop,
+            &mut say,
+        )
+        .await
         {
             session.abort().await;
             return Err(e);
@@ -134,6 +175,6 @@ pub async fn run(mut args: RunArgs, started: Instant, stop: Stopper) -> Result<i
     if let (true, Some(t)) = (args.timings, timings) {
         eprintln!("vmbuild-timings: {}", t.phases().to_json());
     }
-    drop((holds, volumes));
+    drop((holds, volumes, cache_held));
     Ok(code)
 }

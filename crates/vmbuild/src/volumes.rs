@@ -24,6 +24,8 @@ pub struct Mounted {
     pub host_dir: PathBuf,
     /// `<id>` or the private fork `<id>~N` in use.
     pub name: String,
+    /// The mount tag when it is not `vmbuild-vol<index>` (the cache dir).
+    pub tag: Option<String>,
     _held: HeldVolume,
 }
 
@@ -122,6 +124,71 @@ fn bwrap_rules(s: &VolumeSpec) -> Result<(), String> {
     }
 }
 
+/// `--cache-dir` as a volume when `--cache-sharing` or `--cache-persist`
+/// asks for volume behaviour: a `src=DIR` volume at the cache dir's guest
+/// path, checked as volumes are; `None` otherwise.
+pub fn cache_dir_spec(
+    dir: &Path,
+    sharing: Option<Sharing>,
+    persist: Option<Persist>,
+    kind: RunnerKind,
+    mode: CacheMode,
+) -> Result<Option<VolumeSpec>, RunError> {
+    if sharing.is_none() && persist.is_none() {
+        return Ok(None);
+    }
+    let spec = VolumeSpec {
+        source: VolumeSource::HostDir(dir.to_path_buf()),
+        target: GUEST_CACHE_DIR.into(),
+        sharing: sharing.unwrap_or_default(),
+        persist,
+        uid: None,
+        gid: None,
+        mode: None,
+    };
+    let bad = |why: String| RunError::Flag {
+        flag: "--cache-dir".into(),
+        why,
+    };
+    if spec.sharing == Sharing::Private {
+        return Err(bad("--cache-sharing private needs a named volume (--cache id=NAME,...): a cache dir cannot be forked".into()));
+    }
+    match kind {
+        RunnerKind::Qemu => spec.persist_in(mode).map(drop),
+        RunnerKind::Bubblewrap => bwrap_rules(&spec),
+    }
+    .map_err(|e| bad(e.replace("cache ", "")))?;
+    Ok(Some(spec))
+}
+
+/// The cache dir's note, saying so when `--cache-persist on-success`
+/// commits its changes.
+pub fn with_persist(note: String, held: Option<&Mounted>, mode: CacheMode) -> String {
+    match held.map(|m| m.spec.persist_in(mode)) {
+        Some(Ok(Persist::OnSuccess)) => note.replace(
+            "writes discarded",
+            "changes committed if the build succeeds",
+        ),
+        _ => note,
+    }
+}
+
+/// Holds `--cache-dir` as [`cache_dir_spec`] describes (its lock, for its
+/// sharing mode), tagged with the cache dir's mount tag for a commit.
+pub async fn hold_cache_dir(
+    spec: Option<VolumeSpec>,
+    root: Option<&Path>,
+    stop: &Stopper,
+    note: &mut dyn FnMut(&str),
+) -> Result<Option<Mounted>, RunError> {
+    let Some(spec) = spec else { return Ok(None) };
+    let mut held = hold(std::slice::from_ref(&spec), root, stop, note).await?;
+    Ok(held.pop().map(|mut m| {
+        m.tag = Some("vmbuild-cache".into());
+        m
+    }))
+}
+
 /// The lock name of a `src=DIR` volume under the cache root.
 fn src_lock_name(dir: &Path) -> String {
     use sha2::{Digest, Sha256};
@@ -190,6 +257,7 @@ pub async fn hold(
             spec: spec.clone(),
             host_dir: dir,
             name,
+            tag: None,
             _held: held,
         });
     }
@@ -213,11 +281,17 @@ fn commit_limit() -> u64 {
 pub async fn commit_all(
     session: &mut vmbuild_runner::Session,
     mounted: &[Mounted],
+    cache_dir: Option<&Mounted>,
     mode: CacheMode,
     stop: &Stopper,
     note: &mut dyn FnMut(&str),
 ) -> Result<(), RunError> {
-    for (i, m) in mounted.iter().enumerate() {
+    // The cache dir has its own tag; volume i is vmbuild-vol<i>.
+    let all = cache_dir
+        .map(|c| (usize::MAX, c))
+        .into_iter()
+        .chain(mounted.iter().enumerate());
+    for (i, m) in all {
         if m.spec.persist_in(mode) != Ok(Persist::OnSuccess) {
             continue;
         }
@@ -236,7 +310,7 @@ pub async fn commit_all(
                 e = stop.fired(&during) => return Err(e),
             }
         }
-        let tag = format!("vmbuild-vol{i}");
+        let tag = m.tag.clone().unwrap_or_else(|| format!("vmbuild-vol{i}"));
         let r = vmbuild_runner::commit::commit_changes(
             session,
             &tag,
@@ -490,12 +564,14 @@ mod tests {
                 spec: spec("id=a,target=/a,uid=1000"),
                 host_dir: "/r/a".into(),
                 name: "a".into(),
+                tag: None,
                 _held: h("a"),
             },
             Mounted {
                 spec: spec("id=b,target=/b,mode=0700"),
                 host_dir: "/r/b".into(),
                 name: "b".into(),
+                tag: None,
                 _held: h("b"),
             },
         ];

@@ -112,7 +112,10 @@ pub(crate) fn lock_path(root: &Path, name: &str) -> PathBuf {
 /// file's mtime is the volume's last use).
 fn held(root: &Path, name: &str, lock: File) -> Result<HeldVolume, CacheError> {
     let dir = root.join(name);
-    std::fs::create_dir_all(&dir).map_err(io(format!("creating volume {}", dir.display())))?;
+    // Dot names are lock-only (the lock of a `src=DIR` volume): no directory.
+    if !name.starts_with('.') {
+        std::fs::create_dir_all(&dir).map_err(io(format!("creating volume {}", dir.display())))?;
+    }
     let _ = lock.set_modified(std::time::SystemTime::now());
     Ok(HeldVolume {
         name: name.to_string(),

@@ -68,12 +68,13 @@ pub enum SpecError {
     Bad { spec: String, why: String },
 }
 
-/// Volume ids: letters, digits, `-`, `_`, `.`; not `.` or `..`; at most
-/// 64 bytes (a directory name under the cache root).
+/// Volume ids: letters, digits, `-`, `_`, `.`, not starting with `.`
+/// (names starting with a dot under the cache root are vmbuild's own: the
+/// lock files of `src=DIR` volumes, commit staging); at most 64 bytes (a
+/// directory name under the cache root).
 pub fn valid_id(id: &str) -> bool {
     (1..=64).contains(&id.len())
-        && id != "."
-        && id != ".."
+        && !id.starts_with('.')
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
