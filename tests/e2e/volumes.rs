@@ -170,6 +170,18 @@ fn private_runs_get_their_own_directory_and_reuse_a_free_fork() {
         Duration::from_secs(60),
     );
     assert_eq!((c, out.trim()), (0, "1"), "{err}");
+    // `vmbuild cache ls` shows the volume and its fork.
+    let o = v.run(&[
+        "cache",
+        "ls",
+        "--cache-root",
+        &root_arg(root.path()),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let ls = stdout(&o);
+    assert!(ls.contains("\"pip\"") && ls.contains("\"pip~1\""), "{ls}");
     v.assert_clean();
     w.assert_clean();
 }
