@@ -78,6 +78,31 @@ pub fn run(
         fcntl(r, FcntlArg::F_SETFL(OFlag::O_NONBLOCK))
             .map_err(|e| InitError::sys("setting O_NONBLOCK", e))?;
     }
+    // Step-level volumes: mount points made now (before fork), the binds
+    // themselves in the child's own mount namespace, so only it sees them.
+    let mut binds = Vec::new();
+    for b in &spec.binds {
+        let paths = root
+            .host(Path::new(&b.source))
+            .and_then(|s| root.host(Path::new(&b.target)).map(|t| (s, t)));
+        let (src, dst) = match paths {
+            Ok(p) => p,
+            Err(e) => return refuse(sink, 126, format!("vmbuild-init: {e}\n")),
+        };
+        if let Err(e) = mkdir_p(&dst) {
+            return refuse(sink, 126, format!("vmbuild-init: {e}\n"));
+        }
+        match (to_c(&src), to_c(&dst)) {
+            (Ok(s), Ok(d)) => binds.push((s, d)),
+            _ => {
+                return refuse(
+                    sink,
+                    126,
+                    "vmbuild-init: a bind path contains a NUL byte\n".into(),
+                )
+            }
+        }
+    }
     let mut cmd = Command::new(&program);
     cmd.arg0(argv0)
         .args(&spec.argv[1..])
@@ -87,10 +112,29 @@ pub fn run(
         .stdout(Stdio::from(out_w))
         .stderr(Stdio::from(err_w));
     // chroot first, then chdir: the program and cwd are paths in the root.
-    // SAFETY: chroot(2), chdir(2) and setsid(2) are async-signal-safe and
-    // the strings were allocated before fork.
+    // SAFETY: unshare(2), mount(2), chroot(2), chdir(2) and setsid(2) are
+    // async-signal-safe syscalls and every string was allocated before fork.
     unsafe {
         cmd.pre_exec(move || {
+            if !binds.is_empty() {
+                // A mount namespace of its own, private so nothing propagates
+                // back, then each bind.
+                if libc::unshare(libc::CLONE_NEWNS) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                let slash = c"/";
+                let flags = libc::MS_REC | libc::MS_PRIVATE;
+                let null = std::ptr::null();
+                if libc::mount(null, slash.as_ptr(), null, flags, std::ptr::null()) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                for (s, d) in &binds {
+                    let bind = libc::MS_BIND | libc::MS_REC;
+                    if libc::mount(s.as_ptr(), d.as_ptr(), null, bind, std::ptr::null()) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+            }
             if let Some(r) = &c_root {
                 if libc::chroot(r.as_ptr()) != 0 {
                     return Err(std::io::Error::last_os_error());
@@ -282,6 +326,7 @@ mod tests {
                 ("FOO".into(), "bar".into()),
             ],
             cwd: "/".into(),
+            binds: Vec::new(),
         };
         run_spec(&spec)
     }
@@ -376,6 +421,7 @@ mod tests {
             argv: vec!["no-such-command-xyz".into()],
             env: vec![("PATH".into(), "/usr/bin:/bin".into())],
             cwd: "/".into(),
+            binds: Vec::new(),
         };
         let (info, got) = run_spec(&spec);
         assert_eq!(info.code, Some(127));
@@ -395,6 +441,7 @@ mod tests {
             argv: vec![f.display().to_string()],
             env: vec![],
             cwd: d.path().join("new/cwd").display().to_string(),
+            binds: Vec::new(),
         };
         let (info, got) = run_spec(&spec);
         assert_eq!(info.code, Some(126));
@@ -410,6 +457,7 @@ mod tests {
             argv: vec!["sh".into(), "-c".into(), "pwd; echo \"$0\"".into()],
             env: vec![("PATH".into(), "/usr/bin:/bin".into())],
             cwd: d.path().display().to_string(),
+            binds: Vec::new(),
         };
         let (info, got) = run_spec(&spec);
         assert_eq!(info.code, Some(0));
@@ -435,6 +483,7 @@ mod tests {
             argv: vec!["sh".into(), "-c".into(), "echo escaped".into()],
             env: vec![("PATH".into(), "/usr/bin:/bin".into())],
             cwd: "/work".into(),
+            binds: Vec::new(),
         };
         let info = run(&spec, &root, watch, &mut sink).unwrap();
         assert_eq!(info.code, Some(127));

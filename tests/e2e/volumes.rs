@@ -671,3 +671,87 @@ fn cache_dir_takes_cache_persist_and_cache_sharing() {
     ]);
     assert!(assert_one_line_error(&o).contains("needs a named volume"));
 }
+
+/// Step 1 uses a locked step-level volume, step 2 does not and waits.
+const STEP_VOLUMES: &str = r#"
+package: {name: stepvol, version: "1"}
+pipeline:
+  - name: with the volume
+    cache:
+      - id: gobuild
+        target: /root/.cache/go-build
+        sharing: locked
+        persist: on-success
+    runs: |
+      cat /root/.cache/go-build/seed
+      echo built > /root/.cache/go-build/obj
+  - name: without it
+    runs: |
+      test ! -e /root/.cache/go-build/seed && echo "not visible here"
+      sleep 6
+"#;
+
+#[test]
+fn a_step_level_volume_is_visible_in_its_step_only_and_locked_only_then() {
+    let (v, w) = (Vmb::new(), Vmb::new());
+    let root = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("gobuild")).unwrap();
+    std::fs::write(root.path().join("gobuild/seed"), "seeded\n").unwrap();
+    let cfg = dir.path().join("p.yaml");
+    std::fs::write(&cfg, STEP_VOLUMES).unwrap();
+    let mut build = v
+        .cmd()
+        .args([
+            "build",
+            &cfg.to_string_lossy(),
+            "--cache-root",
+            &root_arg(root.path()),
+        ])
+        .args([
+            "--output-dir",
+            &dir.path().join("out").to_string_lossy(),
+            "--log-format",
+            "text",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(build.stderr.take().unwrap());
+    let mut log = String::new();
+    while !log.contains("[2/2] without it") {
+        let mut line = String::new();
+        assert!(
+            err.read_line(&mut line).unwrap() > 0,
+            "build ended early: {log}"
+        );
+        log.push_str(&line);
+    }
+    // While step 2 runs, the locked volume is free for another build.
+    let t0 = Instant::now();
+    let other = spawn_run(
+        &w,
+        root.path(),
+        &["--cache", "id=gobuild,target=/g,sharing=locked"],
+        "cat /g/seed",
+    );
+    let (code, out, e) = finish(other, Duration::from_secs(60));
+    assert_eq!((code, out.as_str()), (0, "seeded\n"), "{e}");
+    assert!(!e.contains("waiting for cache"), "{e}");
+    assert!(t0.elapsed() < Duration::from_secs(30));
+    let status = wait_with_limit(&mut build, Duration::from_secs(90));
+    err.read_to_string(&mut log).ok();
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(
+        log.contains("│ seeded") && log.contains("│ not visible here"),
+        "{log}"
+    );
+    assert!(log.contains("cache gobuild: committed"), "{log}");
+    assert_eq!(
+        std::fs::read_to_string(root.path().join("gobuild/obj")).unwrap(),
+        "built\n"
+    );
+    v.assert_clean();
+    w.assert_clean();
+}

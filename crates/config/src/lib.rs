@@ -41,9 +41,10 @@
 //! ```
 //!
 //! `cache:` entries are checked with the cache crate's functions, so they
-//! take exactly what `--cache` takes; a step's `cache:` is refused
-//! (step-level volumes are not supported yet), and so is `src:` (a file
-//! must not choose host directories to mount). See [`Plan::volumes`].
+//! take exactly what `--cache` takes; a step's own `cache:` is for that
+//! step (and its nested steps) only ([`PlanStep::volumes`]); `src:` is
+//! refused (a file must not choose host directories to mount). See
+//! [`Plan::volumes`].
 //!
 //! Unknown keys, wrong types, missing fields, bad substitutions, bad `if`
 //! conditions, bad `uses` paths and inputs are errors whose one-line

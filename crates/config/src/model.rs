@@ -53,6 +53,9 @@ pub(crate) struct Step {
     pub env: Vec<(Str, Str)>,
     pub cond: Option<Str>,
     pub timeout: Option<Duration>,
+    /// `cache:` on the step: volumes mounted for it (and its nested steps)
+    /// only.
+    pub cache: Vec<VolumeSpec>,
 }
 
 /// What a step does: exactly one of these.
@@ -122,7 +125,7 @@ const STEP_KEYS: &[&str] = &[
     "environment",
     "if",
     "timeout",
-    // Refused with a hint: step-level volumes are not supported yet.
+    // Volumes mounted for this step (and its nested steps) only.
     "cache",
 ];
 const PIPELINE_DEF_KEYS: &[&str] = &["name", "needs", "inputs", "pipeline"];
@@ -332,13 +335,6 @@ fn step(cx: Cx<'_>, node: &Node) -> Result<Step, ConfigError> {
             "a step needs one of `runs` (a script), `uses` (a named pipeline) or `pipeline` (nested steps)".into(),
         ));
     }
-    if let Some(k) = f.key_node("cache") {
-        return Err(cx.invalid(
-            k.pos,
-            "cache",
-            "step-level cache volumes are not supported yet; move this entry to the top-level `cache:` (mounted for the whole build)".into(),
-        ));
-    }
     if f.has("with") && present[0] != "uses" {
         let at = f.key_node("with").map_or(f.pos, |k| k.pos);
         return Err(cx.invalid(
@@ -372,6 +368,7 @@ fn step(cx: Cx<'_>, node: &Node) -> Result<Step, ConfigError> {
         env: env_map(cx, &f)?,
         cond: cx.opt_string(&f, "if")?,
         timeout: duration(cx, &f, "timeout")?,
+        cache: crate::volumes::cache(cx, &f)?,
     })
 }
 

@@ -73,6 +73,9 @@ pub struct PlanStep {
     pub timeout: Option<Duration>,
     /// Nesting depth: 0 for a top-level step, +1 per enclosing `pipeline`/`uses`.
     pub depth: usize,
+    /// Step-level cache volumes (its own `cache:` and its enclosing
+    /// steps'): mounted for this step only.
+    pub volumes: Vec<VolumeSpec>,
 }
 
 impl PlanStep {

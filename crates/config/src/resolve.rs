@@ -72,6 +72,8 @@ struct Frame<'f> {
     env: Vec<(String, String)>,
     timeout: Option<Duration>,
     depth: usize,
+    /// Step-level volumes of the enclosing steps.
+    volumes: Vec<vmbuild_cache::volume::VolumeSpec>,
 }
 
 struct Resolver {
@@ -213,6 +215,7 @@ pub(crate) fn resolve(
         env: Vec::new(),
         timeout: None,
         depth: 0,
+        volumes: Vec::new(),
     };
     r.walk(&config.pipeline, &top)?;
     tracing::debug!(
@@ -298,6 +301,8 @@ impl Resolver {
         let mut env = frame.env.clone();
         layer(&mut env, &subst_pairs(src, &step.env, &scope)?);
         let timeout = step.timeout.or(frame.timeout);
+        let mut volumes = frame.volumes.clone();
+        volumes.extend(step.cache.iter().cloned());
 
         match &step.body {
             Body::Runs(script) => {
@@ -309,6 +314,7 @@ impl Resolver {
                     env: self.layers.for_step(&env),
                     timeout,
                     depth: frame.depth,
+                    volumes,
                 });
             }
             Body::Pipeline(children) => {
@@ -320,6 +326,7 @@ impl Resolver {
                     env,
                     timeout,
                     depth: frame.depth + 1,
+                    volumes,
                 };
                 self.walk(children, &child)?;
             }
@@ -333,6 +340,7 @@ impl Resolver {
                     env,
                     timeout,
                     depth: frame.depth + 1,
+                    volumes,
                 };
                 self.uses(src, uses, step, &with, child_base)?;
             }

@@ -133,20 +133,24 @@ fn wrong_shapes_are_located() {
 }
 
 #[test]
-fn step_level_cache_is_refused_not_ignored() {
-    let e = err(&format!(
-        "{HEADER}pipeline:\n  - runs: x\n    cache:\n      - id: a\n        target: /x\n"
-    ));
-    assert_eq!(
-        e,
-        "vmbuild.yaml:6:5: step-level cache volumes are not supported yet; move this entry to the top-level `cache:` (mounted for the whole build)"
+fn step_level_cache_belongs_to_its_step_and_nested_steps() {
+    let text = format!(
+        "{HEADER}pipeline:\n  - runs: x\n    cache:\n      - id: a\n        target: /x\n  - runs: y\n  - pipeline:\n      - runs: z\n    cache:\n      - id: b\n        target: /b\n        sharing: locked\n"
     );
-    // Nested steps too.
+    let plan = plan(&text);
+    let ids: Vec<Vec<String>> = plan
+        .steps
+        .iter()
+        .map(|s| s.volumes.iter().map(|v| v.name()).collect())
+        .collect();
+    assert_eq!(ids, [vec!["a".to_string()], vec![], vec!["b".to_string()]]);
+    assert!(plan.volumes.is_empty(), "not build-level");
+    // A step's entries are checked like the top level's, located.
     let e = err(&format!(
-        "{HEADER}pipeline:\n  - pipeline:\n      - runs: x\n        cache: []\n"
+        "{HEADER}pipeline:\n  - runs: x\n    cache:\n      - id: a\n        target: x\n"
     ));
     assert!(
-        e.starts_with("vmbuild.yaml:7:9: step-level cache volumes"),
+        e.starts_with("vmbuild.yaml:8:17:") && e.contains("absolute"),
         "{e}"
     );
 }

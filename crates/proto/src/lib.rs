@@ -29,8 +29,8 @@ pub use frame::{
     header, parse_header, read_frame, write_frame, Frame, FrameError, FrameKind, MAX_FRAME_LEN,
 };
 pub use messages::{
-    CacheMode, CommandSpec, ExitInfo, ExportChanges, GuestMessage, Hello, HostMessage, Message,
-    MountSpec, NetworkSpec, OomKill, OomVictim, Ready, RootSpec, Setup, SymlinkSpec,
+    BindSpec, CacheMode, CommandSpec, ExitInfo, ExportChanges, GuestMessage, Hello, HostMessage,
+    Message, MountSpec, NetworkSpec, OomKill, OomVictim, Ready, RootSpec, Setup, SymlinkSpec,
     CONTROL_PORT_NAME, GUEST_CACHE_ALIAS, GUEST_CACHE_DIR, GUEST_CA_BUNDLE, GUEST_HOME,
     OPAQUE_MARKER, ROOT_FSTYPES, WHITEOUT_PREFIX,
 };

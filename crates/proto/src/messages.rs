@@ -147,6 +147,18 @@ pub struct CommandSpec {
     pub env: Vec<(String, String)>,
     /// Working directory (absolute guest path; created if missing).
     pub cwd: String,
+    /// Bind mounts made for this command only, in a mount namespace of its
+    /// own (step-level cache volumes): nothing else sees them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub binds: Vec<BindSpec>,
+}
+
+/// `source` (a guest directory, e.g. a hidden volume mount) shown at
+/// `target` for one command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BindSpec {
+    pub source: String,
+    pub target: String,
 }
 
 /// Guest -> host: a command ended.
@@ -444,6 +456,7 @@ mod tests {
                 argv: vec!["sh".into(), "-c".into(), "exit 7".into()],
                 env: vec![("PATH".into(), "/bin".into())],
                 cwd: "/".into(),
+                binds: Vec::new(),
             }),
             HostMessage::Shutdown,
         ];

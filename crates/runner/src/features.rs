@@ -38,6 +38,8 @@ pub enum Feature {
     Network(Network),
     /// `--cache id=...,target=...`: cache volumes at guest paths.
     Volumes,
+    /// A step's own `cache:`: volumes for that step only.
+    StepVolumes,
 }
 
 impl std::fmt::Display for Feature {
@@ -50,6 +52,7 @@ impl std::fmt::Display for Feature {
             Self::Network(Network::User) => f.write_str("--network user"),
             Self::Network(Network::None) => f.write_str("--network none"),
             Self::Volumes => f.write_str("--cache volumes"),
+            Self::StepVolumes => f.write_str("step-level cache volumes"),
         }
     }
 }
@@ -65,6 +68,9 @@ pub fn hint(runner: RunnerKind, feature: &Feature) -> &'static str {
         }
         (RunnerKind::Bubblewrap, Feature::CacheMode(_)) => {
             "bubblewrap always binds the cache read-write (writes persist); drop --cache-mode or use --runner qemu"
+        }
+        (RunnerKind::Bubblewrap, Feature::StepVolumes) => {
+            "bubblewrap runs every step in one sandbox; declare the volume in the top-level cache: or use --runner qemu"
         }
         (RunnerKind::Bubblewrap, Feature::Network(_)) => {
             "bubblewrap commands never have a network; drop --network or use --runner qemu"

@@ -147,8 +147,53 @@ pub async fn run_steps(
     obs: &mut dyn BuildObserver,
     stop: &Stopper,
 ) -> Result<StepsOutcome, RunError> {
+    run_steps_gated(session, steps, obs, stop, &mut NoGate).await
+}
+
+/// A boxed future borrowed for `'a`.
+pub type GateFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), RunError>> + 'a>>;
+
+/// Called around each step, e.g. to take a step-level volume's lock just
+/// for that step.
+pub trait StepGate {
+    /// Before step `index` starts (may wait; must honour `stop`).
+    fn before<'a>(
+        &'a mut self,
+        index: usize,
+        stop: &'a Stopper,
+        obs: &'a mut dyn BuildObserver,
+    ) -> GateFuture<'a>;
+    /// After step `index` ended, however it ended.
+    fn after(&mut self, index: usize);
+}
+
+/// No gate.
+pub struct NoGate;
+
+impl StepGate for NoGate {
+    fn before<'a>(
+        &'a mut self,
+        _: usize,
+        _: &'a Stopper,
+        _: &'a mut dyn BuildObserver,
+    ) -> GateFuture<'a> {
+        Box::pin(async { Ok(()) })
+    }
+    fn after(&mut self, _: usize) {}
+}
+
+/// [`run_steps`] with `gate` called around each step.
+pub async fn run_steps_gated(
+    session: &mut Session,
+    steps: &[Step],
+    obs: &mut dyn BuildObserver,
+    stop: &Stopper,
+    gate: &mut dyn StepGate,
+) -> Result<StepsOutcome, RunError> {
     let mut durations = Vec::new();
     for (i, step) in steps.iter().enumerate() {
+        gate.before(i, stop, &mut *obs).await?;
         obs.step_started(i, steps.len(), step);
         let t0 = Instant::now();
         let step_stop = stop.narrowed(step.timeout);
@@ -157,7 +202,9 @@ pub async fn run_steps(
             obs: &mut *obs,
             tail: Tail::default(),
         };
-        let exit = match session.run(&step.command, &mut sink, &step_stop).await {
+        let ran = session.run(&step.command, &mut sink, &step_stop).await;
+        gate.after(i);
+        let exit = match ran {
             Ok(e) => e,
             Err(RunError::Timeout { after, .. }) => {
                 return Err(RunError::Timeout {
@@ -210,6 +257,7 @@ pub async fn export_outputs(
         ],
         env,
         cwd: "/".into(),
+        binds: Vec::new(),
     };
     let exit = session.run(&cmd, &mut extractor, stop).await;
     let stderr = extractor.0.guest_stderr();

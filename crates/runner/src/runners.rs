@@ -202,6 +202,7 @@ mod tests {
             Feature::Network(Network::User),
             Feature::Network(Network::None),
             Feature::Volumes,
+            Feature::StepVolumes,
         ];
         assert!(RunnerKind::Qemu.check(&all).is_ok());
         let bw: Vec<_> = all

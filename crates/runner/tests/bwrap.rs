@@ -22,6 +22,7 @@ fn spec(argv: &[&str], cwd: &str) -> CommandSpec {
             ("HOME".into(), "/home/build".into()),
         ],
         cwd: cwd.into(),
+        binds: Vec::new(),
     }
 }
 

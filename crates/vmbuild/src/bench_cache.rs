@@ -108,6 +108,7 @@ async fn in_guest(a: &BenchCacheArgs, mode: CacheMode, cache: &Path) -> Result<V
         argv: vec!["sh".into(), "-c".into(), s],
         env: env::base_env(),
         cwd: "/".into(),
+        binds: Vec::new(),
     };
     let mut outcome = Ok(());
     let pass = std::iter::once(PREP).chain(OPS.iter().map(|(_, op)| *op));

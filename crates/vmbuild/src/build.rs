@@ -27,6 +27,7 @@ fn steps(plan: &Plan) -> Vec<Step> {
                 argv: s.argv(),
                 env: s.env.clone(),
                 cwd: s.workdir.clone(),
+                binds: Vec::new(),
             },
             timeout: s.timeout,
         })
@@ -157,7 +158,16 @@ pub async fn build(
         volumes: Vec::new(),
     };
     kind.check(&runner_setup::requested(&args.vm, &spec))?;
-    let steps = steps(&plan);
+    let per_step: Vec<_> = plan.steps.iter().map(|s| s.volumes.clone()).collect();
+    let step_specs = crate::step_volumes::distinct(&per_step);
+    if !step_specs.is_empty() {
+        kind.check(&[vmbuild_runner::Feature::StepVolumes])?;
+        crate::volumes::check(&step_specs, kind, mode, false, false)?;
+    }
+    let mut steps = steps(&plan);
+    for (step, own) in steps.iter_mut().zip(&per_step) {
+        step.command.binds = crate::step_volumes::binds(own, &step_specs);
+    }
     let timeout = args.timeout.or(plan.package.timeout);
     let stop = Stopper::new(timeout, interrupt);
     let mut obs = observer(&args)?;
@@ -175,7 +185,15 @@ pub async fn build(
         &mut |l: &str| obs.note(l),
     )
     .await?;
+    let mut step_volumes = crate::step_volumes::StepVolumes::prepare(
+        per_step,
+        args.vm.cache_root.as_deref(),
+        &stop,
+        &mut |l: &str| obs.note(l),
+    )
+    .await?;
     spec.volumes = crate::volumes::shares(&volumes, mode);
+    spec.volumes.extend(step_volumes.shares(mode));
     let mut holds = Holds::default();
     let mut options = runner_setup::options(
         kind,
@@ -222,7 +240,15 @@ pub async fn build(
         from: crate::oom::MemoryFrom::BuildConfig,
         inner: &mut *obs,
     };
-    let outcome = match pipeline::run_steps(&mut session, &steps, &mut oom_notes, &stop).await {
+    let ran = pipeline::run_steps_gated(
+        &mut session,
+        &steps,
+        &mut oom_notes,
+        &stop,
+        &mut step_volumes,
+    )
+    .await;
+    let outcome = match ran {
         Ok(o) => o,
         Err(e) => {
             session.abort().await;
@@ -250,7 +276,7 @@ pub async fn build(
                     return Err(e);
                 }
             };
-            let committed = crate::volumes::commit_all(
+            let mut committed = crate::volumes::commit_all(
                 &mut session,
                 &volumes,
                 cache_held.as_ref(),
@@ -259,6 +285,27 @@ pub async fn build(
                 &mut |l: &str| obs.note(l),
             )
             .await;
+            if committed.is_ok() {
+                let mut step_held = step_volumes.held_tagged();
+                committed = match step_volumes
+                    .for_commit(mode, &stop, &mut |l: &str| obs.note(l))
+                    .await
+                {
+                    Ok(more) => {
+                        step_held.extend(more);
+                        crate::volumes::commit_all(
+                            &mut session,
+                            &step_held,
+                            None,
+                            mode,
+                            &stop,
+                            &mut |l: &str| obs.note(l),
+                        )
+                        .await
+                    }
+                    Err(e) => Err(e),
+                };
+            }
             if let Err(e) = committed {
                 session.abort().await;
                 return Err(e);

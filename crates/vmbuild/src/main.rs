@@ -16,6 +16,7 @@ mod progress;
 mod root_image_arg;
 mod run;
 mod runner_setup;
+mod step_volumes;
 mod volumes;
 
 use std::time::Instant;

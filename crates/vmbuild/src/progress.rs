@@ -211,6 +211,7 @@ mod tests {
                 argv: vec![],
                 env: vec![],
                 cwd: "/".into(),
+                binds: Vec::new(),
             },
             timeout: None,
         }

@@ -105,6 +105,7 @@ pub async fn run(mut args: RunArgs, started: Instant, stop: Stopper) -> Result<i
             .workdir
             .clone()
             .unwrap_or_else(|| GUEST_HOME.to_string()),
+        binds: Vec::new(),
     };
     let memory_mib = options.memory_mib();
     let mut events = JsonProgress::new(std::io::stderr());

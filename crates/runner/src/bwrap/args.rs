@@ -221,6 +221,7 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             cwd: cwd.into(),
+            binds: Vec::new(),
         }
     }
 
