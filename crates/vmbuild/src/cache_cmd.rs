@@ -272,10 +272,57 @@ pub fn cache(cmd: CacheCommand) -> Result<()> {
             keep_duration,
             max_size,
             dry_run,
+            dir: Some(dir),
+            format,
+            ..
+        } => prune_dir(&dir, keep_duration, max_size, dry_run, format),
+        CacheCommand::Prune {
+            keep_duration,
+            max_size,
+            dry_run,
+            dir: None,
             root,
             format,
         } => prune(&root_of(&root)?, keep_duration, max_size, dry_run, format),
     }
+}
+
+/// `prune --dir DIR`: the top-level entries of a plain cache directory.
+fn prune_dir(
+    dir: &Path,
+    keep: Option<std::time::Duration>,
+    max_size: Option<u64>,
+    dry_run: bool,
+    format: OutputFormat,
+) -> Result<()> {
+    if keep.is_none() && max_size.is_none() {
+        bail!("say what to prune: --keep-duration AGE and/or --max-size SIZE");
+    }
+    let removed = volume::prune_plain(dir, SystemTime::now(), keep, max_size, dry_run)?;
+    let freed: u64 = removed.iter().map(|e| e.bytes).sum();
+    if format == OutputFormat::Json {
+        let entries: Vec<Value> = removed
+            .iter()
+            .map(|e| json!({"name": e.name, "size_bytes": e.bytes, "last_used": rfc3339(e.last_used)}))
+            .collect();
+        println!(
+            "{:#}",
+            json!({"dry_run": dry_run, "dir": dir, "removed": entries, "freed_bytes": freed})
+        );
+        return Ok(());
+    }
+    let verb = if dry_run { "would remove" } else { "removed" };
+    for e in &removed {
+        println!(
+            "{verb} {}/{} ({}, last used {})",
+            dir.display(),
+            e.name,
+            human_size(e.bytes),
+            ago(e.last_used)
+        );
+    }
+    println!("{verb} {} entr(ies), {}", removed.len(), human_size(freed));
+    Ok(())
 }
 
 #[cfg(test)]

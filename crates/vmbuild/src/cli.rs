@@ -325,6 +325,10 @@ pub enum CacheCommand {
         /// Only say what would be removed (the locks are probed the same way).
         #[arg(long)]
         dry_run: bool,
+        /// Prune the top-level entries (pip/, npm/, ...) of this plain cache directory (a
+        /// --cache-dir) instead of the volumes; it has no locks: make sure no build uses it.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
         #[command(flatten)]
         root: CacheRootArg,
         #[arg(long, value_enum, default_value = "text")]

@@ -10,6 +10,7 @@
 mod admin;
 mod list;
 mod lock;
+mod plain;
 mod root;
 mod spec;
 mod usage;
@@ -17,6 +18,7 @@ mod usage;
 pub use admin::{check_subpath, clear_dir, lock_exclusive, prune, remove_volume, Cleared, Pruned};
 pub use list::{find_volume, list_volumes, parse_volume_name, read_volume, Holder, Volume};
 pub use lock::{acquire, flocks_in_proc_locks, flocks_on, holder_pid, Acquired, HeldVolume};
+pub use plain::{plain_entries, prune_plain, PlainEntry};
 pub use root::{cache_root, CACHE_ROOT_ENV};
 pub use spec::{
     bad_id, check_target, parse_mode, parse_persist, parse_sharing, valid_id, Persist, Sharing,
