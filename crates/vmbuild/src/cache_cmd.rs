@@ -204,6 +204,14 @@ fn rm(root: &Path, ids: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// Prune needs a limit: without one it would remove everything idle.
+fn need_limits(keep: Option<std::time::Duration>, max_size: Option<u64>) -> Result<()> {
+    if keep.is_none() && max_size.is_none() {
+        bail!("say what to prune: --keep-duration AGE (e.g. 30d; 1s: everything idle) and/or --max-size SIZE (e.g. 20G)");
+    }
+    Ok(())
+}
+
 fn prune(
     root: &Path,
     keep: Option<std::time::Duration>,
@@ -211,9 +219,7 @@ fn prune(
     dry_run: bool,
     format: OutputFormat,
 ) -> Result<()> {
-    if keep.is_none() && max_size.is_none() {
-        bail!("say what to prune: --keep-duration AGE (e.g. 30d; 1s: every idle volume) and/or --max-size SIZE (e.g. 20G)");
-    }
+    need_limits(keep, max_size)?;
     let p = volume::prune(root, SystemTime::now(), keep, max_size, dry_run)?;
     let freed: u64 = p.removed.iter().map(|v| v.usage.bytes).sum();
     if format == OutputFormat::Json {
@@ -295,9 +301,7 @@ fn prune_dir(
     dry_run: bool,
     format: OutputFormat,
 ) -> Result<()> {
-    if keep.is_none() && max_size.is_none() {
-        bail!("say what to prune: --keep-duration AGE and/or --max-size SIZE");
-    }
+    need_limits(keep, max_size)?;
     let removed = volume::prune_plain(dir, SystemTime::now(), keep, max_size, dry_run)?;
     let freed: u64 = removed.iter().map(|e| e.bytes).sum();
     if format == OutputFormat::Json {
