@@ -133,16 +133,13 @@ pub async fn build(
     }
     let mode = runner_setup::share_mode(&args.vm)?;
     crate::volumes::check(&args.vm.volumes, kind, mode, cache.is_some(), true)?;
-    let cache_spec = match &cache {
-        Some((c, _)) => crate::volumes::cache_dir_spec(
-            &c.host_dir,
-            args.vm.cache_sharing,
-            args.vm.cache_persist,
-            kind,
-            mode,
-        )?,
-        None => crate::run::cache_flags_need_a_dir(&args.vm)?,
-    };
+    let cache_spec = crate::volumes::cache_dir_spec(
+        cache.as_ref().map(|(c, _)| c.host_dir.as_path()),
+        args.vm.cache_sharing,
+        args.vm.cache_persist,
+        kind,
+        mode,
+    )?;
     let mut spec = Spec {
         source: Some(source),
         mkdirs: vec![GUEST_OUTPUT_DIR.to_string()],
@@ -276,36 +273,15 @@ pub async fn build(
                     return Err(e);
                 }
             };
-            let mut committed = crate::volumes::commit_all(
-                &mut session,
-                &volumes,
-                cache_held.as_ref(),
-                mode,
-                &stop,
-                &mut |l: &str| obs.note(l),
-            )
-            .await;
-            if committed.is_ok() {
-                let mut step_held = step_volumes.held_tagged();
-                committed = match step_volumes
-                    .for_commit(mode, &stop, &mut |l: &str| obs.note(l))
-                    .await
-                {
-                    Ok(more) => {
-                        step_held.extend(more);
-                        crate::volumes::commit_all(
-                            &mut session,
-                            &step_held,
-                            None,
-                            mode,
-                            &stop,
-                            &mut |l: &str| obs.note(l),
-                        )
-                        .await
-                    }
-                    Err(e) => Err(e),
-                };
+            let committed = async {
+                let mut note = |l: &str| obs.note(l);
+                let (cache_dir, session) = (cache_held.as_ref(), &mut session);
+                crate::volumes::commit_all(session, &volumes, cache_dir, mode, &stop, &mut note)
+                    .await?;
+                let step_held = step_volumes.take_for_commit(mode, &stop, &mut note).await?;
+                crate::volumes::commit_all(session, &step_held, None, mode, &stop, &mut note).await
             }
+            .await;
             if let Err(e) = committed {
                 session.abort().await;
                 return Err(e);

@@ -11,19 +11,6 @@ use crate::oom::{message, MemoryFrom, OomNotes};
 use crate::progress::JsonProgress;
 use crate::runner_setup::{self, Holds, Spec};
 
-/// `--cache-sharing`/`--cache-persist` without `--cache-dir` is an error.
-pub fn cache_flags_need_a_dir(
-    args: &crate::cli::VmArgs,
-) -> Result<Option<vmbuild_cache::volume::VolumeSpec>, RunError> {
-    if args.cache_sharing.is_some() || args.cache_persist.is_some() {
-        return Err(RunError::Flag {
-            flag: "--cache-sharing/--cache-persist".into(),
-            why: "apply to --cache-dir DIR, which is not given (volumes take sharing= and persist= in --cache)".into(),
-        });
-    }
-    Ok(None)
-}
-
 /// Runs the command; `Ok(code)` is the command's shell exit code.
 pub async fn run(mut args: RunArgs, started: Instant, stop: Stopper) -> Result<i32, RunError> {
     let kind = args.runner.kind();
@@ -35,16 +22,13 @@ pub async fn run(mut args: RunArgs, started: Instant, stop: Stopper) -> Result<i
     // In mount order: a volume nested in another's target after it.
     args.vm.volumes = crate::volumes::merge(&[], &args.vm.volumes);
     crate::volumes::check(&args.vm.volumes, kind, mode, cache.is_some(), false)?;
-    let cache_spec = match &cache {
-        Some((c, _)) => crate::volumes::cache_dir_spec(
-            &c.host_dir,
-            args.vm.cache_sharing,
-            args.vm.cache_persist,
-            kind,
-            mode,
-        )?,
-        None => cache_flags_need_a_dir(&args.vm)?,
-    };
+    let cache_spec = crate::volumes::cache_dir_spec(
+        cache.as_ref().map(|(c, _)| c.host_dir.as_path()),
+        args.vm.cache_sharing,
+        args.vm.cache_persist,
+        kind,
+        mode,
+    )?;
     let mut spec = Spec {
         symlinks: links,
         default_network: Some(NetworkArg::None),

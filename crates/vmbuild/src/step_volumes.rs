@@ -10,13 +10,13 @@
 
 use std::path::{Path, PathBuf};
 
-use vmbuild_cache::volume::{Sharing, VolumeSpec};
+use vmbuild_cache::volume::{Persist, Sharing, VolumeSpec};
 use vmbuild_cache::SharedDir;
 use vmbuild_proto::{BindSpec, CacheMode};
 use vmbuild_runner::pipeline::{BuildObserver, GateFuture, StepGate};
 use vmbuild_runner::{RunError, Stopper};
 
-use crate::volumes::{hold, Mounted};
+use crate::volumes::{hold, resolve_dir, Mounted};
 
 /// Where step volume `k` is mounted in the guest (hidden from the steps'
 /// usual paths).
@@ -75,14 +75,18 @@ impl<'r> StepVolumes<'r> {
         let mut dirs = Vec::new();
         let mut held = Vec::new();
         for v in &distinct {
-            // Take it once to resolve (and create) its directory.
-            let mut m = hold(std::slice::from_ref(v), root, stop, note).await?;
-            let m = m.pop().ok_or_else(|| RunError::Flag {
-                flag: "cache".into(),
-                why: format!("step volume {} could not be resolved", v.name()),
-            })?;
-            dirs.push(m.host_dir.clone());
-            held.push((v.sharing != Sharing::Locked).then_some(m));
+            if v.sharing == Sharing::Locked {
+                // Its lock is taken around each step that uses it.
+                dirs.push(resolve_dir(v, root)?);
+                held.push(None);
+                continue;
+            }
+            let m = hold(std::slice::from_ref(v), root, stop, note).await?.pop();
+            dirs.push(
+                m.as_ref()
+                    .map_or_else(|| resolve_dir(v, root), |m| Ok(m.host_dir.clone()))?,
+            );
+            held.push(m);
         }
         Ok(StepVolumes {
             distinct,
@@ -113,42 +117,30 @@ impl<'r> StepVolumes<'r> {
             .collect()
     }
 
-    /// The volumes held at the end of the build, with their mount tags, for
-    /// a commit; locked ones are taken again first.
-    pub async fn for_commit(
-        &self,
+    /// Every step volume, held and tagged with its mount tag, for a commit
+    /// at the end of the build: the build-long holds are handed over; a
+    /// `locked` one that commits (`persist=on-success`) is taken again.
+    pub async fn take_for_commit(
+        &mut self,
         mode: CacheMode,
         stop: &Stopper,
         note: &mut dyn FnMut(&str),
     ) -> Result<Vec<Mounted>, RunError> {
         let mut out = Vec::new();
         for (k, v) in self.distinct.iter().enumerate() {
-            let on_success = v.persist_in(mode) == Ok(vmbuild_cache::volume::Persist::OnSuccess);
-            let mut m = match &self.held[k] {
-                Some(_) => continue,
-                None if !on_success => continue,
-                None => hold(std::slice::from_ref(v), self.root, stop, note).await?,
+            let held = match self.held[k].take() {
+                Some(m) => Some(m),
+                None if v.persist_in(mode) != Ok(Persist::OnSuccess) => None,
+                None => hold(std::slice::from_ref(v), self.root, stop, note)
+                    .await?
+                    .pop(),
             };
-            if let Some(mut m) = m.pop() {
+            if let Some(mut m) = held {
                 m.tag = Some(format!("vmbuild-step{k}"));
                 out.push(m);
             }
         }
         Ok(out)
-    }
-
-    /// The build-long holds, tagged for a commit.
-    pub fn held_tagged(&mut self) -> Vec<Mounted> {
-        self.held
-            .iter_mut()
-            .enumerate()
-            .filter_map(|(k, m)| {
-                m.take().map(|mut m| {
-                    m.tag = Some(format!("vmbuild-step{k}"));
-                    m
-                })
-            })
-            .collect()
     }
 }
 

@@ -26,7 +26,7 @@ pub struct Mounted {
     pub name: String,
     /// The mount tag when it is not `vmbuild-vol<index>` (the cache dir).
     pub tag: Option<String>,
-    _held: HeldVolume,
+    held: HeldVolume,
 }
 
 fn flag(why: String) -> RunError {
@@ -124,11 +124,12 @@ fn bwrap_rules(s: &VolumeSpec) -> Result<(), String> {
     }
 }
 
-/// `--cache-dir` as a volume when `--cache-sharing` or `--cache-persist`
-/// asks for volume behaviour: a `src=DIR` volume at the cache dir's guest
-/// path, checked as volumes are; `None` otherwise.
+/// `--cache-dir` (`dir`, if given) as a volume when `--cache-sharing` or
+/// `--cache-persist` asks for volume behaviour: a `src=DIR` volume at the
+/// cache dir's guest path, checked as volumes are; `None` otherwise. Either
+/// flag without `--cache-dir` is an error.
 pub fn cache_dir_spec(
-    dir: &Path,
+    dir: Option<&Path>,
     sharing: Option<Sharing>,
     persist: Option<Persist>,
     kind: RunnerKind,
@@ -137,6 +138,12 @@ pub fn cache_dir_spec(
     if sharing.is_none() && persist.is_none() {
         return Ok(None);
     }
+    let Some(dir) = dir else {
+        return Err(RunError::Flag {
+            flag: "--cache-sharing/--cache-persist".into(),
+            why: "apply to --cache-dir DIR, which is not given (volumes take sharing= and persist= in --cache)".into(),
+        });
+    };
     let spec = VolumeSpec {
         source: VolumeSource::HostDir(dir.to_path_buf()),
         target: GUEST_CACHE_DIR.into(),
@@ -196,6 +203,27 @@ fn src_lock_name(dir: &Path) -> String {
     format!(".src-{}", &hex::encode(digest)[..16])
 }
 
+/// The cache root (`--cache-root`, else `VMBUILD_CACHE_ROOT`, XDG, HOME).
+fn root_dir(root: Option<&Path>) -> Result<PathBuf, RunError> {
+    vmbuild_cache::volume::cache_root(root, |k| std::env::var_os(k)).ok_or_else(|| {
+        flag("no cache root: set --cache-root DIR, VMBUILD_CACHE_ROOT or HOME".into())
+    })
+}
+
+/// A volume's host directory, created if missing, without taking its lock
+/// (for a step-level `locked` volume, locked only while its step runs).
+pub fn resolve_dir(spec: &VolumeSpec, root: Option<&Path>) -> Result<PathBuf, RunError> {
+    match &spec.source {
+        VolumeSource::HostDir(d) => Ok(vmbuild_cache::prepare_cache_dir(d)?),
+        VolumeSource::Named(id) => {
+            let dir = root_dir(root)?.join(id);
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| RunError::io(format!("creating volume {}", dir.display()), e))?;
+            Ok(dir)
+        }
+    }
+}
+
 /// Holds every volume, in order (waiting as `sharing` says), and makes
 /// missing directories. `note` hears "waiting for cache X (held by pid N)"
 /// once per wait.
@@ -209,10 +237,7 @@ pub async fn hold(
     if specs.is_empty() {
         return Ok(out);
     }
-    let root =
-        vmbuild_cache::volume::cache_root(root, |k| std::env::var_os(k)).ok_or_else(|| {
-            flag("no cache root: set --cache-root DIR, VMBUILD_CACHE_ROOT or HOME".into())
-        })?;
+    let root = root_dir(root)?;
     // Resolve every volume first, then lock in one fixed order (by lock
     // name) whatever the order given: two builds that both take `a` and
     // `b` as `locked` can then never wait on each other in a cycle.
@@ -258,7 +283,7 @@ pub async fn hold(
             host_dir: dir,
             name,
             tag: None,
-            _held: held,
+            held,
         });
     }
     out.extend(slots.into_iter().flatten());
@@ -296,7 +321,7 @@ pub async fn commit_all(
             continue;
         }
         let mut told = false;
-        while !m._held.try_exclusive()? {
+        while !m.held.try_exclusive()? {
             if !told {
                 note(&format!(
                     "cache {}: waiting for other builds to release it before committing",
@@ -565,14 +590,14 @@ mod tests {
                 host_dir: "/r/a".into(),
                 name: "a".into(),
                 tag: None,
-                _held: h("a"),
+                held: h("a"),
             },
             Mounted {
                 spec: spec("id=b,target=/b,mode=0700"),
                 host_dir: "/r/b".into(),
                 name: "b".into(),
                 tag: None,
-                _held: h("b"),
+                held: h("b"),
             },
         ];
         let s = shares(&m, CacheMode::Virtiofs);
