@@ -176,6 +176,19 @@ impl TarExtractor {
 
     /// Like [`new`](Self::new) with a different entry limit.
     pub fn with_max_entries(staging: &Path, max_entries: u64) -> Result<Self, ExportError> {
+        Self::start(staging, max_entries, false)
+    }
+
+    /// Like [`with_max_entries`](Self::with_max_entries) for a stream of
+    /// several tar archives one after another (each with its end-of-archive
+    /// blocks, as `tar --ignore-zeros` reads them): the chunks of a cache
+    /// import, extracted in order into one tree, so a hard link may point to
+    /// a file of an earlier archive and directories get their modes last.
+    pub fn for_concatenated(staging: &Path, max_entries: u64) -> Result<Self, ExportError> {
+        Self::start(staging, max_entries, true)
+    }
+
+    fn start(staging: &Path, max_entries: u64, concatenated: bool) -> Result<Self, ExportError> {
         let ctx = || format!("opening output staging directory {}", staging.display());
         let root =
             rustix::fs::open(staging, DIR_FLAGS, Mode::empty()).map_err(|e| io_err(ctx(), e))?;
@@ -201,7 +214,7 @@ impl TarExtractor {
         let staging = staging.to_path_buf();
         let thread = std::thread::Builder::new()
             .name("vmbuild-export".into())
-            .spawn(move || unpack_stream(root, staging, reader, max_entries))
+            .spawn(move || unpack_stream(root, staging, reader, max_entries, concatenated))
             .map_err(|e| io_err("starting the output extraction thread", e))?;
         Ok(Self {
             tx: Some(tx),

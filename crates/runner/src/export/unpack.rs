@@ -36,8 +36,10 @@ pub(super) fn unpack_stream(
     staging: PathBuf,
     reader: ChannelReader,
     max_entries: u64,
+    concatenated: bool,
 ) -> Result<ExportReport, ExportError> {
     let mut archive = tar::Archive::new(reader);
+    archive.set_ignore_zeros(concatenated);
     let mut unpacker = Unpacker::new(root, staging, max_entries);
     {
         let entries = archive.entries().map_err(bad_stream)?.raw(true);

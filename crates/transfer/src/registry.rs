@@ -1,0 +1,317 @@
+//! `type=registry`: an OCI registry through the `oci-client` crate (the
+//! OCI Distribution spec's client). HEAD before every upload, a
+//! cross-repository mount from the `--cache-from` repositories of the same
+//! registry before a real upload, large blobs streamed from disk, transient
+//! failures (connection errors, 5xx, 429) retried with backoff, and every
+//! pulled blob's digest checked.
+//!
+//! Runs its own single-threaded tokio runtime: callers are synchronous
+//! (packing and unpacking are CPU work on their own threads).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use futures_util::{StreamExt, TryStreamExt};
+use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
+use oci_client::errors::OciDistributionError;
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference, RegistryOperation};
+
+use crate::auth::{credentials, Credentials};
+use crate::format::{self, Layer};
+use crate::meter::Meter;
+use crate::store::{Store, Upload, Verify};
+use crate::TransferError;
+
+/// Attempts per request when the failure is transient.
+const ATTEMPTS: u32 = 4;
+/// Requests in flight at once.
+const PARALLEL: usize = 4;
+
+/// A registry repository and tag.
+pub struct Registry {
+    rt: tokio::runtime::Runtime,
+    client: Client,
+    reference: Reference,
+    given: String,
+    auth: RegistryAuth,
+    auth_from: String,
+    /// Same-registry repositories to mount blobs from.
+    mount_from: Vec<Reference>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry").field("ref", &self.given).finish_non_exhaustive()
+    }
+}
+
+impl Registry {
+    /// Connects (lazily) to `reference`, over plain http if `plain_http`,
+    /// trusting `ca_file` too. Credentials as [`credentials`] finds them.
+    pub fn new(reference: &str, plain_http: bool, ca_file: Option<&PathBuf>) -> Result<Self, TransferError> {
+        let parsed: Reference = reference.parse().map_err(|e| TransferError::Registry {
+            registry: reference.into(),
+            why: format!("not an image reference: {e}"),
+        })?;
+        let registry = parsed.resolve_registry().to_string();
+        let mut config = ClientConfig {
+            protocol: if plain_http {
+                ClientProtocol::Http
+            } else {
+                ClientProtocol::Https
+            },
+            connect_timeout: Some(Duration::from_secs(15)),
+            read_timeout: Some(Duration::from_secs(120)),
+            max_concurrent_upload: PARALLEL,
+            max_concurrent_download: PARALLEL,
+            user_agent: concat!("vmbuild/", env!("CARGO_PKG_VERSION")),
+            ..Default::default()
+        };
+        if let Some(ca) = ca_file {
+            let data = std::fs::read(ca)
+                .map_err(TransferError::io(format!("reading ca-file {}", ca.display())))?;
+            config.extra_root_certificates.push(Certificate {
+                encoding: CertificateEncoding::Pem,
+                data,
+            });
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(TransferError::io("starting the registry client"))?;
+        let Credentials { auth, from } = credentials(&registry);
+        Ok(Self {
+            rt,
+            client: Client::new(config),
+            reference: parsed,
+            given: reference.to_string(),
+            auth,
+            auth_from: from,
+            mount_from: Vec::new(),
+        })
+    }
+
+    /// Repositories to try a cross-repository mount from before uploading
+    /// (the `--cache-from` refs); those on another registry are ignored.
+    pub fn mount_from(&mut self, refs: &[String]) {
+        self.mount_from = refs
+            .iter()
+            .filter_map(|r| r.parse::<Reference>().ok())
+            .filter(|r| {
+                r.resolve_registry() == self.reference.resolve_registry()
+                    && r.repository() != self.reference.repository()
+            })
+            .collect();
+    }
+
+    fn registry(&self) -> String {
+        self.reference.registry().to_string()
+    }
+
+    /// Our one-line error for a client error.
+    fn error(&self, e: &OciDistributionError) -> TransferError {
+        match e {
+            OciDistributionError::UnauthorizedError { .. }
+            | OciDistributionError::AuthenticationFailure(_) => TransferError::Unauthorized {
+                registry: self.registry(),
+                how: self.auth_from.clone(),
+            },
+            OciDistributionError::ServerError { code: 401 | 403, .. } => TransferError::Unauthorized {
+                registry: self.registry(),
+                how: self.auth_from.clone(),
+            },
+            OciDistributionError::RegistryError { envelope, .. }
+                if envelope.errors.iter().any(|x| {
+                    let c = format!("{:?}", x.code).to_ascii_lowercase();
+                    c.contains("unauthorized") || c.contains("denied")
+                }) =>
+            {
+                TransferError::Unauthorized {
+                    registry: self.registry(),
+                    how: self.auth_from.clone(),
+                }
+            }
+            other => TransferError::Registry {
+                registry: self.registry(),
+                why: one_line(&other.to_string()),
+            },
+        }
+    }
+}
+
+fn one_line(s: &str) -> String {
+    let s = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if s.len() > 300 {
+        format!("{}...", &s[..s.floor_char_boundary(300)])
+    } else {
+        s
+    }
+}
+
+/// Whether a failure may pass on a retry.
+fn transient(e: &OciDistributionError) -> bool {
+    match e {
+        OciDistributionError::RequestError(r) => r.is_connect() || r.is_timeout() || r.is_request() || r.is_body(),
+        OciDistributionError::ServerError { code, .. } => *code >= 500 || *code == 429,
+        OciDistributionError::IoError(_) => true,
+        _ => false,
+    }
+}
+
+/// Runs `op` up to [`ATTEMPTS`] times while it fails transiently, waiting
+/// 0.5 s, 1 s, 2 s between tries.
+async fn retry<T, F, Fut>(mut op: F) -> Result<T, OciDistributionError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, OciDistributionError>>,
+{
+    let mut wait = Duration::from_millis(500);
+    let mut tries = 1;
+    loop {
+        match op().await {
+            Err(e) if tries < ATTEMPTS && transient(&e) => {
+                tracing::debug!("retrying after a transient registry failure: {e}");
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+                tries += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+impl Store for Registry {
+    fn place(&self) -> String {
+        self.given.clone()
+    }
+
+    fn have(&mut self, digests: &[String], meter: &Meter) -> Result<Vec<bool>, TransferError> {
+        let (client, r, auth) = (&self.client, &self.reference, &self.auth);
+        let found = self.rt.block_on(async {
+            client.auth(r, auth, RegistryOperation::Push).await.ok();
+            futures_util::stream::iter(digests)
+                .map(|d| async move {
+                    meter.check().map_err(Err)?;
+                    retry(|| client.blob_exists(r, d)).await.map_err(Ok)
+                })
+                .buffered(PARALLEL)
+                .try_collect::<Vec<bool>>()
+                .await
+        });
+        found.map_err(|e| match e {
+            Ok(e) => self.error(&e),
+            Err(e) => e,
+        })
+    }
+
+    fn upload(&mut self, blobs: &[Upload<'_>], meter: &Meter) -> Result<(), TransferError> {
+        let (client, r, mounts) = (&self.client, &self.reference, &self.mount_from);
+        let done = self.rt.block_on(async {
+            futures_util::stream::iter(blobs)
+                .map(|b| async move {
+                    meter.check().map_err(Err)?;
+                    for from in mounts {
+                        if client.mount_blob(r, from, b.digest).await.is_ok()
+                            && client.blob_exists(r, b.digest).await.unwrap_or(false)
+                        {
+                            meter.add_bytes(b.size);
+                            meter.blob_done();
+                            return Ok(());
+                        }
+                    }
+                    retry(|| async {
+                        let f = tokio::fs::File::open(b.file).await?;
+                        let stream = file_stream(f);
+                        client.push_blob_stream(r, stream, b.digest, Some(b.size)).await
+                    })
+                    .await
+                    .map_err(Ok)?;
+                    meter.add_bytes(b.size);
+                    meter.blob_done();
+                    Ok(())
+                })
+                .buffer_unordered(PARALLEL)
+                .try_collect::<Vec<()>>()
+                .await
+        });
+        done.map(drop).map_err(|e| match e {
+            Ok(e) => self.error(&e),
+            Err(e) => e,
+        })
+    }
+
+    fn put_manifest(&mut self, manifest: &[u8]) -> Result<(), TransferError> {
+        let body = bytes::Bytes::copy_from_slice(manifest);
+        let (client, r) = (&self.client, &self.reference);
+        let ct = http::HeaderValue::from_static(format::MANIFEST_TYPE);
+        self.rt
+            .block_on(retry(|| client.push_manifest_raw(r, body.clone(), ct.clone())))
+            .map(drop)
+            .map_err(|e| self.error(&e))
+    }
+
+    fn manifest(&mut self) -> Result<Vec<u8>, TransferError> {
+        let (client, r, auth) = (&self.client, &self.reference, &self.auth);
+        let got = self.rt.block_on(retry(|| {
+            client.pull_manifest_raw(r, auth, &[format::MANIFEST_TYPE])
+        }));
+        match got {
+            Ok((bytes, _digest)) => Ok(bytes.to_vec()),
+            Err(OciDistributionError::ImageManifestNotFoundError(_)) => {
+                Err(TransferError::NotFound { place: self.place() })
+            }
+            Err(OciDistributionError::RegistryError { envelope, .. })
+                if envelope.errors.iter().any(|x| {
+                    let c = format!("{:?}", x.code).to_ascii_lowercase();
+                    c.contains("unknown") || c.contains("notfound")
+                }) =>
+            {
+                Err(TransferError::NotFound { place: self.place() })
+            }
+            Err(OciDistributionError::ServerError { code: 404, .. }) => {
+                Err(TransferError::NotFound { place: self.place() })
+            }
+            Err(e) => Err(self.error(&e)),
+        }
+    }
+
+    fn download(&mut self, layer: &Layer, out: &mut dyn Write, meter: &Meter) -> Result<(), TransferError> {
+        let desc = oci_client::manifest::OciDescriptor {
+            digest: layer.digest.clone(),
+            size: layer.size as i64,
+            media_type: "application/vnd.oci.image.layer.v1.tar+zstd".into(),
+            ..Default::default()
+        };
+        let place = self.place();
+        let (client, r) = (&self.client, &self.reference);
+        let mut v = Verify::new(layer, out, place);
+        let res: Result<(), TransferError> = self.rt.block_on(async {
+            let mut stream = retry(|| client.pull_blob_stream(r, &desc))
+                .await
+                .map_err(|e| self.error(&e))?;
+            while let Some(chunk) = stream.next().await {
+                meter.check()?;
+                let chunk = chunk.map_err(|e| TransferError::Registry {
+                    registry: self.registry(),
+                    why: format!("reading blob {}: {}", layer.digest, one_line(&e.to_string())),
+                })?;
+                v.put(&chunk)?;
+                meter.add_bytes(chunk.len() as u64);
+            }
+            Ok(())
+        });
+        res?;
+        v.finish()?;
+        meter.blob_done();
+        Ok(())
+    }
+}
+
+/// A file as a stream of `Bytes` for an upload.
+fn file_stream(
+    f: tokio::fs::File,
+) -> impl futures_util::Stream<Item = Result<bytes::Bytes, OciDistributionError>> + Send + 'static {
+    tokio_util::io::ReaderStream::with_capacity(f, 1 << 20).map_err(OciDistributionError::IoError)
+}
