@@ -122,6 +122,14 @@ impl Registry {
                 registry: self.registry(),
                 how: self.auth_from.clone(),
             },
+            OciDistributionError::RequestError(r)
+                if matches!(r.status().map(|s| s.as_u16()), Some(401 | 403)) =>
+            {
+                TransferError::Unauthorized {
+                    registry: self.registry(),
+                    how: self.auth_from.clone(),
+                }
+            }
             OciDistributionError::RegistryError { envelope, .. }
                 if envelope.errors.iter().any(|x| {
                     let c = format!("{:?}", x.code).to_ascii_lowercase();

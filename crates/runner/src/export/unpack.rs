@@ -86,7 +86,9 @@ pub(super) fn unpack_stream(
         }
     }
     let mut reader = archive.into_inner();
-    if reader.eof {
+    // Concatenated archives are read to the end of the stream (their
+    // integrity is the caller's: each cache chunk is checked by digest).
+    if reader.eof && !concatenated {
         return Err(bad_stream(
             "the stream ended before the end-of-archive marker (truncated: did the guest tar fail?)",
         ));
