@@ -108,6 +108,9 @@ pub enum RunError {
     /// `persist=on-success` could not commit a volume's changes.
     #[error("committing cache {volume}: {why}")]
     Commit { volume: String, why: String },
+    /// `--cache-to` failed with `ignore-error=false`.
+    #[error("{flag}: {why}")]
+    CacheTransfer { flag: String, why: String },
     #[error("root image {}: {why}", .path.display())]
     RootImage { path: PathBuf, why: String },
     #[error("invalid VM plan: {0}")]

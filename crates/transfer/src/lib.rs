@@ -35,14 +35,19 @@ pub use store::Store;
 pub use target::{CacheRef, Direction, Location};
 
 /// Opens the store a spec names: for writing (`--cache-to`, a layout dir is
-/// created) or reading.
-pub fn open(spec: &CacheRef, dir: Direction) -> Result<Box<dyn Store>, TransferError> {
+/// created) or reading. `mount_from`: registry references whose blobs a
+/// push may mount instead of uploading (the `--cache-from` refs).
+pub fn open(spec: &CacheRef, dir: Direction, mount_from: &[String]) -> Result<Box<dyn Store>, TransferError> {
     Ok(match &spec.location {
         Location::Registry {
             reference,
             plain_http,
             ca_file,
-        } => Box::new(registry::Registry::new(reference, *plain_http, ca_file.as_ref())?),
+        } => {
+            let mut r = registry::Registry::new(reference, *plain_http, ca_file.as_ref())?;
+            r.mount_from(mount_from);
+            Box::new(r)
+        }
         Location::Local { dir: path, tag } => match dir {
             Direction::To => Box::new(layout::Layout::create(path, tag)?),
             Direction::From => Box::new(layout::Layout::open(path, tag)),

@@ -39,6 +39,7 @@ pub struct Registry {
     auth_from: String,
     /// Same-registry repositories to mount blobs from.
     mount_from: Vec<Reference>,
+    plain_http: bool,
 }
 
 impl std::fmt::Debug for Registry {
@@ -90,6 +91,7 @@ impl Registry {
             auth,
             auth_from: from,
             mount_from: Vec::new(),
+            plain_http,
         })
     }
 
@@ -139,6 +141,20 @@ impl Registry {
                 TransferError::Unauthorized {
                     registry: self.registry(),
                     how: self.auth_from.clone(),
+                }
+            }
+            OciDistributionError::RequestError(r) if r.is_connect() || r.is_timeout() => {
+                let mut cause: &dyn std::error::Error = r;
+                while let Some(next) = cause.source() {
+                    cause = next;
+                }
+                TransferError::Registry {
+                    registry: self.registry(),
+                    why: format!(
+                        "cannot reach it ({}); is the address right and the registry up? (plain http: {})",
+                        one_line(&cause.to_string()),
+                        if self.plain_http { "yes" } else { "no; insecure=true for a plain-http registry" }
+                    ),
                 }
             }
             other => TransferError::Registry {

@@ -24,7 +24,7 @@ pub struct Upload<'a> {
 }
 
 /// An export store.
-pub trait Store {
+pub trait Store: Send {
     /// The store as users name it: `ghcr.io/acme/app-cache:main` or
     /// `DIR:tag`.
     fn place(&self) -> String;

@@ -9,7 +9,7 @@ use vmbuild_transfer::{export, open, target, Direction, ExportOptions, Meter, So
 
 fn push(r: &str, vol: &std::path::Path, records: &std::path::Path) -> Result<(), TransferError> {
     let spec = target::parse(r, Direction::To).unwrap();
-    let mut store = open(&spec, Direction::To)?;
+    let mut store = open(&spec, Direction::To, &[])?;
     let src = Source {
         name: "v".into(),
         dir: vol.to_path_buf(),

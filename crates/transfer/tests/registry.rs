@@ -36,7 +36,7 @@ fn spec(s: &str, d: Direction) -> vmbuild_transfer::CacheRef {
 }
 
 fn push(spec_s: &str, sources: &[Source], records: &Path) -> Result<vmbuild_transfer::ExportSummary, TransferError> {
-    let mut store = open(&spec(spec_s, Direction::To), Direction::To)?;
+    let mut store = open(&spec(spec_s, Direction::To), Direction::To, &[])?;
     let meter = Meter::default();
     export(
         sources,
@@ -50,7 +50,7 @@ fn push(spec_s: &str, sources: &[Source], records: &Path) -> Result<vmbuild_tran
 }
 
 fn pull(spec_s: &str, dests: &[Dest], records: &Path) -> Result<Vec<Outcome>, TransferError> {
-    let mut store = open(&spec(spec_s, Direction::From), Direction::From)?;
+    let mut store = open(&spec(spec_s, Direction::From), Direction::From, &[])?;
     let e = read_export(store.as_mut())?;
     import(store.as_mut(), &e, dests, records, &Meter::default())
 }
@@ -157,7 +157,7 @@ fn tampered_blob_is_refused_and_the_volume_is_unchanged() {
     std::fs::create_dir(&local).unwrap();
     std::fs::write(local.join("mine"), b"keep me").unwrap();
     let local_tree = tree(&local);
-    let mut store = open(&spec(&r, Direction::From), Direction::From).unwrap();
+    let mut store = open(&spec(&r, Direction::From), Direction::From, &[]).unwrap();
     let e = read_export(store.as_mut()).unwrap();
     let blob = reg.blob_file(&e.layers[0][0].digest);
     let mut bytes = std::fs::read(&blob).unwrap();

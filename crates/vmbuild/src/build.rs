@@ -10,6 +10,7 @@ use vmbuild_proto::CommandSpec;
 use vmbuild_runner::pipeline::{self, BuildObserver, Step, StepsOutcome};
 use vmbuild_runner::{env, RootImage, RunError, StartEvent, Stopper};
 
+use crate::cache_transfer;
 use crate::cli::{BuildArgs, LogFormat, NetworkArg};
 use crate::progress::{JsonProgress, Tee, TextProgress};
 use crate::runner_setup::{self, Holds, Spec};
@@ -168,6 +169,15 @@ pub async fn build(
     let timeout = args.timeout.or(plan.package.timeout);
     let stop = Stopper::new(timeout, interrupt);
     let mut obs = observer(&args)?;
+    let transfers = if args.cache_from.is_empty() && args.cache_to.is_empty() {
+        None
+    } else {
+        let root = crate::volumes::root_dir(args.vm.cache_root.as_deref())?;
+        let specs: Vec<_> = args.vm.volumes.iter().chain(&step_specs).collect();
+        let vols = cache_transfer::build_vols(&root, cache.as_ref().map(|(c, _)| c.host_dir.as_path()), &specs)?;
+        cache_transfer::import_before(&args.cache_from, &vols, &root, &stop, &mut |l: &str| obs.note(l)).await?;
+        Some((root, vols))
+    };
     let cache_held = crate::volumes::hold_cache_dir(
         cache_spec,
         args.vm.cache_root.as_deref(),
@@ -298,6 +308,9 @@ pub async fn build(
                 report.dirs,
                 output_dir.display()
             ));
+            if let Some((root, vols)) = &transfers {
+                cache_transfer::export_after(&args.cache_to, vols, &args.cache_from, root, &stop, &mut |l: &str| obs.note(l)).await?;
+            }
             0
         }
         StepsOutcome::Failed {

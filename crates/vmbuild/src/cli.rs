@@ -8,6 +8,14 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::args::{parse_cpus, parse_duration, parse_env, parse_memory};
 
+fn parse_cache_from(s: &str) -> Result<vmbuild_transfer::CacheRef, String> {
+    vmbuild_transfer::target::parse(s, vmbuild_transfer::Direction::From).map_err(|e| e.why)
+}
+
+fn parse_cache_to(s: &str) -> Result<vmbuild_transfer::CacheRef, String> {
+    vmbuild_transfer::target::parse(s, vmbuild_transfer::Direction::To).map_err(|e| e.why)
+}
+
 fn parse_volume(s: &str) -> Result<vmbuild_cache::volume::VolumeSpec, String> {
     s.parse()
         .map_err(|e: vmbuild_cache::volume::SpecError| e.to_string())
@@ -193,6 +201,16 @@ pub struct BuildArgs {
     /// Also write the full log (every step's output) to FILE.
     #[arg(long, value_name = "FILE")]
     pub log_file: Option<PathBuf>,
+    /// Before booting, import the cache volumes (--cache-dir and id= volumes) from an export,
+    /// BuildKit-style: type=registry,ref=REGISTRY/REPO:TAG or type=local,src=DIR[,tag=T]
+    /// (repeatable: the first export with a volume wins; failures are warnings). See docs/cache.md.
+    #[arg(long, value_parser = parse_cache_from, value_name = "SPEC")]
+    pub cache_from: Vec<vmbuild_transfer::CacheRef>,
+    /// After a successful build, export the cache volumes: type=registry,ref=... or
+    /// type=local,dest=DIR[,tag=T], pushing only chunks the target lacks (repeatable;
+    /// failures are warnings unless ignore-error=false).
+    #[arg(long, value_parser = parse_cache_to, value_name = "SPEC")]
+    pub cache_to: Vec<vmbuild_transfer::CacheRef>,
 }
 
 #[derive(Debug, Args)]
@@ -311,6 +329,32 @@ pub enum CacheCommand {
     Rm {
         #[arg(required = true, value_name = "ID")]
         ids: Vec<String>,
+        #[command(flatten)]
+        root: CacheRootArg,
+    },
+    /// Export volumes (IDs) or a directory (a path with a `/`, e.g. ./cache) to a registry or an
+    /// OCI layout dir: --to type=registry,ref=REF or type=local,dest=DIR[,tag=T].
+    Export {
+        #[arg(required = true, value_name = "ID|DIR")]
+        targets: Vec<String>,
+        #[arg(long, value_parser = parse_cache_to, value_name = "SPEC")]
+        to: vmbuild_transfer::CacheRef,
+        /// The name of a directory in the export (default: cache-dir, as --cache-dir is named).
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+        #[command(flatten)]
+        root: CacheRootArg,
+    },
+    /// Import a volume (ID) or a directory (a path with a `/`) from an export, replacing its
+    /// content: --from type=registry,ref=REF or type=local,src=DIR[,tag=T].
+    Import {
+        #[arg(value_name = "ID|DIR")]
+        target: String,
+        #[arg(long, value_parser = parse_cache_from, value_name = "SPEC")]
+        from: vmbuild_transfer::CacheRef,
+        /// The volume of the export to take (default: the ID, or cache-dir for a directory).
+        #[arg(long, value_name = "NAME")]
+        volume: Option<String>,
         #[command(flatten)]
         root: CacheRootArg,
     },

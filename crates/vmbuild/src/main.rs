@@ -7,6 +7,7 @@ mod bench_cache;
 mod build;
 mod ca_certs;
 mod cache_cmd;
+mod cache_transfer;
 mod cli;
 mod doctor;
 mod human;
@@ -142,6 +143,10 @@ fn main() {
             cli::Command::Doctor => doctor::doctor(),
             cli::Command::Image(c) => {
                 tool_exit_code(tokio::task::block_in_place(|| image_cmd::image(c)))
+            }
+            cli::Command::Cache(c @ (cli::CacheCommand::Export { .. } | cli::CacheCommand::Import { .. })) => {
+                let stop = Stopper::new(None, interrupt_channel());
+                tool_exit_code(cache_cmd::transfer(c, &stop).await)
             }
             cli::Command::Cache(c) => {
                 tool_exit_code(tokio::task::block_in_place(|| cache_cmd::cache(c)))

@@ -197,14 +197,14 @@ pub async fn hold_cache_dir(
 }
 
 /// The lock name of a `src=DIR` volume under the cache root.
-fn src_lock_name(dir: &Path) -> String {
+pub fn src_lock_name(dir: &Path) -> String {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(dir.as_os_str().as_encoded_bytes());
     format!(".src-{}", &hex::encode(digest)[..16])
 }
 
 /// The cache root (`--cache-root`, else `VMBUILD_CACHE_ROOT`, XDG, HOME).
-fn root_dir(root: Option<&Path>) -> Result<PathBuf, RunError> {
+pub fn root_dir(root: Option<&Path>) -> Result<PathBuf, RunError> {
     vmbuild_cache::volume::cache_root(root, |k| std::env::var_os(k)).ok_or_else(|| {
         flag("no cache root: set --cache-root DIR, VMBUILD_CACHE_ROOT or HOME".into())
     })

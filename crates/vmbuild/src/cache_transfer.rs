@@ -1,0 +1,296 @@
+//! `--cache-from` / `--cache-to` around a build, and the transfers of
+//! `vmbuild cache export|import`: which volumes, under which locks, with
+//! progress and Ctrl-C, and BuildKit's error policy (a failing
+//! `--cache-from` is a warning; a failing `--cache-to` too, unless
+//! `ignore-error=false`). The transfer itself is `vmbuild_transfer`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use vmbuild_cache::volume::{lock_exclusive, VolumeSource, VolumeSpec};
+use vmbuild_runner::{RunError, Stopper};
+use vmbuild_transfer::{
+    export::human, CacheRef, Dest, Direction, ExportOptions, Location, Meter, Outcome, Source,
+    TransferError,
+};
+
+/// The name of `--cache-dir` in an export.
+pub const CACHE_DIR_NAME: &str = "cache-dir";
+/// How often a long transfer reports its progress.
+const PROGRESS_EVERY: Duration = Duration::from_secs(3);
+
+/// A volume a transfer reads or replaces.
+#[derive(Debug, Clone)]
+pub struct Vol {
+    /// Its name in the export.
+    pub name: String,
+    pub dir: PathBuf,
+    /// Its lock's name under the cache root.
+    pub lock: String,
+    /// Its record's key.
+    pub key: String,
+}
+
+/// Where the transfer records live: `<cache root>/.transfer` (volume ids
+/// never start with a dot).
+pub fn records_dir(root: &Path) -> PathBuf {
+    root.join(".transfer")
+}
+
+/// The build's volumes that transfers cover: `--cache-dir` (as
+/// `cache-dir`) and every named volume (`id=`), build- and step-level.
+/// `src=DIR` volumes are the user's own directories and are left out.
+pub fn build_vols(
+    root: &Path,
+    cache_dir: Option<&Path>,
+    specs: &[&VolumeSpec],
+) -> Result<Vec<Vol>, RunError> {
+    let mut out = Vec::new();
+    if let Some(d) = cache_dir {
+        out.push(dir_vol(CACHE_DIR_NAME, d)?);
+    }
+    for s in specs {
+        if let VolumeSource::Named(id) = &s.source {
+            if !out.iter().any(|v: &Vol| v.name == *id) {
+                out.push(Vol {
+                    name: id.clone(),
+                    dir: root.join(id),
+                    lock: id.clone(),
+                    key: id.clone(),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A plain directory as a transfer volume named `name` (made if missing).
+pub fn dir_vol(name: &str, dir: &Path) -> Result<Vol, RunError> {
+    let dir = vmbuild_cache::prepare_cache_dir(dir)?;
+    Ok(Vol {
+        name: name.to_string(),
+        lock: crate::volumes::src_lock_name(&dir),
+        key: vmbuild_transfer::records::key_for(None, &dir),
+        dir,
+    })
+}
+
+/// `--cache-from REF` / `--cache-to REF` as users wrote them.
+fn label(dir: Direction, spec: &CacheRef) -> String {
+    match dir {
+        Direction::From => format!("cache-from {spec}"),
+        Direction::To => format!("cache-to {spec}"),
+    }
+}
+
+/// Runs `work` on its own thread (the transfer blocks: disk, zstd, its own
+/// registry client), reporting `meter` every few seconds through `note`,
+/// and cancelling it on Ctrl-C or `--timeout` (then waiting for it to
+/// clean up).
+pub async fn on_thread<T: Send + 'static>(
+    label: &str,
+    stop: &Stopper,
+    note: &mut dyn FnMut(&str),
+    work: impl FnOnce(&Meter) -> T + Send + 'static,
+) -> Result<T, RunError> {
+    let meter = Arc::new(Meter::default());
+    let (tx, mut rx) = tokio::sync::oneshot::channel();
+    let m = meter.clone();
+    std::thread::Builder::new()
+        .name("vmbuild-transfer".into())
+        .spawn(move || {
+            let _ = tx.send(work(&m));
+        })
+        .map_err(|e| RunError::io("starting the cache transfer thread", e))?;
+    let mut tick = tokio::time::interval(PROGRESS_EVERY);
+    tick.tick().await;
+    let during = format!("during {label}");
+    loop {
+        tokio::select! {
+            r = &mut rx => {
+                return r.map_err(|_| RunError::CacheTransfer { flag: label.into(), why: "the transfer thread panicked".into() });
+            }
+            _ = tick.tick() => {
+                let r = meter.read();
+                if r.total_bytes > 0 {
+                    note(&format!(
+                        "{label}: {} {}/{} blobs, {} of {}, {}/s",
+                        r.phase, r.blobs, r.total_blobs, human(r.bytes), human(r.total_bytes), human(r.rate as u64)
+                    ));
+                } else if !r.phase.is_empty() {
+                    note(&format!("{label}: {}", r.phase));
+                }
+            }
+            e = stop.fired(&during) => {
+                meter.cancel();
+                let _ = rx.await;
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// Imports into `vols` from the `from` specs before a build: for each
+/// volume the first spec whose export has it wins; a volume another build
+/// holds is left alone. Every failure is a note, never an error (but
+/// Ctrl-C and the timeout are).
+pub async fn import_before(
+    from: &[CacheRef],
+    vols: &[Vol],
+    root: &Path,
+    stop: &Stopper,
+    note: &mut dyn FnMut(&str),
+) -> Result<(), RunError> {
+    let mut pending: Vec<Vol> = vols.to_vec();
+    for spec in from {
+        if pending.is_empty() {
+            break;
+        }
+        let l = label(Direction::From, spec);
+        let (spec2, todo, root2) = (spec.clone(), pending.clone(), root.to_path_buf());
+        let done = on_thread(&l, stop, note, move |meter| import_some(&spec2, &todo, &root2, meter)).await?;
+        match done {
+            Ok(lines) => {
+                for (name, line) in lines {
+                    note(&format!("{l}: {line}"));
+                    if let Some(name) = name {
+                        pending.retain(|v| v.name != name);
+                    }
+                }
+            }
+            Err(TransferError::Interrupted) => return Err(RunError::Interrupted),
+            Err(e @ TransferError::NotFound { .. }) => note(&format!("cache-from: {e}")),
+            Err(e) => note(&format!("{l}: {e}; building without it")),
+        }
+    }
+    Ok(())
+}
+
+/// One spec's imports: `(Some(volume) when it is settled, line)` each.
+fn import_some(
+    spec: &CacheRef,
+    vols: &[Vol],
+    root: &Path,
+    meter: &Meter,
+) -> Result<Vec<(Option<String>, String)>, TransferError> {
+    let mut store = vmbuild_transfer::open(spec, Direction::From, &[])?;
+    let export = vmbuild_transfer::read_export(store.as_mut())?;
+    let records = records_dir(root);
+    let mut lines = Vec::new();
+    for v in vols {
+        if !export.config.volumes.iter().any(|x| x.name == v.name) {
+            continue;
+        }
+        let lock = match lock_exclusive(root, &v.lock, false, |_| {}) {
+            Ok(f) => f,
+            Err(e) => {
+                lines.push((None, format!("{}: not imported: {e}", v.name)));
+                continue;
+            }
+        };
+        let dest = Dest {
+            name: v.name.clone(),
+            dir: v.dir.clone(),
+            key: v.key.clone(),
+            force: false,
+        };
+        let out = vmbuild_transfer::import(store.as_mut(), &export, std::slice::from_ref(&dest), &records, meter);
+        drop(lock);
+        match out {
+            Ok(outs) => {
+                for o in outs {
+                    let settled = !matches!(o, Outcome::Absent { .. });
+                    lines.push((settled.then(|| o.name().to_string()), o.line()));
+                }
+            }
+            Err(TransferError::Interrupted) => return Err(TransferError::Interrupted),
+            Err(e) => lines.push((None, format!("{}: not imported: {e}", v.name))),
+        }
+    }
+    Ok(lines)
+}
+
+/// Exports `vols` to each `to` spec after a successful build. A failure
+/// is a note, or the build's error with `ignore-error=false`.
+pub async fn export_after(
+    to: &[CacheRef],
+    vols: &[Vol],
+    mount_from: &[CacheRef],
+    root: &Path,
+    stop: &Stopper,
+    note: &mut dyn FnMut(&str),
+) -> Result<(), RunError> {
+    if vols.is_empty() && !to.is_empty() {
+        note("cache-to: the build has no --cache-dir and no named volume (--cache id=...): nothing to export");
+        return Ok(());
+    }
+    let mounts: Vec<String> = mount_from
+        .iter()
+        .filter_map(|s| match &s.location {
+            Location::Registry { reference, .. } => Some(reference.clone()),
+            Location::Local { .. } => None,
+        })
+        .collect();
+    for spec in to {
+        let l = label(Direction::To, spec);
+        let (spec2, mounts2, records) = (spec.clone(), mounts.clone(), records_dir(root));
+        let sources: Vec<Source> = vols
+            .iter()
+            .map(|v| Source {
+                name: v.name.clone(),
+                dir: v.dir.clone(),
+                key: v.key.clone(),
+            })
+            .collect();
+        let out = on_thread(&l, stop, note, move |meter| {
+            let mut store = vmbuild_transfer::open(&spec2, Direction::To, &mounts2)?;
+            vmbuild_transfer::export(
+                &sources,
+                store.as_mut(),
+                &ExportOptions {
+                    level: spec2.compression_level,
+                    records: &records,
+                    meter,
+                },
+            )
+        })
+        .await?;
+        match out {
+            Ok(summary) => note(&format!("cache-to {summary}")),
+            Err(TransferError::Interrupted) => return Err(RunError::Interrupted),
+            Err(e) if spec.ignore_error => note(&format!("{l}: {e} (ignored; ignore-error=false makes this fail the build)")),
+            Err(e) => {
+                return Err(RunError::CacheTransfer {
+                    flag: format!("--cache-to {spec}"),
+                    why: e.to_string(),
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vmbuild_cache::volume::VolumeSpec;
+
+    #[test]
+    fn build_volumes_are_the_cache_dir_and_named_volumes_once() {
+        let root = tempfile::tempdir().unwrap();
+        let cache = root.path().join("cache");
+        let a: VolumeSpec = "id=gomod,target=/go".parse().unwrap();
+        let a2: VolumeSpec = "id=gomod,target=/go2".parse().unwrap();
+        let src: VolumeSpec = format!("src={},target=/x", root.path().display())
+            .parse()
+            .unwrap();
+        let v = build_vols(root.path(), Some(&cache), &[&a, &src, &a2]).unwrap();
+        let names: Vec<&str> = v.iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(names, ["cache-dir", "gomod"]);
+        assert_eq!(v[1].dir, root.path().join("gomod"));
+        assert!(v[0].lock.starts_with(".src-"), "{}", v[0].lock);
+        assert!(v[0].key.starts_with("dir-"));
+        assert!(cache.is_dir(), "the cache dir is made");
+    }
+}
