@@ -141,6 +141,19 @@ fn example_build(
     mode: &str,
     out: &Path,
 ) -> (Duration, String) {
+    example_build_with(v, name, env, cache, mode, out, &[])
+}
+
+/// [`example_build`] with more arguments.
+fn example_build_with(
+    v: &Vmb,
+    name: &str,
+    env: &[&str],
+    cache: &Path,
+    mode: &str,
+    out: &Path,
+    more: &[&str],
+) -> (Duration, String) {
     let cfg = example(name).to_string_lossy().into_owned();
     let (c, o) = (
         cache.to_string_lossy().into_owned(),
@@ -161,6 +174,7 @@ fn example_build(
     for e in env {
         args.extend(["-e", e]);
     }
+    args.extend(more);
     let t0 = Instant::now();
     let r = v.run(&args);
     let took = t0.elapsed();
@@ -170,9 +184,21 @@ fn example_build(
 
 /// One build of the pip example; returns its wall time and log.
 fn pip_build(v: &Vmb, index: &Index, cache: &Path, mode: &str, out: &Path) -> (Duration, String) {
+    pip_build_with(v, index, cache, mode, out, &[])
+}
+
+/// [`pip_build`] with more arguments.
+fn pip_build_with(
+    v: &Vmb,
+    index: &Index,
+    cache: &Path,
+    mode: &str,
+    out: &Path,
+    more: &[&str],
+) -> (Duration, String) {
     let url = format!("PIP_INDEX_URL=http://10.0.2.2:{}/simple/", index.port);
     let env = [url.as_str(), "PIP_TRUSTED_HOST=10.0.2.2"];
-    let (took, log) = example_build(v, "pip-cache", &env, cache, mode, out);
+    let (took, log) = example_build_with(v, "pip-cache", &env, cache, mode, out, more);
     assert!(log.contains("imported six 1.16.0"), "{log}");
     (took, log)
 }
@@ -196,8 +222,15 @@ fn pip_cache_round_trip_in_both_modes() {
 
     // virtiofs: the first build fills the cache, the second fetches no
     // package file and is faster.
+    // The cold build also exports its cache to a registry, as a CI runner
+    // with --cache-to would.
+    let registry = crate::registry::TestRegistry::start(None);
+    let cache_ref = format!("type=registry,ref={}", registry.reference("ci/pip-cache:main"));
     let cache = tmp.path().join("cache-virtiofs");
-    let (cold, first) = pip_build(&v, &index, &cache, "virtiofs", &tmp.path().join("out1"));
+    let root = tmp.path().join("root").to_string_lossy().into_owned();
+    let to = ["--cache-root", root.as_str(), "--cache-to", cache_ref.as_str()];
+    let (cold, first) = pip_build_with(&v, &index, &cache, "virtiofs", &tmp.path().join("out1"), &to);
+    assert!(first.contains("cache-to ") && first.contains("1 volume"), "{first}");
     let fetched = index.take_file_requests();
     assert_eq!(
         fetched.len(),
@@ -225,6 +258,19 @@ fn pip_cache_round_trip_in_both_modes() {
         "the warm build reuses the wheel the cold build made: {second}"
     );
     assert!(warm < cold, "warm {warm:?} should beat cold {cold:?}");
+
+    // A fresh runner: empty cache dir and cache root, the cache pulled from
+    // the registry before boot; no package file is downloaded.
+    let fresh = tmp.path().join("fresh-cache");
+    let fresh_root = tmp.path().join("fresh-root").to_string_lossy().into_owned();
+    let from = ["--cache-root", fresh_root.as_str(), "--cache-from", cache_ref.as_str()];
+    let (_, third) = pip_build_with(&v, &index, &fresh, "virtiofs", &tmp.path().join("out3"), &from);
+    assert!(third.contains("cache-dir: imported"), "{third}");
+    let refetched = index.take_file_requests();
+    assert!(
+        refetched.is_empty(),
+        "the fresh runner fetched package files although the cache came from the registry: {refetched:?}\n{third}"
+    );
 
     // overlay (default mode): the host cache is never written, so every
     // build downloads again: the documented behaviour.

@@ -11,6 +11,8 @@ mod env_images;
 mod harness;
 mod network;
 mod oom;
+#[path = "../../crates/transfer/tests/support/mod.rs"]
+mod registry;
 mod rename_dir;
 mod run_basics;
 mod run_failures;

@@ -143,6 +143,8 @@ pub async fn import_before(
     note: &mut dyn FnMut(&str),
 ) -> Result<(), RunError> {
     let mut pending: Vec<Vol> = vols.to_vec();
+    std::fs::create_dir_all(root)
+        .map_err(|e| RunError::io(format!("creating the cache root {}", root.display()), e))?;
     for spec in from {
         if pending.is_empty() {
             break;
