@@ -6,9 +6,11 @@
 #   mmdebstrap, erofs-utils   environment images (`environment.contents.packages`)
 #   libseccomp-dev libcap-ng-dev   to build the Rust virtiofsd the tests also cover
 #   openssl          the tests make a throw-away CA for `--ca-cert`
+#   docker-registry skopeo   cache export tests: a real OCI registry on loopback, and OCI tooling interop
+#   zstd             the plain `tar | zstd` baseline of `vmbuild bench transfer`
 set -euo pipefail
 
-packages=(qemu-system-x86 bubblewrap mmdebstrap erofs-utils libseccomp-dev libcap-ng-dev openssl)
+packages=(qemu-system-x86 bubblewrap mmdebstrap erofs-utils libseccomp-dev libcap-ng-dev openssl docker-registry skopeo zstd)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

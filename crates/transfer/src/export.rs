@@ -125,6 +125,8 @@ pub fn export(
         ..Default::default()
     };
 
+    meter.phase("connecting", 0, 0);
+    store.ping(true)?;
     // List and cut every volume; look each chunk up in its record.
     meter.phase("listing", 0, 0);
     let mut listings: Vec<Listing> = Vec::new();
@@ -198,6 +200,7 @@ pub fn export(
         .iter()
         .filter_map(|c| c.layer.as_ref().map(|l| l.digest.clone()))
         .collect();
+    meter.phase("checking", fresh_digests.len() as u64, 0);
     let fresh_have = store.have(&fresh_digests, meter)?;
     let mut uploads: Vec<Upload<'_>> = Vec::new();
     let mut seen = std::collections::HashSet::new();

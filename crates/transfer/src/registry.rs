@@ -211,6 +211,19 @@ impl Store for Registry {
         self.given.clone()
     }
 
+    fn ping(&mut self, write: bool) -> Result<(), TransferError> {
+        let (client, r, auth) = (&self.client, &self.reference, &self.auth);
+        let op = if write {
+            RegistryOperation::Push
+        } else {
+            RegistryOperation::Pull
+        };
+        self.rt
+            .block_on(retry(|| client.auth(r, auth, op)))
+            .map(drop)
+            .map_err(|e| self.error(&e))
+    }
+
     fn have(&mut self, digests: &[String], meter: &Meter) -> Result<Vec<bool>, TransferError> {
         let (client, r, auth) = (&self.client, &self.reference, &self.auth);
         let found = self.rt.block_on(async {

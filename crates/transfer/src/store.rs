@@ -28,6 +28,11 @@ pub trait Store: Send {
     /// The store as users name it: `ghcr.io/acme/app-cache:main` or
     /// `DIR:tag`.
     fn place(&self) -> String;
+    /// Checks that the store answers (and takes our credentials for
+    /// writing when `write`), before any work is spent on it.
+    fn ping(&mut self, _write: bool) -> Result<(), TransferError> {
+        Ok(())
+    }
     /// Which of `digests` the store has, same order.
     fn have(&mut self, digests: &[String], meter: &Meter) -> Result<Vec<bool>, TransferError>;
     /// Uploads `blobs`, which it does not have.
