@@ -402,6 +402,26 @@ pub enum BenchCommand {
     Boot(BenchBootArgs),
     /// Reading and writing the shared cache in both modes vs natively.
     Cache(BenchCacheArgs),
+    /// Cache export and import (type=local, and a registry with --registry) against
+    /// `tar | zstd -T0` and its reverse, and a re-export after a 1% change.
+    Transfer(BenchTransferArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchTransferArgs {
+    /// Size of the generated cache, MiB.
+    #[arg(long, default_value = "500")]
+    pub size_mib: u64,
+    /// Runs per measurement (the median is shown).
+    #[arg(long, default_value = "3")]
+    pub runs: usize,
+    /// Also export to and import from this registry reference (e.g. a local
+    /// docker-registry: 127.0.0.1:5000/bench/cache:x).
+    #[arg(long, value_name = "REF")]
+    pub registry: Option<String>,
+    /// Scratch directory (default: a fresh one in /var/tmp).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

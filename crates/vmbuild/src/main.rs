@@ -4,6 +4,7 @@
 mod args;
 mod bench;
 mod bench_cache;
+mod bench_transfer;
 mod build;
 mod ca_certs;
 mod cache_cmd;
