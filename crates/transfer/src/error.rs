@@ -51,6 +51,9 @@ pub enum TransferError {
     },
     #[error("{what} is not a directory: {path}")]
     NotADirectory { what: String, path: PathBuf },
+    /// The volume's lock could not be taken (the cache crate's words).
+    #[error("{0}")]
+    Lock(String),
     /// Ctrl-C or a timeout.
     #[error("cache transfer interrupted")]
     Interrupted,

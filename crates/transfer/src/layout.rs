@@ -118,12 +118,18 @@ impl Store for Layout {
             let dest = self.blob(b.digest)?;
             let ctx = || format!("writing {} to {}", b.digest, self.dir.display());
             let dir = dest.parent().unwrap_or(&self.dir);
-            let tmp = tempfile::Builder::new()
-                .prefix(".tmp-")
-                .tempfile_in(dir)
-                .map_err(TransferError::io(ctx()))?;
-            std::fs::copy(b.file, tmp.path()).map_err(TransferError::io(ctx()))?;
-            tmp.persist(&dest).map_err(|e| TransferError::io(ctx())(e.error))?;
+            // A hard link when the packed file is on the same filesystem
+            // (no second write of the blob), else a copy; either way under
+            // a temporary name, renamed into place.
+            let tmp = dir.join(format!(".tmp-{}-{}", std::process::id(), &b.digest[7..]));
+            let _ = std::fs::remove_file(&tmp);
+            if std::fs::hard_link(b.file, &tmp).is_err() {
+                std::fs::copy(b.file, &tmp).map_err(TransferError::io(ctx()))?;
+            }
+            if let Err(e) = std::fs::rename(&tmp, &dest) {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(TransferError::io(ctx())(e));
+            }
             meter.add_bytes(b.size);
             meter.blob_done();
         }

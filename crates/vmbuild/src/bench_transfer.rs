@@ -95,7 +95,14 @@ fn change_one_percent(dir: &Path, mib: u64) -> Result<()> {
     Ok(())
 }
 
+/// Writes back what earlier steps left dirty, so each timed step starts
+/// from the same state and pays only for its own writes.
+fn settle() {
+    let _ = Command::new("sync").status();
+}
+
 fn sh(script: &str) -> Result<f64> {
+    settle();
     let t0 = Instant::now();
     let st = Command::new("sh").args(["-c", script]).status().context("running sh")?;
     if !st.success() {
@@ -111,6 +118,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn export(spec: &str, src: &Path, records: &Path) -> Result<(f64, String)> {
     let spec = target::parse(spec, Direction::To)?;
+    settle();
     let t0 = Instant::now();
     let mut store = vmbuild_transfer::open(&spec, Direction::To, &[])?;
     let s = vmbuild_transfer::export(
@@ -131,6 +139,7 @@ fn export(spec: &str, src: &Path, records: &Path) -> Result<(f64, String)> {
 
 fn import(spec: &str, dest: &Path, records: &Path) -> Result<f64> {
     let spec = target::parse(spec, Direction::From)?;
+    settle();
     let t0 = Instant::now();
     let mut store = vmbuild_transfer::open(&spec, Direction::From, &[])?;
     let e = vmbuild_transfer::read_export(store.as_mut())?;
@@ -165,22 +174,36 @@ pub fn transfer(a: BenchTransferArgs) -> Result<()> {
     eprintln!("bench transfer: a {} cache of {files} entries in {}", vmbuild_transfer::export::human(bytes), s.display());
     let tarball = s.join("cache.tar.zst");
     let (srcs, tb) = (src.display().to_string(), tarball.display().to_string());
-    let mut targets = vec![("type=local".to_string(), format!("type=local,dest={}", s.join("layout").display()), format!("type=local,src={}", s.join("layout").display()))];
-    if let Some(r) = &a.registry {
-        targets.push((format!("registry {r}"), format!("type=registry,ref={r}"), format!("type=registry,ref={r}")));
-    }
+    // Every run exports to an empty target: a new layout dir, a new
+    // repository in the registry.
+    let targets = |run: usize| {
+        let layout = s.join(format!("layout-{run}"));
+        let mut t = vec![(
+            "type=local".to_string(),
+            format!("type=local,dest={}", layout.display()),
+            format!("type=local,src={}", layout.display()),
+        )];
+        if let Some(r) = &a.registry {
+            let r = format!("{r}-{}-{run}:bench", std::process::id());
+            t.push((
+                format!("registry {}", a.registry.as_deref().unwrap_or("")),
+                format!("type=registry,ref={r}"),
+                format!("type=registry,ref={r}"),
+            ));
+        }
+        t
+    };
 
     let mut base_exp = Vec::new();
     let mut base_imp = Vec::new();
-    let mut ours: Vec<(Vec<f64>, Vec<f64>)> = targets.iter().map(|_| (Vec::new(), Vec::new())).collect();
+    let mut ours: Vec<(Vec<f64>, Vec<f64>)> = targets(0).iter().map(|_| (Vec::new(), Vec::new())).collect();
     for run in 0..runs {
         base_exp.push(sh(&format!("tar -C {srcs} -cf - . | zstd -T0 -3 -q -f -o {tb}"))?);
         let out = fresh(&s.join("base-out"))?;
         std::fs::create_dir_all(&out)?;
         base_imp.push(sh(&format!("zstd -d -T0 -q -c {tb} | tar -C {} -xf -", out.display()))?);
-        for (i, (_, to, from)) in targets.iter().enumerate() {
+        for (i, (_, to, from)) in targets(run).iter().enumerate() {
             // A full export each time: fresh records, an empty target.
-            let _ = std::fs::remove_dir_all(s.join("layout"));
             let (t, summary) = export(to, &src, &fresh(&s.join(format!("rec-{run}-{i}")))?)?;
             if run == 0 {
                 eprintln!("  {summary}");
@@ -193,15 +216,14 @@ pub fn transfer(a: BenchTransferArgs) -> Result<()> {
     println!("cache transfer, {} ({files} entries), median of {runs}:", vmbuild_transfer::export::human(bytes));
     let (be, bi) = (median(base_exp), median(base_imp));
     println!("  baseline tar | zstd -T0 -3   export {be:6.2} s   import {bi:6.2} s");
-    for ((name, _, _), (e, i)) in targets.iter().zip(ours) {
+    for ((name, _, _), (e, i)) in targets(0).iter().zip(ours) {
         let (e, i) = (median(e), median(i));
         println!("  {name:<28} export {e:6.2} s ({:.2}x)   import {i:6.2} s ({:.2}x)", e / be, i / bi);
     }
 
     // Re-export after a 1% change, against a full export, same target.
-    let (_, to, _) = &targets[0];
+    let (_, to, _) = &targets(runs)[0];
     let records = fresh(&s.join("rec-inc"))?;
-    let _ = std::fs::remove_dir_all(s.join("layout"));
     let (full, _) = export(to, &src, &records)?;
     change_one_percent(&src, a.size_mib)?;
     let (inc, summary) = export(to, &src, &records)?;

@@ -199,6 +199,10 @@ fn rm(root: &Path, ids: &[String]) -> Result<()> {
             .map(|v| v.usage.bytes)
             .sum();
         let names = volume::remove_volume(root, id)?;
+        if !id.contains('~') {
+            // Its export record describes content that is gone.
+            vmbuild_transfer::records::forget(&crate::cache_transfer::records_dir(root), id);
+        }
         println!("removed {} ({})", names.join(", "), human_size(size));
     }
     Ok(())
@@ -424,6 +428,8 @@ pub async fn transfer(cmd: CacheCommand, stop: &vmbuild_runner::Stopper) -> Resu
             root,
         } => {
             let root = root_of(&root)?;
+            std::fs::create_dir_all(&root)
+                .with_context(|| format!("creating the cache root {}", root.display()))?;
             let v = transfer_vol(&root, &target, wanted.as_deref())?;
             let label = format!("cache-from {from}");
             let lock_root = root.clone();
@@ -444,10 +450,7 @@ pub async fn transfer(cmd: CacheCommand, stop: &vmbuild_runner::Stopper) -> Resu
                         pid.map(|p| format!(" by pid {p}")).unwrap_or_default()
                     )
                 })
-                .map_err(|e| vmbuild_transfer::TransferError::Io {
-                    context: format!("locking {}", v.dir.display()),
-                    source: std::io::Error::other(e.to_string()),
-                })?;
+                .map_err(|e| vmbuild_transfer::TransferError::Lock(e.to_string()))?;
                 let dest = vmbuild_transfer::Dest {
                     name: v.name.clone(),
                     dir: v.dir.clone(),

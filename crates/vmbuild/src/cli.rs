@@ -415,8 +415,8 @@ pub struct BenchTransferArgs {
     /// Runs per measurement (the median is shown).
     #[arg(long, default_value = "3")]
     pub runs: usize,
-    /// Also export to and import from this registry reference (e.g. a local
-    /// docker-registry: 127.0.0.1:5000/bench/cache:x).
+    /// Also export to and import from this registry: REGISTRY/REPO, a new repository
+    /// per run is made under it (e.g. a local docker-registry: 127.0.0.1:5000/bench/cache).
     #[arg(long, value_name = "REF")]
     pub registry: Option<String>,
     /// Scratch directory (default: a fresh one in /var/tmp).
