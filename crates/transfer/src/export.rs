@@ -304,6 +304,14 @@ fn pack_all(
     level: i32,
     meter: &Meter,
 ) -> Result<Vec<(Packed, PathBuf)>, TransferError> {
+    // Largest chunks first, so no thread is left packing one big file
+    // alone at the end.
+    let mut order: Vec<usize> = (0..todo.len()).collect();
+    let weight = |k: &usize| {
+        let c = &chunks[todo[*k]];
+        listings[c.volume].entries[c.range.clone()].iter().map(|e| e.size).sum::<u64>()
+    };
+    order.sort_by_key(|k| std::cmp::Reverse(weight(k)));
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<Result<(Packed, PathBuf), TransferError>>>> =
         Mutex::new((0..todo.len()).map(|_| None).collect());
@@ -314,10 +322,9 @@ fn pack_all(
     std::thread::scope(|s| {
         for _ in 0..threads {
             s.spawn(|| loop {
-                let k = next.fetch_add(1, Ordering::Relaxed);
-                if k >= todo.len() {
+                let Some(&k) = order.get(next.fetch_add(1, Ordering::Relaxed)) else {
                     break;
-                }
+                };
                 let r = meter.check().and_then(|()| {
                     let c = &chunks[todo[k]];
                     let src = &sources[c.volume];

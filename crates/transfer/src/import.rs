@@ -156,7 +156,9 @@ pub fn import(
         }
         let blob_bytes: u64 = layers.iter().map(|l| l.size).sum();
         meter.phase(&format!("pulling {}", d.name), layers.len() as u64, blob_bytes);
-        let report = unpack_volume(store, d, layers, info.entries, info.bytes, meter)?;
+        std::fs::create_dir_all(records)
+            .map_err(TransferError::io(format!("creating {}", records.display())))?;
+        let report = unpack_volume(store, records, d, layers, info.entries, info.bytes, meter)?;
         // The chunks of what now lies there are the export's: a re-export
         // of the unchanged volume packs nothing.
         record.chunks.clear();
@@ -220,6 +222,7 @@ impl Write for ToExtractor<'_> {
 
 fn unpack_volume(
     store: &mut dyn Store,
+    spool: &Path,
     d: &Dest,
     layers: &[Layer],
     entries: u64,
@@ -242,6 +245,7 @@ fn unpack_volume(
         .saturating_add(layers.len() as u64 * 16384)
         .saturating_add(1 << 20);
     let mut sink = ToExtractor { x: &mut x, left: limit };
+    store.prefetch(layers, spool);
     for l in layers {
         let mut z = zstd::stream::write::Decoder::new(&mut sink)
             .map_err(TransferError::io("starting zstd"))?;

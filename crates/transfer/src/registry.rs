@@ -5,11 +5,14 @@
 //! failures (connection errors, 5xx, 429) retried with backoff, and every
 //! pulled blob's digest checked.
 //!
-//! Runs its own single-threaded tokio runtime: callers are synchronous
-//! (packing and unpacking are CPU work on their own threads).
+//! Runs its own tokio runtime (two workers): callers are synchronous
+//! (packing and unpacking are CPU work on their own threads). An import
+//! fetches up to [`PARALLEL`] blobs ahead into files while it unpacks.
 
-use std::io::Write;
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{StreamExt, TryStreamExt};
@@ -40,6 +43,9 @@ pub struct Registry {
     /// Same-registry repositories to mount blobs from.
     mount_from: Vec<Reference>,
     plain_http: bool,
+    /// Blobs being fetched ahead into `spool`, by digest.
+    ahead: HashMap<String, tokio::task::JoinHandle<Result<PathBuf, String>>>,
+    spool: Option<tempfile::TempDir>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -78,7 +84,10 @@ impl Registry {
                 data,
             });
         }
-        let rt = tokio::runtime::Builder::new_current_thread()
+        // Two workers: blobs fetched ahead keep downloading while the
+        // caller unpacks the current one.
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
             .enable_all()
             .build()
             .map_err(TransferError::io("starting the registry client"))?;
@@ -92,6 +101,8 @@ impl Registry {
             auth_from: from,
             mount_from: Vec::new(),
             plain_http,
+            ahead: HashMap::new(),
+            spool: None,
         })
     }
 
@@ -314,13 +325,77 @@ impl Store for Registry {
         }
     }
 
-    fn download(&mut self, layer: &Layer, out: &mut dyn Write, meter: &Meter) -> Result<(), TransferError> {
-        let desc = oci_client::manifest::OciDescriptor {
-            digest: layer.digest.clone(),
-            size: layer.size as i64,
-            media_type: "application/vnd.oci.image.layer.v1.tar+zstd".into(),
-            ..Default::default()
+    fn prefetch(&mut self, layers: &[Layer], spool: &Path) {
+        let Ok(dir) = tempfile::Builder::new().prefix(".pull-").tempdir_in(spool) else {
+            return; // downloads stream one by one instead
         };
+        let gate = Arc::new(tokio::sync::Semaphore::new(PARALLEL));
+        for l in layers {
+            if self.ahead.contains_key(&l.digest) {
+                continue;
+            }
+            let (client, r, gate) = (self.client.clone(), self.reference.clone(), gate.clone());
+            let path = dir.path().join(&l.digest[7..]);
+            let desc = descriptor(l);
+            let task = self.rt.spawn(async move {
+                let _turn = gate.acquire_owned().await.map_err(|e| e.to_string())?;
+                let once = || async {
+                    let f = tokio::fs::File::create(&path).await?;
+                    client.pull_blob(&r, &desc, f).await
+                };
+                retry(once).await.map_err(|e| one_line(&e.to_string()))?;
+                Ok(path)
+            });
+            self.ahead.insert(l.digest.clone(), task);
+        }
+        self.spool = Some(dir);
+    }
+
+    fn download(&mut self, layer: &Layer, out: &mut dyn Write, meter: &Meter) -> Result<(), TransferError> {
+        if let Some(task) = self.ahead.remove(&layer.digest) {
+            let fetched = self.rt.block_on(task);
+            if let Ok(Ok(path)) = fetched {
+                // Fetched and checked by the client; checked again as it is read.
+                let mut v = Verify::new(layer, out, self.place());
+                let mut f = std::fs::File::open(&path)
+                    .map_err(TransferError::io(format!("reading {}", path.display())))?;
+                let mut buf = vec![0u8; 256 << 10];
+                loop {
+                    meter.check()?;
+                    let n = f
+                        .read(&mut buf)
+                        .map_err(TransferError::io(format!("reading {}", path.display())))?;
+                    if n == 0 {
+                        break;
+                    }
+                    v.put(&buf[..n])?;
+                    meter.add_bytes(n as u64);
+                }
+                drop(f);
+                let _ = std::fs::remove_file(&path);
+                v.finish()?;
+                meter.blob_done();
+                return Ok(());
+            }
+            // A failed fetch ahead: try once more, streaming, for the real error.
+        }
+        self.stream(layer, out, meter)
+    }
+}
+
+fn descriptor(layer: &Layer) -> oci_client::manifest::OciDescriptor {
+    oci_client::manifest::OciDescriptor {
+        digest: layer.digest.clone(),
+        size: layer.size as i64,
+        media_type: "application/vnd.oci.image.layer.v1.tar+zstd".into(),
+        ..Default::default()
+    }
+}
+
+impl Registry {
+    /// Streams one blob from the registry into `out`.
+    fn stream(&mut self, layer: &Layer, out: &mut dyn Write, meter: &Meter) -> Result<(), TransferError> {
+        let desc = descriptor(layer);
         let place = self.place();
         let (client, r) = (&self.client, &self.reference);
         let mut v = Verify::new(layer, out, place);
@@ -343,6 +418,16 @@ impl Store for Registry {
         v.finish()?;
         meter.blob_done();
         Ok(())
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        // Blobs fetched ahead and not used (an import that failed or was
+        // cancelled): stop their downloads before the spool dir goes.
+        for (_, t) in self.ahead.drain() {
+            t.abort();
+        }
     }
 }
 

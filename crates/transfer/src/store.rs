@@ -41,6 +41,10 @@ pub trait Store: Send {
     fn put_manifest(&mut self, manifest: &[u8]) -> Result<(), TransferError>;
     /// The tagged manifest's JSON; [`TransferError::NotFound`] without one.
     fn manifest(&mut self) -> Result<Vec<u8>, TransferError>;
+    /// Says which blobs [`download`](Self::download) will be asked for
+    /// next, in order, so a remote store can fetch several at once into
+    /// files under `spool` (a directory on the volumes' filesystem).
+    fn prefetch(&mut self, _layers: &[Layer], _spool: &Path) {}
     /// Streams blob `layer` into `out`, failing with
     /// [`TransferError::Corrupt`] unless its bytes hash to its digest and
     /// have its size.

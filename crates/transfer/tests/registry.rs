@@ -228,3 +228,43 @@ fn missing_volume_and_missing_ref_are_reported() {
     assert!(!e.to_string().contains('\n'));
     let _ = records::load(&host.path().join("r"), "v");
 }
+
+#[test]
+fn a_push_to_a_new_repository_mounts_blobs_from_the_cache_from_one() {
+    let reg = TestRegistry::start(None);
+    let host = tempfile::tempdir().unwrap();
+    let vol = host.path().join("vol");
+    make_volume(&vol, 300, 6 << 20);
+    let main = reg.reference("acme/cache:main");
+    push(&format!("type=registry,ref={main}"), &[source("v", &vol)], &host.path().join("ra")).unwrap();
+    let log = |needle: &str| {
+        std::fs::read_to_string(&reg.log)
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(needle))
+            .count()
+    };
+    let patches_before = log("\"PATCH /v2/");
+    // A branch's first export: same content, another repository; the
+    // records are fresh, so every chunk is packed, then mounted, not sent.
+    let branch = format!("type=registry,ref={}", reg.reference("acme/branch-cache:feature"));
+    let spec = target::parse(&branch, Direction::To).unwrap();
+    let mut store = open(&spec, Direction::To, &[main.clone()]).unwrap();
+    let s = export(
+        &[source("v", &vol)],
+        store.as_mut(),
+        &ExportOptions {
+            level: 3,
+            records: &host.path().join("rb"),
+            meter: &Meter::default(),
+        },
+    )
+    .unwrap();
+    assert!(s.pushed_blobs > 1, "{s}");
+    assert!(log("mount=sha256") >= s.pushed_blobs, "no cross-repository mounts in the registry log");
+    // At most the export's own new config blob is uploaded.
+    assert!(log("\"PATCH /v2/") <= patches_before + 1, "chunk data was uploaded again");
+    let got = host.path().join("got");
+    pull(&branch, &[dest("v", &got, false)], &host.path().join("rc")).unwrap();
+    assert_eq!(tree(&got), tree(&vol));
+}
