@@ -2,7 +2,9 @@
 //! baseline `tar -c DIR | zstd -T0 > FILE` and its reverse, on a generated
 //! cache of mixed files, side by side in one run (medians of `--runs`);
 //! then a re-export after a 1% change (new files worth 1% of the cache,
-//! and a few rewritten small ones), against the full export.
+//! and a few rewritten small ones), against the full export. With
+//! `--registry`, exports to and imports from a registry are compared with
+//! the baseline's tarball moved through the same registry by curl.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -111,6 +113,14 @@ fn sh(script: &str) -> Result<f64> {
     Ok(t0.elapsed().as_secs_f64())
 }
 
+fn sh_out(script: &str) -> Result<String> {
+    let o = Command::new("sh").args(["-c", script]).output().context("running sh")?;
+    if !o.status.success() {
+        bail!("`{script}` failed: {}", o.status);
+    }
+    Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -196,12 +206,31 @@ pub fn transfer(a: BenchTransferArgs) -> Result<()> {
 
     let mut base_exp = Vec::new();
     let mut base_imp = Vec::new();
+    // With a registry, the baseline also moves its one tarball through it
+    // with curl (one monolithic upload; one download piped into zstd | tar).
+    let mut up = Vec::new();
+    let mut down = Vec::new();
     let mut ours: Vec<(Vec<f64>, Vec<f64>)> = targets(0).iter().map(|_| (Vec::new(), Vec::new())).collect();
     for run in 0..runs {
         base_exp.push(sh(&format!("tar -C {srcs} -cf - . | zstd -T0 -3 -q -f -o {tb}"))?);
         let out = fresh(&s.join("base-out"))?;
         std::fs::create_dir_all(&out)?;
         base_imp.push(sh(&format!("zstd -d -T0 -q -c {tb} | tar -C {} -xf -", out.display()))?);
+        if let Some(r) = &a.registry {
+            let (host, repo) = r.split_once('/').context("--registry is REGISTRY/REPO")?;
+            let repo = format!("{repo}-base-{}-{run}", std::process::id());
+            let digest = sh_out(&format!("sha256sum {tb} | cut -d' ' -f1"))?;
+            up.push(sh(&format!(
+                "loc=$(curl -fsS -i -X POST http://{host}/v2/{repo}/blobs/uploads/ | tr -d '\\r' | sed -n 's/^[Ll]ocation: //p'); \
+                 curl -fsS -X PUT -H 'Content-Type: application/octet-stream' --data-binary @{tb} \"$loc&digest=sha256:{digest}\" >/dev/null"
+            ))?);
+            let out = fresh(&s.join("base-out"))?;
+            std::fs::create_dir_all(&out)?;
+            down.push(sh(&format!(
+                "curl -fsS http://{host}/v2/{repo}/blobs/sha256:{digest} | zstd -d -q | tar -C {} -xf -",
+                out.display()
+            ))?);
+        }
         for (i, (_, to, from)) in targets(run).iter().enumerate() {
             // A full export each time: fresh records, an empty target.
             let (t, summary) = export(to, &src, &fresh(&s.join(format!("rec-{run}-{i}")))?)?;
@@ -216,9 +245,17 @@ pub fn transfer(a: BenchTransferArgs) -> Result<()> {
     println!("cache transfer, {} ({files} entries), median of {runs}:", vmbuild_transfer::export::human(bytes));
     let (be, bi) = (median(base_exp), median(base_imp));
     println!("  baseline tar | zstd -T0 -3   export {be:6.2} s   import {bi:6.2} s");
-    for ((name, _, _), (e, i)) in targets(0).iter().zip(ours) {
+    let through = (!up.is_empty()).then(|| (median(up.clone()) + be, median(down.clone())));
+    if let Some((ue, ui)) = through {
+        println!("  baseline + curl via registry export {ue:6.2} s   import {ui:6.2} s");
+    }
+    for (k, ((name, _, _), (e, i))) in targets(0).iter().zip(ours).enumerate() {
         let (e, i) = (median(e), median(i));
-        println!("  {name:<28} export {e:6.2} s ({:.2}x)   import {i:6.2} s ({:.2}x)", e / be, i / bi);
+        let (de, di) = match (k, through) {
+            (1, Some((ue, ui))) => (ue, ui),
+            _ => (be, bi),
+        };
+        println!("  {name:<28} export {e:6.2} s ({:.2}x)   import {i:6.2} s ({:.2}x)", e / de, i / di);
     }
 
     // Re-export after a 1% change, against a full export, same target.
