@@ -58,7 +58,10 @@ fn build_exports_after_success_only_and_cache_errors_follow_ignore_error() {
 
     // A good build exports; an unreachable --cache-from is only a warning.
     std::fs::create_dir(tmp.path().join("ok")).unwrap();
-    let good = pipeline(&tmp.path().join("ok"), "echo built > /var/cache/tools/stamp");
+    let good = pipeline(
+        &tmp.path().join("ok"),
+        "echo built > /var/cache/tools/stamp",
+    );
     let mut a = common(&good);
     a.extend([
         "--cache-from".into(),
@@ -69,13 +72,22 @@ fn build_exports_after_success_only_and_cache_errors_follow_ignore_error() {
     let o = run(a);
     let log = stderr(&o);
     assert_eq!(o.status.code(), Some(0), "{log}");
-    assert!(log.contains("cannot reach it") && log.contains("building without it"), "{log}");
-    assert!(log.contains("cache-to ") && log.contains("1 volume"), "{log}");
+    assert!(
+        log.contains("cannot reach it") && log.contains("building without it"),
+        "{log}"
+    );
+    assert!(
+        log.contains("cache-to ") && log.contains("1 volume"),
+        "{log}"
+    );
 
     // A fresh root imports it before boot; the step sees the stamp.
     let fresh = tmp.path().join("fresh").to_string_lossy().into_owned();
     std::fs::create_dir(tmp.path().join("check")).unwrap();
-    let check = pipeline(&tmp.path().join("check"), "test \"$(cat /var/cache/tools/stamp)\" = built");
+    let check = pipeline(
+        &tmp.path().join("check"),
+        "test \"$(cat /var/cache/tools/stamp)\" = built",
+    );
     let mut a = common(&check);
     a[5] = fresh.clone();
     a.extend(["--cache-from".into(), from.clone()]);
@@ -89,15 +101,25 @@ fn build_exports_after_success_only_and_cache_errors_follow_ignore_error() {
     a.extend(["--cache-to".into(), bad_to.into()]);
     let o = run(a);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(stderr(&o).contains("(ignored; ignore-error=false"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("(ignored; ignore-error=false"),
+        "{}",
+        stderr(&o)
+    );
     let mut a = common(&good);
     a.extend(["--cache-to".into(), format!("{bad_to},ignore-error=false")]);
     let o = run(a);
     assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
     let err = stderr(&o);
     let line = err.lines().last().unwrap_or("");
-    assert!(line.starts_with("vmbuild: error: --cache-to") && line.contains("127.0.0.1:9"), "{err}");
-    assert!(!err.contains("packing"), "nothing is packed for an unreachable registry: {err}");
+    assert!(
+        line.starts_with("vmbuild: error: --cache-to") && line.contains("127.0.0.1:9"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("packing"),
+        "nothing is packed for an unreachable registry: {err}"
+    );
 }
 
 #[test]
@@ -112,34 +134,106 @@ fn cache_export_and_import_commands_round_trip_a_volume() {
     let r = root.to_string_lossy().into_owned();
     let dest = format!("type=local,dest={}", tmp.path().join("l").display());
     let src = format!("type=local,src={}", tmp.path().join("l").display());
-    let o = v.run(&["cache", "export", "gomod", "--to", &dest, "--cache-root", &r]);
+    let o = v.run(&[
+        "cache",
+        "export",
+        "gomod",
+        "--to",
+        &dest,
+        "--cache-root",
+        &r,
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let said = crate::harness::stdout(&o);
-    assert!(said.starts_with("cache-to ") && said.contains("1 volume, 9 B; pushed 1 blob"), "{said}");
+    assert!(
+        said.starts_with("cache-to ") && said.contains("1 volume, 9 B; pushed 1 blob"),
+        "{said}"
+    );
     let o = v.run(&["cache", "rm", "gomod", "--cache-root", &r]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(!vol.exists());
-    let o = v.run(&["cache", "import", "gomod", "--from", &src, "--cache-root", &r]);
+    let o = v.run(&[
+        "cache",
+        "import",
+        "gomod",
+        "--from",
+        &src,
+        "--cache-root",
+        &r,
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert_eq!(std::fs::read_to_string(vol.join("link")).unwrap(), "module a\n");
+    assert_eq!(
+        std::fs::read_to_string(vol.join("link")).unwrap(),
+        "module a\n"
+    );
     // Into a plain directory, by the volume's name in the export.
     let dir = tmp.path().join("plain");
     let d = format!("{}/", dir.display());
-    let o = v.run(&["cache", "import", &d, "--volume", "gomod", "--from", &src, "--cache-root", &r]);
+    let o = v.run(&[
+        "cache",
+        "import",
+        &d,
+        "--volume",
+        "gomod",
+        "--from",
+        &src,
+        "--cache-root",
+        &r,
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert_eq!(std::fs::read_to_string(dir.join("pkg/a/mod.txt")).unwrap(), "module a\n");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("pkg/a/mod.txt")).unwrap(),
+        "module a\n"
+    );
     // Bad input: one line each, nothing changed.
     for (args, want) in [
-        (vec!["cache", "import", "gomod", "--from", "type=local,src=/nonexistent", "--cache-root", &r], "no cache export there yet"),
-        (vec!["cache", "import", "other", "--from", &src, "--cache-root", &r], "has no volume other (it has: gomod)"),
-        (vec!["cache", "export", "nope", "--to", &dest, "--cache-root", &r], "no volume nope"),
+        (
+            vec![
+                "cache",
+                "import",
+                "gomod",
+                "--from",
+                "type=local,src=/nonexistent",
+                "--cache-root",
+                &r,
+            ],
+            "no cache export there yet",
+        ),
+        (
+            vec![
+                "cache",
+                "import",
+                "other",
+                "--from",
+                &src,
+                "--cache-root",
+                &r,
+            ],
+            "has no volume other (it has: gomod)",
+        ),
+        (
+            vec!["cache", "export", "nope", "--to", &dest, "--cache-root", &r],
+            "no volume nope",
+        ),
     ] {
         let o = v.run(&args);
         assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
         let line = assert_one_line_error(&o);
         assert!(line.contains(want), "{args:?}: {line}");
     }
-    let o = v.run(&["cache", "export", "gomod", "--to", "type=local,src=/x", "--cache-root", &r]);
+    let o = v.run(&[
+        "cache",
+        "export",
+        "gomod",
+        "--to",
+        "type=local,src=/x",
+        "--cache-root",
+        &r,
+    ]);
     assert_ne!(o.status.code(), Some(0));
-    assert!(stderr(&o).contains("--cache-to takes dest=DIR"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--cache-to takes dest=DIR"),
+        "{}",
+        stderr(&o)
+    );
 }

@@ -225,12 +225,30 @@ fn pip_cache_round_trip_in_both_modes() {
     // The cold build also exports its cache to a registry, as a CI runner
     // with --cache-to would.
     let registry = crate::registry::TestRegistry::start(None);
-    let cache_ref = format!("type=registry,ref={}", registry.reference("ci/pip-cache:main"));
+    let cache_ref = format!(
+        "type=registry,ref={}",
+        registry.reference("ci/pip-cache:main")
+    );
     let cache = tmp.path().join("cache-virtiofs");
     let root = tmp.path().join("root").to_string_lossy().into_owned();
-    let to = ["--cache-root", root.as_str(), "--cache-to", cache_ref.as_str()];
-    let (cold, first) = pip_build_with(&v, &index, &cache, "virtiofs", &tmp.path().join("out1"), &to);
-    assert!(first.contains("cache-to ") && first.contains("1 volume"), "{first}");
+    let to = [
+        "--cache-root",
+        root.as_str(),
+        "--cache-to",
+        cache_ref.as_str(),
+    ];
+    let (cold, first) = pip_build_with(
+        &v,
+        &index,
+        &cache,
+        "virtiofs",
+        &tmp.path().join("out1"),
+        &to,
+    );
+    assert!(
+        first.contains("cache-to ") && first.contains("1 volume"),
+        "{first}"
+    );
     let fetched = index.take_file_requests();
     assert_eq!(
         fetched.len(),
@@ -263,8 +281,20 @@ fn pip_cache_round_trip_in_both_modes() {
     // the registry before boot; no package file is downloaded.
     let fresh = tmp.path().join("fresh-cache");
     let fresh_root = tmp.path().join("fresh-root").to_string_lossy().into_owned();
-    let from = ["--cache-root", fresh_root.as_str(), "--cache-from", cache_ref.as_str()];
-    let (_, third) = pip_build_with(&v, &index, &fresh, "virtiofs", &tmp.path().join("out3"), &from);
+    let from = [
+        "--cache-root",
+        fresh_root.as_str(),
+        "--cache-from",
+        cache_ref.as_str(),
+    ];
+    let (_, third) = pip_build_with(
+        &v,
+        &index,
+        &fresh,
+        "virtiofs",
+        &tmp.path().join("out3"),
+        &from,
+    );
     assert!(third.contains("cache-dir: imported"), "{third}");
     let refetched = index.take_file_requests();
     assert!(

@@ -21,9 +21,11 @@ pub struct Credentials {
 /// The credentials for `registry` (`host[:port]`, Docker Hub as
 /// `docker.io` or `index.docker.io`).
 pub fn credentials(registry: &str) -> Credentials {
-    credentials_with(registry, |k| std::env::var(k).ok(), |server| {
-        docker_credential::get_credential(server).ok()
-    })
+    credentials_with(
+        registry,
+        |k| std::env::var(k).ok(),
+        |server| docker_credential::get_credential(server).ok(),
+    )
 }
 
 /// [`credentials`] with the environment and the Docker config lookup
@@ -33,13 +35,19 @@ pub fn credentials_with(
     env: impl Fn(&str) -> Option<String>,
     docker: impl Fn(&str) -> Option<docker_credential::DockerCredential>,
 ) -> Credentials {
-    if let (Some(user), Some(password)) = (env("VMBUILD_REGISTRY_USER"), env("VMBUILD_REGISTRY_PASSWORD")) {
+    if let (Some(user), Some(password)) = (
+        env("VMBUILD_REGISTRY_USER"),
+        env("VMBUILD_REGISTRY_PASSWORD"),
+    ) {
         return Credentials {
             from: format!("user {user} from VMBUILD_REGISTRY_USER/VMBUILD_REGISTRY_PASSWORD"),
             auth: RegistryAuth::Basic(user, password),
         };
     }
-    let hub = matches!(registry, "docker.io" | "index.docker.io" | "registry-1.docker.io");
+    let hub = matches!(
+        registry,
+        "docker.io" | "index.docker.io" | "registry-1.docker.io"
+    );
     let servers: Vec<String> = if hub {
         vec!["https://index.docker.io/v1/".into()]
     } else {
@@ -84,14 +92,19 @@ mod tests {
             "VMBUILD_REGISTRY_PASSWORD" => Some("s3cret".to_string()),
             _ => None,
         };
-        let c = credentials_with("r.io", env, |_| Some(D::UsernamePassword("u".into(), "p".into())));
+        let c = credentials_with("r.io", env, |_| {
+            Some(D::UsernamePassword("u".into(), "p".into()))
+        });
         assert!(matches!(c.auth, RegistryAuth::Basic(ref u, ref p) if u == "ci" && p == "s3cret"));
         assert!(!c.from.contains("s3cret"));
         let none = |_: &str| None;
         let c = credentials_with("localhost:5000", none, |s| {
             (s == "http://localhost:5000").then(|| D::UsernamePassword("u".into(), "p".into()))
         });
-        assert!(matches!(c.auth, RegistryAuth::Basic(ref u, _) if u == "u"), "{c:?}");
+        assert!(
+            matches!(c.auth, RegistryAuth::Basic(ref u, _) if u == "u"),
+            "{c:?}"
+        );
         assert_eq!(c.from, "user u from the Docker config");
         let c = credentials_with("docker.io", none, |s| {
             (s == "https://index.docker.io/v1/").then(|| D::IdentityToken("t".into()))

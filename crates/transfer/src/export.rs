@@ -113,12 +113,17 @@ pub fn export(
     opts: &ExportOptions<'_>,
 ) -> Result<ExportSummary, TransferError> {
     let meter = opts.meter;
-    std::fs::create_dir_all(opts.records)
-        .map_err(TransferError::io(format!("creating {}", opts.records.display())))?;
+    std::fs::create_dir_all(opts.records).map_err(TransferError::io(format!(
+        "creating {}",
+        opts.records.display()
+    )))?;
     let spool = tempfile::Builder::new()
         .prefix(".spool-")
         .tempdir_in(opts.records)
-        .map_err(TransferError::io(format!("creating a spool dir in {}", opts.records.display())))?;
+        .map_err(TransferError::io(format!(
+            "creating a spool dir in {}",
+            opts.records.display()
+        )))?;
     let mut summary = ExportSummary {
         place: store.place(),
         volumes: sources.len(),
@@ -133,8 +138,11 @@ pub fn export(
     let mut chunks: Vec<Chunk> = Vec::new();
     for (vi, s) in sources.iter().enumerate() {
         meter.check()?;
-        let listing = walk::list(&s.dir)
-            .map_err(TransferError::io(format!("listing volume {} ({})", s.name, s.dir.display())))?;
+        let listing = walk::list(&s.dir).map_err(TransferError::io(format!(
+            "listing volume {} ({})",
+            s.name,
+            s.dir.display()
+        )))?;
         let record = records::load(opts.records, &s.key);
         for range in chunk::plan(&listing.entries) {
             let fingerprint = chunk::fingerprint(&listing.entries[range.clone()], opts.level);
@@ -160,7 +168,9 @@ pub fn export(
     }
 
     // Known chunks the store lacks must be packed again (same bytes).
-    let known: Vec<usize> = (0..chunks.len()).filter(|i| chunks[*i].layer.is_some()).collect();
+    let known: Vec<usize> = (0..chunks.len())
+        .filter(|i| chunks[*i].layer.is_some())
+        .collect();
     let digests: Vec<String> = known
         .iter()
         .filter_map(|i| chunks[*i].layer.as_ref().map(|l| l.digest.clone()))
@@ -174,16 +184,29 @@ pub fn export(
     }
 
     // Pack what is not known to be there, in parallel.
-    let todo: Vec<usize> = (0..chunks.len()).filter(|i| chunks[*i].layer.is_none()).collect();
+    let todo: Vec<usize> = (0..chunks.len())
+        .filter(|i| chunks[*i].layer.is_none())
+        .collect();
     let todo_bytes: u64 = todo
         .iter()
         .map(|i| {
             let c = &chunks[*i];
-            listings[c.volume].entries[c.range.clone()].iter().map(|e| e.size).sum::<u64>()
+            listings[c.volume].entries[c.range.clone()]
+                .iter()
+                .map(|e| e.size)
+                .sum::<u64>()
         })
         .sum();
     meter.phase("packing", todo.len() as u64, todo_bytes);
-    let packed = pack_all(&todo, &chunks, &listings, sources, spool.path(), opts.level, meter)?;
+    let packed = pack_all(
+        &todo,
+        &chunks,
+        &listings,
+        sources,
+        spool.path(),
+        opts.level,
+        meter,
+    )?;
     summary.packed = packed.len();
     for (i, (p, file)) in todo.iter().zip(packed) {
         chunks[*i].layer = Some(Layer {
@@ -267,10 +290,11 @@ pub fn export(
             meter,
         )?;
     }
-    let manifest = format::manifest(&config_json, &config, &layers).map_err(|e| TransferError::Format {
-        place: summary.place.clone(),
-        why: e.0,
-    })?;
+    let manifest =
+        format::manifest(&config_json, &config, &layers).map_err(|e| TransferError::Format {
+            place: summary.place.clone(),
+            why: e.0,
+        })?;
     meter.check()?;
     store.put_manifest(&manifest)?;
 
@@ -280,7 +304,8 @@ pub fn export(
         let mut r = Record::default();
         for c in chunks.iter().filter(|c| c.volume == vi) {
             if let Some(l) = &c.layer {
-                r.chunks.insert(c.fingerprint.clone(), (l.digest.clone(), l.size));
+                r.chunks
+                    .insert(c.fingerprint.clone(), (l.digest.clone(), l.size));
             }
         }
         r.synced = Some(Synced {
@@ -309,42 +334,49 @@ fn pack_all(
     let mut order: Vec<usize> = (0..todo.len()).collect();
     let weight = |k: &usize| {
         let c = &chunks[todo[*k]];
-        listings[c.volume].entries[c.range.clone()].iter().map(|e| e.size).sum::<u64>()
+        listings[c.volume].entries[c.range.clone()]
+            .iter()
+            .map(|e| e.size)
+            .sum::<u64>()
     };
     order.sort_by_key(|k| std::cmp::Reverse(weight(k)));
     let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<Result<(Packed, PathBuf), TransferError>>>> =
-        Mutex::new((0..todo.len()).map(|_| None).collect());
+    type Slot = Option<Result<(Packed, PathBuf), TransferError>>;
+    let results: Mutex<Vec<Slot>> = Mutex::new((0..todo.len()).map(|_| None).collect());
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2)
         .min(todo.len().max(1));
     std::thread::scope(|s| {
         for _ in 0..threads {
-            s.spawn(|| loop {
-                let Some(&k) = order.get(next.fetch_add(1, Ordering::Relaxed)) else {
-                    break;
-                };
-                let r = meter.check().and_then(|()| {
-                    let c = &chunks[todo[k]];
-                    let src = &sources[c.volume];
-                    let entries = &listings[c.volume].entries[c.range.clone()];
-                    let file = spool.join(format!("chunk-{k}"));
-                    let out = std::fs::File::create(&file)
-                        .map_err(TransferError::io(format!("creating {}", file.display())))?;
-                    let p = pack(&src.dir, entries, level, std::io::BufWriter::with_capacity(1 << 20, out))
+            s.spawn(|| {
+                while let Some(&k) = order.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let r = meter.check().and_then(|()| {
+                        let c = &chunks[todo[k]];
+                        let src = &sources[c.volume];
+                        let entries = &listings[c.volume].entries[c.range.clone()];
+                        let file = spool.join(format!("chunk-{k}"));
+                        let out = std::fs::File::create(&file)
+                            .map_err(TransferError::io(format!("creating {}", file.display())))?;
+                        let p = pack(
+                            &src.dir,
+                            entries,
+                            level,
+                            std::io::BufWriter::with_capacity(1 << 20, out),
+                        )
                         .and_then(|(p, w)| w.into_inner().map(|_| p).map_err(|e| e.into_error()))
                         .map_err(TransferError::io(format!("packing volume {}", src.name)))?;
-                    meter.add_bytes(entries.iter().map(|e| e.size).sum());
-                    meter.blob_done();
-                    Ok((p, file))
-                });
-                let failed = r.is_err();
-                if let Ok(mut all) = results.lock() {
-                    all[k] = Some(r);
-                }
-                if failed {
-                    meter.cancel();
+                        meter.add_bytes(entries.iter().map(|e| e.size).sum());
+                        meter.blob_done();
+                        Ok((p, file))
+                    });
+                    let failed = r.is_err();
+                    if let Ok(mut all) = results.lock() {
+                        all[k] = Some(r);
+                    }
+                    if failed {
+                        meter.cancel();
+                    }
                 }
             });
         }
@@ -356,7 +388,9 @@ fn pack_all(
     for r in all {
         match r {
             Some(Ok(p)) => out.push(p),
-            Some(Err(TransferError::Interrupted)) | None => interrupted = Some(TransferError::Interrupted),
+            Some(Err(TransferError::Interrupted)) | None => {
+                interrupted = Some(TransferError::Interrupted)
+            }
             Some(Err(e)) => return Err(e),
         }
     }

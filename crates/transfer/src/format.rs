@@ -80,7 +80,9 @@ fn bad(why: impl Into<String>) -> FormatError {
 /// Whether `d` is `sha256:` and 64 lowercase hex digits.
 pub fn valid_digest(d: &str) -> bool {
     d.strip_prefix("sha256:").is_some_and(|h| {
-        h.len() == 64 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        h.len() == 64
+            && h.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     })
 }
 
@@ -110,7 +112,11 @@ fn descriptor(media: MediaType, digest: &str, size: u64) -> Result<Descriptor, F
 
 /// The manifest JSON for `config` (serialized as `config_json`) and the
 /// layers of each volume.
-pub fn manifest(config_json: &[u8], config: &CacheConfig, layers: &[Vec<Layer>]) -> Result<Vec<u8>, FormatError> {
+pub fn manifest(
+    config_json: &[u8],
+    config: &CacheConfig,
+    layers: &[Vec<Layer>],
+) -> Result<Vec<u8>, FormatError> {
     let mut descs = Vec::new();
     for (v, ls) in config.volumes.iter().zip(layers) {
         for l in ls {
@@ -153,7 +159,10 @@ pub fn config_of(manifest_json: &[u8]) -> Result<(ImageManifest, Layer), FormatE
     }
     let digest = cfg.digest().to_string();
     if !valid_digest(&digest) || cfg.size() > MAX_JSON {
-        return Err(bad(format!("bad config descriptor {digest} ({} bytes)", cfg.size())));
+        return Err(bad(format!(
+            "bad config descriptor {digest} ({} bytes)",
+            cfg.size()
+        )));
     }
     Ok((
         m.clone(),
@@ -171,7 +180,10 @@ pub fn export_of(manifest: &ImageManifest, config_json: &[u8]) -> Result<Export,
         .map_err(|e| bad(format!("the export's config is not vmbuild's: {e}")))?;
     let layers = manifest.layers();
     if layers.len() > MAX_LAYERS {
-        return Err(bad(format!("{} layers (at most {MAX_LAYERS})", layers.len())));
+        return Err(bad(format!(
+            "{} layers (at most {MAX_LAYERS})",
+            layers.len()
+        )));
     }
     let mut out = Vec::new();
     let mut at = 0usize;
@@ -185,7 +197,12 @@ pub fn export_of(manifest: &ImageManifest, config_json: &[u8]) -> Result<Export,
         let end = at
             .checked_add(v.layers)
             .filter(|e| *e <= layers.len())
-            .ok_or_else(|| bad(format!("volume {} lists more layers than the manifest has", v.name)))?;
+            .ok_or_else(|| {
+                bad(format!(
+                    "volume {} lists more layers than the manifest has",
+                    v.name
+                ))
+            })?;
         let mut ls = Vec::new();
         for d in &layers[at..end] {
             let digest = d.digest().to_string();
@@ -193,14 +210,20 @@ pub fn export_of(manifest: &ImageManifest, config_json: &[u8]) -> Result<Export,
                 return Err(bad(format!("layer digest {digest} is not sha256")));
             }
             if d.media_type() != &MediaType::ImageLayerZstd {
-                return Err(bad(format!("layer {digest} has media type {}", d.media_type())));
+                return Err(bad(format!(
+                    "layer {digest} has media type {}",
+                    d.media_type()
+                )));
             }
             let named = d
                 .annotations()
                 .as_ref()
                 .and_then(|a| a.get(VOLUME_ANNOTATION));
             if named != Some(&v.name) {
-                return Err(bad(format!("layer {digest} is not annotated as volume {}", v.name)));
+                return Err(bad(format!(
+                    "layer {digest} is not annotated as volume {}",
+                    v.name
+                )));
             }
             ls.push(Layer {
                 digest,
@@ -208,7 +231,10 @@ pub fn export_of(manifest: &ImageManifest, config_json: &[u8]) -> Result<Export,
             });
         }
         if volume_digest(&ls) != v.digest {
-            return Err(bad(format!("volume {}'s digest does not match its layers", v.name)));
+            return Err(bad(format!(
+                "volume {}'s digest does not match its layers",
+                v.name
+            )));
         }
         out.push(ls);
         at = end;
@@ -268,7 +294,10 @@ mod tests {
         let mj = manifest(&cj, &config, &layers).unwrap();
         let text = String::from_utf8(mj.clone()).unwrap();
         assert!(text.contains(ARTIFACT_TYPE), "{text}");
-        assert!(text.contains("application/vnd.oci.image.layer.v1.tar+zstd"), "{text}");
+        assert!(
+            text.contains("application/vnd.oci.image.layer.v1.tar+zstd"),
+            "{text}"
+        );
         let (m, cfg) = config_of(&mj).unwrap();
         assert_eq!(cfg.digest, digest_of(&cj));
         let e = export_of(&m, &cj).unwrap();

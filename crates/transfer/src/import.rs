@@ -80,7 +80,9 @@ impl Outcome {
                 human(*bytes),
                 human(*blob_bytes)
             ),
-            Outcome::UpToDate { name } => format!("{name}: already up to date, nothing transferred"),
+            Outcome::UpToDate { name } => {
+                format!("{name}: already up to date, nothing transferred")
+            }
             Outcome::KeptLocal { name } => {
                 format!("{name}: kept the local volume (newer than the export, or made here)")
             }
@@ -123,7 +125,9 @@ pub fn import(
     for d in dests {
         meter.check()?;
         let Some(vi) = export.config.volumes.iter().position(|v| v.name == d.name) else {
-            out.push(Outcome::Absent { name: d.name.clone() });
+            out.push(Outcome::Absent {
+                name: d.name.clone(),
+            });
             continue;
         };
         let info = &export.config.volumes[vi];
@@ -131,13 +135,25 @@ pub fn import(
         let mut record = records::load(records, &d.key);
         let exists = std::fs::symlink_metadata(&d.dir).is_ok();
         let empty = std::fs::read_dir(&d.dir).map_or(true, |mut r| r.next().is_none());
-        if exists && record.synced.as_ref().is_some_and(|s| s.digest == info.digest) {
-            out.push(Outcome::UpToDate { name: d.name.clone() });
+        if exists
+            && record
+                .synced
+                .as_ref()
+                .is_some_and(|s| s.digest == info.digest)
+        {
+            out.push(Outcome::UpToDate {
+                name: d.name.clone(),
+            });
             continue;
         }
-        let older = record.synced.as_ref().is_some_and(|s| s.created < export.config.created);
+        let older = record
+            .synced
+            .as_ref()
+            .is_some_and(|s| s.created < export.config.created);
         if exists && !empty && !d.force && !older {
-            out.push(Outcome::KeptLocal { name: d.name.clone() });
+            out.push(Outcome::KeptLocal {
+                name: d.name.clone(),
+            });
             continue;
         }
         if let Some(free) = free_bytes(&d.dir) {
@@ -155,7 +171,11 @@ pub fn import(
             }
         }
         let blob_bytes: u64 = layers.iter().map(|l| l.size).sum();
-        meter.phase(&format!("pulling {}", d.name), layers.len() as u64, blob_bytes);
+        meter.phase(
+            &format!("pulling {}", d.name),
+            layers.len() as u64,
+            blob_bytes,
+        );
         std::fs::create_dir_all(records)
             .map_err(TransferError::io(format!("creating {}", records.display())))?;
         let report = unpack_volume(store, records, d, layers, info.entries, info.bytes, meter)?;
@@ -244,7 +264,10 @@ fn unpack_volume(
         .saturating_add(entries.saturating_mul(4096))
         .saturating_add(layers.len() as u64 * 16384)
         .saturating_add(1 << 20);
-    let mut sink = ToExtractor { x: &mut x, left: limit };
+    let mut sink = ToExtractor {
+        x: &mut x,
+        left: limit,
+    };
     store.prefetch(layers, spool);
     for l in layers {
         let mut z = zstd::stream::write::Decoder::new(&mut sink)

@@ -57,7 +57,9 @@ impl Layout {
 
     fn blob(&self, digest: &str) -> Result<PathBuf, TransferError> {
         match digest.strip_prefix("sha256:") {
-            Some(hex) if format::valid_digest(digest) => Ok(self.dir.join("blobs/sha256").join(hex)),
+            Some(hex) if format::valid_digest(digest) => {
+                Ok(self.dir.join("blobs/sha256").join(hex))
+            }
             _ => Err(TransferError::Format {
                 place: self.place(),
                 why: format!("digest {digest} is not sha256"),
@@ -85,7 +87,10 @@ fn read_limited(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
     let mut out = Vec::new();
     File::open(path)?.take(limit + 1).read_to_end(&mut out)?;
     if out.len() as u64 > limit {
-        return Err(std::io::Error::other(format!("{} is larger than {limit} bytes", path.display())));
+        return Err(std::io::Error::other(format!(
+            "{} is larger than {limit} bytes",
+            path.display()
+        )));
     }
     Ok(out)
 }
@@ -148,9 +153,7 @@ impl Store for Layout {
         let mut manifests: Vec<Descriptor> = index
             .manifests()
             .iter()
-            .filter(|d| {
-                d.annotations().as_ref().and_then(|a| a.get(REF_NAME)) != Some(&self.tag)
-            })
+            .filter(|d| d.annotations().as_ref().and_then(|a| a.get(REF_NAME)) != Some(&self.tag))
             .cloned()
             .collect();
         let mut d = Descriptor::new(
@@ -174,7 +177,9 @@ impl Store for Layout {
     }
 
     fn manifest(&mut self) -> Result<Vec<u8>, TransferError> {
-        let not_found = || TransferError::NotFound { place: self.place() };
+        let not_found = || TransferError::NotFound {
+            place: self.place(),
+        };
         let index = self.read_index()?.ok_or_else(not_found)?;
         let entry = index
             .manifests()
@@ -197,7 +202,12 @@ impl Store for Layout {
         Ok(out)
     }
 
-    fn download(&mut self, layer: &Layer, out: &mut dyn Write, meter: &Meter) -> Result<(), TransferError> {
+    fn download(
+        &mut self,
+        layer: &Layer,
+        out: &mut dyn Write,
+        meter: &Meter,
+    ) -> Result<(), TransferError> {
         let path = self.blob(&layer.digest)?;
         let mut f = File::open(&path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => TransferError::Corrupt {

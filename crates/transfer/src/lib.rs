@@ -37,7 +37,11 @@ pub use target::{CacheRef, Direction, Location};
 /// Opens the store a spec names: for writing (`--cache-to`, a layout dir is
 /// created) or reading. `mount_from`: registry references whose blobs a
 /// push may mount instead of uploading (the `--cache-from` refs).
-pub fn open(spec: &CacheRef, dir: Direction, mount_from: &[String]) -> Result<Box<dyn Store>, TransferError> {
+pub fn open(
+    spec: &CacheRef,
+    dir: Direction,
+    mount_from: &[String],
+) -> Result<Box<dyn Store>, TransferError> {
     Ok(match &spec.location {
         Location::Registry {
             reference,

@@ -65,7 +65,12 @@ pub struct Packed {
 
 /// Writes the chunk `entries` of the volume at `root` to `out` as
 /// tar + zstd at `level`.
-pub fn pack<W: Write>(root: &Path, entries: &[Entry], level: i32, out: W) -> io::Result<(Packed, W)> {
+pub fn pack<W: Write>(
+    root: &Path,
+    entries: &[Entry],
+    level: i32,
+    out: W,
+) -> io::Result<(Packed, W)> {
     let hashing = Hashing::new(out);
     let mut z = zstd::stream::write::Encoder::new(hashing, level)?;
     z.include_checksum(true)?;
@@ -212,7 +217,10 @@ mod tests {
         let l = list(d.path()).unwrap();
         std::fs::write(d.path().join("sub/f"), b"hello, longer").unwrap();
         let e = pack(d.path(), &l.entries, 3, Vec::new()).unwrap_err();
-        assert!(e.to_string().contains("changed while it was exported"), "{e}");
+        assert!(
+            e.to_string().contains("changed while it was exported"),
+            "{e}"
+        );
         std::fs::write(d.path().join("sub/f"), b"hi").unwrap();
         assert!(pack(d.path(), &l.entries, 3, Vec::new()).is_err());
     }

@@ -57,7 +57,9 @@ pub fn load(records: &Path, key: &str) -> Record {
 /// Saves the record of `key` (a temporary file renamed into place).
 pub fn save(records: &Path, key: &str, r: &Record) -> std::io::Result<()> {
     std::fs::create_dir_all(records)?;
-    let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(records)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(records)?;
     tmp.write_all(&serde_json::to_vec(r).map_err(std::io::Error::other)?)?;
     tmp.persist(path(records, key)).map_err(|e| e.error)?;
     Ok(())
@@ -78,7 +80,10 @@ mod tests {
         assert_eq!(load(d.path(), "v"), Record::default());
         let mut r = Record::default();
         r.chunks.insert("f".into(), ("sha256:x".into(), 3));
-        r.synced = Some(Synced { digest: "sha256:y".into(), created: 7 });
+        r.synced = Some(Synced {
+            digest: "sha256:y".into(),
+            created: 7,
+        });
         save(d.path(), "v", &r).unwrap();
         assert_eq!(load(d.path(), "v"), r);
         std::fs::write(d.path().join("v.json"), b"{not json").unwrap();

@@ -50,14 +50,20 @@ pub struct Registry {
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Registry").field("ref", &self.given).finish_non_exhaustive()
+        f.debug_struct("Registry")
+            .field("ref", &self.given)
+            .finish_non_exhaustive()
     }
 }
 
 impl Registry {
     /// Connects (lazily) to `reference`, over plain http if `plain_http`,
     /// trusting `ca_file` too. Credentials as [`credentials`] finds them.
-    pub fn new(reference: &str, plain_http: bool, ca_file: Option<&PathBuf>) -> Result<Self, TransferError> {
+    pub fn new(
+        reference: &str,
+        plain_http: bool,
+        ca_file: Option<&PathBuf>,
+    ) -> Result<Self, TransferError> {
         let parsed: Reference = reference.parse().map_err(|e| TransferError::Registry {
             registry: reference.into(),
             why: format!("not an image reference: {e}"),
@@ -79,8 +85,10 @@ impl Registry {
             ..Default::default()
         };
         if let Some(ca) = ca_file {
-            let data = std::fs::read(ca)
-                .map_err(TransferError::io(format!("reading ca-file {}", ca.display())))?;
+            let data = std::fs::read(ca).map_err(TransferError::io(format!(
+                "reading ca-file {}",
+                ca.display()
+            )))?;
             config.extra_root_certificates.push(Certificate {
                 encoding: CertificateEncoding::Pem,
                 data,
@@ -133,7 +141,9 @@ impl Registry {
                 registry: self.registry(),
                 how: self.auth_from.clone(),
             },
-            OciDistributionError::ServerError { code: 401 | 403, .. } => TransferError::Unauthorized {
+            OciDistributionError::ServerError {
+                code: 401 | 403, ..
+            } => TransferError::Unauthorized {
                 registry: self.registry(),
                 how: self.auth_from.clone(),
             },
@@ -190,7 +200,9 @@ fn one_line(s: &str) -> String {
 /// Whether a failure may pass on a retry.
 fn transient(e: &OciDistributionError) -> bool {
     match e {
-        OciDistributionError::RequestError(r) => r.is_connect() || r.is_timeout() || r.is_request() || r.is_body(),
+        OciDistributionError::RequestError(r) => {
+            r.is_connect() || r.is_timeout() || r.is_request() || r.is_body()
+        }
         OciDistributionError::ServerError { code, .. } => *code >= 500 || *code == 429,
         OciDistributionError::IoError(_) => true,
         _ => false,
@@ -274,7 +286,9 @@ impl Store for Registry {
                     retry(|| async {
                         let f = tokio::fs::File::open(b.file).await?;
                         let stream = file_stream(f);
-                        client.push_blob_stream(r, stream, b.digest, Some(b.size)).await
+                        client
+                            .push_blob_stream(r, stream, b.digest, Some(b.size))
+                            .await
                     })
                     .await
                     .map_err(Ok)?;
@@ -297,7 +311,9 @@ impl Store for Registry {
         let (client, r) = (&self.client, &self.reference);
         let ct = http::HeaderValue::from_static(format::MANIFEST_TYPE);
         self.rt
-            .block_on(retry(|| client.push_manifest_raw(r, body.clone(), ct.clone())))
+            .block_on(retry(|| {
+                client.push_manifest_raw(r, body.clone(), ct.clone())
+            }))
             .map(drop)
             .map_err(|e| self.error(&e))
     }
@@ -310,7 +326,9 @@ impl Store for Registry {
         match got {
             Ok((bytes, _digest)) => Ok(bytes.to_vec()),
             Err(OciDistributionError::ImageManifestNotFoundError(_)) => {
-                Err(TransferError::NotFound { place: self.place() })
+                Err(TransferError::NotFound {
+                    place: self.place(),
+                })
             }
             Err(OciDistributionError::RegistryError { envelope, .. })
                 if envelope.errors.iter().any(|x| {
@@ -318,10 +336,14 @@ impl Store for Registry {
                     c.contains("unknown") || c.contains("notfound")
                 }) =>
             {
-                Err(TransferError::NotFound { place: self.place() })
+                Err(TransferError::NotFound {
+                    place: self.place(),
+                })
             }
             Err(OciDistributionError::ServerError { code: 404, .. }) => {
-                Err(TransferError::NotFound { place: self.place() })
+                Err(TransferError::NotFound {
+                    place: self.place(),
+                })
             }
             Err(e) => Err(self.error(&e)),
         }
@@ -353,7 +375,12 @@ impl Store for Registry {
         self.spool = Some(dir);
     }
 
-    fn download(&mut self, layer: &Layer, out: &mut dyn Write, meter: &Meter) -> Result<(), TransferError> {
+    fn download(
+        &mut self,
+        layer: &Layer,
+        out: &mut dyn Write,
+        meter: &Meter,
+    ) -> Result<(), TransferError> {
         if let Some(task) = self.ahead.remove(&layer.digest) {
             let fetched = self.rt.block_on(task);
             if let Ok(Ok(path)) = fetched {
@@ -396,7 +423,12 @@ fn descriptor(layer: &Layer) -> oci_client::manifest::OciDescriptor {
 
 impl Registry {
     /// Streams one blob from the registry into `out`.
-    fn stream(&mut self, layer: &Layer, out: &mut dyn Write, meter: &Meter) -> Result<(), TransferError> {
+    fn stream(
+        &mut self,
+        layer: &Layer,
+        out: &mut dyn Write,
+        meter: &Meter,
+    ) -> Result<(), TransferError> {
         let desc = descriptor(layer);
         let place = self.place();
         let (client, r) = (&self.client, &self.reference);
@@ -409,7 +441,11 @@ impl Registry {
                 meter.check()?;
                 let chunk = chunk.map_err(|e| TransferError::Registry {
                     registry: self.registry(),
-                    why: format!("reading blob {}: {}", layer.digest, one_line(&e.to_string())),
+                    why: format!(
+                        "reading blob {}: {}",
+                        layer.digest,
+                        one_line(&e.to_string())
+                    ),
                 })?;
                 v.put(&chunk)?;
                 meter.add_bytes(chunk.len() as u64);

@@ -48,7 +48,12 @@ pub trait Store: Send {
     /// Streams blob `layer` into `out`, failing with
     /// [`TransferError::Corrupt`] unless its bytes hash to its digest and
     /// have its size.
-    fn download(&mut self, layer: &Layer, out: &mut dyn Write, meter: &Meter) -> Result<(), TransferError>;
+    fn download(
+        &mut self,
+        layer: &Layer,
+        out: &mut dyn Write,
+        meter: &Meter,
+    ) -> Result<(), TransferError>;
 }
 
 /// A writer that checks a blob against its descriptor as it streams: at

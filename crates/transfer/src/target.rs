@@ -223,7 +223,11 @@ mod tests {
 
     #[test]
     fn registry_specs() {
-        let r = parse("type=registry,ref=ghcr.io/acme/app-cache:main", Direction::To).unwrap();
+        let r = parse(
+            "type=registry,ref=ghcr.io/acme/app-cache:main",
+            Direction::To,
+        )
+        .unwrap();
         assert_eq!(
             r.location,
             Location::Registry {
@@ -236,17 +240,39 @@ mod tests {
         assert_eq!(r.compression_level, 3);
         // Loopback registries speak plain http unless told otherwise.
         let r = parse("type=registry,ref=localhost:5000/c:x", Direction::From).unwrap();
-        assert!(matches!(r.location, Location::Registry { plain_http: true, .. }));
+        assert!(matches!(
+            r.location,
+            Location::Registry {
+                plain_http: true,
+                ..
+            }
+        ));
         let r = parse(
             "type=registry,ref=127.0.0.1:5000/c:x,insecure=false,ignore-error=false,compression-level=9",
             Direction::To,
         )
         .unwrap();
-        assert!(matches!(r.location, Location::Registry { plain_http: false, .. }));
+        assert!(matches!(
+            r.location,
+            Location::Registry {
+                plain_http: false,
+                ..
+            }
+        ));
         assert!(!r.ignore_error);
         assert_eq!(r.compression_level, 9);
-        let r = parse("type=registry,ref=reg.corp:443/c:x,insecure=true", Direction::To).unwrap();
-        assert!(matches!(r.location, Location::Registry { plain_http: true, .. }));
+        let r = parse(
+            "type=registry,ref=reg.corp:443/c:x,insecure=true",
+            Direction::To,
+        )
+        .unwrap();
+        assert!(matches!(
+            r.location,
+            Location::Registry {
+                plain_http: true,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -278,11 +304,20 @@ mod tests {
             ("type=s3,bucket=x", "unknown parameter `bucket`"),
             ("type=s3", "type=s3 is not supported"),
             ("type=registry", "needs ref="),
-            ("type=registry,ref=ghcr.io/UPPER/x:y", "is not an image reference"),
+            (
+                "type=registry,ref=ghcr.io/UPPER/x:y",
+                "is not an image reference",
+            ),
             ("type=local", "needs dest=DIR"),
             ("type=local,dest=/x,tag=a/b", "tag=a/b"),
-            ("type=registry,ref=r/x:y,compression-level=30", "give 1 to 19"),
-            ("type=registry,ref=r/x:y,insecure=yes", "write true or false"),
+            (
+                "type=registry,ref=r/x:y,compression-level=30",
+                "give 1 to 19",
+            ),
+            (
+                "type=registry,ref=r/x:y,insecure=yes",
+                "write true or false",
+            ),
             ("type=registry,ref=r/x:y,compression=gzip", "always zstd"),
             ("type=registry,ref", "is not key=value"),
         ] {
@@ -294,7 +329,13 @@ mod tests {
 
     #[test]
     fn loopback_hosts() {
-        for h in ["localhost", "localhost:5000", "127.0.0.1:5000", "127.1.2.3", "[::1]:5000"] {
+        for h in [
+            "localhost",
+            "localhost:5000",
+            "127.0.0.1:5000",
+            "127.1.2.3",
+            "[::1]:5000",
+        ] {
             assert!(is_loopback(h), "{h}");
         }
         for h in ["ghcr.io", "10.0.0.1:5000", "localhost.evil.com", "[::2]:1"] {

@@ -150,8 +150,7 @@ mod tests {
         std::fs::create_dir_all(r.join("b/c")).unwrap();
         std::fs::write(r.join("b/c/f"), b"1234").unwrap();
         std::fs::write(r.join("a.txt"), b"xy").unwrap();
-        std::fs::set_permissions(r.join("a.txt"), std::fs::Permissions::from_mode(0o4755))
-            .unwrap();
+        std::fs::set_permissions(r.join("a.txt"), std::fs::Permissions::from_mode(0o4755)).unwrap();
         std::fs::hard_link(r.join("a.txt"), r.join("z-link")).unwrap();
         symlink("/etc", r.join("b/etc")).unwrap();
         let l = list(r).unwrap();

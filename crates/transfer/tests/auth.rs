@@ -5,7 +5,9 @@
 
 mod support;
 
-use vmbuild_transfer::{export, open, target, Direction, ExportOptions, Meter, Source, TransferError};
+use vmbuild_transfer::{
+    export, open, target, Direction, ExportOptions, Meter, Source, TransferError,
+};
 
 fn push(r: &str, vol: &std::path::Path, records: &std::path::Path) -> Result<(), TransferError> {
     let spec = target::parse(r, Direction::To).unwrap();
@@ -65,15 +67,26 @@ fn wrong_password_is_one_line_and_the_docker_config_works() {
     std::env::set_var("DOCKER_CONFIG", &cfg);
 
     // No credentials at all.
-    let e = push(&r, &vol, &host.path().join("r")).unwrap_err().to_string();
-    assert!(e.contains(&reg.addr) && e.contains("refused anonymous access"), "{e}");
+    let e = push(&r, &vol, &host.path().join("r"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(&reg.addr) && e.contains("refused anonymous access"),
+        "{e}"
+    );
 
     docker_config(&cfg, &reg.addr, "ci", "wrong-password");
     let e = push(&r, &vol, &host.path().join("r")).unwrap_err();
     let msg = e.to_string();
     assert!(matches!(e, TransferError::Unauthorized { .. }), "{msg}");
-    assert!(msg.contains(&reg.addr) && msg.contains("user ci from the Docker config"), "{msg}");
-    assert!(!msg.contains('\n') && !msg.contains("wrong-password"), "{msg}");
+    assert!(
+        msg.contains(&reg.addr) && msg.contains("user ci from the Docker config"),
+        "{msg}"
+    );
+    assert!(
+        !msg.contains('\n') && !msg.contains("wrong-password"),
+        "{msg}"
+    );
 
     docker_config(&cfg, &reg.addr, "ci", "right-password");
     push(&r, &vol, &host.path().join("r")).unwrap();
@@ -81,6 +94,8 @@ fn wrong_password_is_one_line_and_the_docker_config_works() {
     // CI's variables win over the Docker config.
     std::env::set_var("VMBUILD_REGISTRY_USER", "ci");
     std::env::set_var("VMBUILD_REGISTRY_PASSWORD", "wrong-again");
-    let e = push(&r, &vol, &host.path().join("r")).unwrap_err().to_string();
+    let e = push(&r, &vol, &host.path().join("r"))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("VMBUILD_REGISTRY_USER"), "{e}");
 }

@@ -41,7 +41,10 @@ fn hostile_export(dir: &Path, chunks: &[Vec<u8>]) {
         let z = zstd::encode_all(&c[..], 3).unwrap();
         let digest = format::digest_of(&z);
         std::fs::write(blobs.join(&digest[7..]), &z).unwrap();
-        layers.push(Layer { digest, size: z.len() as u64 });
+        layers.push(Layer {
+            digest,
+            size: z.len() as u64,
+        });
     }
     let config = CacheConfig {
         vmbuild_version: "0".into(),
@@ -69,7 +72,14 @@ fn try_import(layout: &Path, vol: &Path) -> Result<(), TransferError> {
         key: "v".into(),
         force: true,
     };
-    import(&mut store, &e, &[d], &layout.join("records"), &Meter::default()).map(drop)
+    import(
+        &mut store,
+        &e,
+        &[d],
+        &layout.join("records"),
+        &Meter::default(),
+    )
+    .map(drop)
 }
 
 #[test]
@@ -78,7 +88,10 @@ fn escaping_chunks_are_refused_and_nothing_lands_outside() {
     let cases: Vec<(&str, Vec<Vec<u8>>)> = vec![
         (
             "symlink to /etc then a file through it",
-            vec![raw_tar(&[("evil", T::Symlink, b"", "/etc"), ("evil/passwd-vmbuild-test", T::Regular, b"pwned", "")])],
+            vec![raw_tar(&[
+                ("evil", T::Symlink, b"", "/etc"),
+                ("evil/passwd-vmbuild-test", T::Regular, b"pwned", ""),
+            ])],
         ),
         (
             "a symlink in one chunk, a file through it in the next",
@@ -87,10 +100,35 @@ fn escaping_chunks_are_refused_and_nothing_lands_outside() {
                 raw_tar(&[("evil/vmbuild-hostile-test", T::Regular, b"pwned", "")]),
             ],
         ),
-        ("a ../ entry", vec![raw_tar(&[("../outside-vmbuild-test", T::Regular, b"pwned", "")])]),
-        ("an absolute entry", vec![raw_tar(&[("/tmp/abs-vmbuild-test", T::Regular, b"pwned", "")])]),
-        ("a device node", vec![raw_tar(&[("dev", T::Char, b"", "")]), raw_tar(&[("ok", T::Regular, b"1", "")])]),
-        ("a hard link to /etc/passwd", vec![raw_tar(&[("h", T::Link, b"", "/etc/passwd")])]),
+        (
+            "a ../ entry",
+            vec![raw_tar(&[(
+                "../outside-vmbuild-test",
+                T::Regular,
+                b"pwned",
+                "",
+            )])],
+        ),
+        (
+            "an absolute entry",
+            vec![raw_tar(&[(
+                "/tmp/abs-vmbuild-test",
+                T::Regular,
+                b"pwned",
+                "",
+            )])],
+        ),
+        (
+            "a device node",
+            vec![
+                raw_tar(&[("dev", T::Char, b"", "")]),
+                raw_tar(&[("ok", T::Regular, b"1", "")]),
+            ],
+        ),
+        (
+            "a hard link to /etc/passwd",
+            vec![raw_tar(&[("h", T::Link, b"", "/etc/passwd")])],
+        ),
     ];
     for (what, chunks) in cases {
         let host = tempfile::tempdir().unwrap();
@@ -115,7 +153,11 @@ fn escaping_chunks_are_refused_and_nothing_lands_outside() {
             .filter(|l| !l.starts_with("layout/records"))
             .collect();
         assert_eq!(before, after, "{what}: something changed");
-        for p in ["/etc/passwd-vmbuild-test", "/tmp/vmbuild-hostile-test", "/tmp/abs-vmbuild-test"] {
+        for p in [
+            "/etc/passwd-vmbuild-test",
+            "/tmp/vmbuild-hostile-test",
+            "/tmp/abs-vmbuild-test",
+        ] {
             assert!(!Path::new(p).exists(), "{what}: {p}");
         }
         assert!(!host.path().join("outside-vmbuild-test").exists());
@@ -128,7 +170,10 @@ fn a_decompression_bomb_is_stopped_at_the_declared_size() {
     let layout = host.path().join("layout");
     // 64 MiB of zeros in one file, while the export claims 1 MiB.
     let big = vec![0u8; 64 << 20];
-    hostile_export(&layout, &[raw_tar(&[("zeros", tar::EntryType::Regular, &big, "")])]);
+    hostile_export(
+        &layout,
+        &[raw_tar(&[("zeros", tar::EntryType::Regular, &big, "")])],
+    );
     let vol = host.path().join("vol");
     let e = try_import(&layout, &vol).unwrap_err().to_string();
     assert!(e.contains("more than the export says"), "{e}");

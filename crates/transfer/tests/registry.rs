@@ -10,8 +10,8 @@ use std::path::Path;
 
 use support::{make_volume, tree, TestRegistry};
 use vmbuild_transfer::{
-    export, import, open, read_export, records, target, Dest, Direction, ExportOptions, Meter, Outcome,
-    Source, TransferError,
+    export, import, open, read_export, records, target, Dest, Direction, ExportOptions, Meter,
+    Outcome, Source, TransferError,
 };
 
 fn source(name: &str, dir: &Path) -> Source {
@@ -35,7 +35,11 @@ fn spec(s: &str, d: Direction) -> vmbuild_transfer::CacheRef {
     target::parse(s, d).unwrap()
 }
 
-fn push(spec_s: &str, sources: &[Source], records: &Path) -> Result<vmbuild_transfer::ExportSummary, TransferError> {
+fn push(
+    spec_s: &str,
+    sources: &[Source],
+    records: &Path,
+) -> Result<vmbuild_transfer::ExportSummary, TransferError> {
     let mut store = open(&spec(spec_s, Direction::To), Direction::To, &[])?;
     let meter = Meter::default();
     export(
@@ -70,7 +74,10 @@ fn registry_round_trip_is_byte_exact_and_incremental() {
     assert!(s.pushed_blobs > 2, "{s}");
     assert_eq!(s.present_blobs, 0, "{s}");
     let line = s.to_string();
-    assert!(line.contains("1 volume,") && line.contains("pushed") && line.contains("already there"), "{line}");
+    assert!(
+        line.contains("1 volume,") && line.contains("pushed") && line.contains("already there"),
+        "{line}"
+    );
 
     // Re-export of the unchanged volume: nothing packed, nothing pushed.
     let again = push(&r, &[source("gomod", &vol)], &records_a).unwrap();
@@ -100,7 +107,12 @@ fn registry_round_trip_is_byte_exact_and_incremental() {
     // Importing the same export again transfers no blob.
     let gets = reg.blob_gets();
     let out = pull(&r, &[dest("gomod", &vol, false)], &records_b).unwrap();
-    assert_eq!(out, vec![Outcome::UpToDate { name: "gomod".into() }]);
+    assert_eq!(
+        out,
+        vec![Outcome::UpToDate {
+            name: "gomod".into()
+        }]
+    );
     assert_eq!(reg.blob_gets(), gets + 1, "only the config blob is read");
 
     // And the imported volume re-exports without packing anything.
@@ -116,16 +128,31 @@ fn local_layout_round_trip_and_skopeo_into_a_registry_and_back() {
     let want = tree(&vol);
     let layout = host.path().join("layout");
     let records = host.path().join("records");
-    push(&format!("type=local,dest={},tag=main", layout.display()), &[source("npm", &vol)], &records).unwrap();
+    push(
+        &format!("type=local,dest={},tag=main", layout.display()),
+        &[source("npm", &vol)],
+        &records,
+    )
+    .unwrap();
     for f in ["oci-layout", "index.json", "blobs/sha256"] {
         assert!(layout.join(f).exists(), "{f}");
     }
     let back = host.path().join("back");
-    let out = pull(&format!("type=local,src={},tag=main", layout.display()), &[dest("npm", &back, false)], &host.path().join("r2")).unwrap();
+    let out = pull(
+        &format!("type=local,src={},tag=main", layout.display()),
+        &[dest("npm", &back, false)],
+        &host.path().join("r2"),
+    )
+    .unwrap();
     assert!(matches!(out[0], Outcome::Imported { .. }));
     assert_eq!(tree(&back), want);
     // A tag that is not there.
-    let e = pull(&format!("type=local,src={},tag=other", layout.display()), &[dest("npm", &back, false)], &records).unwrap_err();
+    let e = pull(
+        &format!("type=local,src={},tag=other", layout.display()),
+        &[dest("npm", &back, false)],
+        &records,
+    )
+    .unwrap_err();
     assert!(matches!(e, TransferError::NotFound { .. }), "{e}");
 
     // skopeo copies the layout into a registry; vmbuild imports it from there.
@@ -137,9 +164,18 @@ fn local_layout_round_trip_and_skopeo_into_a_registry_and_back() {
         .arg(format!("docker://{dst}"))
         .output()
         .expect("skopeo (apt-get install skopeo)");
-    assert!(st.status.success(), "skopeo: {}", String::from_utf8_lossy(&st.stderr));
+    assert!(
+        st.status.success(),
+        "skopeo: {}",
+        String::from_utf8_lossy(&st.stderr)
+    );
     let again = host.path().join("again");
-    pull(&format!("type=registry,ref={dst}"), &[dest("npm", &again, false)], &host.path().join("r3")).unwrap();
+    pull(
+        &format!("type=registry,ref={dst}"),
+        &[dest("npm", &again, false)],
+        &host.path().join("r3"),
+    )
+    .unwrap();
     assert_eq!(tree(&again), want);
 }
 
@@ -164,12 +200,32 @@ fn tampered_blob_is_refused_and_the_volume_is_unchanged() {
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0xff;
     std::fs::write(&blob, &bytes).unwrap();
-    let err = import(store.as_mut(), &e, &[dest("v", &local, true)], &host.path().join("rb"), &Meter::default()).unwrap_err();
+    let err = import(
+        store.as_mut(),
+        &e,
+        &[dest("v", &local, true)],
+        &host.path().join("rb"),
+        &Meter::default(),
+    )
+    .unwrap_err();
     let msg = err.to_string();
-    assert!(matches!(err, TransferError::Corrupt { .. } | TransferError::Registry { .. }), "{msg}");
-    assert!(!msg.contains('\n') && msg.contains(&e.layers[0][0].digest[..20]), "{msg}");
+    assert!(
+        matches!(
+            err,
+            TransferError::Corrupt { .. } | TransferError::Registry { .. }
+        ),
+        "{msg}"
+    );
+    assert!(
+        !msg.contains('\n') && msg.contains(&e.layers[0][0].digest[..20]),
+        "{msg}"
+    );
     assert_eq!(tree(&local), local_tree, "volume unchanged");
-    let leftovers: Vec<_> = std::fs::read_dir(host.path()).unwrap().map(|e| e.unwrap().file_name()).filter(|n| n.to_string_lossy().contains("vmbuild-partial")).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(host.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().contains("vmbuild-partial"))
+        .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
@@ -195,7 +251,12 @@ fn concurrent_exports_to_one_ref_leave_one_complete_export() {
             h2.join().unwrap().unwrap();
         });
         let got = host.path().join(format!("got{round}"));
-        pull(&r, &[dest("v", &got, false)], &host.path().join(format!("rg{round}"))).unwrap();
+        pull(
+            &r,
+            &[dest("v", &got, false)],
+            &host.path().join(format!("rg{round}")),
+        )
+        .unwrap();
         let t = tree(&got);
         assert!(t == ta || t == tb, "round {round}: a mix of both exports");
     }
@@ -209,9 +270,24 @@ fn missing_volume_and_missing_ref_are_reported() {
     make_volume(&vol, 10, 0);
     let r = format!("type=registry,ref={}", reg.reference("m/cache:1"));
     push(&r, &[source("v", &vol)], &host.path().join("r")).unwrap();
-    let out = pull(&r, &[dest("other", &host.path().join("o"), false)], &host.path().join("r2")).unwrap();
-    assert_eq!(out, vec![Outcome::Absent { name: "other".into() }]);
-    let e = pull(&format!("type=registry,ref={}", reg.reference("m/cache:nope")), &[], &host.path().join("r2")).unwrap_err();
+    let out = pull(
+        &r,
+        &[dest("other", &host.path().join("o"), false)],
+        &host.path().join("r2"),
+    )
+    .unwrap();
+    assert_eq!(
+        out,
+        vec![Outcome::Absent {
+            name: "other".into()
+        }]
+    );
+    let e = pull(
+        &format!("type=registry,ref={}", reg.reference("m/cache:nope")),
+        &[],
+        &host.path().join("r2"),
+    )
+    .unwrap_err();
     assert!(matches!(e, TransferError::NotFound { .. }), "{e}");
     // A local volume made here is kept by --cache-from, replaced when forced.
     let mine = host.path().join("mine");
@@ -223,7 +299,12 @@ fn missing_volume_and_missing_ref_are_reported() {
     assert!(matches!(out[0], Outcome::Imported { .. }));
     assert_eq!(tree(&mine), tree(&vol));
     // Nothing listens here.
-    let e = pull("type=registry,ref=127.0.0.1:9/x/y:z", &[], &host.path().join("r4")).unwrap_err();
+    let e = pull(
+        "type=registry,ref=127.0.0.1:9/x/y:z",
+        &[],
+        &host.path().join("r4"),
+    )
+    .unwrap_err();
     assert!(matches!(e, TransferError::Registry { .. }), "{e}");
     assert!(!e.to_string().contains('\n'));
     let _ = records::load(&host.path().join("r"), "v");
@@ -236,7 +317,12 @@ fn a_push_to_a_new_repository_mounts_blobs_from_the_cache_from_one() {
     let vol = host.path().join("vol");
     make_volume(&vol, 300, 6 << 20);
     let main = reg.reference("acme/cache:main");
-    push(&format!("type=registry,ref={main}"), &[source("v", &vol)], &host.path().join("ra")).unwrap();
+    push(
+        &format!("type=registry,ref={main}"),
+        &[source("v", &vol)],
+        &host.path().join("ra"),
+    )
+    .unwrap();
     let log = |needle: &str| {
         std::fs::read_to_string(&reg.log)
             .unwrap()
@@ -247,9 +333,12 @@ fn a_push_to_a_new_repository_mounts_blobs_from_the_cache_from_one() {
     let patches_before = log("\"PATCH /v2/");
     // A branch's first export: same content, another repository; the
     // records are fresh, so every chunk is packed, then mounted, not sent.
-    let branch = format!("type=registry,ref={}", reg.reference("acme/branch-cache:feature"));
+    let branch = format!(
+        "type=registry,ref={}",
+        reg.reference("acme/branch-cache:feature")
+    );
     let spec = target::parse(&branch, Direction::To).unwrap();
-    let mut store = open(&spec, Direction::To, &[main.clone()]).unwrap();
+    let mut store = open(&spec, Direction::To, std::slice::from_ref(&main)).unwrap();
     let s = export(
         &[source("v", &vol)],
         store.as_mut(),
@@ -261,9 +350,15 @@ fn a_push_to_a_new_repository_mounts_blobs_from_the_cache_from_one() {
     )
     .unwrap();
     assert!(s.pushed_blobs > 1, "{s}");
-    assert!(log("mount=sha256") >= s.pushed_blobs, "no cross-repository mounts in the registry log");
+    assert!(
+        log("mount=sha256") >= s.pushed_blobs,
+        "no cross-repository mounts in the registry log"
+    );
     // At most the export's own new config blob is uploaded.
-    assert!(log("\"PATCH /v2/") <= patches_before + 1, "chunk data was uploaded again");
+    assert!(
+        log("\"PATCH /v2/") <= patches_before + 1,
+        "chunk data was uploaded again"
+    );
     let got = host.path().join("got");
     pull(&branch, &[dest("v", &got, false)], &host.path().join("rc")).unwrap();
     assert_eq!(tree(&got), tree(&vol));

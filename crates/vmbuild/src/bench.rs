@@ -14,7 +14,9 @@ pub async fn bench(cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Boot(a) => boot(a).await,
         BenchCommand::Cache(a) => crate::bench_cache::cache(a).await,
-        BenchCommand::Transfer(a) => tokio::task::block_in_place(|| crate::bench_transfer::transfer(a)),
+        BenchCommand::Transfer(a) => {
+            tokio::task::block_in_place(|| crate::bench_transfer::transfer(a))
+        }
     }
 }
 

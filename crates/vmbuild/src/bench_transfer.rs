@@ -32,7 +32,14 @@ impl Gen {
             let v = self.next().to_le_bytes();
             b.copy_from_slice(&v[..b.len()]);
         }
-        const WORDS: [&[u8]; 6] = [b"import ", b"module ", b"version ", b"= \"1.2.3\"\n", b"sha256:", b"0123456789abcdef"];
+        const WORDS: [&[u8]; 6] = [
+            b"import ",
+            b"module ",
+            b"version ",
+            b"= \"1.2.3\"\n",
+            b"sha256:",
+            b"0123456789abcdef",
+        ];
         let mut i = half;
         while i < buf.len() {
             let w = WORDS[(self.next() % 6) as usize];
@@ -92,7 +99,10 @@ fn change_one_percent(dir: &Path, mib: u64) -> Result<()> {
         i += 1;
     }
     for j in 0..5 {
-        std::fs::write(dir.join(format!("pkgs/p{j:03}/v{j}/f{j}.dat")), format!("rewritten {j}"))?;
+        std::fs::write(
+            dir.join(format!("pkgs/p{j:03}/v{j}/f{j}.dat")),
+            format!("rewritten {j}"),
+        )?;
     }
     Ok(())
 }
@@ -106,7 +116,10 @@ fn settle() {
 fn sh(script: &str) -> Result<f64> {
     settle();
     let t0 = Instant::now();
-    let st = Command::new("sh").args(["-c", script]).status().context("running sh")?;
+    let st = Command::new("sh")
+        .args(["-c", script])
+        .status()
+        .context("running sh")?;
     if !st.success() {
         bail!("`{script}` failed: {st} (apt-get install zstd?)");
     }
@@ -114,7 +127,10 @@ fn sh(script: &str) -> Result<f64> {
 }
 
 fn sh_out(script: &str) -> Result<String> {
-    let o = Command::new("sh").args(["-c", script]).output().context("running sh")?;
+    let o = Command::new("sh")
+        .args(["-c", script])
+        .output()
+        .context("running sh")?;
     if !o.status.success() {
         bail!("`{script}` failed: {}", o.status);
     }
@@ -175,13 +191,19 @@ pub fn transfer(a: BenchTransferArgs) -> Result<()> {
             std::fs::create_dir_all(d)?;
             tempfile::tempdir_in(d)?
         }
-        None => tempfile::Builder::new().prefix("vmbuild-bench-").tempdir_in("/var/tmp")?,
+        None => tempfile::Builder::new()
+            .prefix("vmbuild-bench-")
+            .tempdir_in("/var/tmp")?,
     };
     let s = scratch.path();
     let src = s.join("cache");
     let bytes = make_cache(&src, a.size_mib, 7)?;
     let files = vmbuild_transfer::walk::list(&src)?.entries.len();
-    eprintln!("bench transfer: a {} cache of {files} entries in {}", vmbuild_transfer::export::human(bytes), s.display());
+    eprintln!(
+        "bench transfer: a {} cache of {files} entries in {}",
+        vmbuild_transfer::export::human(bytes),
+        s.display()
+    );
     let tarball = s.join("cache.tar.zst");
     let (srcs, tb) = (src.display().to_string(), tarball.display().to_string());
     // Every run exports to an empty target: a new layout dir, a new
@@ -210,12 +232,20 @@ pub fn transfer(a: BenchTransferArgs) -> Result<()> {
     // with curl (one monolithic upload; one download piped into zstd | tar).
     let mut up = Vec::new();
     let mut down = Vec::new();
-    let mut ours: Vec<(Vec<f64>, Vec<f64>)> = targets(0).iter().map(|_| (Vec::new(), Vec::new())).collect();
+    let mut ours: Vec<(Vec<f64>, Vec<f64>)> = targets(0)
+        .iter()
+        .map(|_| (Vec::new(), Vec::new()))
+        .collect();
     for run in 0..runs {
-        base_exp.push(sh(&format!("tar -C {srcs} -cf - . | zstd -T0 -3 -q -f -o {tb}"))?);
+        base_exp.push(sh(&format!(
+            "tar -C {srcs} -cf - . | zstd -T0 -3 -q -f -o {tb}"
+        ))?);
         let out = fresh(&s.join("base-out"))?;
         std::fs::create_dir_all(&out)?;
-        base_imp.push(sh(&format!("zstd -d -T0 -q -c {tb} | tar -C {} -xf -", out.display()))?);
+        base_imp.push(sh(&format!(
+            "zstd -d -T0 -q -c {tb} | tar -C {} -xf -",
+            out.display()
+        ))?);
         if let Some(r) = &a.registry {
             let (host, repo) = r.split_once('/').context("--registry is REGISTRY/REPO")?;
             let repo = format!("{repo}-base-{}-{run}", std::process::id());
@@ -239,10 +269,15 @@ pub fn transfer(a: BenchTransferArgs) -> Result<()> {
             }
             ours[i].0.push(t);
             let back = fresh(&s.join("back"))?;
-            ours[i].1.push(import(from, &back, &fresh(&s.join("rec-import"))?)?);
+            ours[i]
+                .1
+                .push(import(from, &back, &fresh(&s.join("rec-import"))?)?);
         }
     }
-    println!("cache transfer, {} ({files} entries), median of {runs}:", vmbuild_transfer::export::human(bytes));
+    println!(
+        "cache transfer, {} ({files} entries), median of {runs}:",
+        vmbuild_transfer::export::human(bytes)
+    );
     let (be, bi) = (median(base_exp), median(base_imp));
     println!("  baseline tar | zstd -T0 -3   export {be:6.2} s   import {bi:6.2} s");
     let through = (!up.is_empty()).then(|| (median(up.clone()) + be, median(down.clone())));
@@ -255,7 +290,11 @@ pub fn transfer(a: BenchTransferArgs) -> Result<()> {
             (1, Some((ue, ui))) => (ue, ui),
             _ => (be, bi),
         };
-        println!("  {name:<28} export {e:6.2} s ({:.2}x)   import {i:6.2} s ({:.2}x)", e / de, i / di);
+        println!(
+            "  {name:<28} export {e:6.2} s ({:.2}x)   import {i:6.2} s ({:.2}x)",
+            e / de,
+            i / di
+        );
     }
 
     // Re-export after a 1% change, against a full export, same target.
@@ -264,6 +303,9 @@ pub fn transfer(a: BenchTransferArgs) -> Result<()> {
     let (full, _) = export(to, &src, &records)?;
     change_one_percent(&src, a.size_mib)?;
     let (inc, summary) = export(to, &src, &records)?;
-    println!("  re-export after a 1% change: {inc:.2} s vs full {full:.2} s ({:.3}x); {summary}", inc / full);
+    println!(
+        "  re-export after a 1% change: {inc:.2} s vs full {full:.2} s ({:.3}x); {summary}",
+        inc / full
+    );
     Ok(())
 }

@@ -174,8 +174,15 @@ pub async fn build(
     } else {
         let root = crate::volumes::root_dir(args.vm.cache_root.as_deref())?;
         let specs: Vec<_> = args.vm.volumes.iter().chain(&step_specs).collect();
-        let vols = cache_transfer::build_vols(&root, cache.as_ref().map(|(c, _)| c.host_dir.as_path()), &specs)?;
-        cache_transfer::import_before(&args.cache_from, &vols, &root, &stop, &mut |l: &str| obs.note(l)).await?;
+        let vols = cache_transfer::build_vols(
+            &root,
+            cache.as_ref().map(|(c, _)| c.host_dir.as_path()),
+            &specs,
+        )?;
+        cache_transfer::import_before(&args.cache_from, &vols, &root, &stop, &mut |l: &str| {
+            obs.note(l)
+        })
+        .await?;
         Some((root, vols))
     };
     let cache_held = crate::volumes::hold_cache_dir(
@@ -309,7 +316,15 @@ pub async fn build(
                 output_dir.display()
             ));
             if let Some((root, vols)) = &transfers {
-                cache_transfer::export_after(&args.cache_to, vols, &args.cache_from, root, &stop, &mut |l: &str| obs.note(l)).await?;
+                cache_transfer::export_after(
+                    &args.cache_to,
+                    vols,
+                    &args.cache_from,
+                    root,
+                    &stop,
+                    &mut |l: &str| obs.note(l),
+                )
+                .await?;
             }
             0
         }

@@ -151,7 +151,10 @@ pub async fn import_before(
         }
         let l = label(Direction::From, spec);
         let (spec2, todo, root2) = (spec.clone(), pending.clone(), root.to_path_buf());
-        let done = on_thread(&l, stop, note, move |meter| import_some(&spec2, &todo, &root2, meter)).await?;
+        let done = on_thread(&l, stop, note, move |meter| {
+            import_some(&spec2, &todo, &root2, meter)
+        })
+        .await?;
         match done {
             Ok(lines) => {
                 for (name, line) in lines {
@@ -197,7 +200,13 @@ fn import_some(
             key: v.key.clone(),
             force: false,
         };
-        let out = vmbuild_transfer::import(store.as_mut(), &export, std::slice::from_ref(&dest), &records, meter);
+        let out = vmbuild_transfer::import(
+            store.as_mut(),
+            &export,
+            std::slice::from_ref(&dest),
+            &records,
+            meter,
+        );
         drop(lock);
         match out {
             Ok(outs) => {
@@ -261,7 +270,9 @@ pub async fn export_after(
         match out {
             Ok(summary) => note(&format!("cache-to {summary}")),
             Err(TransferError::Interrupted) => return Err(RunError::Interrupted),
-            Err(e) if spec.ignore_error => note(&format!("{l}: {e} (ignored; ignore-error=false makes this fail the build)")),
+            Err(e) if spec.ignore_error => note(&format!(
+                "{l}: {e} (ignored; ignore-error=false makes this fail the build)"
+            )),
             Err(e) => {
                 return Err(RunError::CacheTransfer {
                     flag: format!("--cache-to {spec}"),

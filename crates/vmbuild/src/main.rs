@@ -19,6 +19,7 @@ mod root_image_arg;
 mod run;
 mod runner_setup;
 mod step_volumes;
+mod transfer_cmd;
 mod volumes;
 
 use std::time::Instant;
@@ -145,9 +146,11 @@ fn main() {
             cli::Command::Image(c) => {
                 tool_exit_code(tokio::task::block_in_place(|| image_cmd::image(c)))
             }
-            cli::Command::Cache(c @ (cli::CacheCommand::Export { .. } | cli::CacheCommand::Import { .. })) => {
+            cli::Command::Cache(
+                c @ (cli::CacheCommand::Export { .. } | cli::CacheCommand::Import { .. }),
+            ) => {
                 let stop = Stopper::new(None, interrupt_channel());
-                tool_exit_code(cache_cmd::transfer(c, &stop).await)
+                tool_exit_code(transfer_cmd::transfer(c, &stop).await)
             }
             cli::Command::Cache(c) => {
                 tool_exit_code(tokio::task::block_in_place(|| cache_cmd::cache(c)))

@@ -27,7 +27,11 @@ impl TestRegistry {
         std::fs::create_dir(&storage).unwrap();
         let log = dir.path().join("registry.log");
         for _ in 0..20 {
-            let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let port = TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
             let addr = format!("127.0.0.1:{port}");
             let mut config = format!(
                 "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
@@ -72,7 +76,10 @@ impl TestRegistry {
             let _ = child.kill();
             let _ = child.wait();
         }
-        panic!("docker-registry did not start; log: {}", std::fs::read_to_string(&log).unwrap_or_default());
+        panic!(
+            "docker-registry did not start; log: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
     }
 
     /// `127.0.0.1:PORT/<repo>:<tag>`.
@@ -88,7 +95,10 @@ impl TestRegistry {
     /// Blob GETs the registry logged so far.
     pub fn blob_gets(&self) -> usize {
         let mut s = String::new();
-        std::fs::File::open(&self.log).unwrap().read_to_string(&mut s).unwrap();
+        std::fs::File::open(&self.log)
+            .unwrap()
+            .read_to_string(&mut s)
+            .unwrap();
         s.lines()
             .filter(|l| l.contains("\"GET /v2/") && l.contains("/blobs/sha256:"))
             .count()
@@ -115,7 +125,10 @@ impl Drop for TestRegistry {
 pub fn du(p: &Path) -> u64 {
     let m = std::fs::symlink_metadata(p).unwrap();
     if m.is_dir() {
-        std::fs::read_dir(p).unwrap().map(|e| du(&e.unwrap().path())).sum::<u64>()
+        std::fs::read_dir(p)
+            .unwrap()
+            .map(|e| du(&e.unwrap().path()))
+            .sum::<u64>()
     } else {
         m.blocks() * 512
     }
@@ -132,9 +145,21 @@ pub fn make_volume(root: &Path, small: usize, big: u64) {
         let body = format!("file {i} {}", "x".repeat(i % 700));
         std::fs::write(dir.join(format!("f{i:05}.txt")), body).unwrap();
     }
-    std::fs::set_permissions(root.join("pkgs/d00/f00000.txt"), std::fs::Permissions::from_mode(0o600)).unwrap();
-    std::fs::set_permissions(root.join("pkgs/d01/f00001.txt"), std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::set_permissions(root.join("pkgs/d02"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::set_permissions(
+        root.join("pkgs/d00/f00000.txt"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        root.join("pkgs/d01/f00001.txt"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        root.join("pkgs/d02"),
+        std::fs::Permissions::from_mode(0o700),
+    )
+    .unwrap();
     std::fs::create_dir_all(root.join("empty/dir")).unwrap();
     symlink("../pkgs/d00/f00000.txt", root.join("empty/rel-link")).unwrap();
     symlink("/nonexistent/target", root.join("dangling")).unwrap();
@@ -164,22 +189,37 @@ pub fn tree(root: &Path) -> Vec<String> {
     use sha2::{Digest, Sha256};
     let mut out = Vec::new();
     let mut inodes: std::collections::HashMap<u64, String> = Default::default();
-    fn walk(root: &Path, p: &Path, out: &mut Vec<String>, inodes: &mut std::collections::HashMap<u64, String>) {
-        let mut names: Vec<_> = std::fs::read_dir(p).unwrap().map(|e| e.unwrap().path()).collect();
+    fn walk(
+        root: &Path,
+        p: &Path,
+        out: &mut Vec<String>,
+        inodes: &mut std::collections::HashMap<u64, String>,
+    ) {
+        let mut names: Vec<_> = std::fs::read_dir(p)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
         names.sort();
         for path in names {
             let rel = path.strip_prefix(root).unwrap().display().to_string();
             let m = std::fs::symlink_metadata(&path).unwrap();
             let mode = m.mode() & 0o7777;
             if m.file_type().is_symlink() {
-                out.push(format!("{rel} link -> {}", std::fs::read_link(&path).unwrap().display()));
+                out.push(format!(
+                    "{rel} link -> {}",
+                    std::fs::read_link(&path).unwrap().display()
+                ));
             } else if m.is_dir() {
                 out.push(format!("{rel} dir {mode:o} mtime {}", m.mtime()));
                 walk(root, &path, out, inodes);
             } else {
                 let h = hex::encode(Sha256::digest(std::fs::read(&path).unwrap()));
                 let group = inodes.entry(m.ino()).or_insert_with(|| rel.clone()).clone();
-                out.push(format!("{rel} file {mode:o} {} {h} mtime {} linkgroup {group}", m.len(), m.mtime()));
+                out.push(format!(
+                    "{rel} file {mode:o} {} {h} mtime {} linkgroup {group}",
+                    m.len(),
+                    m.mtime()
+                ));
             }
         }
     }
