@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+use vmbuild_cache::volume::human_size as human;
+
 use crate::chunk;
 use crate::format::{self, CacheConfig, Layer, VolumeInfo};
 use crate::meter::Meter;
@@ -73,24 +75,6 @@ impl fmt::Display for ExportSummary {
             write!(f, "; {} socket(s)/fifo(s)/device(s) left out", self.skipped)?;
         }
         Ok(())
-    }
-}
-
-/// `412 MiB`, `6.1 MiB`, `512 B`.
-pub fn human(b: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = b as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{b} B")
-    } else if v >= 100.0 {
-        format!("{v:.0} {}", UNITS[u])
-    } else {
-        format!("{v:.1} {}", UNITS[u])
     }
 }
 
@@ -397,17 +381,5 @@ fn pack_all(
     match interrupted {
         Some(e) => Err(e),
         None => Ok(out),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::human;
-
-    #[test]
-    fn human_sizes() {
-        assert_eq!(human(512), "512 B");
-        assert_eq!(human(6_396_314), "6.1 MiB");
-        assert_eq!(human(412 << 20), "412 MiB");
     }
 }

@@ -10,11 +10,11 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use vmbuild_cache::volume::human_size as human;
 use vmbuild_runner::export::{staging_dir, TarExtractor};
 use vmbuild_runner::OutputSink;
 
 use crate::chunk;
-use crate::export::human;
 use crate::format::{self, Export, Layer};
 use crate::meter::Meter;
 use crate::records::{self, Synced};

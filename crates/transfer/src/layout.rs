@@ -20,7 +20,7 @@ use rustix::fs::{flock, FlockOperation};
 
 use crate::format::{self, Layer};
 use crate::meter::Meter;
-use crate::store::{Store, Upload, Verify};
+use crate::store::{Store, Upload};
 use crate::TransferError;
 
 /// The annotation that names a manifest in `index.json`.
@@ -217,21 +217,6 @@ impl Store for Layout {
             },
             _ => TransferError::io(format!("reading {}", path.display()))(e),
         })?;
-        let mut v = Verify::new(layer, out, self.place());
-        let mut buf = vec![0u8; 256 << 10];
-        loop {
-            meter.check()?;
-            let n = f
-                .read(&mut buf)
-                .map_err(TransferError::io(format!("reading {}", path.display())))?;
-            if n == 0 {
-                break;
-            }
-            v.put(&buf[..n])?;
-            meter.add_bytes(n as u64);
-        }
-        v.finish()?;
-        meter.blob_done();
-        Ok(())
+        crate::store::verify_from(&mut f, &path, layer, out, self.place(), meter)
     }
 }

@@ -10,7 +10,7 @@
 //! fetches up to [`PARALLEL`] blobs ahead into files while it unpacks.
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -385,26 +385,11 @@ impl Store for Registry {
             let fetched = self.rt.block_on(task);
             if let Ok(Ok(path)) = fetched {
                 // Fetched and checked by the client; checked again as it is read.
-                let mut v = Verify::new(layer, out, self.place());
                 let mut f = std::fs::File::open(&path)
                     .map_err(TransferError::io(format!("reading {}", path.display())))?;
-                let mut buf = vec![0u8; 256 << 10];
-                loop {
-                    meter.check()?;
-                    let n = f
-                        .read(&mut buf)
-                        .map_err(TransferError::io(format!("reading {}", path.display())))?;
-                    if n == 0 {
-                        break;
-                    }
-                    v.put(&buf[..n])?;
-                    meter.add_bytes(n as u64);
-                }
-                drop(f);
+                let r = crate::store::verify_from(&mut f, &path, layer, out, self.place(), meter);
                 let _ = std::fs::remove_file(&path);
-                v.finish()?;
-                meter.blob_done();
-                return Ok(());
+                return r;
             }
             // A failed fetch ahead: try once more, streaming, for the real error.
         }

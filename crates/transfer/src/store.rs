@@ -131,3 +131,32 @@ impl<'a> Verify<'a> {
         }
     }
 }
+
+/// Streams the local file `f` (at `path`) through a [`Verify`] of `layer`
+/// into `out`, counting into `meter`.
+pub fn verify_from(
+    f: &mut std::fs::File,
+    path: &Path,
+    layer: &Layer,
+    out: &mut dyn Write,
+    place: String,
+    meter: &Meter,
+) -> Result<(), TransferError> {
+    use std::io::Read;
+    let mut v = Verify::new(layer, out, place);
+    let mut buf = vec![0u8; 256 << 10];
+    loop {
+        meter.check()?;
+        let n = f
+            .read(&mut buf)
+            .map_err(TransferError::io(format!("reading {}", path.display())))?;
+        if n == 0 {
+            break;
+        }
+        v.put(&buf[..n])?;
+        meter.add_bytes(n as u64);
+    }
+    v.finish()?;
+    meter.blob_done();
+    Ok(())
+}

@@ -201,7 +201,7 @@ pub fn transfer(a: BenchTransferArgs) -> Result<()> {
     let files = vmbuild_transfer::walk::list(&src)?.entries.len();
     eprintln!(
         "bench transfer: a {} cache of {files} entries in {}",
-        vmbuild_transfer::export::human(bytes),
+        crate::human::human_size(bytes),
         s.display()
     );
     let tarball = s.join("cache.tar.zst");
@@ -276,7 +276,7 @@ pub fn transfer(a: BenchTransferArgs) -> Result<()> {
     }
     println!(
         "cache transfer, {} ({files} entries), median of {runs}:",
-        vmbuild_transfer::export::human(bytes)
+        crate::human::human_size(bytes)
     );
     let (be, bi) = (median(base_exp), median(base_imp));
     println!("  baseline tar | zstd -T0 -3   export {be:6.2} s   import {bi:6.2} s");

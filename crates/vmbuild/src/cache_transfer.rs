@@ -11,8 +11,7 @@ use std::time::Duration;
 use vmbuild_cache::volume::{lock_exclusive, VolumeSource, VolumeSpec};
 use vmbuild_runner::{RunError, Stopper};
 use vmbuild_transfer::{
-    export::human, CacheRef, Dest, Direction, ExportOptions, Location, Meter, Outcome, Source,
-    TransferError,
+    CacheRef, Dest, Direction, ExportOptions, Location, Meter, Outcome, Source, TransferError,
 };
 
 /// The name of `--cache-dir` in an export.
@@ -116,7 +115,7 @@ pub async fn on_thread<T: Send + 'static>(
                 if r.total_bytes > 0 {
                     note(&format!(
                         "{label}: {} {}/{} blobs, {} of {}, {}/s",
-                        r.phase, r.blobs, r.total_blobs, human(r.bytes), human(r.total_bytes), human(r.rate as u64)
+                        r.phase, r.blobs, r.total_blobs, crate::human::human_size(r.bytes), crate::human::human_size(r.total_bytes), crate::human::human_size(r.rate as u64)
                     ));
                 } else if !r.phase.is_empty() {
                     note(&format!("{label}: {}", r.phase));

@@ -3,21 +3,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// `512 B`, `3.0 KiB`, `412 MiB`, `1.2 GiB`: one decimal below 10.
-pub fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = bytes as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    match unit {
-        0 => format!("{bytes} B"),
-        _ if v < 10.0 => format!("{v:.1} {}", UNITS[unit]),
-        _ => format!("{v:.0} {}", UNITS[unit]),
-    }
-}
+pub use vmbuild_cache::volume::human_size;
 
 /// How long ago `t` was: `42s ago`, `5m ago`, `3h ago`, `2d ago`.
 pub fn ago(t: SystemTime) -> String {

@@ -24,4 +24,4 @@ pub use spec::{
     bad_id, check_target, parse_mode, parse_persist, parse_sharing, valid_id, Persist, Sharing,
     SpecError, VolumeSource, VolumeSpec,
 };
-pub use usage::{du_entries, usage, DuEntry, Usage};
+pub use usage::{du_entries, human_size, usage, DuEntry, Usage};
