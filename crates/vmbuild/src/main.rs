@@ -74,13 +74,16 @@ fn exit_code(r: Result<i32, RunError>, json: bool) -> i32 {
 }
 
 /// The exit code of a management command (`image`, `cache`, `bench`): 0, or 1 with
-/// the error and its causes on one line.
+/// the error and its causes on one line (130 when Ctrl-C stopped it).
 fn tool_exit_code(r: anyhow::Result<()>) -> i32 {
     match r {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("vmbuild: error: {e:#}");
-            1
+            match e.downcast_ref::<RunError>() {
+                Some(RunError::Interrupted) => vmbuild_runner::error::EXIT_INTERRUPTED,
+                _ => 1,
+            }
         }
     }
 }
