@@ -68,6 +68,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         shares,
         drives: vec![],
         network: Network::None,
+        version: QemuVersion::new(7, 2, 0),
+        sandbox: false,
     };
     let ctl = tokio::net::UnixListener::bind(&cfg.control_socket)?;
     let qmp_listener = tokio::net::UnixListener::bind(&cfg.qmp_socket)?;

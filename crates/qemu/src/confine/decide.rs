@@ -1,0 +1,255 @@
+//! The confinement decision: host facts and the VM's needs in, what QEMU
+//! runs with out ([`ConfinePlan`]). Pure; `vmbuild doctor` prints
+//! [`ConfinePlan::summary`].
+
+use std::path::PathBuf;
+
+use vmbuild_proc::confine::{Capability, Resource};
+use vmbuild_proc::{Confinement, Ids};
+
+use super::cgroup::{CgroupLayout, Limits};
+use crate::argv::Accel;
+
+/// QEMU's open-file limit: the 9p server closes idle descriptors of its
+/// own above about 3/4 of it, so a guest walking a big cache does not hit it.
+pub const NOFILE: u64 = 4096;
+/// The process (thread) limit of the unprivileged uid, shared by every VM
+/// running as it; each VM's own is its cgroup's [`PIDS`].
+pub const NPROC: u64 = 4096;
+/// Processes and threads in one VM's cgroup (QEMU runs 4-70 threads:
+/// vCPUs, RCU, I/O and 9p worker pools).
+pub const PIDS: u32 = 256;
+/// QEMU's own memory besides the guest's, under KVM/HVF.
+pub const OVERHEAD_MIB: u64 = 256;
+/// Under TCG QEMU also keeps a translation cache of up to 1 GiB.
+pub const TCG_CODE_CACHE_MIB: u64 = 1024;
+
+/// Who QEMU runs as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QemuUser {
+    /// vmbuild is not root: QEMU runs as the caller, with no capabilities.
+    Caller { uid: u32 },
+    /// vmbuild is root: QEMU runs as this unprivileged account.
+    Dropped {
+        uid: u32,
+        gid: u32,
+        /// The account's name; `None` for the unused fallback id.
+        name: Option<String>,
+        /// Supplementary groups (`/dev/kvm`'s under KVM).
+        groups: Vec<u32>,
+    },
+    /// `--unsafe-no-confinement`: as vmbuild itself, nothing given up.
+    Unconfined,
+}
+
+/// What was found on the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfineFacts {
+    pub euid: u32,
+    /// `(uid, gid, name)` from [`super::user::choose`].
+    pub account: (u32, u32, Option<String>),
+    /// QEMU accepted the seccomp sandbox ([`super::probe`]).
+    pub sandbox: bool,
+    /// Why not, in QEMU's words.
+    pub sandbox_error: Option<String>,
+    /// A writable cgroup hierarchy with memory and pids, or why none.
+    pub cgroups: Result<CgroupLayout, String>,
+    /// The group owning `/dev/kvm`.
+    pub kvm_gid: Option<u32>,
+}
+
+/// What this VM needs from QEMU's confinement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmNeeds {
+    pub memory_mib: u32,
+    pub accel: Accel,
+    /// Why QEMU must keep `CAP_DAC_READ_SEARCH` (it serves a read-only 9p
+    /// export whose files may be root-only, or a boot file is not readable
+    /// by its uid); `None` when it need not.
+    pub read_search: Option<String>,
+}
+
+/// What QEMU runs with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfinePlan {
+    pub user: QemuUser,
+    /// QEMU keeps `CAP_DAC_READ_SEARCH`, and why.
+    pub keep_read_search: Option<String>,
+    pub sandbox: bool,
+    /// The VM's cgroup hierarchy and limits, if it gets one.
+    pub cgroup: Option<(CgroupLayout, Limits)>,
+    pub rlimits: Vec<(Resource, u64)>,
+    /// What is not in effect, and why.
+    pub notes: Vec<String>,
+}
+
+/// The memory limit of a VM's cgroup: the guest's plus QEMU's overhead.
+pub fn memory_limit_bytes(memory_mib: u32, accel: Accel) -> u64 {
+    let extra = match accel {
+        Accel::Tcg => OVERHEAD_MIB + TCG_CODE_CACHE_MIB,
+        Accel::Kvm | Accel::Hvf => OVERHEAD_MIB,
+    };
+    (u64::from(memory_mib) + extra) << 20
+}
+
+/// Decides QEMU's confinement. `unconfined`: the unsafe opt-out, for
+/// benchmarks only.
+pub fn decide(facts: &ConfineFacts, needs: &VmNeeds, unconfined: bool) -> ConfinePlan {
+    if unconfined {
+        return ConfinePlan {
+            user: QemuUser::Unconfined,
+            keep_read_search: None,
+            sandbox: false,
+            cgroup: None,
+            rlimits: Vec::new(),
+            notes: vec![
+                "--unsafe-no-confinement: QEMU runs with all of vmbuild's privileges".into(),
+            ],
+        };
+    }
+    let mut notes = Vec::new();
+    let root = facts.euid == 0;
+    let (user, keep_read_search) = if root {
+        let (uid, gid, name) = facts.account.clone();
+        let groups = match (needs.accel, facts.kvm_gid) {
+            (Accel::Kvm, Some(g)) => vec![g],
+            _ => Vec::new(),
+        };
+        (
+            QemuUser::Dropped {
+                uid,
+                gid,
+                name,
+                groups,
+            },
+            needs.read_search.clone(),
+        )
+    } else {
+        (QemuUser::Caller { uid: facts.euid }, None)
+    };
+    if !facts.sandbox {
+        notes.push(format!(
+            "no seccomp sandbox: this QEMU refuses it ({}); install a QEMU built with seccomp",
+            facts.sandbox_error.as_deref().unwrap_or("unknown reason")
+        ));
+    }
+    let cgroup = match (&facts.cgroups, root) {
+        (Ok(layout), true) => Some((
+            layout.clone(),
+            Limits {
+                memory_bytes: memory_limit_bytes(needs.memory_mib, needs.accel),
+                pids: PIDS,
+            },
+        )),
+        (Ok(_), false) => {
+            notes.push("no cgroup: vmbuild is not root".into());
+            None
+        }
+        (Err(why), _) => {
+            notes.push(format!("no cgroup: {why}"));
+            None
+        }
+    };
+    let mut rlimits = vec![(Resource::Nofile, NOFILE), (Resource::Core, 0)];
+    if root {
+        rlimits.push((Resource::Nproc, NPROC));
+    }
+    ConfinePlan {
+        user,
+        keep_read_search,
+        sandbox: facts.sandbox,
+        cgroup,
+        rlimits,
+        notes,
+    }
+}
+
+impl ConfinePlan {
+    /// The [`Confinement`] for QEMU's child side, joining `cgroup_procs`;
+    /// `None` when unconfined.
+    pub fn confinement(&self, cgroup_procs: Vec<PathBuf>) -> Option<Confinement> {
+        let ids = match &self.user {
+            QemuUser::Unconfined => return None,
+            QemuUser::Caller { .. } => None,
+            QemuUser::Dropped {
+                uid, gid, groups, ..
+            } => Some(Ids {
+                uid: *uid,
+                gid: *gid,
+                groups: groups.clone(),
+            }),
+        };
+        let keep = if self.keep_read_search.is_some() {
+            vec![Capability::CAP_DAC_READ_SEARCH]
+        } else {
+            Vec::new()
+        };
+        Some(Confinement {
+            ids,
+            keep,
+            rlimits: self.rlimits.clone(),
+            cgroup_procs,
+        })
+    }
+
+    /// One line, e.g. `uid 64012 (vmbuild), keeps CAP_DAC_READ_SEARCH
+    /// (read-only 9p export), seccomp sandbox, cgroup v1 memory 2.3G pids
+    /// 256, nofile 4096, nproc 4096, core 0`.
+    pub fn summary(&self) -> String {
+        let mut parts = Vec::new();
+        match &self.user {
+            QemuUser::Unconfined => {
+                return "UNCONFINED (--unsafe-no-confinement): all of vmbuild's privileges".into()
+            }
+            QemuUser::Caller { uid } => parts.push(format!("uid {uid} (vmbuild's own user)")),
+            QemuUser::Dropped { uid, name, .. } => parts.push(match name {
+                Some(n) => format!("uid {uid} ({n})"),
+                None => format!("uid {uid} (unused id; `useradd --system vmbuild` to name it)"),
+            }),
+        }
+        parts.push(match &self.keep_read_search {
+            Some(why) => format!("keeps only CAP_DAC_READ_SEARCH ({why})"),
+            None => "no capabilities".into(),
+        });
+        parts.push(
+            if self.sandbox {
+                "seccomp sandbox"
+            } else {
+                "NO seccomp sandbox"
+            }
+            .into(),
+        );
+        parts.push(match &self.cgroup {
+            Some((layout, l)) => format!(
+                "cgroup {} memory {} pids {}",
+                layout.version(),
+                human(l.memory_bytes),
+                l.pids
+            ),
+            None => "no cgroup".into(),
+        });
+        for (res, v) in &self.rlimits {
+            let name = match res {
+                Resource::Nofile => "nofile",
+                Resource::Nproc => "nproc",
+                Resource::Core => "core",
+                _ => "rlimit",
+            };
+            parts.push(format!("{name} {v}"));
+        }
+        parts.join(", ")
+    }
+}
+
+/// `1.2G`, `768M`.
+fn human(bytes: u64) -> String {
+    let mib = bytes >> 20;
+    if mib >= 1024 {
+        format!("{:.1}G", mib as f64 / 1024.0)
+    } else {
+        format!("{mib}M")
+    }
+}
+
+#[cfg(test)]
+mod tests;

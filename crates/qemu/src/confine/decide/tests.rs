@@ -1,0 +1,93 @@
+use super::*;
+
+fn facts(euid: u32) -> ConfineFacts {
+    ConfineFacts {
+        euid,
+        account: (64_012, 64_012, Some("vmbuild".into())),
+        sandbox: true,
+        sandbox_error: None,
+        cgroups: Ok(CgroupLayout::V1 {
+            memory: "/sys/fs/cgroup/memory".into(),
+            pids: "/sys/fs/cgroup/pids".into(),
+        }),
+        kvm_gid: Some(108),
+    }
+}
+
+fn needs(accel: Accel, nine_p: bool) -> VmNeeds {
+    VmNeeds {
+        memory_mib: 1024,
+        accel,
+        read_search: nine_p.then(|| "read-only 9p export".to_string()),
+    }
+}
+
+#[test]
+fn root_runs_qemu_as_the_account_with_only_read_search_for_9p() {
+    let p = decide(&facts(0), &needs(Accel::Tcg, true), false);
+    assert_eq!(
+        p.summary(),
+        "uid 64012 (vmbuild), keeps only CAP_DAC_READ_SEARCH (read-only 9p export), \
+         seccomp sandbox, cgroup v1 memory 2.2G pids 256, nofile 4096, core 0, nproc 4096"
+    );
+    let c = p.confinement(vec!["/cg/cgroup.procs".into()]).unwrap();
+    assert_eq!(
+        c.ids,
+        Some(Ids {
+            uid: 64_012,
+            gid: 64_012,
+            groups: vec![]
+        })
+    );
+    assert_eq!(c.keep, [Capability::CAP_DAC_READ_SEARCH]);
+    assert_eq!(c.cgroup_procs, [PathBuf::from("/cg/cgroup.procs")]);
+    assert!(p.notes.is_empty(), "{:?}", p.notes);
+}
+
+#[test]
+fn without_a_9p_export_qemu_keeps_nothing_and_kvm_adds_its_group() {
+    let p = decide(&facts(0), &needs(Accel::Kvm, false), false);
+    let c = p.confinement(vec![]).unwrap();
+    assert!(c.keep.is_empty());
+    assert_eq!(c.ids.unwrap().groups, [108]);
+    assert!(p.summary().contains("no capabilities"), "{}", p.summary());
+    assert_eq!(p.cgroup.unwrap().1.memory_bytes, (1024 + 256) << 20);
+}
+
+#[test]
+fn a_normal_user_keeps_its_uid_no_caps_no_cgroup_no_nproc() {
+    let p = decide(&facts(1000), &needs(Accel::Tcg, true), false);
+    assert_eq!(p.user, QemuUser::Caller { uid: 1000 });
+    let c = p.confinement(vec![]).unwrap();
+    assert_eq!(c.ids, None);
+    assert!(c.keep.is_empty(), "read search is not ours to give");
+    assert!(!c.rlimits.iter().any(|(r, _)| *r == Resource::Nproc));
+    assert_eq!(p.notes, ["no cgroup: vmbuild is not root"]);
+}
+
+#[test]
+fn what_is_missing_is_said() {
+    let mut f = facts(0);
+    f.sandbox = false;
+    f.sandbox_error = Some("-sandbox is not supported by this QEMU binary".into());
+    f.cgroups = Err("/sys/fs/cgroup/memory is not writable".into());
+    f.account = (64_012, 64_012, None);
+    let p = decide(&f, &needs(Accel::Tcg, false), false);
+    let s = p.summary();
+    assert!(
+        s.contains("NO seccomp sandbox") && s.contains("no cgroup"),
+        "{s}"
+    );
+    assert!(s.contains("useradd --system vmbuild"), "{s}");
+    assert_eq!(p.notes.len(), 2, "{:?}", p.notes);
+    assert!(p.notes[0].contains("not supported by this QEMU binary"));
+    assert!(p.notes[1].contains("not writable"));
+}
+
+#[test]
+fn the_opt_out_gives_up_nothing_and_says_so() {
+    let p = decide(&facts(0), &needs(Accel::Tcg, true), true);
+    assert_eq!(p.confinement(vec![]), None);
+    assert!(!p.sandbox && p.cgroup.is_none());
+    assert!(p.summary().starts_with("UNCONFINED"));
+}
