@@ -20,5 +20,5 @@ mod child;
 pub mod confine;
 
 pub use child::{Child, Output, ProcError};
-pub use confine::{Confinement, ConfineError, Ids};
+pub use confine::{ConfineError, Confinement, Ids};
 pub use rustix::process::Signal;

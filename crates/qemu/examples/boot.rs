@@ -84,7 +84,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     let start = Instant::now();
-    let mut proc = QemuProcess::spawn(&cfg.qemu, &argv, &run.join("qemu.log"))?;
+    let mut proc = QemuProcess::spawn(&cfg.qemu, &argv, &run.join("qemu.log"), None)?;
     let mut qmp = tokio::select! {
         q = accept_qmp(&qmp_listener) => q?,
         st = proc.wait() => return Err(format!("QEMU exited ({}) before QMP: {}", st?, proc.read_log()).into()),

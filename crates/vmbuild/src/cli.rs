@@ -131,6 +131,10 @@ pub struct VmArgs {
     /// under TCG, 20s under KVM/HVF].
     #[arg(long, env = "VMBUILD_BOOT_TIMEOUT", value_parser = parse_duration, value_name = "DURATION")]
     pub boot_timeout: Option<Duration>,
+    /// UNSAFE, for comparisons only: run QEMU with all of vmbuild's privileges (as root when
+    /// vmbuild is root), without its seccomp sandbox, cgroup and rlimits (docs/security.md).
+    #[arg(long)]
+    pub unsafe_no_confinement: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -208,6 +208,7 @@ pub fn qemu(
             network: network(net),
             ca_certs: crate::ca_certs::read(&args.ca_certs)?,
             boot_timeout: args.boot_timeout,
+            unconfined: args.unsafe_no_confinement,
         },
         kernel: KernelChoice {
             kernel: args.kernel.clone(),

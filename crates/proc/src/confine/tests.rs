@@ -2,8 +2,8 @@
 //! root; an unprivileged run fails the first assertion with why).
 
 use std::io::Read;
-use std::path::Path;
 use std::os::fd::{AsRawFd, FromRawFd};
+use std::path::Path;
 
 use super::*;
 use crate::{Child, Output, Signal};
@@ -59,8 +59,14 @@ async fn drops_to_the_uid_keeping_only_dac_read_search_as_ambient() {
     let c = dropped(vec![Capability::CAP_DAC_READ_SEARCH]);
     let (code, st) = run(&c, "cat /proc/self/status; ulimit -n; ulimit -c").await;
     assert_eq!(code, 0, "{st}");
-    assert!(status_field(&st, "Uid:").starts_with("64012\t64012\t64012"), "{st}");
-    assert!(status_field(&st, "Gid:").starts_with("64012\t64012\t64012"), "{st}");
+    assert!(
+        status_field(&st, "Uid:").starts_with("64012\t64012\t64012"),
+        "{st}"
+    );
+    assert!(
+        status_field(&st, "Gid:").starts_with("64012\t64012\t64012"),
+        "{st}"
+    );
     assert_eq!(status_field(&st, "Groups:"), "");
     // CAP_DAC_READ_SEARCH is bit 2; `cat` got it through the ambient set.
     for set in ["CapEff:", "CapPrm:", "CapInh:", "CapAmb:", "CapBnd:"] {
@@ -91,7 +97,11 @@ async fn dac_read_search_reads_a_root_only_file_and_nothing_else_can() {
         .expect("chmod");
     let script = format!("cat {0}; echo x >> {0}", secret.display());
     let (code, out) = run(&dropped(vec![Capability::CAP_DAC_READ_SEARCH]), &script).await;
-    assert_eq!((code, out.as_str()), (2, "root only\n"), "reads, cannot write");
+    assert_eq!(
+        (code, out.as_str()),
+        (2, "root only\n"),
+        "reads, cannot write"
+    );
     let (code, out) = run(&dropped(vec![]), &script).await;
     assert_ne!(code, 0);
     assert_eq!(out, "");
@@ -107,7 +117,10 @@ async fn inherited_descriptors_do_not_reach_the_program() {
     let leak = unsafe { OwnedFd::from_raw_fd(raw) };
     let script = format!("test -e /proc/$$/fd/{raw} && echo open || echo closed");
     let (_, plain) = run_plain(&script).await;
-    assert_eq!(plain, "open\n", "a dup()ed fd is inherited without the hook");
+    assert_eq!(
+        plain, "open\n",
+        "a dup()ed fd is inherited without the hook"
+    );
     let (_, confined) = run(&Confinement::default(), &script).await;
     assert_eq!(confined, "closed\n");
     drop(leak);

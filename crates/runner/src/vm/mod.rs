@@ -3,6 +3,7 @@
 //! - [`options`]: what the VM looks like (plain data) and its checks
 //! - [`plan`]: options -> QEMU config + guest `Setup` + daemons (pure)
 //! - [`launch`]: host detection, run dir, sockets, the plan
+//! - [`confine`]: QEMU's uid, capability, sandbox, cgroup and what it must open
 //! - [`session`]: executes a plan; boot, run, shutdown, abort
 //! - [`diagnose`]: failed VM -> one error with QEMU's and the console's words
 //! - [`control`]: the host end of the guest control channel
@@ -10,6 +11,7 @@
 //! - [`floor`]: the bare-boot floor for benchmarks
 
 pub mod assets;
+pub mod confine;
 pub mod control;
 mod diagnose;
 pub mod floor;

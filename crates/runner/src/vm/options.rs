@@ -51,6 +51,10 @@ pub struct VmOptions {
     /// How long each guest phase may take (`--boot-timeout`); `None`: by
     /// accelerator, see [`super::GuestWaits::for_accel`].
     pub boot_timeout: Option<std::time::Duration>,
+    /// UNSAFE, for benchmarks only (`--unsafe-no-confinement`): QEMU runs
+    /// with all of vmbuild's privileges, no seccomp sandbox, no cgroup and
+    /// no rlimits (docs/security.md).
+    pub unconfined: bool,
 }
 
 impl Default for VmOptions {
@@ -69,6 +73,7 @@ impl Default for VmOptions {
             network: Network::None,
             ca_certs: None,
             boot_timeout: None,
+            unconfined: false,
         }
     }
 }

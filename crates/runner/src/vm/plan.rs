@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 
 use vmbuild_cache::SharedDir;
 use vmbuild_proto::{CacheMode, MountSpec, NetworkSpec, RootSpec, Setup, GUEST_HOME};
-use vmbuild_qemu::{Accel, Arch, Drive, DriveFormat, HostOs, Network, Share, ShareKind, VmConfig};
+use vmbuild_qemu::{
+    Accel, Arch, Drive, DriveFormat, HostOs, Network, QemuVersion, Share, ShareKind, VmConfig,
+};
 
 use super::options::{RootImage, VmOptions};
 pub use crate::error::PlanError;
@@ -34,6 +36,11 @@ pub struct HostChoice {
     pub accel: Accel,
     /// Host TSC rate in kHz (x86_64), see `vmbuild_qemu::probe_tsc_khz`.
     pub tsc_khz: Option<u64>,
+    /// The QEMU release (`vmbuild_qemu::confine::probe`).
+    pub version: QemuVersion,
+    /// Start QEMU with its seccomp sandbox (it supports it and the run is
+    /// not unconfined).
+    pub sandbox: bool,
 }
 
 /// The boot files: an uncompressed kernel and the initramfs with the init.
@@ -157,6 +164,8 @@ pub fn plan(
         shares,
         drives: opts.root_image.iter().map(root_drive).collect(),
         network: opts.network,
+        version: host.version,
+        sandbox: host.sandbox,
     };
     Ok(VmPlan {
         qemu,

@@ -13,6 +13,8 @@ fn host() -> HostChoice {
         arch: Arch::X86_64,
         accel: Accel::Tcg,
         tsc_khz: Some(2_000_000),
+        version: QemuVersion::new(7, 2, 22),
+        sandbox: true,
     }
 }
 
