@@ -7,6 +7,7 @@ mod cache;
 mod cache_cmd;
 mod cache_coherence;
 mod cache_locks;
+mod confinement;
 mod env_images;
 mod harness;
 mod network;
