@@ -263,6 +263,10 @@ pub async fn build(
                 GUEST_OUTPUT_DIR,
                 env::base_env(),
                 &output_dir,
+                vmbuild_runner::ExportLimits {
+                    max_bytes: args.max_output_size,
+                    ..vmbuild_runner::ExportLimits::default()
+                },
                 &stop,
             )
             .await

@@ -197,6 +197,10 @@ pub struct BuildArgs {
     /// Also write the full log (every step's output) to FILE.
     #[arg(long, value_name = "FILE")]
     pub log_file: Option<PathBuf>,
+    /// Most bytes of file content the outputs may write on the host (e.g. 500M, 20G); past
+    /// it the build fails naming this limit and --output-dir is left unchanged.
+    #[arg(long, value_parser = crate::args::parse_size, value_name = "SIZE", default_value = "10G")]
+    pub max_output_size: u64,
 }
 
 #[derive(Debug, Args)]

@@ -28,15 +28,16 @@ pub fn doctor() -> i32 {
     let mut r = Report { missing: 0 };
     let facts = vmbuild_qemu::probe_host();
     println!("vmbuild doctor");
+    let (accel, why) = vmbuild_qemu::choose_accel(&facts);
     match vmbuild_qemu::find_qemu(facts.arch, None) {
         Ok(q) => {
             let v =
                 vmbuild_qemu::qemu_version(&q).unwrap_or_else(|e| format!("version unknown: {e}"));
             r.ok("qemu", format!("{} ({v})", q.display()));
+            doctor_confinement(&r, &q, accel);
         }
         Err(e) => r.missing("qemu", e, &vmbuild_qemu::install_hint(facts.os, facts.arch)),
     }
-    let (accel, why) = vmbuild_qemu::choose_accel(&facts);
     r.ok("accel", format!("{accel} — {why}"));
     match facts.tsc_khz {
         Some(k) => r.info(
@@ -88,6 +89,33 @@ pub fn doctor() -> i32 {
     } else {
         println!("{} thing(s) missing; see the fix lines above", r.missing);
         1
+    }
+}
+
+/// What QEMU runs with for a default VM (1024 MiB) with a `--cache-dir`
+/// (a read-only 9p export), and what is not in effect (docs/security.md).
+fn doctor_confinement(r: &Report, qemu: &std::path::Path, accel: vmbuild_qemu::Accel) {
+    use vmbuild_qemu::confine::{self, probe};
+    let found = match probe::probe(qemu, probe::default_cache_dir().as_deref()) {
+        Ok(p) => p,
+        Err(e) => return r.info("confinement", format!("QEMU could not be probed: {e}")),
+    };
+    let facts = confine::facts::gather(&found);
+    let needs = confine::VmNeeds {
+        memory_mib: 1024,
+        accel,
+        read_search: Some("read-only 9p export of --cache-dir and the build source".into()),
+    };
+    let plan = confine::decide(&facts, &needs, false);
+    r.ok("confinement", format!("qemu: {}", plan.summary()));
+    for note in &plan.notes {
+        r.info("confinement", note);
+    }
+    if facts.euid == 0 && facts.account.2.as_deref() != Some(confine::user::USER_NAME) {
+        r.info(
+            "confinement",
+            "no `vmbuild` account: QEMU runs as an unused uid; `useradd --system vmbuild` names it",
+        );
     }
 }
 

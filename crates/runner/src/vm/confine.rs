@@ -59,13 +59,17 @@ pub fn decide(
     accel: Accel,
     boot_files: &[&Path],
     unconfined: bool,
-) -> Result<(QemuProbe, ConfinePlan), RunError> {
-    let found = probe::probe(qemu, probe::default_cache_dir().as_deref()).map_err(|why| {
-        RunError::Flag {
-            flag: "--qemu".into(),
-            why: format!("{why}; check that it is a working qemu-system binary"),
+) -> (QemuProbe, ConfinePlan) {
+    // A binary that cannot say its version gets no sandbox (and is not
+    // cached); if it is no QEMU at all, its own start error says so next.
+    let found = probe::probe(qemu, probe::default_cache_dir().as_deref()).unwrap_or_else(|why| {
+        tracing::debug!(%why, "QEMU probe failed; no seccomp sandbox");
+        QemuProbe {
+            version: vmbuild_qemu::QemuVersion::new(0, 0, 0),
+            sandbox: false,
+            sandbox_error: Some(why),
         }
-    })?;
+    });
     let facts = qc::facts::gather(&found);
     let (uid, gid, _) = facts.account.clone();
     let read_search = if shares.iter().any(|s| s.mode == CacheMode::Overlay) {
@@ -82,7 +86,7 @@ pub fn decide(
         read_search,
     };
     let plan = qc::decide(&facts, &needs, unconfined);
-    Ok((found, plan))
+    (found, plan)
 }
 
 /// Prepares the run dir for QEMU's uid and makes the VM's cgroup (named

@@ -51,7 +51,7 @@ impl Launch {
             host.accel,
             &files,
             opts.unconfined,
-        )?;
+        );
         host.version = probe.version;
         host.sandbox = confine_plan.sandbox;
         let rundir = make_rundir()?;
