@@ -130,10 +130,15 @@ mod tests {
     #[tokio::test]
     async fn missing_program_is_a_spawn_error() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let err = QemuProcess::spawn(Path::new("/nonexistent/qemu"), &[], &dir.path().join("log"), None)
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+        let err = QemuProcess::spawn(
+            Path::new("/nonexistent/qemu"),
+            &[],
+            &dir.path().join("log"),
+            None,
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
         assert!(err.contains("/nonexistent/qemu"), "{err}");
     }
 

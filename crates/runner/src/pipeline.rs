@@ -247,8 +247,10 @@ pub async fn export_outputs(
     stop: &Stopper,
 ) -> Result<crate::export::ExportReport, RunError> {
     let staging = crate::export::staging_dir(output_dir)?;
-    let mut extractor =
-        BlockingSink(crate::export::TarExtractor::with_limits(staging.path(), limits)?);
+    let mut extractor = BlockingSink(crate::export::TarExtractor::with_limits(
+        staging.path(),
+        limits,
+    )?);
     let cmd = CommandSpec {
         argv: vec![
             "tar".into(),

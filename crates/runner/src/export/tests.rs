@@ -610,7 +610,10 @@ fn output_past_max_bytes_is_refused_before_the_entry_is_written() {
         "{err}"
     );
     assert!(err.to_string().contains("--max-output-size"), "{err}");
-    assert!(!f.stage.join("b").exists(), "nothing of the entry past the limit");
+    assert!(
+        !f.stage.join("b").exists(),
+        "nothing of the entry past the limit"
+    );
     let f = fixture();
     let mut x = TarExtractor::with_limits(&f.stage, limits(1100)).unwrap();
     x.stdout(&bytes);

@@ -118,7 +118,10 @@ pub fn prepare(
             chmod(s, 0o600)?;
         }
         std::fs::File::create(console_log).map_err(|e| {
-            RunError::io(format!("cannot create the console log {}", console_log.display()), e)
+            RunError::io(
+                format!("cannot create the console log {}", console_log.display()),
+                e,
+            )
         })?;
         chown(console_log, uid, gid)?;
         chmod(console_log, 0o600)?;

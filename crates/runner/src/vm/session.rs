@@ -391,7 +391,10 @@ impl Vm {
             }
         }
         if self.cgroup.as_ref().is_some_and(|c| c.oom_killed()) {
-            let limit = self.cgroup.as_ref().map_or(0, |c| c.plan().limits.memory_bytes >> 20);
+            let limit = self
+                .cgroup
+                .as_ref()
+                .map_or(0, |c| c.plan().limits.memory_bytes >> 20);
             return RunError::Vm {
                 kind: VmFailureKind::OutOfMemory,
                 detail: format!(
