@@ -407,3 +407,44 @@ pipeline:
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(std::fs::metadata(out.join("b")).unwrap().len(), 1 << 20);
 }
+
+#[test]
+fn a_guest_flooding_stdout_stops_the_log_file_at_its_cap_and_the_build_ends() {
+    let v = Vmb::new();
+    // ~3 MiB of lines against --log-file-max 1M.
+    let p = project(
+        r#"
+package: { name: loud, version: "1" }
+pipeline:
+  - runs: |
+      seq 70000 | sed 's/$/ a line of build output that goes on and on/'
+      echo still-finished
+"#,
+    );
+    let outs = tempfile::tempdir().unwrap();
+    let log = outs.path().join("build.log");
+    let log_arg = log.to_string_lossy().into_owned();
+    let o = build(
+        &v,
+        p.path(),
+        &outs.path().join("out"),
+        &[
+            "--log-format",
+            "json",
+            "--log-file",
+            &log_arg,
+            "--log-file-max",
+            "1M",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("still-finished"),
+        "the screen gets everything"
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    let len = text.len() as u64;
+    assert!(len > (1 << 20) && len < (1 << 20) + 512, "{len} bytes");
+    assert!(text.contains("[vmbuild: this log stopped at 1048576 bytes (--log-file-max)"));
+    assert!(!text.contains("still-finished"));
+}

@@ -56,7 +56,8 @@ pub struct Confinement {
     /// ambient). Only honoured together with `ids` when the parent is
     /// root; an unprivileged parent has none to give.
     pub keep: Vec<Capability>,
-    /// Soft = hard limit for each resource.
+    /// Soft = hard limit for each resource. With [`Resource::Fsize`] the
+    /// child also ignores SIGXFSZ: a write past the limit fails (EFBIG).
     pub rlimits: Vec<(Resource, u64)>,
     /// `cgroup.procs` files the child joins (v1: one per controller
     /// hierarchy; v2: one).
@@ -120,6 +121,9 @@ pub fn install(cmd: &mut Command, c: &Confinement) -> Result<(), ConfineError> {
     };
     let groups: Vec<libc::gid_t> = ids.as_ref().map(|i| i.groups.clone()).unwrap_or_default();
     let rlimits = c.rlimits.clone();
+    // Past RLIMIT_FSIZE a write fails with EFBIG instead of killing the
+    // program with SIGXFSZ (an ignored signal stays ignored across exec).
+    let ignore_xfsz = rlimits.iter().any(|(r, _)| *r == Resource::Fsize);
     // SAFETY: the hook runs in the forked child before exec. It only makes
     // syscalls (write, prlimit, prctl, setgroups/setres[ug]id, capget/
     // capset, close_range/fcntl) on data prepared above; it takes no lock
@@ -129,6 +133,10 @@ pub fn install(cmd: &mut Command, c: &Confinement) -> Result<(), ConfineError> {
         cmd.pre_exec(move || {
             for fd in &cgroups {
                 join_cgroup(fd)?;
+            }
+            if ignore_xfsz {
+                // signal() with SIG_IGN is async-signal-safe.
+                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
             }
             for (res, limit) in &rlimits {
                 rustix::process::setrlimit(

@@ -51,6 +51,7 @@ fn observer(args: &BuildArgs) -> Result<Box<dyn BuildObserver>, RunError> {
         Some(p) => {
             let f = std::fs::File::create(p)
                 .map_err(|e| RunError::io(format!("--log-file {}", p.display()), e))?;
+            let f = crate::capped::Capped::new(f, args.log_file_max);
             Box::new(Tee(screen, TextProgress::new(f)))
         }
     })

@@ -201,6 +201,10 @@ pub struct BuildArgs {
     /// it the build fails naming this limit and --output-dir is left unchanged.
     #[arg(long, value_parser = crate::args::parse_size, value_name = "SIZE", default_value = "10G")]
     pub max_output_size: u64,
+    /// Most bytes --log-file keeps (e.g. 100M); past it the file ends with a notice and the
+    /// build goes on (the screen still shows everything).
+    #[arg(long, value_parser = crate::args::parse_size, value_name = "SIZE", default_value = "256M")]
+    pub log_file_max: u64,
 }
 
 #[derive(Debug, Args)]

@@ -105,6 +105,7 @@ fn doctor_confinement(r: &Report, qemu: &std::path::Path, accel: vmbuild_qemu::A
         memory_mib: 1024,
         accel,
         read_search: Some("read-only 9p export of --cache-dir and the build source".into()),
+        memfd: false,
     };
     let plan = confine::decide(&facts, &needs, false);
     r.ok("confinement", format!("qemu: {}", plan.summary()));

@@ -7,6 +7,7 @@ mod bench_cache;
 mod build;
 mod ca_certs;
 mod cache_cmd;
+mod capped;
 mod cli;
 mod doctor;
 mod human;

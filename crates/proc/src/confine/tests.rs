@@ -186,3 +186,21 @@ fn the_parent_death_signal_survives_the_uid_change() {
     let st = std::os::unix::process::ExitStatusExt::signal(&c.wait_blocking().expect("wait"));
     assert_eq!(st, Some(Signal::TERM.as_raw()));
 }
+
+#[tokio::test]
+async fn a_file_size_limit_stops_writes_without_killing_the_writer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let f = dir.path().join("big");
+    let c = Confinement {
+        rlimits: vec![(Resource::Fsize, 1000)],
+        ..Confinement::default()
+    };
+    let script = format!("head -c 5000 /dev/zero > {}; echo head=$?", f.display());
+    let (code, out) = run(&c, &script).await;
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "head=1\n"),
+        "head fails, not killed"
+    );
+    assert_eq!(std::fs::metadata(&f).expect("file").len(), 1000);
+}

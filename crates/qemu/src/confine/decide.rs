@@ -19,6 +19,11 @@ pub const NPROC: u64 = 4096;
 /// Processes and threads in one VM's cgroup (QEMU runs 4-70 threads:
 /// vCPUs, RCU, I/O and 9p worker pools).
 pub const PIDS: u32 = 256;
+/// The most any file QEMU writes may grow to (`RLIMIT_FSIZE`): the console
+/// log and QEMU's own log, which a guest can flood. With a virtiofs share
+/// QEMU's guest RAM is a memfd, which the limit also covers: it is then
+/// raised to the guest memory size.
+pub const FILE_MAX: u64 = 64 << 20;
 /// QEMU's own memory besides the guest's, under KVM/HVF.
 pub const OVERHEAD_MIB: u64 = 256;
 /// Under TCG QEMU also keeps a translation cache of up to 1 GiB.
@@ -67,6 +72,8 @@ pub struct VmNeeds {
     /// export whose files may be root-only, or a boot file is not readable
     /// by its uid); `None` when it need not.
     pub read_search: Option<String>,
+    /// Guest RAM is a memfd (virtiofs shares need it).
+    pub memfd: bool,
 }
 
 /// What QEMU runs with.
@@ -150,7 +157,16 @@ pub fn decide(facts: &ConfineFacts, needs: &VmNeeds, unconfined: bool) -> Confin
             None
         }
     };
-    let mut rlimits = vec![(Resource::Nofile, NOFILE), (Resource::Core, 0)];
+    let fsize = if needs.memfd {
+        FILE_MAX.max(u64::from(needs.memory_mib) << 20)
+    } else {
+        FILE_MAX
+    };
+    let mut rlimits = vec![
+        (Resource::Nofile, NOFILE),
+        (Resource::Core, 0),
+        (Resource::Fsize, fsize),
+    ];
     if root {
         rlimits.push((Resource::Nproc, NPROC));
     }
@@ -233,9 +249,13 @@ impl ConfinePlan {
                 Resource::Nofile => "nofile",
                 Resource::Nproc => "nproc",
                 Resource::Core => "core",
+                Resource::Fsize => "files up to",
                 _ => "rlimit",
             };
-            parts.push(format!("{name} {v}"));
+            parts.push(match res {
+                Resource::Fsize => format!("{name} {}", human(*v)),
+                _ => format!("{name} {v}"),
+            });
         }
         parts.join(", ")
     }

@@ -84,6 +84,7 @@ pub fn decide(
         memory_mib,
         accel,
         read_search,
+        memfd: shares.iter().any(|s| s.mode == CacheMode::Virtiofs),
     };
     let plan = qc::decide(&facts, &needs, unconfined);
     (found, plan)

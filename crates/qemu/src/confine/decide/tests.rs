@@ -19,6 +19,7 @@ fn needs(accel: Accel, nine_p: bool) -> VmNeeds {
         memory_mib: 1024,
         accel,
         read_search: nine_p.then(|| "read-only 9p export".to_string()),
+        memfd: false,
     }
 }
 
@@ -28,7 +29,7 @@ fn root_runs_qemu_as_the_account_with_only_read_search_for_9p() {
     assert_eq!(
         p.summary(),
         "uid 64012 (vmbuild), keeps only CAP_DAC_READ_SEARCH (read-only 9p export), \
-         seccomp sandbox, cgroup v1 memory 2.2G pids 256, nofile 4096, core 0, nproc 4096"
+         seccomp sandbox, cgroup v1 memory 2.2G pids 256, nofile 4096, core 0, files up to 64M, nproc 4096"
     );
     let c = p.confinement(vec!["/cg/cgroup.procs".into()]).unwrap();
     assert_eq!(
@@ -90,4 +91,23 @@ fn the_opt_out_gives_up_nothing_and_says_so() {
     assert_eq!(p.confinement(vec![]), None);
     assert!(!p.sandbox && p.cgroup.is_none());
     assert!(p.summary().starts_with("UNCONFINED"));
+}
+
+#[test]
+fn files_are_capped_at_64m_or_the_guest_ram_memfd() {
+    let fsize = |memfd, memory_mib| {
+        let n = VmNeeds {
+            memory_mib,
+            memfd,
+            ..needs(Accel::Tcg, false)
+        };
+        let p = decide(&facts(1000), &n, false);
+        p.rlimits
+            .iter()
+            .find(|(r, _)| *r == Resource::Fsize)
+            .map(|(_, v)| *v)
+    };
+    assert_eq!(fsize(false, 4096), Some(64 << 20));
+    assert_eq!(fsize(true, 4096), Some(4096 << 20));
+    assert_eq!(fsize(true, 32), Some(64 << 20));
 }
