@@ -59,6 +59,8 @@ pub struct VirtiofsdArgs {
     /// The host directory shared read-write.
     pub shared_dir: PathBuf,
     pub sandbox: Sandbox,
+    /// `--rlimit-nofile` (see [`nofile_for`]).
+    pub rlimit_nofile: u64,
 }
 
 /// The descriptor limit both flavours are given: virtiofsd keeps a
@@ -66,7 +68,19 @@ pub struct VirtiofsdArgs {
 /// thousands of files (node_modules, ~/.m2) needs that many. Spelt out
 /// rather than left to each flavour's default (1,000,000 today, capped by
 /// `fs.nr_open`).
-pub const RLIMIT_NOFILE: u32 = 1_000_000;
+pub const RLIMIT_NOFILE: u64 = 1_000_000;
+
+/// The `--rlimit-nofile` to ask for: [`RLIMIT_NOFILE`] when vmbuild may
+/// raise the hard limit (`CAP_SYS_RESOURCE`; it raises it for virtiofsd
+/// before exec, as the Rust flavour fails with EPERM when it cannot), else
+/// what the current hard limit allows.
+pub fn nofile_for(can_raise: bool, current_hard: u64) -> u64 {
+    if can_raise {
+        RLIMIT_NOFILE
+    } else {
+        RLIMIT_NOFILE.min(current_hard)
+    }
+}
 
 /// The argv (without the program) for `flavor`:
 ///
@@ -105,7 +119,7 @@ pub fn build_args(flavor: Flavor, a: &VirtiofsdArgs) -> Result<Vec<OsString>, Vi
             "--cache=auto".into(),
             format!("--sandbox={}", a.sandbox).into(),
             "--seccomp=kill".into(),
-            format!("--rlimit-nofile={RLIMIT_NOFILE}").into(),
+            format!("--rlimit-nofile={}", a.rlimit_nofile).into(),
         ],
         Flavor::LegacyC => vec![
             socket,
@@ -117,7 +131,7 @@ pub fn build_args(flavor: Flavor, a: &VirtiofsdArgs) -> Result<Vec<OsString>, Vi
             format!("sandbox={}", a.sandbox).into(),
             "-o".into(),
             "flock".into(),
-            format!("--rlimit-nofile={RLIMIT_NOFILE}").into(),
+            format!("--rlimit-nofile={}", a.rlimit_nofile).into(),
         ],
     })
 }
@@ -154,6 +168,7 @@ mod tests {
             socket_path: "/run/vm/fs.sock".into(),
             shared_dir: "/home/u/cache".into(),
             sandbox,
+            rlimit_nofile: RLIMIT_NOFILE,
         }
     }
 
@@ -233,6 +248,13 @@ mod tests {
         a.shared_dir = PathBuf::from(OsString::from_vec(b"/x/\xff".to_vec()));
         let r = build_args(Flavor::Rust, &a).unwrap();
         assert_eq!(r[1].as_bytes(), b"--shared-dir=/x/\xff");
+    }
+
+    #[test]
+    fn nofile_is_the_full_million_as_root_else_what_the_hard_limit_allows() {
+        assert_eq!(nofile_for(true, 20_000), 1_000_000);
+        assert_eq!(nofile_for(false, 20_000), 20_000);
+        assert_eq!(nofile_for(false, u64::MAX), 1_000_000);
     }
 
     #[test]
