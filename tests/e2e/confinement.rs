@@ -132,3 +132,129 @@ fn qemu_runs_unprivileged_sandboxed_and_limited_and_reads_root_only_cache_files(
         "the VM's cgroup is removed"
     );
 }
+
+/// `Seccomp:` and `NoNewPrivs:` of the live processes whose command line
+/// mentions `needle` and `virtiofsd`, with their open-file limit.
+fn virtiofsd_states(needle: &Path) -> Vec<(String, String, String)> {
+    processes_mentioning(needle)
+        .into_iter()
+        .filter(|(_, cmd)| cmd.contains("virtiofsd"))
+        .filter_map(|(pid, _)| {
+            let st = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+            let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
+            let nofile = limits.lines().find(|l| l.starts_with("Max open files"))?;
+            Some((
+                field(&st, "Seccomp:"),
+                field(&st, "NoNewPrivs:"),
+                nofile.split_whitespace().nth(3)?.to_string(),
+            ))
+        })
+        .collect()
+}
+
+/// Boots with `cache` in virtiofs mode (`env` picks the flavour), runs
+/// `script` (which prints `ready` and then sleeps), and returns the
+/// command's output and the virtiofsd states seen while it slept.
+fn virtiofs_run(
+    cache: &Path,
+    env: &[(&str, &Path)],
+    script: &str,
+) -> (String, Vec<(String, String, String)>) {
+    let v = Vmb::new();
+    let cache_arg = cache.to_string_lossy().into_owned();
+    let mut cmd = v.cmd();
+    cmd.args([
+        "run",
+        "--cache-mode",
+        "virtiofs",
+        "--cache-dir",
+        &cache_arg,
+        "--",
+        "sh",
+        "-c",
+        script,
+    ])
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
+    for (k, val) in env {
+        cmd.env(k, val);
+    }
+    let mut child = cmd.spawn().expect("spawn vmbuild");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains("ready") {
+        let mut line = String::new();
+        if out.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        seen.push_str(&line);
+    }
+    let states = virtiofsd_states(cache);
+    let st = wait_with_limit(&mut child, Duration::from_secs(300));
+    assert!(st.success(), "{st:?}: {seen}");
+    v.assert_clean();
+    (seen, states)
+}
+
+#[test]
+fn virtiofsd_is_seccomp_confined_and_the_rust_one_serves_200000_files() {
+    // The C flavour (QEMU's, the default): its sandboxed worker runs under
+    // its seccomp filter with no new privileges.
+    let small = tempfile::tempdir().unwrap();
+    std::fs::write(small.path().join("f"), "x").unwrap();
+    let (out, states) = virtiofs_run(
+        small.path(),
+        &[],
+        "cat /var/cache/vmbuild/f; echo; echo ready; sleep 2",
+    );
+    assert_eq!(out, "x\nready\n");
+    assert!(
+        states
+            .iter()
+            .any(|(seccomp, nnp, _)| seccomp == "2" && nnp == "1"),
+        "C virtiofsd: {states:?}"
+    );
+
+    let Some(rust) = std::env::var_os("VMBUILD_TEST_RUST_VIRTIOFSD").map(PathBuf::from) else {
+        panic!("VMBUILD_TEST_RUST_VIRTIOFSD unset (scripts/test.sh sets it)");
+    };
+    // 200 directories of 1,000 empty files: a node_modules-sized cache.
+    let big = tempfile::tempdir().unwrap();
+    for d in 0..200 {
+        let dir = big.path().join(format!("d{d}"));
+        std::fs::create_dir(&dir).unwrap();
+        for f in 1..=1000 {
+            std::fs::File::create(dir.join(f.to_string())).unwrap();
+        }
+    }
+    let script = "find /var/cache/vmbuild -type f | wc -l; cat /var/cache/vmbuild/d199/1000 && echo read-last; echo ready; sleep 2";
+    let dir = rust.parent().unwrap();
+    let (out, states) = virtiofs_run(big.path(), &[("QEMU_VIRTIOFS_PATH", dir)], script);
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["200000", "read-last", "ready"]
+    );
+    assert!(
+        states.iter().any(|(seccomp, _, _)| seccomp == "2"),
+        "Rust virtiofsd (--seccomp=kill): {states:?}"
+    );
+    // --rlimit-nofile: 1,000,000 where vmbuild may raise the hard limit,
+    // else the hard limit (this host's root lacks CAP_SYS_RESOURCE).
+    let hard = hard_nofile();
+    let want = 1_000_000u64.min(hard).to_string();
+    let can_raise = 1_000_000u64.to_string();
+    assert!(
+        states.iter().all(|(_, _, n)| *n == want || *n == can_raise),
+        "{states:?} (hard limit {hard})"
+    );
+}
+
+/// This process's hard open-file limit, from /proc.
+fn hard_nofile() -> u64 {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    line.split_whitespace().nth(4).unwrap().parse().unwrap()
+}
