@@ -15,5 +15,6 @@ mod oom;
 mod rename_dir;
 mod run_basics;
 mod run_failures;
+mod scratch;
 mod vm_failures;
 mod volumes;

@@ -135,6 +135,12 @@ pub struct VmArgs {
     /// vmbuild is root), without its seccomp sandbox, cgroup and rlimits (docs/security.md).
     #[arg(long)]
     pub unsafe_no_confinement: bool,
+    /// Size of the scratch disk (e.g. 16G): a sparse file on the host, removed after the run,
+    /// holding what the guest writes to /home/build and the cache overlays (instead of guest
+    /// RAM); writes past it fail with "no space". 0: no disk, writes stay in --memory
+    /// [default: 16G for build, 0 for run (it costs ~0.3 s of boot under TCG)].
+    #[arg(long, value_parser = crate::args::parse_size, value_name = "SIZE")]
+    pub disk: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -106,6 +106,9 @@ fn doctor_confinement(r: &Report, qemu: &std::path::Path, accel: vmbuild_qemu::A
         accel,
         read_search: Some("read-only 9p export of --cache-dir and the build source".into()),
         memfd: false,
+        // `--disk`'s default: QEMU writes the scratch disk, so its file
+        // size limit is that large.
+        disk_bytes: 16 << 30,
     };
     let plan = confine::decide(&facts, &needs, false);
     r.ok("confinement", format!("qemu: {}", plan.summary()));

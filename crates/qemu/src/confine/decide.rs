@@ -20,9 +20,10 @@ pub const NPROC: u64 = 4096;
 /// vCPUs, RCU, I/O and 9p worker pools).
 pub const PIDS: u32 = 256;
 /// The most any file QEMU writes may grow to (`RLIMIT_FSIZE`): the console
-/// log and QEMU's own log, which a guest can flood. With a virtiofs share
-/// QEMU's guest RAM is a memfd, which the limit also covers: it is then
-/// raised to the guest memory size.
+/// log and QEMU's own log, which a guest can flood. The limit covers every
+/// file QEMU writes, so it is raised to the guest memory size with a
+/// virtiofs share (guest RAM is then a memfd) and to the scratch disk's
+/// size with one — the console log is then bounded by that instead.
 pub const FILE_MAX: u64 = 64 << 20;
 /// QEMU's own memory besides the guest's, under KVM/HVF.
 pub const OVERHEAD_MIB: u64 = 256;
@@ -74,6 +75,9 @@ pub struct VmNeeds {
     pub read_search: Option<String>,
     /// Guest RAM is a memfd (virtiofs shares need it).
     pub memfd: bool,
+    /// The scratch disk's size (0: none); QEMU writes it, so the file
+    /// size limit must allow it.
+    pub disk_bytes: u64,
 }
 
 /// What QEMU runs with.
@@ -157,11 +161,12 @@ pub fn decide(facts: &ConfineFacts, needs: &VmNeeds, unconfined: bool) -> Confin
             None
         }
     };
-    let fsize = if needs.memfd {
-        FILE_MAX.max(u64::from(needs.memory_mib) << 20)
+    let memfd = if needs.memfd {
+        u64::from(needs.memory_mib) << 20
     } else {
-        FILE_MAX
+        0
     };
+    let fsize = FILE_MAX.max(memfd).max(needs.disk_bytes);
     let mut rlimits = vec![
         (Resource::Nofile, NOFILE),
         (Resource::Core, 0),

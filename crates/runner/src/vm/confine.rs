@@ -51,13 +51,14 @@ impl Confined {
 
 /// Probes `qemu` (cached) and decides its confinement for a VM with
 /// `shares`, `memory_mib` under `accel`, whose files QEMU must read are
-/// `boot_files`. `unconfined`: the unsafe opt-out.
+/// `boot_files`, with a scratch disk of `disk_bytes`. `unconfined`: the unsafe opt-out.
 pub fn decide(
     qemu: &Path,
     shares: &[SharedDir],
     memory_mib: u32,
     accel: Accel,
     boot_files: &[&Path],
+    disk_bytes: Option<u64>,
     unconfined: bool,
 ) -> (QemuProbe, ConfinePlan) {
     // A binary that cannot say its version gets no sandbox (and is not
@@ -85,6 +86,7 @@ pub fn decide(
         accel,
         read_search,
         memfd: shares.iter().any(|s| s.mode == CacheMode::Virtiofs),
+        disk_bytes: disk_bytes.unwrap_or(0),
     };
     let plan = qc::decide(&facts, &needs, unconfined);
     (found, plan)
@@ -93,7 +95,7 @@ pub fn decide(
 /// Prepares the run dir for QEMU's uid and makes the VM's cgroup (named
 /// after the run dir, so it is unique): the run dir `root:GID 0710`,
 /// the sockets QEMU connects to and the console log it writes owned by
-/// QEMU's uid, mode 0600.
+/// QEMU's uid, mode 0600, and so is the scratch disk.
 ///
 /// # Errors
 /// [`RunError::Io`] when a chown/chmod fails, [`RunError::Cgroup`] when the
@@ -104,6 +106,7 @@ pub fn prepare(
     rundir: &Path,
     sockets: &[&Path],
     console_log: &Path,
+    scratch: Option<&Path>,
 ) -> Result<Confined, RunError> {
     let mut confined = Confined {
         plan,
@@ -124,8 +127,10 @@ pub fn prepare(
                 e,
             )
         })?;
-        chown(console_log, uid, gid)?;
-        chmod(console_log, 0o600)?;
+        for f in std::iter::once(console_log).chain(scratch) {
+            chown(f, uid, gid)?;
+            chmod(f, 0o600)?;
+        }
     }
     if let Some((layout, limits)) = &confined.plan.cgroup {
         let name = rundir

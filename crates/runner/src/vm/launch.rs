@@ -50,6 +50,7 @@ impl Launch {
             opts.memory_mib,
             host.accel,
             &files,
+            opts.disk_bytes,
             opts.unconfined,
         );
         host.version = probe.version;
@@ -58,6 +59,9 @@ impl Launch {
         let plan = plan(opts, &host, boot, rundir.path())?;
         let ctl_listener = bind(&plan.qemu.control_socket)?;
         let qmp_listener = bind(&plan.qemu.qmp_socket)?;
+        if let Some(sc) = &plan.scratch {
+            super::scratch::make(sc)?;
+        }
         let confinement = confine_plan.summary();
         tracing::debug!(%confinement, notes = ?confine_plan.notes, "QEMU confinement");
         let confined = confine::prepare(
@@ -66,6 +70,7 @@ impl Launch {
             rundir.path(),
             &[&plan.qemu.control_socket, &plan.qemu.qmp_socket],
             &plan.qemu.console_log,
+            plan.scratch.as_ref().map(|sc| sc.path.as_path()),
         )?;
         let info = BootInfo {
             qemu: host.qemu,

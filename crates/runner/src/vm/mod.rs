@@ -4,6 +4,7 @@
 //! - [`plan`]: options -> QEMU config + guest `Setup` + daemons (pure)
 //! - [`launch`]: host detection, run dir, sockets, the plan
 //! - [`confine`]: QEMU's uid, capability, sandbox, cgroup and what it must open
+//! - [`scratch`]: the scratch disk (sparse file, ext4 made on the host)
 //! - [`session`]: executes a plan; boot, run, shutdown, abort
 //! - [`diagnose`]: failed VM -> one error with QEMU's and the console's words
 //! - [`control`]: the host end of the guest control channel
@@ -18,6 +19,7 @@ pub mod floor;
 mod launch;
 pub mod options;
 pub mod plan;
+pub mod scratch;
 pub mod session;
 
 pub use launch::BootInfo;

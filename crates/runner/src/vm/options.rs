@@ -55,6 +55,11 @@ pub struct VmOptions {
     /// with all of vmbuild's privileges, no seccomp sandbox, no cgroup and
     /// no rlimits (docs/security.md).
     pub unconfined: bool,
+    /// Size of the scratch disk (`--disk`): a sparse file in the run dir,
+    /// formatted ext4 on the host, attached read-write; the guest's writes
+    /// to `/home/build` and the cache overlays go there instead of RAM.
+    /// `None`: no disk (tmpfs, bounded by `--memory`).
+    pub disk_bytes: Option<u64>,
 }
 
 impl Default for VmOptions {
@@ -74,6 +79,7 @@ impl Default for VmOptions {
             ca_certs: None,
             boot_timeout: None,
             unconfined: false,
+            disk_bytes: None,
         }
     }
 }

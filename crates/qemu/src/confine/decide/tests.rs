@@ -20,6 +20,7 @@ fn needs(accel: Accel, nine_p: bool) -> VmNeeds {
         accel,
         read_search: nine_p.then(|| "read-only 9p export".to_string()),
         memfd: false,
+        disk_bytes: 0,
     }
 }
 
@@ -110,4 +111,14 @@ fn files_are_capped_at_64m_or_the_guest_ram_memfd() {
     assert_eq!(fsize(false, 4096), Some(64 << 20));
     assert_eq!(fsize(true, 4096), Some(4096 << 20));
     assert_eq!(fsize(true, 32), Some(64 << 20));
+    let with_disk = VmNeeds {
+        disk_bytes: 16 << 30,
+        ..needs(Accel::Tcg, false)
+    };
+    let p = decide(&facts(0), &with_disk, false);
+    assert!(
+        p.rlimits.contains(&(Resource::Fsize, 16 << 30)),
+        "{:?}",
+        p.rlimits
+    );
 }
