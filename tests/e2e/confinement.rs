@@ -258,3 +258,52 @@ fn hard_nofile() -> u64 {
         .unwrap();
     line.split_whitespace().nth(4).unwrap().parse().unwrap()
 }
+
+#[test]
+fn a_fork_bomb_in_the_guest_stays_in_the_guest_and_the_run_ends() {
+    let v = Vmb::new();
+    let mut child = v.spawn(&[
+        "run",
+        "--timeout",
+        "15s",
+        "--",
+        "sh",
+        "-c",
+        "echo bombing; b() { b | b & }; b; sleep 100",
+    ]);
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "bombing\n");
+    std::thread::sleep(Duration::from_secs(5));
+    // The host still starts processes promptly, and QEMU's threads stay
+    // under its cgroup's pids limit (guest processes are not host ones).
+    let t = std::time::Instant::now();
+    assert!(std::process::Command::new("/bin/true")
+        .status()
+        .unwrap()
+        .success());
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "host slow: {:?}",
+        t.elapsed()
+    );
+    let qemu: Vec<u32> = processes_mentioning(v.tmp.path())
+        .into_iter()
+        .filter(|(_, cmd)| cmd.contains("qemu-system"))
+        .map(|(pid, _)| pid)
+        .collect();
+    assert_eq!(qemu.len(), 1);
+    let pids_dir = PathBuf::from("/sys/fs/cgroup/pids")
+        .join(cgroup_of(qemu[0], "pids").trim_start_matches('/'));
+    let current: u32 = std::fs::read_to_string(pids_dir.join("pids.current"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(current <= 256, "{current}");
+    let st = wait_with_limit(&mut child, Duration::from_secs(60));
+    // Stopped at --timeout (124), or the guest died of it (123).
+    assert!(matches!(st.code(), Some(124 | 123)), "{st:?}");
+    v.assert_clean();
+}
