@@ -11,6 +11,7 @@ mod confinement;
 mod env_images;
 mod harness;
 mod network;
+mod non_root;
 mod oom;
 mod rename_dir;
 mod run_basics;
