@@ -9,7 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::harness::{processes_mentioning, wait_with_limit, Vmb};
+use crate::harness::{processes_mentioning, read_until, wait_with_limit, Vmb};
 
 fn field(status: &str, key: &str) -> String {
     status
@@ -31,6 +31,17 @@ fn cgroup_of(pid: u32, controller: &str) -> String {
                 .then(|| path.to_string())
         })
         .unwrap_or_else(|| panic!("no {controller} cgroup in {text}"))
+}
+
+/// The pid of the one QEMU running for `v`.
+fn qemu_pid(v: &Vmb) -> u32 {
+    let qemu: Vec<u32> = processes_mentioning(v.tmp.path())
+        .into_iter()
+        .filter(|(_, cmd)| cmd.contains("qemu-system"))
+        .map(|(pid, _)| pid)
+        .collect();
+    assert_eq!(qemu.len(), 1, "one QEMU for this run: {qemu:?}");
+    qemu[0]
 }
 
 #[test]
@@ -59,24 +70,10 @@ fn qemu_runs_unprivileged_sandboxed_and_limited_and_reads_root_only_cache_files(
         "cat /var/cache/vmbuild/secret; echo ready; sleep 3",
     ]);
     let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut seen = String::new();
-    while !seen.contains("ready") {
-        let mut line = String::new();
-        assert!(
-            out.read_line(&mut line).unwrap() > 0,
-            "vmbuild ended early: {seen}"
-        );
-        seen.push_str(&line);
-    }
+    let seen = read_until(&mut out, "ready");
     assert_eq!(seen, "root only\nready\n");
 
-    let qemu: Vec<u32> = processes_mentioning(v.tmp.path())
-        .into_iter()
-        .filter(|(_, cmd)| cmd.contains("qemu-system"))
-        .map(|(pid, _)| pid)
-        .collect();
-    assert_eq!(qemu.len(), 1, "one QEMU for this run");
-    let pid = qemu[0];
+    let pid = qemu_pid(&v);
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let uid = field(&status, "Uid:");
     assert!(!uid.starts_with('0'), "QEMU runs as root: {uid}");
@@ -181,14 +178,7 @@ fn virtiofs_run(
     }
     let mut child = cmd.spawn().expect("spawn vmbuild");
     let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut seen = String::new();
-    while !seen.contains("ready") {
-        let mut line = String::new();
-        if out.read_line(&mut line).unwrap() == 0 {
-            break;
-        }
-        seen.push_str(&line);
-    }
+    let seen = read_until(&mut out, "ready");
     let states = virtiofsd_states(cache);
     let st = wait_with_limit(&mut child, Duration::from_secs(300));
     assert!(st.success(), "{st:?}: {seen}");
@@ -288,14 +278,8 @@ fn a_fork_bomb_in_the_guest_stays_in_the_guest_and_the_run_ends() {
         "host slow: {:?}",
         t.elapsed()
     );
-    let qemu: Vec<u32> = processes_mentioning(v.tmp.path())
-        .into_iter()
-        .filter(|(_, cmd)| cmd.contains("qemu-system"))
-        .map(|(pid, _)| pid)
-        .collect();
-    assert_eq!(qemu.len(), 1);
     let pids_dir = PathBuf::from("/sys/fs/cgroup/pids")
-        .join(cgroup_of(qemu[0], "pids").trim_start_matches('/'));
+        .join(cgroup_of(qemu_pid(&v), "pids").trim_start_matches('/'));
     let current: u32 = std::fs::read_to_string(pids_dir.join("pids.current"))
         .unwrap()
         .trim()

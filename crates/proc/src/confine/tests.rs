@@ -19,9 +19,16 @@ fn assert_root() {
 
 /// Runs `sh -c script` confined as `c`; returns (exit code, stdout).
 async fn run(c: &Confinement, script: &str) -> (i32, String) {
+    run_with(Some(c), script).await
+}
+
+/// Runs `sh -c script`, confined when `c` is given.
+async fn run_with(c: Option<&Confinement>, script: &str) -> (i32, String) {
     let mut cmd = Command::new("/bin/sh");
     cmd.arg("-c").arg(script);
-    install(&mut cmd, c).expect("install");
+    if let Some(c) = c {
+        install(&mut cmd, c).expect("install");
+    }
     let mut child = Child::spawn(cmd, Output::Piped, Signal::KILL).expect("spawn");
     let mut out = String::new();
     child
@@ -116,7 +123,7 @@ async fn inherited_descriptors_do_not_reach_the_program() {
     // SAFETY: `raw` is a fresh descriptor nobody else owns.
     let leak = unsafe { OwnedFd::from_raw_fd(raw) };
     let script = format!("test -e /proc/$$/fd/{raw} && echo open || echo closed");
-    let (_, plain) = run_plain(&script).await;
+    let (_, plain) = run_with(None, &script).await;
     assert_eq!(
         plain, "open\n",
         "a dup()ed fd is inherited without the hook"
@@ -124,20 +131,6 @@ async fn inherited_descriptors_do_not_reach_the_program() {
     let (_, confined) = run(&Confinement::default(), &script).await;
     assert_eq!(confined, "closed\n");
     drop(leak);
-}
-
-async fn run_plain(script: &str) -> (i32, String) {
-    let mut cmd = Command::new("/bin/sh");
-    cmd.arg("-c").arg(script);
-    let mut child = Child::spawn(cmd, Output::Piped, Signal::KILL).expect("spawn");
-    let mut out = String::new();
-    child
-        .take_stdout()
-        .expect("stdout")
-        .read_to_string(&mut out)
-        .expect("read");
-    let st = child.wait().await.expect("wait");
-    (st.code().unwrap_or(-1), out)
 }
 
 #[tokio::test]

@@ -14,6 +14,14 @@ const UNIFIED: &str = "\
 30 25 0:26 / /sys/fs/cgroup rw,nosuid,nodev - cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot
 ";
 
+/// `(path, value, optional)` of each write of `p`, in order.
+fn writes(p: &CgroupPlan) -> Vec<(PathBuf, &str, bool)> {
+    p.writes
+        .iter()
+        .map(|w| (w.path.clone(), w.value.as_str(), w.optional))
+        .collect()
+}
+
 fn limits() -> Limits {
     Limits {
         memory_bytes: 1 << 30,
@@ -81,11 +89,7 @@ fn v1_plan_sets_memory_and_pids_in_two_hierarchies() {
             q
         ]
     );
-    let writes: Vec<(PathBuf, &str, bool)> = p
-        .writes
-        .iter()
-        .map(|w| (w.path.clone(), w.value.as_str(), w.optional))
-        .collect();
+    let writes = writes(&p);
     assert_eq!(
         writes,
         [
@@ -108,11 +112,7 @@ fn v2_plan_enables_controllers_down_to_the_vm() {
     let vm = parent.join("vm-1");
     assert_eq!(p.version, "v2");
     assert_eq!(p.mkdirs, [parent.to_path_buf(), vm.clone()]);
-    let writes: Vec<(PathBuf, &str, bool)> = p
-        .writes
-        .iter()
-        .map(|w| (w.path.clone(), w.value.as_str(), w.optional))
-        .collect();
+    let writes = writes(&p);
     assert_eq!(
         writes,
         [
