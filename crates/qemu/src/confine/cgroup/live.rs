@@ -47,6 +47,14 @@ impl Cgroup {
                 }
             }
         }
+        for d in cg
+            .plan
+            .mkdirs
+            .iter()
+            .filter(|d| !cg.plan.remove.contains(d))
+        {
+            sweep_stale(d, STALE_AFTER);
+        }
         for w in &cg.plan.writes {
             match std::fs::write(&w.path, &w.value) {
                 Ok(()) => {}
@@ -93,6 +101,32 @@ impl Drop for Cgroup {
     fn drop(&mut self) {
         for d in &self.plan.remove {
             remove(d);
+        }
+    }
+}
+
+/// How old an empty VM cgroup must be before [`sweep_stale`] removes it:
+/// a new one is empty only until its QEMU joins, seconds after it is made.
+pub const STALE_AFTER: Duration = Duration::from_secs(600);
+
+/// Removes the empty cgroups under `parent` older than `age`: those of
+/// runs whose vmbuild was killed (SIGKILL) before it could remove them.
+/// A cgroup with a task cannot be removed (EBUSY), so a running VM's stays
+/// whatever its age.
+pub fn sweep_stale(parent: &Path, age: Duration) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let old = e
+            .metadata()
+            .ok()
+            .filter(std::fs::Metadata::is_dir)
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|a| a > age);
+        if old && std::fs::remove_dir(e.path()).is_ok() {
+            tracing::debug!("removed the stale cgroup {}", e.path().display());
         }
     }
 }

@@ -171,3 +171,27 @@ fn a_real_v1_or_v2_cgroup_is_made_limited_and_removed() {
         assert!(!d.exists(), "{} left behind", d.display());
     }
 }
+
+#[test]
+fn only_old_empty_cgroups_are_swept() {
+    let d = tempfile::tempdir().unwrap();
+    let old_empty = d.path().join("vmbuild-old");
+    let old_busy = d.path().join("vmbuild-busy");
+    let new_empty = d.path().join("vmbuild-new");
+    for p in [&old_empty, &old_busy, &new_empty] {
+        std::fs::create_dir(p).unwrap();
+    }
+    // A directory with an entry stands in for a cgroup with a task (EBUSY
+    // there, ENOTEMPTY here: rmdir refuses either way).
+    std::fs::write(old_busy.join("task"), "").unwrap();
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    for p in [&old_empty, &old_busy] {
+        std::fs::File::open(p)
+            .unwrap()
+            .set_modified(hour_ago)
+            .unwrap();
+    }
+    live::sweep_stale(d.path(), live::STALE_AFTER);
+    assert!(!old_empty.exists());
+    assert!(old_busy.exists() && new_empty.exists());
+}
