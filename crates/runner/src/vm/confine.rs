@@ -121,13 +121,8 @@ pub fn prepare(
             chown(s, uid, gid)?;
             chmod(s, 0o600)?;
         }
-        std::fs::File::create(console_log).map_err(|e| {
-            RunError::io(
-                format!("cannot create the console log {}", console_log.display()),
-                e,
-            )
-        })?;
-        for f in std::iter::once(console_log).chain(scratch) {
+        hand_over_console_log(console_log, uid, gid)?;
+        for f in scratch {
             chown(f, uid, gid)?;
             chmod(f, 0o600)?;
         }
@@ -147,6 +142,33 @@ pub fn prepare(
         .unwrap_or_default();
     confined.child = confined.plan.confinement(procs);
     Ok(confined)
+}
+
+/// Creates (or truncates) the console log and gives it to QEMU's uid,
+/// through one descriptor: it may be a user's `--console-log` path outside
+/// the private run dir, so a symlink there is refused rather than followed
+/// (no chown of whatever it points to).
+fn hand_over_console_log(path: &Path, uid: u32, gid: u32) -> Result<(), RunError> {
+    use rustix::fs::{Mode, OFlags};
+    let err = |e: rustix::io::Errno| {
+        RunError::io(
+            format!(
+                "cannot create the console log {} for QEMU's uid {uid} (a symlink there is refused)",
+                path.display()
+            ),
+            e.into(),
+        )
+    };
+    let flags =
+        OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let fd = rustix::fs::open(path, flags, Mode::from_raw_mode(0o600)).map_err(err)?;
+    rustix::fs::fchown(
+        &fd,
+        Some(rustix::fs::Uid::from_raw(uid)),
+        Some(rustix::fs::Gid::from_raw(gid)),
+    )
+    .map_err(err)?;
+    rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o600)).map_err(err)
 }
 
 /// Whether `uid`/`gid` (no supplementary groups) may read `path` by its
@@ -190,6 +212,32 @@ fn chmod(path: &Path, mode: u32) -> Result<(), RunError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_console_log_is_handed_over_but_a_symlink_is_not_followed() {
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join("console.log");
+        std::fs::write(&log, "old").unwrap();
+        hand_over_console_log(&log, 64_012, 64_012).unwrap();
+        let md = std::fs::metadata(&log).unwrap();
+        assert_eq!(
+            (md.uid(), md.gid(), md.len(), md.mode() & 0o777),
+            (64_012, 64_012, 0, 0o600)
+        );
+        let victim = d.path().join("victim");
+        std::fs::write(&victim, "keep").unwrap();
+        let link = d.path().join("link.log");
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        let e = hand_over_console_log(&link, 64_012, 64_012)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("symlink"), "{e}");
+        let md = std::fs::metadata(&victim).unwrap();
+        assert_eq!(
+            (md.uid(), std::fs::read_to_string(&victim).unwrap().as_str()),
+            (0, "keep")
+        );
+    }
 
     #[test]
     fn readability_follows_mode_bits_along_the_path() {
