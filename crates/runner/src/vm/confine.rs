@@ -122,7 +122,7 @@ pub fn prepare(
             chmod(s, 0o600)?;
         }
         hand_over_console_log(console_log, uid, gid)?;
-        for f in scratch {
+        if let Some(f) = scratch {
             chown(f, uid, gid)?;
             chmod(f, 0o600)?;
         }
