@@ -52,10 +52,19 @@ pub fn doctor() -> i32 {
         Err(e) => r.missing("guest init", e, "scripts/build-init.sh"),
     }
     match vmbuild_cache::virtiofsd::find_virtiofsd_on_host() {
-        Ok(p) => r.ok(
-            "virtiofsd",
-            format!("{} (needed only for --cache-mode virtiofs)", p.display()),
-        ),
+        Ok(p) => {
+            r.ok(
+                "virtiofsd",
+                format!("{} (needed only for --cache-mode virtiofs)", p.display()),
+            );
+            let n = vmbuild_qemu::virtiofsd::nofile_limit();
+            r.info(
+                "virtiofsd",
+                format!("namespace sandbox, seccomp (kill), --rlimit-nofile {n}{}", if n < 1_000_000 {
+                    " (vmbuild cannot raise the hard limit: no CAP_SYS_RESOURCE; QEMU's C virtiofsd then serves at most about that many files, the Rust one more)"
+                } else { "" }),
+            );
+        }
         Err(e) => r.info(
             "virtiofsd",
             format!("not found (needed only for --cache-mode virtiofs): {e}"),
@@ -66,6 +75,13 @@ pub fn doctor() -> i32 {
         Err(_) => r.info(
             "bubblewrap",
             "not found (needed only for --runner bubblewrap): apt-get install bubblewrap",
+        ),
+    }
+    match which::which("mkfs.ext4") {
+        Ok(p) => r.ok("mkfs.ext4", format!("{} (for --disk scratch disks)", p.display())),
+        Err(_) => r.info(
+            "mkfs.ext4",
+            "not found (needed for --disk, on by default for build): apt-get install e2fsprogs, or pass --disk 0",
         ),
     }
     for (tool, pkg) in [("mmdebstrap", "mmdebstrap"), ("mkfs.erofs", "erofs-utils")] {

@@ -38,6 +38,15 @@ pub struct Virtiofsd {
     log_path: PathBuf,
 }
 
+/// The `--rlimit-nofile` virtiofsd gets from this process (see
+/// `args::nofile_for`): how many inodes of a share it can hold open.
+pub fn nofile_limit() -> u64 {
+    let hard = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .maximum
+        .unwrap_or(u64::MAX);
+    crate::virtiofsd::args::nofile_for(can_raise_limits(), hard)
+}
+
 /// Whether this process may raise a hard rlimit (`CAP_SYS_RESOURCE`; root
 /// in a container may lack it).
 fn can_raise_limits() -> bool {
@@ -90,14 +99,11 @@ impl Virtiofsd {
             default_sandbox(flavor, root).ok_or_else(|| VirtiofsdError::CFlavorNeedsRoot {
                 binary: binary.to_owned(),
             })?;
-        let hard = rustix::process::getrlimit(rustix::process::Resource::Nofile)
-            .maximum
-            .unwrap_or(u64::MAX);
         let args = VirtiofsdArgs {
             socket_path: socket_path.to_owned(),
             shared_dir: shared_dir.to_owned(),
             sandbox,
-            rlimit_nofile: crate::virtiofsd::args::nofile_for(can_raise_limits(), hard),
+            rlimit_nofile: nofile_limit(),
         };
         Self::start_with(binary, flavor, &args, log_path, SOCKET_TIMEOUT).await
     }
