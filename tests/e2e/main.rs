@@ -17,5 +17,6 @@ mod rename_dir;
 mod run_basics;
 mod run_failures;
 mod scratch;
+mod tamper;
 mod vm_failures;
 mod volumes;
