@@ -291,3 +291,53 @@ fn a_fork_bomb_in_the_guest_stays_in_the_guest_and_the_run_ends() {
     assert!(matches!(st.code(), Some(124 | 123)), "{st:?}");
     v.assert_clean();
 }
+
+#[test]
+fn restrict_host_rejects_the_hosts_loopback_that_plain_user_networking_reaches() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counted = hits.clone();
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().flatten() {
+            counted.fetch_add(1, Ordering::SeqCst);
+            let _ = std::io::Write::write_all(&mut s, b"HTTP/1.0 200 OK\r\n\r\nhost-service\n");
+        }
+    });
+    let url = format!("http://10.0.2.2:{port}/");
+    let v = Vmb::new();
+    let script =
+        format!("wget -q -O- {url}; echo rc=$?; nslookup deb.debian.org >/dev/null && echo dns-ok");
+    let o = v.run(&[
+        "run",
+        "--network",
+        "user,restrict-host",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(
+        out.contains("rc=1") && !out.contains("host-service"),
+        "{out}"
+    );
+    assert!(
+        err.contains("Connection refused"),
+        "rejected at once: {err}"
+    );
+    assert!(out.contains("dns-ok"), "DNS still works: {out}");
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "the host service saw nothing"
+    );
+
+    let o = v.run(&["run", "--network", "user", "--", "sh", "-c", &script]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("host-service"));
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+}

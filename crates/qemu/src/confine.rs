@@ -6,6 +6,7 @@
 pub mod cgroup;
 pub mod decide;
 pub mod facts;
+pub mod firewall;
 pub mod probe;
 pub mod user;
 

@@ -35,6 +35,7 @@ fn vm_flags(vm: &VmArgs) -> Vec<String> {
         "--network",
         vm.network.map(|n| match n {
             crate::cli::NetworkArg::User => "user".into(),
+            crate::cli::NetworkArg::UserRestrictHost => "user,restrict-host".into(),
             crate::cli::NetworkArg::None => "none".into(),
         }),
     );

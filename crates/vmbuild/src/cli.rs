@@ -49,8 +49,13 @@ pub enum Command {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum NetworkArg {
-    /// QEMU user-mode networking (outgoing connections, DNS)
+    /// QEMU user-mode networking (outgoing connections, DNS; the host's loopback services at
+    /// 10.0.2.2)
     User,
+    /// user-mode networking without the host's own services (10.0.2.2 and the host's other
+    /// addresses are rejected, except DNS): a host firewall rule on QEMU's uid; root only
+    #[value(name = "user,restrict-host")]
+    UserRestrictHost,
     /// no network device
     None,
 }

@@ -125,6 +125,7 @@ fn doctor_confinement(r: &Report, qemu: &std::path::Path, accel: vmbuild_qemu::A
         // `--disk`'s default: QEMU writes the scratch disk, so its file
         // size limit is that large.
         disk_bytes: 16 << 30,
+        restrict_host: false,
     };
     let plan = confine::decide(&facts, &needs, false);
     r.ok("confinement", format!("qemu: {}", plan.summary()));

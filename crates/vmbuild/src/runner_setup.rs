@@ -83,7 +83,7 @@ fn cache_mode(m: CacheModeArg) -> CacheMode {
 
 fn network(n: NetworkArg) -> vmbuild_qemu::Network {
     match n {
-        NetworkArg::User => vmbuild_qemu::Network::User,
+        NetworkArg::User | NetworkArg::UserRestrictHost => vmbuild_qemu::Network::User,
         NetworkArg::None => vmbuild_qemu::Network::None,
     }
 }
@@ -220,6 +220,7 @@ pub fn qemu(
             ca_certs: crate::ca_certs::read(&args.ca_certs)?,
             boot_timeout: args.boot_timeout,
             unconfined: args.unsafe_no_confinement,
+            restrict_host: net == NetworkArg::UserRestrictHost,
             disk_bytes: Some(args.disk.unwrap_or(default_disk)).filter(|b| *b > 0),
         },
         kernel: KernelChoice {

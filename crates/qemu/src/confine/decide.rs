@@ -62,6 +62,9 @@ pub struct ConfineFacts {
     pub cgroups: Result<CgroupLayout, String>,
     /// The group owning `/dev/kvm`.
     pub kvm_gid: Option<u32>,
+    /// The account for `--network user,restrict-host`
+    /// ([`super::user::choose_restricted`]).
+    pub restricted_account: Option<(u32, u32, Option<String>)>,
 }
 
 /// What this VM needs from QEMU's confinement.
@@ -78,6 +81,9 @@ pub struct VmNeeds {
     /// The scratch disk's size (0: none); QEMU writes it, so the file
     /// size limit must allow it.
     pub disk_bytes: u64,
+    /// `--network user,restrict-host`: QEMU's connections to the host
+    /// itself are rejected by a firewall rule on its (own) uid.
+    pub restrict_host: bool,
 }
 
 /// What QEMU runs with.
@@ -92,6 +98,11 @@ pub struct ConfinePlan {
     pub rlimits: Vec<(Resource, u64)>,
     /// What is not in effect, and why.
     pub notes: Vec<String>,
+    /// The uid whose traffic to the host the firewall must reject
+    /// (`--network user,restrict-host`).
+    pub firewall_uid: Option<u32>,
+    /// Why this VM cannot be started as asked.
+    pub refused: Option<String>,
 }
 
 /// The memory limit of a VM's cgroup: the guest's plus QEMU's overhead.
@@ -116,12 +127,32 @@ pub fn decide(facts: &ConfineFacts, needs: &VmNeeds, unconfined: bool) -> Confin
             notes: vec![
                 "--unsafe-no-confinement: QEMU runs with all of vmbuild's privileges".into(),
             ],
+            firewall_uid: None,
+            refused: needs.restrict_host.then(|| {
+                "--network user,restrict-host relies on QEMU's confinement (its own uid); drop --unsafe-no-confinement".into()
+            }),
         };
     }
     let mut notes = Vec::new();
     let root = facts.euid == 0;
+    let mut refused = None;
+    let account = if needs.restrict_host {
+        if !root {
+            refused = Some("--network user,restrict-host needs vmbuild to run as root (a host firewall rule on QEMU's own uid); use --network none, or user without restrict-host".to_string());
+        }
+        facts.restricted_account.clone().unwrap_or_else(|| {
+            refused.get_or_insert_with(|| format!(
+                "--network user,restrict-host: uid {} is taken by another account; create `useradd --system {}` for it",
+                super::user::RESTRICTED_FALLBACK_ID,
+                super::user::RESTRICTED_NAME
+            ));
+            facts.account.clone()
+        })
+    } else {
+        facts.account.clone()
+    };
     let (user, keep_read_search) = if root {
-        let (uid, gid, name) = facts.account.clone();
+        let (uid, gid, name) = account;
         let groups = match (needs.accel, facts.kvm_gid) {
             (Accel::Kvm, Some(g)) => vec![g],
             _ => Vec::new(),
@@ -175,6 +206,10 @@ pub fn decide(facts: &ConfineFacts, needs: &VmNeeds, unconfined: bool) -> Confin
     if root {
         rlimits.push((Resource::Nproc, NPROC));
     }
+    let firewall_uid = match (&user, needs.restrict_host) {
+        (QemuUser::Dropped { uid, .. }, true) => Some(*uid),
+        _ => None,
+    };
     ConfinePlan {
         user,
         keep_read_search,
@@ -182,6 +217,8 @@ pub fn decide(facts: &ConfineFacts, needs: &VmNeeds, unconfined: bool) -> Confin
         cgroup,
         rlimits,
         notes,
+        firewall_uid,
+        refused,
     }
 }
 
@@ -249,6 +286,9 @@ impl ConfinePlan {
             ),
             None => "no cgroup".into(),
         });
+        if self.firewall_uid.is_some() {
+            parts.push("host services unreachable (firewall)".into());
+        }
         for (res, v) in &self.rlimits {
             let name = match res {
                 Resource::Nofile => "nofile",

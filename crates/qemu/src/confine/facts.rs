@@ -18,6 +18,7 @@ pub fn gather(probe: &QemuProbe) -> ConfineFacts {
         sandbox_error: probe.sandbox_error.clone(),
         cgroups: host_cgroups(),
         kvm_gid: std::fs::metadata("/dev/kvm").ok().map(|m| m.gid()),
+        restricted_account: super::user::choose_restricted_on_host(),
     }
 }
 

@@ -58,6 +58,32 @@ pub fn choose(passwd: &str, group: &str) -> (u32, u32, Option<String>) {
     (FALLBACK_ID, FALLBACK_ID, None)
 }
 
+/// The account QEMU runs as for `--network user,restrict-host`: the host
+/// firewall tells those VMs apart by it (see `super::firewall`).
+pub const RESTRICTED_NAME: &str = "vmbuild-restricted";
+/// Its uid/gid when there is no such account.
+pub const RESTRICTED_FALLBACK_ID: u32 = 64_013;
+
+/// The identity for restricted QEMUs: the `vmbuild-restricted` account,
+/// else [`RESTRICTED_FALLBACK_ID`] when no account or group has it; `None`
+/// when it is taken (there is no safe shared fallback: the firewall rule
+/// would hit whoever has that uid).
+pub fn choose_restricted(passwd: &str, group: &str) -> Option<(u32, u32, Option<String>)> {
+    let accounts = parse_passwd(passwd);
+    if let Some(a) = accounts.iter().find(|a| a.name == RESTRICTED_NAME) {
+        return Some((a.uid, a.gid, Some(a.name.clone())));
+    }
+    let taken = accounts.iter().any(|a| a.uid == RESTRICTED_FALLBACK_ID)
+        || group_has_gid(group, RESTRICTED_FALLBACK_ID);
+    (!taken).then_some((RESTRICTED_FALLBACK_ID, RESTRICTED_FALLBACK_ID, None))
+}
+
+/// [`choose_restricted`] on this host's files.
+pub fn choose_restricted_on_host() -> Option<(u32, u32, Option<String>)> {
+    let read = |p| std::fs::read_to_string(p).unwrap_or_default();
+    choose_restricted(&read("/etc/passwd"), &read("/etc/group"))
+}
+
 /// [`choose`] on this host's `/etc/passwd` and `/etc/group` (missing files
 /// read as empty).
 pub fn choose_on_host() -> (u32, u32, Option<String>) {
@@ -95,6 +121,18 @@ mod tests {
             choose(BASE, "odd:x:64012:\n"),
             (NOBODY, NOBODY, Some("nobody".into()))
         );
+    }
+
+    #[test]
+    fn restricted_vms_get_their_own_uid_or_none() {
+        assert_eq!(choose_restricted(BASE, ""), Some((64_013, 64_013, None)));
+        let named = format!("{BASE}vmbuild-restricted:x:997:996::/:/bin/false\n");
+        assert_eq!(
+            choose_restricted(&named, ""),
+            Some((997, 996, Some("vmbuild-restricted".into())))
+        );
+        let taken = format!("{BASE}other:x:64013:100::/:/bin/sh\n");
+        assert_eq!(choose_restricted(&taken, ""), None);
     }
 
     #[test]

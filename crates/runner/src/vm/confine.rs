@@ -59,6 +59,7 @@ pub fn decide(
     accel: Accel,
     boot_files: &[&Path],
     disk_bytes: Option<u64>,
+    restrict_host: bool,
     unconfined: bool,
 ) -> (QemuProbe, ConfinePlan) {
     // A binary that cannot say its version gets no sandbox (and is not
@@ -87,6 +88,7 @@ pub fn decide(
         read_search,
         memfd: shares.iter().any(|s| s.mode == CacheMode::Virtiofs),
         disk_bytes: disk_bytes.unwrap_or(0),
+        restrict_host,
     };
     let plan = qc::decide(&facts, &needs, unconfined);
     (found, plan)

@@ -51,8 +51,21 @@ impl Launch {
             host.accel,
             &files,
             opts.disk_bytes,
+            opts.restrict_host && opts.network == vmbuild_qemu::Network::User,
             opts.unconfined,
         );
+        if let Some(why) = &confine_plan.refused {
+            return Err(RunError::Flag {
+                flag: "--network".into(),
+                why: why.clone(),
+            });
+        }
+        if let Some(uid) = confine_plan.firewall_uid {
+            vmbuild_qemu::confine::firewall::ensure(uid).map_err(|why| RunError::Flag {
+                flag: "--network user,restrict-host".into(),
+                why,
+            })?;
+        }
         host.version = probe.version;
         host.sandbox = confine_plan.sandbox;
         let rundir = make_rundir()?;

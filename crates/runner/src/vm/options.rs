@@ -60,6 +60,9 @@ pub struct VmOptions {
     /// to `/home/build` and the cache overlays go there instead of RAM.
     /// `None`: no disk (tmpfs, bounded by `--memory`).
     pub disk_bytes: Option<u64>,
+    /// `--network user,restrict-host`: with [`Network::User`], the guest
+    /// cannot reach the host's own services (docs/security.md#networking).
+    pub restrict_host: bool,
 }
 
 impl Default for VmOptions {
@@ -80,6 +83,7 @@ impl Default for VmOptions {
             boot_timeout: None,
             unconfined: false,
             disk_bytes: None,
+            restrict_host: false,
         }
     }
 }

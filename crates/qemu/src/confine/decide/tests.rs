@@ -11,6 +11,7 @@ fn facts(euid: u32) -> ConfineFacts {
             pids: "/sys/fs/cgroup/pids".into(),
         }),
         kvm_gid: Some(108),
+        restricted_account: Some((64_013, 64_013, None)),
     }
 }
 
@@ -21,6 +22,7 @@ fn needs(accel: Accel, nine_p: bool) -> VmNeeds {
         read_search: nine_p.then(|| "read-only 9p export".to_string()),
         memfd: false,
         disk_bytes: 0,
+        restrict_host: false,
     }
 }
 
@@ -120,5 +122,39 @@ fn files_are_capped_at_64m_or_the_guest_ram_memfd() {
         p.rlimits.contains(&(Resource::Fsize, 16 << 30)),
         "{:?}",
         p.rlimits
+    );
+}
+
+#[test]
+fn restrict_host_runs_qemu_as_its_own_uid_with_a_firewall_rule_and_needs_root() {
+    let n = VmNeeds {
+        restrict_host: true,
+        ..needs(Accel::Tcg, false)
+    };
+    let p = decide(&facts(0), &n, false);
+    assert_eq!(p.firewall_uid, Some(64_013));
+    assert!(matches!(p.user, QemuUser::Dropped { uid: 64_013, .. }));
+    assert_eq!(p.refused, None);
+    assert!(
+        p.summary().contains("host services unreachable"),
+        "{}",
+        p.summary()
+    );
+
+    let p = decide(&facts(1000), &n, false);
+    assert!(p.refused.unwrap().contains("needs vmbuild to run as root"));
+    let mut taken = facts(0);
+    taken.restricted_account = None;
+    assert!(decide(&taken, &n, false)
+        .refused
+        .unwrap()
+        .contains("is taken"));
+    assert!(
+        decide(&facts(0), &n, true).refused.is_some(),
+        "not with the opt-out"
+    );
+    assert_eq!(
+        decide(&facts(0), &needs(Accel::Tcg, false), false).firewall_uid,
+        None
     );
 }
