@@ -7,7 +7,7 @@
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
-use vmbuild_cache::SharedDir;
+use super::options::VmOptions;
 use vmbuild_proc::Confinement;
 use vmbuild_proto::CacheMode;
 use vmbuild_qemu::confine::cgroup::live::Cgroup;
@@ -49,18 +49,13 @@ impl Confined {
     }
 }
 
-/// Probes `qemu` (cached) and decides its confinement for a VM with
-/// `shares`, `memory_mib` under `accel`, whose files QEMU must read are
-/// `boot_files`, with a scratch disk of `disk_bytes`. `unconfined`: the unsafe opt-out.
+/// Probes `qemu` (cached) and decides its confinement for the VM of
+/// `opts` under `accel`, whose files QEMU must read are `boot_files`.
 pub fn decide(
     qemu: &Path,
-    shares: &[SharedDir],
-    memory_mib: u32,
+    opts: &VmOptions,
     accel: Accel,
     boot_files: &[&Path],
-    disk_bytes: Option<u64>,
-    restrict_host: bool,
-    unconfined: bool,
 ) -> (QemuProbe, ConfinePlan) {
     // A binary that cannot say its version gets no sandbox (and is not
     // cached); if it is no QEMU at all, its own start error says so next.
@@ -73,7 +68,12 @@ pub fn decide(
         }
     });
     let facts = qc::facts::gather(&found);
-    let (uid, gid, _) = facts.account.clone();
+    let restrict_host = opts.restrict_host && opts.network == vmbuild_qemu::Network::User;
+    let (uid, gid, _) = match (&facts.restricted_account, restrict_host) {
+        (Some(a), true) => a.clone(),
+        _ => facts.account.clone(),
+    };
+    let shares = &opts.shares;
     let read_search = if shares.iter().any(|s| s.mode == CacheMode::Overlay) {
         Some("read-only 9p export".to_string())
     } else {
@@ -83,14 +83,14 @@ pub fn decide(
             .map(|f| format!("{} is not readable by uid {uid}", f.display()))
     };
     let needs = VmNeeds {
-        memory_mib,
+        memory_mib: opts.memory_mib,
         accel,
         read_search,
         memfd: shares.iter().any(|s| s.mode == CacheMode::Virtiofs),
-        disk_bytes: disk_bytes.unwrap_or(0),
+        disk_bytes: opts.disk_bytes.unwrap_or(0),
         restrict_host,
     };
-    let plan = qc::decide(&facts, &needs, unconfined);
+    let plan = qc::decide(&facts, &needs, opts.unconfined);
     (found, plan)
 }
 

@@ -44,16 +44,7 @@ impl Launch {
         if let Some(r) = &opts.root_image {
             files.push(&r.path);
         }
-        let (probe, confine_plan) = confine::decide(
-            &host.qemu,
-            &opts.shares,
-            opts.memory_mib,
-            host.accel,
-            &files,
-            opts.disk_bytes,
-            opts.restrict_host && opts.network == vmbuild_qemu::Network::User,
-            opts.unconfined,
-        );
+        let (probe, confine_plan) = confine::decide(&host.qemu, opts, host.accel, &files);
         if let Some(why) = &confine_plan.refused {
             return Err(RunError::Flag {
                 flag: "--network".into(),
