@@ -18,43 +18,23 @@ fn args(a: &[&str]) -> Rule {
     a.iter().map(|s| (*s).to_string()).collect()
 }
 
-/// The chain's contents, in order (after a flush).
+/// A rule written as one line (no argument has a blank in it).
+fn line(l: &str) -> Rule {
+    l.split_whitespace().map(str::to_string).collect()
+}
+
+/// The chain's contents, in order (after a flush): DNS returns (is
+/// accepted); anything else to a host address is rejected — TCP with a
+/// reset, so the guest's connect fails at once instead of timing out.
 pub fn chain_rules() -> Vec<Rule> {
+    let local = "-m addrtype --dst-type LOCAL -j REJECT";
     vec![
-        args(&[
-            "-w", "-A", CHAIN, "-p", "udp", "--dport", "53", "-j", "RETURN",
-        ]),
-        args(&[
-            "-w", "-A", CHAIN, "-p", "tcp", "--dport", "53", "-j", "RETURN",
-        ]),
-        // A TCP reset, so the guest's connect fails at once instead of
-        // timing out.
-        args(&[
-            "-w",
-            "-A",
-            CHAIN,
-            "-p",
-            "tcp",
-            "-m",
-            "addrtype",
-            "--dst-type",
-            "LOCAL",
-            "-j",
-            "REJECT",
-            "--reject-with",
-            "tcp-reset",
-        ]),
-        args(&[
-            "-w",
-            "-A",
-            CHAIN,
-            "-m",
-            "addrtype",
-            "--dst-type",
-            "LOCAL",
-            "-j",
-            "REJECT",
-        ]),
+        line(&format!("-w -A {CHAIN} -p udp --dport 53 -j RETURN")),
+        line(&format!("-w -A {CHAIN} -p tcp --dport 53 -j RETURN")),
+        line(&format!(
+            "-w -A {CHAIN} -p tcp {local} --reject-with tcp-reset"
+        )),
+        line(&format!("-w -A {CHAIN} {local}")),
     ]
 }
 
