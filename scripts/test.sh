@@ -18,3 +18,6 @@ cargo build --workspace --all-targets
 # tests do not all wait on the first download (they would be correct, only slower).
 target/debug/vmbuild run -- true
 cargo test --workspace "$@"
+# A short, fixed-time fuzz run of what the guest controls (frames and
+# messages, the output unpacker) from the checked-in corpus.
+scripts/fuzz.sh "${VMBUILD_FUZZ_SECONDS:-15}"

@@ -24,6 +24,7 @@ mod overlay;
 mod pathsearch;
 mod port;
 mod root;
+mod scratch;
 mod setup;
 mod sysfs;
 mod sysroot;

@@ -50,6 +50,10 @@ pub fn apply(setup: &Setup, log: &mut dyn FnMut(String)) -> Result<GuestRoot> {
         let n = certs.matches("-----BEGIN CERTIFICATE-----").count();
         log(format!("added {n} CA certificate(s) to {GUEST_CA_BUNDLE}"));
     }
+    let on_disk = setup.scratch.is_some();
+    if let Some(sc) = &setup.scratch {
+        crate::scratch::mount(sc, log)?;
+    }
     for m in &setup.mounts {
         let guest_target = absolute("mount target", &m.target)?;
         let target = root.host(&guest_target)?;
@@ -58,7 +62,7 @@ pub fn apply(setup: &Setup, log: &mut dyn FnMut(String)) -> Result<GuestRoot> {
             CacheMode::Overlay => {
                 load_group_logged("9p", log)?;
                 load_group_logged("overlay", log)?;
-                log(mount_overlay(m, &target)?)
+                log(mount_overlay(m, &target, on_disk)?)
             }
             CacheMode::Virtiofs => {
                 load_group_logged("virtiofs", log)?;
@@ -76,6 +80,11 @@ pub fn apply(setup: &Setup, log: &mut dyn FnMut(String)) -> Result<GuestRoot> {
             let alias = root.host_nofollow(&absolute("alias", a)?)?;
             make_alias(&alias, &guest_target)?;
         }
+    }
+    let home = Path::new(vmbuild_proto::GUEST_HOME);
+    if on_disk && !setup.mounts.iter().any(|m| Path::new(&m.target) == home) {
+        crate::scratch::home_on_scratch(&root, home)?;
+        log(format!("{} on the scratch disk", home.display()));
     }
     // After the mounts: a directory may live on one (e.g. /home/build/out).
     for d in &setup.mkdirs {
@@ -207,9 +216,10 @@ impl OverlayDirs {
     }
 }
 
-/// 9p read-only lower + tmpfs upper + overlay at `target`. Returns a log
-/// line saying which options worked.
-fn mount_overlay(m: &MountSpec, target: &Path) -> Result<String> {
+/// 9p read-only lower + an upper on tmpfs (or, `on_disk`, on the scratch
+/// disk already mounted at [`RW_ROOT`]) + overlay at `target`. Returns a
+/// log line saying which options worked.
+fn mount_overlay(m: &MountSpec, target: &Path, on_disk: bool) -> Result<String> {
     let dirs = OverlayDirs::for_tag(&m.tag);
     let msize = m.msize.unwrap_or(DEFAULT_MSIZE);
 
@@ -223,7 +233,9 @@ fn mount_overlay(m: &MountSpec, target: &Path) -> Result<String> {
     )?;
 
     mkdir_p(&dirs.rw)?;
-    mount_fs("tmpfs", &dirs.rw, "tmpfs", MsFlags::empty(), "mode=0755")?;
+    if !on_disk {
+        mount_fs("tmpfs", &dirs.rw, "tmpfs", MsFlags::empty(), "mode=0755")?;
+    }
     mkdir_p(&dirs.upper)?;
     mkdir_p(&dirs.work)?;
     copy_root_owner(&dirs.lower, &dirs.upper)?;
@@ -236,8 +248,9 @@ fn mount_overlay(m: &MountSpec, target: &Path) -> Result<String> {
     })?;
     let ov_note = attempts[ov].1;
     Ok(format!(
-        "9p tag '{}' (msize={msize}, no page cache) read-only with a tmpfs overlay at {} ({ov_note})",
+        "9p tag '{}' (msize={msize}, no page cache) read-only with a {} overlay at {} ({ov_note})",
         m.tag,
+        if on_disk { "scratch-disk" } else { "tmpfs" },
         target.display()
     ))
 }

@@ -25,8 +25,8 @@ pub const IMAGE_LOWER: &str = "/run/vmbuild/root/lower";
 /// The tmpfs holding the overlay's upper/ and work/.
 pub const IMAGE_RW: &str = "/run/vmbuild/root/rw";
 /// How long the disk may take to show up after virtio_blk is loaded.
-const DEVICE_TIMEOUT: Duration = Duration::from_secs(5);
-const DEVICE_POLL: Duration = Duration::from_millis(1);
+pub const DEVICE_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEVICE_POLL: Duration = Duration::from_millis(1);
 
 const NOSUID_NODEV_NOEXEC: MsFlags = MsFlags::MS_NOSUID
     .union(MsFlags::MS_NODEV)

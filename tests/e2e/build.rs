@@ -379,3 +379,72 @@ pipeline:
     );
     assert!(!out.exists(), "nothing placed");
 }
+
+#[test]
+fn outputs_past_max_output_size_fail_the_build_naming_the_limit_and_place_nothing() {
+    let v = Vmb::new();
+    // 2x the limit: two 1 MiB files against --max-output-size 1M.
+    let p = project(
+        r#"
+package: { name: big, version: "1" }
+pipeline:
+  - runs: |
+      mkdir -p ${{targets.destdir}}
+      head -c 1048576 /dev/zero > ${{targets.destdir}}/a
+      head -c 1048576 /dev/zero > ${{targets.destdir}}/b
+"#,
+    );
+    let outs = tempfile::tempdir().unwrap();
+    let out = outs.path().join("out");
+    let o = build(&v, p.path(), &out, &["--max-output-size", "1M"]);
+    assert_ne!(o.status.code(), Some(0), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("--max-output-size (1048576 bytes"), "{err}");
+    assert!(!out.exists(), "nothing lands in --output-dir");
+    let left: Vec<_> = std::fs::read_dir(outs.path()).unwrap().collect();
+    assert!(left.is_empty(), "no staging leftovers: {left:?}");
+    let o = build(&v, p.path(), &out, &["--max-output-size", "2M"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(std::fs::metadata(out.join("b")).unwrap().len(), 1 << 20);
+}
+
+#[test]
+fn a_guest_flooding_stdout_stops_the_log_file_at_its_cap_and_the_build_ends() {
+    let v = Vmb::new();
+    // ~3 MiB of lines against --log-file-max 1M.
+    let p = project(
+        r#"
+package: { name: loud, version: "1" }
+pipeline:
+  - runs: |
+      seq 70000 | sed 's/$/ a line of build output that goes on and on/'
+      echo still-finished
+"#,
+    );
+    let outs = tempfile::tempdir().unwrap();
+    let log = outs.path().join("build.log");
+    let log_arg = log.to_string_lossy().into_owned();
+    let o = build(
+        &v,
+        p.path(),
+        &outs.path().join("out"),
+        &[
+            "--log-format",
+            "json",
+            "--log-file",
+            &log_arg,
+            "--log-file-max",
+            "1M",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("still-finished"),
+        "the screen gets everything"
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    let len = text.len() as u64;
+    assert!(len > (1 << 20) && len < (1 << 20) + 512, "{len} bytes");
+    assert!(text.contains("[vmbuild: this log stopped at 1048576 bytes (--log-file-max)"));
+    assert!(!text.contains("still-finished"));
+}

@@ -153,3 +153,17 @@ pub fn write_script(path: &Path, body: &str) {
     std::fs::write(path, body).expect("write script");
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
 }
+
+/// Reads lines from `r` until one contains `marker` (or EOF); returns all
+/// of them.
+pub fn read_until(r: &mut impl std::io::BufRead, marker: &str) -> String {
+    let mut seen = String::new();
+    while !seen.contains(marker) {
+        let mut line = String::new();
+        if r.read_line(&mut line).expect("read") == 0 {
+            break;
+        }
+        seen.push_str(&line);
+    }
+    seen
+}

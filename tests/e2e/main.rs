@@ -8,14 +8,18 @@ mod cache_cmd;
 mod cache_coherence;
 mod cache_locks;
 mod cache_transfer;
+mod confinement;
 mod env_images;
 mod harness;
 mod network;
+mod non_root;
 mod oom;
 #[path = "../../crates/transfer/tests/support/mod.rs"]
 mod registry;
 mod rename_dir;
 mod run_basics;
 mod run_failures;
+mod scratch;
+mod tamper;
 mod vm_failures;
 mod volumes;

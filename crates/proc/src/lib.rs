@@ -17,6 +17,8 @@
 //! for a child that outlives the blocking call.
 
 mod child;
+pub mod confine;
 
 pub use child::{Child, Output, ProcError};
+pub use confine::{ConfineError, Confinement, Ids};
 pub use rustix::process::Signal;

@@ -104,6 +104,18 @@ pub struct Setup {
     /// CA of a TLS-intercepting proxy.
     #[serde(default)]
     pub ca_certs: Option<String>,
+    /// A blank, host-formatted ext4 disk for the guest's writes: the
+    /// overlay uppers of the shares and `/home/build` (when no share is
+    /// there) live on it instead of in guest RAM. `None`: tmpfs as before.
+    #[serde(default)]
+    pub scratch: Option<ScratchSpec>,
+}
+
+/// The scratch disk (see [`Setup::scratch`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScratchSpec {
+    /// The device node, e.g. `/dev/vdb`.
+    pub device: String,
 }
 
 /// A read-only block device holding the root filesystem commands run in.
@@ -451,6 +463,9 @@ mod tests {
                     dns: vec!["10.0.2.3".into()],
                 }),
                 ca_certs: Some("-----BEGIN CERTIFICATE-----\n".into()),
+                scratch: Some(ScratchSpec {
+                    device: "/dev/vdb".into(),
+                }),
             }),
             HostMessage::Run(CommandSpec {
                 argv: vec!["sh".into(), "-c".into(), "exit 7".into()],

@@ -68,6 +68,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         shares,
         drives: vec![],
         network: Network::None,
+        version: QemuVersion::new(7, 2, 0),
+        sandbox: false,
     };
     let ctl = tokio::net::UnixListener::bind(&cfg.control_socket)?;
     let qmp_listener = tokio::net::UnixListener::bind(&cfg.qmp_socket)?;
@@ -82,7 +84,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     let start = Instant::now();
-    let mut proc = QemuProcess::spawn(&cfg.qemu, &argv, &run.join("qemu.log"))?;
+    let mut proc = QemuProcess::spawn(&cfg.qemu, &argv, &run.join("qemu.log"), None)?;
     let mut qmp = tokio::select! {
         q = accept_qmp(&qmp_listener) => q?,
         st = proc.wait() => return Err(format!("QEMU exited ({}) before QMP: {}", st?, proc.read_log()).into()),

@@ -22,6 +22,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
+pub use crate::version::QemuVersion;
 use crate::QemuError;
 
 /// The operating system QEMU runs on; decides host-specific backends.
@@ -222,6 +223,11 @@ pub struct VmConfig {
     /// Disk images, attached as virtio-blk devices in this order.
     pub drives: Vec<Drive>,
     pub network: Network,
+    /// The QEMU release the command line is for (see [`QemuVersion`]).
+    pub version: QemuVersion,
+    /// Ask QEMU for its seccomp filter ([`crate::confine::probe::SANDBOX`]);
+    /// only honoured from [`QemuVersion::SANDBOX_OPTIONS`] on.
+    pub sandbox: bool,
 }
 
 /// The guest serial console device for `arch`.
@@ -401,6 +407,9 @@ pub fn build_argv(cfg: &VmConfig) -> Vec<OsString> {
         let dev = Opts::new("virtio-blk-device").kv("drive", &id);
         push(&[&"-drive", &opts.0, &"-device", &dev.0]);
     }
+    for arg in sandbox_args(cfg) {
+        push(&[&arg]);
+    }
     match cfg.network {
         Network::None => {}
         Network::User => push(&[
@@ -411,6 +420,21 @@ pub fn build_argv(cfg: &VmConfig) -> Vec<OsString> {
         ]),
     }
     a
+}
+
+/// `-sandbox` when asked for and the release has every option.
+///
+/// QEMU is never asked to drop privileges itself (`-runas`/`-chroot`
+/// before 9.0/10.0, `-run-with user=,chroot=` after): its own set*id calls
+/// come after the filter is installed, and `elevateprivileges=deny` kills
+/// it with SIGSYS. vmbuild starts it already unprivileged instead
+/// (`vmbuild_proc::confine`), which works on every release alike.
+fn sandbox_args(cfg: &VmConfig) -> Vec<&'static str> {
+    if cfg.sandbox && cfg.version >= QemuVersion::SANDBOX_OPTIONS {
+        vec!["-sandbox", crate::confine::probe::SANDBOX]
+    } else {
+        Vec::new()
+    }
 }
 
 /// The `file=` value of a drive. QEMU reads `proto:rest` as a protocol

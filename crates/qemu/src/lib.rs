@@ -5,10 +5,12 @@
 
 pub mod accel;
 pub mod argv;
+pub mod confine;
 pub mod console;
 pub mod find;
 pub mod process;
 pub mod qmp;
+pub mod version;
 pub mod virtiofsd;
 
 use std::path::PathBuf;
@@ -18,7 +20,7 @@ pub use accel::{
 };
 pub use argv::{
     build_argv, escape_opt_value, kernel_cmdline, Accel, Arch, Drive, DriveFormat, HostOs, Network,
-    Share, ShareKind, VmConfig, SLIRP_DNS, SLIRP_GATEWAY, SLIRP_GUEST_ADDRESS,
+    QemuVersion, Share, ShareKind, VmConfig, SLIRP_DNS, SLIRP_GATEWAY, SLIRP_GUEST_ADDRESS,
 };
 pub use console::{classify, tail, GuestFailure};
 pub use find::{find_qemu, install_hint, parse_qemu_version, qemu_version, QEMU_ENV};

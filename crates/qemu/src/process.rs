@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 
-use vmbuild_proc::{Child, Output, ProcError, Signal};
+use vmbuild_proc::{Child, Confinement, Output, ProcError, Signal};
 
 use crate::QemuError;
 
@@ -25,15 +25,27 @@ pub struct QemuProcess {
 
 impl QemuProcess {
     /// Starts `program args...` (args WITHOUT argv\[0\]), writing its stdout and
-    /// stderr to `log` (created or truncated). [`QemuProcess::wait`] and
-    /// [`QemuProcess::kill`] need a tokio runtime.
+    /// stderr to `log` (created or truncated), confined as `confine` says
+    /// (uid, capabilities, rlimits, cgroup; see `vmbuild_proc::confine`).
+    /// [`QemuProcess::wait`] and [`QemuProcess::kill`] need a tokio runtime.
     ///
     /// # Errors
     /// [`QemuError::LogFile`] if `log` cannot be created,
-    /// [`QemuError::Spawn`] if `program` cannot be started.
-    pub fn spawn(program: &Path, args: &[OsString], log: &Path) -> Result<Self, QemuError> {
+    /// [`QemuError::Spawn`] if `program` cannot be started or confined.
+    pub fn spawn(
+        program: &Path,
+        args: &[OsString],
+        log: &Path,
+        confine: Option<&Confinement>,
+    ) -> Result<Self, QemuError> {
         let mut cmd = std::process::Command::new(program);
         cmd.args(args);
+        if let Some(c) = confine {
+            vmbuild_proc::confine::install(&mut cmd, c).map_err(|e| QemuError::Spawn {
+                program: program.to_path_buf(),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+        }
         let child = Child::spawn(cmd, Output::Log(log.to_path_buf()), Signal::KILL).map_err(
             |e| match e {
                 ProcError::LogFile { path, source } => QemuError::LogFile { path, source },
@@ -97,7 +109,7 @@ mod tests {
 
     fn sh(script: &str, log: &Path) -> QemuProcess {
         let args = vec![OsString::from("-c"), OsString::from(script)];
-        QemuProcess::spawn(Path::new("/bin/sh"), &args, log).expect("spawn /bin/sh")
+        QemuProcess::spawn(Path::new("/bin/sh"), &args, log, None).expect("spawn /bin/sh")
     }
 
     #[tokio::test]
@@ -118,10 +130,15 @@ mod tests {
     #[tokio::test]
     async fn missing_program_is_a_spawn_error() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let err = QemuProcess::spawn(Path::new("/nonexistent/qemu"), &[], &dir.path().join("log"))
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+        let err = QemuProcess::spawn(
+            Path::new("/nonexistent/qemu"),
+            &[],
+            &dir.path().join("log"),
+            None,
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
         assert!(err.contains("/nonexistent/qemu"), "{err}");
     }
 
@@ -131,6 +148,7 @@ mod tests {
             Path::new("/bin/true"),
             &[],
             Path::new("/nonexistent/dir/qemu.log"),
+            None,
         )
         .err()
         .map(|e| e.to_string())

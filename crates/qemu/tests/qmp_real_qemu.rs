@@ -29,7 +29,7 @@ async fn qmp_query_status_and_quit() {
     .chain([chardev, "-mon".into(), "chardev=qmp,mode=control".into()])
     .collect();
     let mut proc =
-        QemuProcess::spawn(&qemu, &args, &dir.path().join("qemu.log")).expect("spawn qemu");
+        QemuProcess::spawn(&qemu, &args, &dir.path().join("qemu.log"), None).expect("spawn qemu");
 
     let mut qmp = tokio::time::timeout(Duration::from_secs(30), accept_qmp(&listener))
         .await

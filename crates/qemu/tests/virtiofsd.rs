@@ -218,6 +218,7 @@ async fn no_socket_in_time_is_a_timeout_and_kills_it() {
         socket_path: d.sock.clone(),
         shared_dir: d.share.clone(),
         sandbox: Sandbox::None,
+        rlimit_nofile: 1024,
     };
     let t = Instant::now();
     let err = Virtiofsd::start_with(

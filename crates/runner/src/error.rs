@@ -66,6 +66,10 @@ pub enum RunError {
     Virtiofsd(#[from] vmbuild_qemu::virtiofsd::VirtiofsdError),
     #[error(transparent)]
     Export(#[from] crate::export::ExportError),
+    #[error(transparent)]
+    Cgroup(#[from] vmbuild_qemu::confine::cgroup::live::CgroupError),
+    #[error(transparent)]
+    Confine(#[from] vmbuild_proc::ConfineError),
     #[error("{context}: {source}")]
     Io {
         context: String,

@@ -37,8 +37,11 @@
 //!   guest must not become a setuid binary owned by the host user. Ownership
 //!   from the archive is not applied. Mtimes are applied; directories get
 //!   their mode and mtime at the end, deepest first, after their contents;
-//! - at most [`MAX_ENTRIES`] entries (an inode bomb guard) and at most
-//!   64 KiB per long-name/pax header (a memory bomb guard).
+//! - at most [`MAX_ENTRIES`] entries (an inode bomb guard), at most
+//!   [`ExportLimits::max_bytes`] of file content (`--max-output-size`, a disk
+//!   filler guard: an entry whose declared size goes past it is refused
+//!   before a byte of it is written) and at most 64 KiB per long-name/pax
+//!   header (a memory bomb guard).
 
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -64,6 +67,28 @@ use unpack::{unpack_stream, DIR_FLAGS};
 /// specials together). Stops a hostile or runaway build from exhausting the
 /// host's inodes; a build with more outputs should archive them itself.
 pub const MAX_ENTRIES: u64 = 1_000_000;
+/// Default for `--max-output-size`: most bytes of file content one output
+/// stream may write on the host.
+pub const DEFAULT_MAX_BYTES: u64 = 10 << 30;
+
+/// What one output stream may create on the host. Exceeding either stops
+/// the extraction; nothing lands in the output directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExportLimits {
+    /// Entries (files, dirs, links, skipped specials together).
+    pub max_entries: u64,
+    /// Bytes of regular file content (`--max-output-size`).
+    pub max_bytes: u64,
+}
+
+impl Default for ExportLimits {
+    fn default() -> Self {
+        ExportLimits {
+            max_entries: MAX_ENTRIES,
+            max_bytes: DEFAULT_MAX_BYTES,
+        }
+    }
+}
 
 /// Largest GNU long-name/long-link or pax header accepted (PATH_MAX is 4 KiB).
 const MAX_META_BYTES: u64 = 64 * 1024;
@@ -95,6 +120,8 @@ pub enum ExportError {
     },
     #[error("the build output has more than {limit} entries; refusing to create that many files (pack them into an archive in the build instead); the output directory was left unchanged")]
     TooManyEntries { limit: u64 },
+    #[error("the build output is larger than --max-output-size ({limit} bytes; `{entry}` went past it); the output directory was left unchanged: raise --max-output-size or write less to /home/build/out")]
+    TooLarge { limit: u64, entry: String },
     #[error("output directory {} is a symlink; vmbuild replaces the output directory as a whole and does not follow a symlink there: pass the real path or remove the link", .path.display())]
     OutputIsSymlink { path: PathBuf },
     #[error("output directory {} exists and is not a directory; remove it or choose another --output-dir", .path.display())]
@@ -171,24 +198,33 @@ impl TarExtractor {
     /// Starts extracting into `staging`, which must be an existing, empty
     /// directory (see [`staging_dir`]).
     pub fn new(staging: &Path) -> Result<Self, ExportError> {
-        Self::with_max_entries(staging, MAX_ENTRIES)
+        Self::with_limits(staging, ExportLimits::default())
     }
 
     /// Like [`new`](Self::new) with a different entry limit.
     pub fn with_max_entries(staging: &Path, max_entries: u64) -> Result<Self, ExportError> {
-        Self::start(staging, max_entries, false)
+        let limits = ExportLimits {
+            max_entries,
+            ..ExportLimits::default()
+        };
+        Self::with_limits(staging, limits)
     }
 
-    /// Like [`with_max_entries`](Self::with_max_entries) for a stream of
-    /// several tar archives one after another (each with its end-of-archive
-    /// blocks, as `tar --ignore-zeros` reads them): the chunks of a cache
-    /// import, extracted in order into one tree, so a hard link may point to
-    /// a file of an earlier archive and directories get their modes last.
-    pub fn for_concatenated(staging: &Path, max_entries: u64) -> Result<Self, ExportError> {
-        Self::start(staging, max_entries, true)
+    /// Like [`new`](Self::new) with other limits.
+    pub fn with_limits(staging: &Path, limits: ExportLimits) -> Result<Self, ExportError> {
+        Self::start(staging, limits, false)
     }
 
-    fn start(staging: &Path, max_entries: u64, concatenated: bool) -> Result<Self, ExportError> {
+    /// Like [`with_limits`](Self::with_limits) for a stream of several tar
+    /// archives one after another (each with its end-of-archive blocks, as
+    /// `tar --ignore-zeros` reads them): the chunks of a cache import,
+    /// extracted in order into one tree, so a hard link may point to a file
+    /// of an earlier archive and directories get their modes last.
+    pub fn for_concatenated(staging: &Path, limits: ExportLimits) -> Result<Self, ExportError> {
+        Self::start(staging, limits, true)
+    }
+
+    fn start(staging: &Path, limits: ExportLimits, concatenated: bool) -> Result<Self, ExportError> {
         let ctx = || format!("opening output staging directory {}", staging.display());
         let root =
             rustix::fs::open(staging, DIR_FLAGS, Mode::empty()).map_err(|e| io_err(ctx(), e))?;
@@ -214,7 +250,7 @@ impl TarExtractor {
         let staging = staging.to_path_buf();
         let thread = std::thread::Builder::new()
             .name("vmbuild-export".into())
-            .spawn(move || unpack_stream(root, staging, reader, max_entries, concatenated))
+            .spawn(move || unpack_stream(root, staging, reader, limits, concatenated))
             .map_err(|e| io_err("starting the output extraction thread", e))?;
         Ok(Self {
             tx: Some(tx),

@@ -28,7 +28,7 @@ pub use bwrap::{BwrapOptions, Sandbox};
 pub use error::{
     RunError, VmFailureKind, EXIT_INTERRUPTED, EXIT_SETUP, EXIT_TIMEOUT, EXIT_VM_FAILURE,
 };
-pub use export::{staging_dir, ExportError, ExportReport, StagingDir, TarExtractor};
+pub use export::{staging_dir, ExportError, ExportLimits, ExportReport, StagingDir, TarExtractor};
 pub use output::{BufferSink, OutputSink, StdioSink};
 pub use runners::{Feature, QemuOptions, RunnerKind, RunnerOptions, Session, StartEvent};
 pub use stop::Stopper;

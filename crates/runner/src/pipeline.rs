@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use vmbuild_proto::{CommandSpec, ExitInfo};
 
 use crate::error::RunError;
+use crate::export::ExportError;
 use crate::output::OutputSink;
 use crate::runners::Session;
 use crate::stop::Stopper;
@@ -234,18 +235,22 @@ pub async fn run_steps_gated(
 }
 
 /// Streams `guest_dir` out of the backend as a tar archive into a staging
-/// directory next to `output_dir` and, when the whole archive was good,
-/// puts it in place of `output_dir` atomically. Nothing is placed on any
-/// error: a half-written output never looks complete.
+/// directory next to `output_dir` and, when the whole archive was good and
+/// within `limits`, puts it in place of `output_dir` atomically. Nothing is
+/// placed on any error: a half-written output never looks complete.
 pub async fn export_outputs(
     session: &mut Session,
     guest_dir: &str,
     env: Vec<(String, String)>,
     output_dir: &Path,
+    limits: crate::export::ExportLimits,
     stop: &Stopper,
 ) -> Result<crate::export::ExportReport, RunError> {
     let staging = crate::export::staging_dir(output_dir)?;
-    let mut extractor = BlockingSink(crate::export::TarExtractor::new(staging.path())?);
+    let mut extractor = BlockingSink(crate::export::TarExtractor::with_limits(
+        staging.path(),
+        limits,
+    )?);
     let cmd = CommandSpec {
         argv: vec![
             "tar".into(),
@@ -263,6 +268,14 @@ pub async fn export_outputs(
     let stderr = extractor.0.guest_stderr();
     let report = extractor.0.finish();
     let exit = exit?;
+    // A limit stops the extraction while the guest's tar keeps writing (and
+    // then fails on the closed pipe or not): the limit is the cause to name.
+    let report = match report {
+        Err(e @ (ExportError::TooLarge { .. } | ExportError::TooManyEntries { .. })) => {
+            return Err(e.into())
+        }
+        other => other,
+    };
     if exit.code != Some(0) {
         return Err(RunError::OutputPack {
             guest_dir: guest_dir.to_string(),

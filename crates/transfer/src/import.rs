@@ -11,7 +11,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use vmbuild_cache::volume::human_size as human;
-use vmbuild_runner::export::{staging_dir, TarExtractor};
+use vmbuild_runner::export::{staging_dir, ExportLimits, TarExtractor};
 use vmbuild_runner::OutputSink;
 
 use crate::chunk;
@@ -256,8 +256,11 @@ fn unpack_volume(
         source,
     };
     let staging = staging_dir(&d.dir).map_err(unpack_err)?;
-    let mut x = TarExtractor::for_concatenated(staging.path(), entries.saturating_add(16))
-        .map_err(unpack_err)?;
+    let limits = ExportLimits {
+        max_entries: entries.saturating_add(16),
+        max_bytes: bytes,
+    };
+    let mut x = TarExtractor::for_concatenated(staging.path(), limits).map_err(unpack_err)?;
     // Headers, long names and padding: generous, but bounded by the
     // export's own claims.
     let limit = bytes

@@ -1,7 +1,9 @@
 //! `vmbuild bench boot`: how long `vmbuild run -- true` takes end to end,
 //! where the time goes, and how that compares to the floor (bare QEMU
 //! booting the same kernel into an initramfs that powers off at once),
-//! measured interleaved in one run so machine noise hits both alike.
+//! measured interleaved in one run so machine noise hits both alike. Each
+//! round also runs `vmbuild run --unsafe-no-confinement -- true`, so what
+//! QEMU's confinement costs (docs/security.md) is measured side by side.
 
 use std::process::Command;
 use std::time::Instant;
@@ -36,6 +38,7 @@ fn vm_flags(vm: &VmArgs) -> Vec<String> {
         "--network",
         vm.network.map(|n| match n {
             crate::cli::NetworkArg::User => "user".into(),
+            crate::cli::NetworkArg::UserRestrictHost => "user,restrict-host".into(),
             crate::cli::NetworkArg::None => "none".into(),
         }),
     );
@@ -121,6 +124,7 @@ async fn boot(a: BenchBootArgs) -> Result<()> {
         "command_end_to_exit_ms",
     ];
     let mut wall = Vec::new();
+    let mut unconfined = Vec::new();
     let mut floor = Vec::new();
     let mut phases: Vec<Vec<f64>> = vec![Vec::new(); keys.len()];
     for i in 0..a.runs {
@@ -141,12 +145,14 @@ async fn boot(a: BenchBootArgs) -> Result<()> {
             v.push(t[*k].as_f64().unwrap_or(0.0));
         }
         wall.push(took);
+        unconfined.push(timed_run(&exe, &flags, &["--unsafe-no-confinement"])?);
         let f =
             vmbuild_runner::vm::floor::boot_floor(&vm, &assets.kernel.image, &floor_initrd).await?;
         floor.push(f.as_secs_f64() * 1000.0);
         eprintln!(
-            "  run {:>2}: vmbuild run -- true {took:7.0} ms   floor {:7.0} ms",
+            "  run {:>2}: vmbuild run -- true {took:7.0} ms   unconfined {:7.0} ms   floor {:7.0} ms",
             i + 1,
+            unconfined[i],
             floor[i]
         );
     }
@@ -177,9 +183,36 @@ async fn boot(a: BenchBootArgs) -> Result<()> {
         "other (QEMU start, exit)",
         (m - accounted).max(0.0)
     );
+    let um = median(&unconfined);
+    println!(
+        "  the same with --unsafe-no-confinement (UNSAFE, comparison only) (median): {um:.0} ms; \
+         confinement costs {:+.0} ms ({:+.1}%)",
+        m - um,
+        (m - um) / um * 100.0
+    );
     println!("  floor: bare QEMU, same kernel, busybox /init that powers off (median): {fm:.0} ms");
     println!("  ratio run/floor: {:.2}x", m / fm);
     Ok(())
+}
+
+/// Wall time of `vmbuild run EXTRA FLAGS -- true` in ms.
+fn timed_run(exe: &std::path::Path, flags: &[String], extra: &[&str]) -> Result<f64> {
+    let t0 = Instant::now();
+    let out = Command::new(exe)
+        .arg("run")
+        .args(extra)
+        .args(flags)
+        .args(["--", "true"])
+        .output()?;
+    let took = t0.elapsed().as_secs_f64() * 1000.0;
+    if !out.status.success() {
+        bail!(
+            "vmbuild run {} -- true failed: {}",
+            extra.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(took)
 }
 
 #[cfg(test)]

@@ -52,6 +52,7 @@ fn observer(args: &BuildArgs) -> Result<Box<dyn BuildObserver>, RunError> {
         Some(p) => {
             let f = std::fs::File::create(p)
                 .map_err(|e| RunError::io(format!("--log-file {}", p.display()), e))?;
+            let f = crate::capped::Capped::new(f, args.log_file_max);
             Box::new(Tee(screen, TextProgress::new(f)))
         }
     })
@@ -280,6 +281,10 @@ pub async fn build(
                 GUEST_OUTPUT_DIR,
                 env::base_env(),
                 &output_dir,
+                vmbuild_runner::ExportLimits {
+                    max_bytes: args.max_output_size,
+                    ..vmbuild_runner::ExportLimits::default()
+                },
                 &stop,
             )
             .await

@@ -57,8 +57,13 @@ pub enum Command {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum NetworkArg {
-    /// QEMU user-mode networking (outgoing connections, DNS)
+    /// QEMU user-mode networking (outgoing connections, DNS; the host's loopback services at
+    /// 10.0.2.2)
     User,
+    /// user-mode networking without the host's own services (10.0.2.2 and the host's other
+    /// addresses are rejected, except DNS): a host firewall rule on QEMU's uid; root only
+    #[value(name = "user,restrict-host")]
+    UserRestrictHost,
     /// no network device
     None,
 }
@@ -139,6 +144,16 @@ pub struct VmArgs {
     /// under TCG, 20s under KVM/HVF].
     #[arg(long, env = "VMBUILD_BOOT_TIMEOUT", value_parser = parse_duration, value_name = "DURATION")]
     pub boot_timeout: Option<Duration>,
+    /// UNSAFE, for comparisons only: run QEMU with all of vmbuild's privileges (as root when
+    /// vmbuild is root), without its seccomp sandbox, cgroup and rlimits (docs/security.md).
+    #[arg(long)]
+    pub unsafe_no_confinement: bool,
+    /// Size of the scratch disk (e.g. 16G): a sparse file on the host, removed after the run,
+    /// holding what the guest writes to /home/build and the cache overlays (instead of guest
+    /// RAM); writes past it fail with "no space". 0: no disk, writes stay in --memory
+    /// [default: 16G for build, 0 for run (it costs ~0.3 s of boot under TCG)].
+    #[arg(long, value_parser = crate::args::parse_size, value_name = "SIZE")]
+    pub disk: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -211,6 +226,14 @@ pub struct BuildArgs {
     /// failures are warnings unless ignore-error=false).
     #[arg(long, value_parser = parse_cache_to, value_name = "SPEC")]
     pub cache_to: Vec<vmbuild_transfer::CacheRef>,
+    /// Most bytes of file content the outputs may write on the host (e.g. 500M, 20G); past
+    /// it the build fails naming this limit and --output-dir is left unchanged.
+    #[arg(long, value_parser = crate::args::parse_size, value_name = "SIZE", default_value = "10G")]
+    pub max_output_size: u64,
+    /// Most bytes --log-file keeps (e.g. 100M); past it the file ends with a notice and the
+    /// build goes on (the screen still shows everything).
+    #[arg(long, value_parser = crate::args::parse_size, value_name = "SIZE", default_value = "256M")]
+    pub log_file_max: u64,
 }
 
 #[derive(Debug, Args)]

@@ -28,15 +28,16 @@ pub fn doctor() -> i32 {
     let mut r = Report { missing: 0 };
     let facts = vmbuild_qemu::probe_host();
     println!("vmbuild doctor");
+    let (accel, why) = vmbuild_qemu::choose_accel(&facts);
     match vmbuild_qemu::find_qemu(facts.arch, None) {
         Ok(q) => {
             let v =
                 vmbuild_qemu::qemu_version(&q).unwrap_or_else(|e| format!("version unknown: {e}"));
             r.ok("qemu", format!("{} ({v})", q.display()));
+            doctor_confinement(&r, &q, accel);
         }
         Err(e) => r.missing("qemu", e, &vmbuild_qemu::install_hint(facts.os, facts.arch)),
     }
-    let (accel, why) = vmbuild_qemu::choose_accel(&facts);
     r.ok("accel", format!("{accel} — {why}"));
     match facts.tsc_khz {
         Some(k) => r.info(
@@ -51,10 +52,19 @@ pub fn doctor() -> i32 {
         Err(e) => r.missing("guest init", e, "scripts/build-init.sh"),
     }
     match vmbuild_cache::virtiofsd::find_virtiofsd_on_host() {
-        Ok(p) => r.ok(
-            "virtiofsd",
-            format!("{} (needed only for --cache-mode virtiofs)", p.display()),
-        ),
+        Ok(p) => {
+            r.ok(
+                "virtiofsd",
+                format!("{} (needed only for --cache-mode virtiofs)", p.display()),
+            );
+            let n = vmbuild_qemu::virtiofsd::nofile_limit();
+            r.info(
+                "virtiofsd",
+                format!("namespace sandbox, seccomp (kill), --rlimit-nofile {n}{}", if n < 1_000_000 {
+                    " (vmbuild cannot raise the hard limit: no CAP_SYS_RESOURCE; QEMU's C virtiofsd then serves at most about that many files, the Rust one more)"
+                } else { "" }),
+            );
+        }
         Err(e) => r.info(
             "virtiofsd",
             format!("not found (needed only for --cache-mode virtiofs): {e}"),
@@ -65,6 +75,13 @@ pub fn doctor() -> i32 {
         Err(_) => r.info(
             "bubblewrap",
             "not found (needed only for --runner bubblewrap): apt-get install bubblewrap",
+        ),
+    }
+    match which::which("mkfs.ext4") {
+        Ok(p) => r.ok("mkfs.ext4", format!("{} (for --disk scratch disks)", p.display())),
+        Err(_) => r.info(
+            "mkfs.ext4",
+            "not found (needed for --disk, on by default for build): apt-get install e2fsprogs, or pass --disk 0",
         ),
     }
     for (tool, pkg) in [("mmdebstrap", "mmdebstrap"), ("mkfs.erofs", "erofs-utils")] {
@@ -88,6 +105,38 @@ pub fn doctor() -> i32 {
     } else {
         println!("{} thing(s) missing; see the fix lines above", r.missing);
         1
+    }
+}
+
+/// What QEMU runs with for a default VM (1024 MiB) with a `--cache-dir`
+/// (a read-only 9p export), and what is not in effect (docs/security.md).
+fn doctor_confinement(r: &Report, qemu: &std::path::Path, accel: vmbuild_qemu::Accel) {
+    use vmbuild_qemu::confine::{self, probe};
+    let found = match probe::probe(qemu, probe::default_cache_dir().as_deref()) {
+        Ok(p) => p,
+        Err(e) => return r.info("confinement", format!("QEMU could not be probed: {e}")),
+    };
+    let facts = confine::facts::gather(&found);
+    let needs = confine::VmNeeds {
+        memory_mib: 1024,
+        accel,
+        read_search: Some("read-only 9p export of --cache-dir and the build source".into()),
+        memfd: false,
+        // `--disk`'s default: QEMU writes the scratch disk, so its file
+        // size limit is that large.
+        disk_bytes: 16 << 30,
+        restrict_host: false,
+    };
+    let plan = confine::decide(&facts, &needs, false);
+    r.ok("confinement", format!("qemu: {}", plan.summary()));
+    for note in &plan.notes {
+        r.info("confinement", note);
+    }
+    if facts.euid == 0 && facts.account.2.as_deref() != Some(confine::user::USER_NAME) {
+        r.info(
+            "confinement",
+            "no `vmbuild` account: QEMU runs as an unused uid; `useradd --system vmbuild` names it",
+        );
     }
 }
 

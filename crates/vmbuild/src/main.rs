@@ -9,6 +9,7 @@ mod build;
 mod ca_certs;
 mod cache_cmd;
 mod cache_transfer;
+mod capped;
 mod cli;
 mod doctor;
 mod human;

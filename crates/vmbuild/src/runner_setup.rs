@@ -18,6 +18,9 @@ use crate::cli::{CacheModeArg, NetworkArg, VmArgs};
 pub const DEFAULT_CPUS: u32 = 1;
 pub const DEFAULT_MEMORY_MIB: u32 = 1024;
 
+/// `--disk` for `build` when not given.
+pub const DEFAULT_BUILD_DISK: u64 = 16 << 30;
+
 /// What a run or build needs from its runner, whichever it is.
 #[derive(Debug, Default)]
 pub struct Spec {
@@ -80,7 +83,7 @@ fn cache_mode(m: CacheModeArg) -> CacheMode {
 
 fn network(n: NetworkArg) -> vmbuild_qemu::Network {
     match n {
-        NetworkArg::User => vmbuild_qemu::Network::User,
+        NetworkArg::User | NetworkArg::UserRestrictHost => vmbuild_qemu::Network::User,
         NetworkArg::None => vmbuild_qemu::Network::None,
     }
 }
@@ -173,6 +176,14 @@ pub fn qemu(
     if cache.is_some_and(|c| c.mode == CacheMode::Virtiofs) || virtiofs_volumes {
         vmbuild_cache::virtiofsd::find_virtiofsd_on_host()?;
     }
+    // A build (it has a source dir) writes for real: a scratch disk by
+    // default. `run` boots without one unless asked (loading ext4 under
+    // TCG costs ~0.3 s).
+    let default_disk = if spec.source.is_some() {
+        DEFAULT_BUILD_DISK
+    } else {
+        0
+    };
     let mut shares: Vec<SharedDir> = cache.iter().map(|c| c.shared_dir()).collect();
     if let Some(src) = spec.source {
         shares.push(SharedDir {
@@ -208,6 +219,9 @@ pub fn qemu(
             network: network(net),
             ca_certs: crate::ca_certs::read(&args.ca_certs)?,
             boot_timeout: args.boot_timeout,
+            unconfined: args.unsafe_no_confinement,
+            restrict_host: net == NetworkArg::UserRestrictHost,
+            disk_bytes: Some(args.disk.unwrap_or(default_disk)).filter(|b| *b > 0),
         },
         kernel: KernelChoice {
             kernel: args.kernel.clone(),

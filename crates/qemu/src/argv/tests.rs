@@ -18,6 +18,8 @@ fn cfg() -> VmConfig {
         shares: vec![],
         drives: vec![],
         network: Network::None,
+        version: QemuVersion::new(7, 2, 22),
+        sandbox: false,
     }
 }
 
@@ -399,4 +401,50 @@ fn accel_display_and_parse() {
 fn arch_names() {
     assert_eq!(Arch::X86_64.to_string(), "x86_64");
     assert_eq!(Arch::Aarch64.qemu_name(), "aarch64");
+}
+
+#[test]
+fn the_sandbox_is_asked_for_on_7_2_and_10_x_and_qemu_never_drops_privileges_itself() {
+    for version in [
+        QemuVersion::new(7, 2, 22),
+        QemuVersion::new(10, 0, 2),
+        QemuVersion::new(10, 1, 0),
+    ] {
+        let argv = strings(&build_argv(&VmConfig {
+            version,
+            sandbox: true,
+            ..cfg()
+        }));
+        assert_eq!(
+            one(&argv, "-sandbox"),
+            "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
+            "{version}"
+        );
+        // -runas/-chroot (gone in 10.0/9.0) and -run-with user= (their
+        // replacement) would make QEMU call setuid under its own filter.
+        for flag in ["-runas", "-chroot", "-run-with"] {
+            assert!(values(&argv, flag).is_empty(), "{flag} in {argv:?}");
+        }
+    }
+}
+
+#[test]
+fn no_sandbox_when_not_asked_or_the_release_predates_its_options() {
+    for (version, sandbox) in [
+        (QemuVersion::new(7, 2, 22), false),
+        (QemuVersion::new(2, 11, 0), true),
+    ] {
+        let argv = strings(&build_argv(&VmConfig {
+            version,
+            sandbox,
+            ..cfg()
+        }));
+        assert!(values(&argv, "-sandbox").is_empty(), "{version}: {argv:?}");
+    }
+    let argv = strings(&build_argv(&VmConfig {
+        version: QemuVersion::new(2, 12, 0),
+        sandbox: true,
+        ..cfg()
+    }));
+    assert_eq!(values(&argv, "-sandbox").len(), 1);
 }

@@ -59,14 +59,37 @@ pub struct VirtiofsdArgs {
     /// The host directory shared read-write.
     pub shared_dir: PathBuf,
     pub sandbox: Sandbox,
+    /// `--rlimit-nofile` (see [`nofile_for`]).
+    pub rlimit_nofile: u64,
+}
+
+/// The descriptor limit both flavours are given: virtiofsd keeps a
+/// descriptor per inode the guest has looked up, so a cache of hundreds of
+/// thousands of files (node_modules, ~/.m2) needs that many. Spelt out
+/// rather than left to each flavour's default (1,000,000 today, capped by
+/// `fs.nr_open`).
+pub const RLIMIT_NOFILE: u64 = 1_000_000;
+
+/// The `--rlimit-nofile` to ask for: [`RLIMIT_NOFILE`] when vmbuild may
+/// raise the hard limit (`CAP_SYS_RESOURCE`; it raises it for virtiofsd
+/// before exec, as the Rust flavour fails with EPERM when it cannot), else
+/// what the current hard limit allows.
+pub fn nofile_for(can_raise: bool, current_hard: u64) -> u64 {
+    if can_raise {
+        RLIMIT_NOFILE
+    } else {
+        RLIMIT_NOFILE.min(current_hard)
+    }
 }
 
 /// The argv (without the program) for `flavor`:
 ///
-/// - Rust: `--socket-path=S --shared-dir=D --cache=auto --sandbox=X`
-/// - C: `--socket-path=S -o source=D -o cache=auto -o sandbox=X -o flock`,
-///   with `\` and `,` in `D` backslash-escaped (the C option parser splits
-///   `-o` values on commas).
+/// - Rust: `--socket-path=S --shared-dir=D --cache=auto --sandbox=X
+///   --seccomp=kill --rlimit-nofile=N`
+/// - C: `--socket-path=S -o source=D -o cache=auto -o sandbox=X -o flock
+///   --rlimit-nofile=N`, with `\` and `,` in `D` backslash-escaped (the C
+///   option parser splits `-o` values on commas). The C daemon's seccomp
+///   filter is always on and kills.
 ///
 /// `cache=auto` is both flavours' default, spelt out so the guest's
 /// caching does not change under us. Submount announcement and thread pool
@@ -95,6 +118,8 @@ pub fn build_args(flavor: Flavor, a: &VirtiofsdArgs) -> Result<Vec<OsString>, Vi
             joined("--shared-dir=", a.shared_dir.as_os_str()),
             "--cache=auto".into(),
             format!("--sandbox={}", a.sandbox).into(),
+            "--seccomp=kill".into(),
+            format!("--rlimit-nofile={}", a.rlimit_nofile).into(),
         ],
         Flavor::LegacyC => vec![
             socket,
@@ -106,6 +131,7 @@ pub fn build_args(flavor: Flavor, a: &VirtiofsdArgs) -> Result<Vec<OsString>, Vi
             format!("sandbox={}", a.sandbox).into(),
             "-o".into(),
             "flock".into(),
+            format!("--rlimit-nofile={}", a.rlimit_nofile).into(),
         ],
     })
 }
@@ -142,6 +168,7 @@ mod tests {
             socket_path: "/run/vm/fs.sock".into(),
             shared_dir: "/home/u/cache".into(),
             sandbox,
+            rlimit_nofile: RLIMIT_NOFILE,
         }
     }
 
@@ -157,11 +184,13 @@ mod tests {
                 "--socket-path=/run/vm/fs.sock",
                 "--shared-dir=/home/u/cache",
                 "--cache=auto",
-                "--sandbox=namespace"
+                "--sandbox=namespace",
+                "--seccomp=kill",
+                "--rlimit-nofile=1000000"
             ]
         );
         let none = strs(build_args(Flavor::Rust, &args(Sandbox::None)).unwrap());
-        assert_eq!(none.last().unwrap(), "--sandbox=none");
+        assert!(none.contains(&"--sandbox=none".to_string()), "{none:?}");
         // 1.14 refuses `-o flock`/`-o posix_lock`: nothing lock-related.
         assert!(none.iter().all(|a| !a.contains("lock")), "{none:?}");
     }
@@ -179,7 +208,8 @@ mod tests {
                 "-o",
                 "sandbox=chroot",
                 "-o",
-                "flock"
+                "flock",
+                "--rlimit-nofile=1000000"
             ]
         );
     }
@@ -218,6 +248,13 @@ mod tests {
         a.shared_dir = PathBuf::from(OsString::from_vec(b"/x/\xff".to_vec()));
         let r = build_args(Flavor::Rust, &a).unwrap();
         assert_eq!(r[1].as_bytes(), b"--shared-dir=/x/\xff");
+    }
+
+    #[test]
+    fn nofile_is_the_full_million_as_root_else_what_the_hard_limit_allows() {
+        assert_eq!(nofile_for(true, 20_000), 1_000_000);
+        assert_eq!(nofile_for(false, 20_000), 20_000);
+        assert_eq!(nofile_for(false, u64::MAX), 1_000_000);
     }
 
     #[test]

@@ -38,6 +38,50 @@ pub struct Virtiofsd {
     log_path: PathBuf,
 }
 
+/// The `--rlimit-nofile` virtiofsd gets from this process (see
+/// `args::nofile_for`): how many inodes of a share it can hold open.
+pub fn nofile_limit() -> u64 {
+    let hard = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .maximum
+        .unwrap_or(u64::MAX);
+    crate::virtiofsd::args::nofile_for(can_raise_limits(), hard)
+}
+
+/// Whether this process may raise a hard rlimit (`CAP_SYS_RESOURCE`; root
+/// in a container may lack it).
+fn can_raise_limits() -> bool {
+    caps::has_cap(
+        None,
+        caps::CapSet::Effective,
+        caps::Capability::CAP_SYS_RESOURCE,
+    )
+    .unwrap_or(false)
+}
+
+/// Raises the child's descriptor limit to `n` before exec when it is
+/// above the current hard limit and we may ([`can_raise_limits`]);
+/// virtiofsd then only lowers or keeps it.
+fn raise_nofile(cmd: &mut std::process::Command, n: u64) {
+    use std::os::unix::process::CommandExt;
+    let hard = rustix::process::getrlimit(rustix::process::Resource::Nofile).maximum;
+    if !can_raise_limits() || hard.is_none_or(|h| h >= n) {
+        return;
+    }
+    // SAFETY: the hook makes one prlimit syscall on a copied integer.
+    unsafe {
+        cmd.pre_exec(move || {
+            let lim = rustix::process::Rlimit {
+                current: Some(n),
+                maximum: Some(n),
+            };
+            Ok(rustix::process::setrlimit(
+                rustix::process::Resource::Nofile,
+                lim,
+            )?)
+        });
+    }
+}
+
 impl Virtiofsd {
     /// Starts `binary` sharing `shared_dir` on `socket_path`, with the
     /// safest sandbox for this flavour and user (see
@@ -59,6 +103,7 @@ impl Virtiofsd {
             socket_path: socket_path.to_owned(),
             shared_dir: shared_dir.to_owned(),
             sandbox,
+            rlimit_nofile: nofile_limit(),
         };
         Self::start_with(binary, flavor, &args, log_path, SOCKET_TIMEOUT).await
     }
@@ -92,6 +137,7 @@ impl Virtiofsd {
         }
         let mut cmd = std::process::Command::new(binary);
         cmd.args(&argv);
+        raise_nofile(&mut cmd, args.rlimit_nofile);
         let child = Child::spawn(cmd, Output::Log(log_path.to_owned()), Signal::KILL).map_err(
             |e| match e {
                 ProcError::LogFile { path, source } => VirtiofsdError::Log { path, source },

@@ -13,7 +13,7 @@ mod lookup;
 mod procs;
 
 pub use args::{build_args, default_sandbox, Sandbox, VirtiofsdArgs, LOCKS_NOT_SHARED};
-pub use daemon::{Virtiofsd, SOCKET_TIMEOUT, STOP_GRACE};
+pub use daemon::{nofile_limit, Virtiofsd, SOCKET_TIMEOUT, STOP_GRACE};
 pub use error::VirtiofsdError;
 pub use flavor::{parse_flavor, parse_version, probe, Flavor, VirtiofsdInfo};
 pub use lookup::{

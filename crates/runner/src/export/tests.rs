@@ -592,6 +592,35 @@ fn too_many_entries_are_refused() {
 }
 
 #[test]
+fn output_past_max_bytes_is_refused_before_the_entry_is_written() {
+    let bytes = Stream::default()
+        .file("a", &[1u8; 600])
+        .file("b", &[2u8; 500])
+        .end();
+    let limits = |max_bytes| ExportLimits {
+        max_entries: 10,
+        max_bytes,
+    };
+    let f = fixture();
+    let mut x = TarExtractor::with_limits(&f.stage, limits(1000)).unwrap();
+    x.stdout(&bytes);
+    let err = x.finish().unwrap_err();
+    assert!(
+        matches!(&err, ExportError::TooLarge { limit: 1000, entry } if entry == "b"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("--max-output-size"), "{err}");
+    assert!(
+        !f.stage.join("b").exists(),
+        "nothing of the entry past the limit"
+    );
+    let f = fixture();
+    let mut x = TarExtractor::with_limits(&f.stage, limits(1100)).unwrap();
+    x.stdout(&bytes);
+    assert_eq!(x.finish().unwrap().bytes, 1100, "exactly the limit is fine");
+}
+
+#[test]
 fn oversized_long_name_header_is_refused_without_reading_it() {
     let f = fixture();
     let mut s = Stream::default();

@@ -15,7 +15,7 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
 use rustix::io::Errno;
 
 use super::pax::{parse_pax, read_meta, Pax};
-use super::{bad_stream, io_err, ChannelReader, ExportError, ExportReport, COPY_BUF};
+use super::{bad_stream, io_err, ChannelReader, ExportError, ExportLimits, ExportReport, COPY_BUF};
 
 /// Metadata from GNU long-name/long-link and pax headers for the next entry.
 #[derive(Default)]
@@ -35,12 +35,12 @@ pub(super) fn unpack_stream(
     root: OwnedFd,
     staging: PathBuf,
     reader: ChannelReader,
-    max_entries: u64,
+    limits: ExportLimits,
     concatenated: bool,
 ) -> Result<ExportReport, ExportError> {
     let mut archive = tar::Archive::new(reader);
     archive.set_ignore_zeros(concatenated);
-    let mut unpacker = Unpacker::new(root, staging, max_entries);
+    let mut unpacker = Unpacker::new(root, staging, limits);
     {
         let entries = archive.entries().map_err(bad_stream)?.raw(true);
         let mut pending = Pending::default();
@@ -190,12 +190,12 @@ struct Unpacker {
     /// extraction, so a cached fd keeps naming the same path).
     cached: Option<(Vec<u8>, Rc<OwnedFd>)>,
     entries: u64,
-    max_entries: u64,
+    limits: ExportLimits,
     report: ExportReport,
 }
 
 impl Unpacker {
-    fn new(root: OwnedFd, staging: PathBuf, max_entries: u64) -> Self {
+    fn new(root: OwnedFd, staging: PathBuf, limits: ExportLimits) -> Self {
         let mut dirs = HashMap::new();
         dirs.insert(
             Vec::new(),
@@ -210,7 +210,7 @@ impl Unpacker {
             dirs,
             cached: None,
             entries: 0,
-            max_entries,
+            limits,
             report: ExportReport::default(),
         }
     }
@@ -221,9 +221,9 @@ impl Unpacker {
         pending: Pending,
     ) -> Result<(), ExportError> {
         self.entries += 1;
-        if self.entries > self.max_entries {
+        if self.entries > self.limits.max_entries {
             return Err(ExportError::TooManyEntries {
-                limit: self.max_entries,
+                limit: self.limits.max_entries,
             });
         }
         let header = entry.header();
@@ -394,6 +394,12 @@ impl Unpacker {
         mtime: Timespec,
         shown: &str,
     ) -> Result<(), ExportError> {
+        if self.report.bytes.saturating_add(size) > self.limits.max_bytes {
+            return Err(ExportError::TooLarge {
+                limit: self.limits.max_bytes,
+                entry: shown.to_string(),
+            });
+        }
         let (parent, name) = split_parent(rel);
         let parent = self
             .open_dir(parent, true)

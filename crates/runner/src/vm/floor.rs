@@ -45,7 +45,12 @@ pub async fn boot_floor(
     let argv = vmbuild_qemu::build_argv(&launch.plan.qemu);
     let log = super::plan::qemu_log(launch.rundir.path());
     let t0 = Instant::now();
-    let mut qemu = vmbuild_qemu::QemuProcess::spawn(&launch.plan.qemu.qemu, &argv, &log)?;
+    let mut qemu = vmbuild_qemu::QemuProcess::spawn(
+        &launch.plan.qemu.qemu,
+        &argv,
+        &log,
+        launch.confined.child.as_ref(),
+    )?;
     // QEMU connects to both sockets; the kernel's backlog completes the
     // connections, so nothing needs accepting for it to boot.
     let status = tokio::time::timeout(Duration::from_secs(60), qemu.wait())

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use tokio::net::UnixListener;
 
+use super::confine::{self, Confined};
 use super::options::VmOptions;
 use super::plan::{plan, BootFiles, HostChoice, VmPlan};
 use crate::error::RunError;
@@ -17,6 +18,10 @@ pub struct BootInfo {
     pub accel: vmbuild_qemu::Accel,
     pub accel_reason: String,
     pub argv: Vec<std::ffi::OsString>,
+    /// What QEMU runs with (`ConfinePlan::summary`), e.g. `uid 64012
+    /// (vmbuild), keeps only CAP_DAC_READ_SEARCH (read-only 9p export),
+    /// seccomp sandbox, cgroup v1 memory 2.2G pids 256, nofile 4096, ...`.
+    pub confinement: String,
 }
 
 /// A planned VM with its run dir and listening sockets.
@@ -26,22 +31,57 @@ pub(crate) struct Launch {
     pub qmp_listener: UnixListener,
     pub plan: VmPlan,
     pub info: BootInfo,
+    pub confined: Confined,
 }
 
 impl Launch {
-    /// Detects the host, plans the VM for `opts` (validated) and binds the
-    /// control and QMP sockets.
+    /// Detects the host, decides QEMU's confinement, plans the VM for
+    /// `opts` (validated), binds the control and QMP sockets and prepares
+    /// them, the run dir, the console log and the cgroup for QEMU's uid.
     pub fn prepare(opts: &VmOptions, boot: &BootFiles) -> Result<Launch, RunError> {
-        let (host, accel_reason) = detect_host(opts)?;
+        let (mut host, accel_reason) = detect_host(opts)?;
+        let mut files = vec![boot.kernel.as_path(), boot.initrd.as_path()];
+        if let Some(r) = &opts.root_image {
+            files.push(&r.path);
+        }
+        let (probe, confine_plan) = confine::decide(&host.qemu, opts, host.accel, &files);
+        if let Some(why) = &confine_plan.refused {
+            return Err(RunError::Flag {
+                flag: "--network".into(),
+                why: why.clone(),
+            });
+        }
+        if let Some(uid) = confine_plan.firewall_uid {
+            vmbuild_qemu::confine::firewall::ensure(uid).map_err(|why| RunError::Flag {
+                flag: "--network user,restrict-host".into(),
+                why,
+            })?;
+        }
+        host.version = probe.version;
+        host.sandbox = confine_plan.sandbox;
         let rundir = make_rundir()?;
         let plan = plan(opts, &host, boot, rundir.path())?;
         let ctl_listener = bind(&plan.qemu.control_socket)?;
         let qmp_listener = bind(&plan.qemu.qmp_socket)?;
+        if let Some(sc) = &plan.scratch {
+            super::scratch::make(sc)?;
+        }
+        let confinement = confine_plan.summary();
+        tracing::debug!(%confinement, notes = ?confine_plan.notes, "QEMU confinement");
+        let confined = confine::prepare(
+            probe,
+            confine_plan,
+            rundir.path(),
+            &[&plan.qemu.control_socket, &plan.qemu.qmp_socket],
+            &plan.qemu.console_log,
+            plan.scratch.as_ref().map(|sc| sc.path.as_path()),
+        )?;
         let info = BootInfo {
             qemu: host.qemu,
             accel: host.accel,
             accel_reason,
             argv: Vec::new(),
+            confinement,
         };
         Ok(Launch {
             rundir,
@@ -49,6 +89,7 @@ impl Launch {
             qmp_listener,
             plan,
             info,
+            confined,
         })
     }
 }
@@ -69,6 +110,9 @@ fn detect_host(opts: &VmOptions) -> Result<(HostChoice, String), RunError> {
             arch: facts.arch,
             accel,
             tsc_khz: facts.tsc_khz,
+            // Filled in from the probe by Launch::prepare.
+            version: vmbuild_qemu::QemuVersion::new(0, 0, 0),
+            sandbox: false,
         },
         reason,
     ))

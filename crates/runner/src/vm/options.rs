@@ -51,6 +51,18 @@ pub struct VmOptions {
     /// How long each guest phase may take (`--boot-timeout`); `None`: by
     /// accelerator, see [`super::GuestWaits::for_accel`].
     pub boot_timeout: Option<std::time::Duration>,
+    /// UNSAFE, for benchmarks only (`--unsafe-no-confinement`): QEMU runs
+    /// with all of vmbuild's privileges, no seccomp sandbox, no cgroup and
+    /// no rlimits (docs/security.md).
+    pub unconfined: bool,
+    /// Size of the scratch disk (`--disk`): a sparse file in the run dir,
+    /// formatted ext4 on the host, attached read-write; the guest's writes
+    /// to `/home/build` and the cache overlays go there instead of RAM.
+    /// `None`: no disk (tmpfs, bounded by `--memory`).
+    pub disk_bytes: Option<u64>,
+    /// `--network user,restrict-host`: with [`Network::User`], the guest
+    /// cannot reach the host's own services (docs/security.md#networking).
+    pub restrict_host: bool,
 }
 
 impl Default for VmOptions {
@@ -69,6 +81,9 @@ impl Default for VmOptions {
             network: Network::None,
             ca_certs: None,
             boot_timeout: None,
+            unconfined: false,
+            disk_bytes: None,
+            restrict_host: false,
         }
     }
 }

@@ -10,8 +10,10 @@
 use std::path::{Path, PathBuf};
 
 use vmbuild_cache::SharedDir;
-use vmbuild_proto::{CacheMode, MountSpec, NetworkSpec, RootSpec, Setup, GUEST_HOME};
-use vmbuild_qemu::{Accel, Arch, Drive, DriveFormat, HostOs, Network, Share, ShareKind, VmConfig};
+use vmbuild_proto::{CacheMode, MountSpec, NetworkSpec, RootSpec, ScratchSpec, Setup, GUEST_HOME};
+use vmbuild_qemu::{
+    Accel, Arch, Drive, DriveFormat, HostOs, Network, QemuVersion, Share, ShareKind, VmConfig,
+};
 
 use super::options::{RootImage, VmOptions};
 pub use crate::error::PlanError;
@@ -34,6 +36,11 @@ pub struct HostChoice {
     pub accel: Accel,
     /// Host TSC rate in kHz (x86_64), see `vmbuild_qemu::probe_tsc_khz`.
     pub tsc_khz: Option<u64>,
+    /// The QEMU release (`vmbuild_qemu::confine::probe`).
+    pub version: QemuVersion,
+    /// Start QEMU with its seccomp sandbox (it supports it and the run is
+    /// not unconfined).
+    pub sandbox: bool,
 }
 
 /// The boot files: an uncompressed kernel and the initramfs with the init.
@@ -53,12 +60,33 @@ pub struct DaemonPlan {
     pub log: PathBuf,
 }
 
+/// The scratch disk to make before QEMU starts (see
+/// [`VmOptions::disk_bytes`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScratchPlan {
+    /// A sparse file in the run dir (removed with it).
+    pub path: PathBuf,
+    pub bytes: u64,
+}
+
 /// Everything a boot does, decided.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VmPlan {
     pub qemu: VmConfig,
     pub setup: Setup,
     pub daemons: Vec<DaemonPlan>,
+    pub scratch: Option<ScratchPlan>,
+}
+
+/// The scratch disk's file in `rundir`.
+pub fn scratch_image(rundir: &Path) -> PathBuf {
+    rundir.join("scratch.img")
+}
+
+/// The guest device of the `n`-th virtio disk (`/dev/vda`, `/dev/vdb` ...).
+fn virtio_disk(n: usize) -> String {
+    let letter = char::from(b'a' + u8::try_from(n.min(25)).unwrap_or(25));
+    format!("/dev/vd{letter}")
 }
 
 /// The run directory's fixed paths (sockets and logs).
@@ -126,6 +154,21 @@ pub fn plan(
         mounts.push(guest_mount(s, tag));
     }
 
+    let mut drives: Vec<Drive> = opts.root_image.iter().map(root_drive).collect();
+    let scratch = opts.disk_bytes.map(|bytes| ScratchPlan {
+        path: scratch_image(rundir),
+        bytes,
+    });
+    let scratch_spec = scratch.as_ref().map(|sc| {
+        drives.push(Drive {
+            path: sc.path.clone(),
+            read_only: false,
+            format: DriveFormat::Raw,
+        });
+        ScratchSpec {
+            device: virtio_disk(drives.len() - 1),
+        }
+    });
     let mut mkdirs = vec![GUEST_HOME.to_string()];
     mkdirs.extend(opts.mkdirs.iter().cloned());
     let setup = Setup {
@@ -136,6 +179,7 @@ pub fn plan(
         network: network_spec(opts.network),
         hostname: Some(GUEST_HOSTNAME.into()),
         ca_certs: opts.ca_certs.clone(),
+        scratch: scratch_spec,
     };
     let qemu = VmConfig {
         qemu: host.qemu.clone(),
@@ -155,13 +199,16 @@ pub fn plan(
         control_socket: control_socket(rundir),
         qmp_socket: qmp_socket(rundir),
         shares,
-        drives: opts.root_image.iter().map(root_drive).collect(),
+        drives,
         network: opts.network,
+        version: host.version,
+        sandbox: host.sandbox,
     };
     Ok(VmPlan {
         qemu,
         setup,
         daemons,
+        scratch,
     })
 }
 

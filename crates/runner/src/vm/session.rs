@@ -66,6 +66,8 @@ struct Daemon {
 pub struct Vm {
     // Field order is drop order: processes die before their directory goes.
     qemu: vmbuild_qemu::QemuProcess,
+    /// QEMU's cgroup: removed once QEMU (above) is reaped.
+    cgroup: Option<vmbuild_qemu::confine::cgroup::live::Cgroup>,
     qmp: Option<vmbuild_qemu::Qmp>,
     ctl: ControlChannel,
     daemons: Vec<Daemon>,
@@ -107,6 +109,7 @@ impl Vm {
             qmp_listener,
             plan,
             info,
+            mut confined,
         } = Launch::prepare(opts, boot)?;
         let waits = GuestWaits::for_accel(info.accel, opts.boot_timeout);
         let console_log = plan.qemu.console_log.clone();
@@ -116,6 +119,7 @@ impl Vm {
         for d in &plan.daemons {
             let proc =
                 vmbuild_cache::Virtiofsd::start_found(&d.shared_dir, &d.socket, &d.log).await?;
+            confined.hand_over(&d.socket)?;
             daemons.push(Daemon {
                 tag: d.tag.clone(),
                 proc,
@@ -123,7 +127,12 @@ impl Vm {
         }
         let argv = vmbuild_qemu::build_argv(&plan.qemu);
         tracing::debug!(?argv, "starting QEMU");
-        let mut qemu = vmbuild_qemu::QemuProcess::spawn(&plan.qemu.qemu, &argv, &qemu_log)?;
+        let mut qemu = vmbuild_qemu::QemuProcess::spawn(
+            &plan.qemu.qemu,
+            &argv,
+            &qemu_log,
+            confined.child.as_ref(),
+        )?;
         timings.qemu_spawned = Some(Instant::now());
 
         // QEMU connects to both sockets while it starts; it exits instead if
@@ -159,6 +168,7 @@ impl Vm {
         let info = BootInfo { argv, ..info };
         let mut vm = Vm {
             qemu,
+            cgroup: confined.cgroup.take(),
             qmp: Some(qmp),
             ctl: ControlChannel::new(ctl),
             daemons,
@@ -379,6 +389,19 @@ impl Vm {
                     console_tail: read_tail(&self.console_log, 20),
                 };
             }
+        }
+        if self.cgroup.as_ref().is_some_and(|c| c.oom_killed()) {
+            let limit = self
+                .cgroup
+                .as_ref()
+                .map_or(0, |c| c.plan().limits.memory_bytes >> 20);
+            return RunError::Vm {
+                kind: VmFailureKind::OutOfMemory,
+                detail: format!(
+                    "QEMU was killed by its cgroup's memory limit ({limit} MiB: guest memory plus QEMU's overhead); lower the build's memory use or raise --memory"
+                ),
+                console_tail: read_tail(&self.console_log, 20),
+            };
         }
         if let Some(s) = status.filter(|s| !s.success()) {
             return diagnose::start_failure(Ok(s), &self.qemu_log);

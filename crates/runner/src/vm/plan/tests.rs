@@ -13,6 +13,8 @@ fn host() -> HostChoice {
         arch: Arch::X86_64,
         accel: Accel::Tcg,
         tsc_khz: Some(2_000_000),
+        version: QemuVersion::new(7, 2, 22),
+        sandbox: true,
     }
 }
 
@@ -265,4 +267,42 @@ fn bad_shares_are_refused() {
         plan(&o, &host(), &boot(), Path::new("/r")).unwrap_err(),
         PlanError::RelativeTarget("home".into())
     );
+}
+
+#[test]
+fn a_scratch_disk_is_the_drive_after_the_root_image_and_the_guest_is_told_its_device() {
+    let run = Path::new("/run/x");
+    let opts = VmOptions {
+        disk_bytes: Some(16 << 30),
+        ..VmOptions::default()
+    };
+    let p = plan(&opts, &host(), &boot(), run).unwrap();
+    let sc = p.scratch.clone().unwrap();
+    assert_eq!(
+        (sc.path.as_path(), sc.bytes),
+        (Path::new("/run/x/scratch.img"), 16 << 30)
+    );
+    assert_eq!(p.qemu.drives.len(), 1);
+    assert!(!p.qemu.drives[0].read_only, "the scratch disk is writable");
+    assert_eq!(p.setup.scratch.as_ref().unwrap().device, "/dev/vda");
+
+    let with_root = VmOptions {
+        root_image: Some(RootImage {
+            path: "/img/env.erofs".into(),
+            fstype: "erofs".into(),
+        }),
+        ..opts
+    };
+    let p = plan(&with_root, &host(), &boot(), run).unwrap();
+    assert_eq!(p.qemu.drives.len(), 2);
+    assert!(p.qemu.drives[0].read_only && !p.qemu.drives[1].read_only);
+    assert_eq!(p.setup.scratch.as_ref().unwrap().device, "/dev/vdb");
+    assert!(
+        argv_text(&p).contains("file=/run/x/scratch.img,id=drive1,format=raw"),
+        "{}",
+        argv_text(&p)
+    );
+
+    let none = plan(&VmOptions::default(), &host(), &boot(), run).unwrap();
+    assert!(none.scratch.is_none() && none.setup.scratch.is_none() && none.qemu.drives.is_empty());
 }

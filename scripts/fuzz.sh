@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Runs every fuzz target (fuzz/fuzz_targets) for SECONDS each (default 30),
+# starting from the checked-in seed corpus; new inputs go to a temp dir, so
+# the checked-in corpus never changes under a run. A crash fails the script
+# and leaves its input in fuzz/artifacts/TARGET/ — turn each into a
+# regression test. Needs a nightly toolchain and cargo-fuzz
+# (`cargo install cargo-fuzz`); installs cargo-fuzz if missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${1:-30}
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    cargo install --quiet --locked cargo-fuzz
+fi
+# The fuzz crate is its own workspace; keep its build beside the main one.
+export CARGO_TARGET_DIR=$PWD/target/fuzz
+for target in $(cargo +nightly fuzz list --fuzz-dir fuzz); do
+    work=$(mktemp -d)
+    echo "fuzz: $target for ${seconds}s"
+    set +e
+    cargo +nightly fuzz run --fuzz-dir fuzz "$target" "$work" "fuzz/corpus/$target" -- \
+        -max_total_time="$seconds" -rss_limit_mb=2048 -print_final_stats=1 2>&1 \
+        | grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb|#[0-9]+ +DONE|==[0-9]+==|SUMMARY|.*panicked|.*artifact)'
+    status=${PIPESTATUS[0]}
+    set -e
+    rm -rf "$work"
+    if [[ $status -ne 0 ]]; then
+        echo "fuzz: $target FAILED (exit $status); see fuzz/artifacts/$target/" >&2
+        exit 1
+    fi
+done
