@@ -137,6 +137,14 @@ pub enum ConfigError {
         /// What is wrong and the expected form.
         message: String,
     },
+    /// `--build-option NAME` names no entry of the config's `options:`.
+    #[error("--build-option {name}: the config has no such option; {known}")]
+    BuildOption {
+        /// The option as given.
+        name: String,
+        /// The options the config declares (or that it has none).
+        known: String,
+    },
     /// A `--env` argument is malformed.
     #[error("--env {arg}: {message}")]
     CliEnv {
@@ -153,6 +161,7 @@ impl ConfigError {
         match self {
             ConfigError::Read { .. }
             | ConfigError::PipelineDir { .. }
+            | ConfigError::BuildOption { .. }
             | ConfigError::CliEnv { .. } => None,
             ConfigError::Syntax { at, .. }
             | ConfigError::UnknownKey { at, .. }

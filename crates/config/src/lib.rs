@@ -55,11 +55,18 @@
 //!
 //! # Substitutions
 //!
-//! `${{package.name}}`, `${{package.version}}`, `${{package.epoch}}`,
-//! `${{package.full-version}}`, `${{package.description}}`, `${{vars.NAME}}`,
-//! `${{inputs.NAME}}` (inside a `uses` pipeline), `${{targets.destdir}}` and
-//! `${{targets.contextdir}}` (both [`GUEST_OUTPUT_DIR`]),
-//! `${{host.triplet.gnu}}`, `${{host.triplet.rust}}`, `${{build.arch}}`,
+//! melange's whole set: `${{package.name}}`, `${{package.version}}`,
+//! `${{package.epoch}}`, `${{package.full-version}}`,
+//! `${{package.description}}`, `${{package.srcdir}}`, `${{vars.NAME}}`
+//! (after `var-transforms`), `${{inputs.NAME}}` (inside a `uses`
+//! pipeline), `${{targets.outdir}}` ([`GUEST_OUTPUT_DIR`]),
+//! `${{targets.destdir}}` (`outdir/<package>`), `${{targets.contextdir}}`
+//! and `${{context.name}}` (the package being made: the main one or a
+//! subpackage), `${{targets.subpkgdir}}` and `${{subpkg.name}}` (in a
+//! subpackage), `${{targets.package.NAME}}`, `${{range.key}}` and
+//! `${{range.value}}` (in a `range:` subpackage), `${{options.NAME.enabled}}`,
+//! `${{host.triplet.gnu}}`, `${{host.triplet.rust}}`,
+//! `${{cross.triplet.{gnu,rust}.{glibc,musl}}}`, `${{build.arch}}`,
 //! `${{build.goarch}}`. They apply to `runs`, `working-directory`,
 //! `environment` values, `if`, `with` values, input defaults, step names,
 //! `vars` values and `environment.contents` entries. An unknown name or an
@@ -77,8 +84,10 @@
 //! `uses: a/b` loads `<dir>/a/b.yaml` from each of
 //! [`LoadOptions::pipeline_dirs`] in order, then the config file's
 //! `pipelines/` directory, then the built-ins ([`builtin_pipelines`]). A
-//! definition has `name`, `needs` (ignored), `inputs: {x: {description,
-//! default, required}}` and `pipeline`. An unknown `with` key, a missing
+//! definition has `name`, `description`, `needs: {packages}` (added to the
+//! environment), `inputs: {x: {description, default, required}}` and
+//! `pipeline` (and may set `working-directory`, `environment`, `if`). An
+//! input given empty takes its default, as in melange. An unknown `with` key, a missing
 //! required input, an absolute path or a `..` component, and a pipeline
 //! that (directly or not) uses itself are errors.
 //!
@@ -112,6 +121,8 @@ mod decode;
 pub mod env;
 pub mod envfile;
 mod error;
+mod globals;
+mod melange;
 mod model;
 mod names;
 mod pipelines;
@@ -120,6 +131,7 @@ mod resolve;
 mod source;
 mod subst;
 mod suggest;
+mod transforms;
 mod units;
 mod volumes;
 mod yaml;
@@ -130,7 +142,8 @@ pub use env::EnvLayers;
 pub use envfile::{parse_env_assignment, parse_env_file};
 pub use error::{ConfigError, Loc};
 pub use pipelines::{builtin_pipeline, builtin_pipelines};
-pub use plan::{PackageInfo, Plan, PlanStep, GUEST_OUTPUT_DIR, SCRIPT_PRELUDE, SHELL};
+pub use globals::package_dir;
+pub use plan::{PackageInfo, Plan, PlanStep, TestPlan, GUEST_OUTPUT_DIR, SCRIPT_PRELUDE, SHELL};
 pub use units::{parse_cpus, parse_duration, parse_memory_mib};
 
 use decode::Cx;
@@ -155,6 +168,9 @@ pub struct LoadOptions {
     pub cache_default_aliases: Vec<(String, String)>,
     /// The environment every step starts from (PATH, HOME, ...).
     pub base_env: Vec<(String, String)>,
+    /// `--build-option NAME` values: entries of the config's `options:`
+    /// to apply (their `vars` and package additions/removals).
+    pub build_options: Vec<String>,
 }
 
 /// Loads the config file at `path` and resolves it into a plan. Its
@@ -218,6 +234,7 @@ fn resolve_text(
             cache_defaults: &opts.cache_defaults,
             cache_default_aliases: &opts.cache_default_aliases,
             cli_env: &opts.cli_env,
+            build_options: &opts.build_options,
         },
     )
 }

@@ -83,7 +83,7 @@ pipeline:
     let compile = &p.steps[1];
     assert_eq!(
         body(&compile.script),
-        "make app -j4 > /home/build/out/hello"
+        "make app -j4 > /home/build/out/hello/hello"
     );
     assert_eq!(compile.depth, 2);
     assert_eq!(
@@ -322,6 +322,6 @@ fn autoconf_pipelines_use_their_dir_input() {
     assert!(
         p.steps[0].script.contains("--host=x86_64-pc-linux-gnu") || !cfg!(target_arch = "x86_64")
     );
-    assert!(p.steps[1].script.contains("DESTDIR=\"/home/build/out\""));
+    assert!(p.steps[1].script.contains("DESTDIR=\"/home/build/out/hello\""));
     assert_eq!(p.steps[1].workdir, "/home/build");
 }

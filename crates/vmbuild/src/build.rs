@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use vmbuild_config::{LoadOptions, Plan, GUEST_OUTPUT_DIR};
+use vmbuild_config::{package_dir, LoadOptions, Plan, GUEST_OUTPUT_DIR};
 use vmbuild_image::env::InUse;
 use vmbuild_proto::CommandSpec;
 use vmbuild_runner::pipeline::{self, BuildObserver, Step, StepsOutcome};
@@ -79,6 +79,29 @@ fn env_image(
     Ok((crate::root_image_arg::root_image(img), held))
 }
 
+/// The main package and its subpackages.
+fn packages(plan: &Plan) -> impl Iterator<Item = &str> {
+    std::iter::once(plan.package.name.as_str()).chain(plan.subpackages.iter().map(String::as_str))
+}
+
+/// What is exported (a guest directory) and where it lands on the host.
+/// A package without subpackages keeps the one-package layout: its
+/// `${{targets.destdir}}` becomes `--output-dir` (default
+/// `./vmbuild-out/<package>`). With subpackages the whole
+/// `${{targets.outdir}}` is exported, one directory per package
+/// (`--output-dir/<package>/`, `--output-dir/<subpackage>/`; default
+/// `./vmbuild-out`).
+fn outputs(plan: &Plan, output_dir: Option<&Path>) -> (String, PathBuf) {
+    let name = &plan.package.name;
+    if plan.subpackages.is_empty() {
+        let out = output_dir.map_or_else(|| Path::new("vmbuild-out").join(name), Path::to_path_buf);
+        (package_dir(name), out)
+    } else {
+        let out = output_dir.map_or_else(|| PathBuf::from("vmbuild-out"), Path::to_path_buf);
+        (GUEST_OUTPUT_DIR.to_string(), out)
+    }
+}
+
 fn source_dir(args: &BuildArgs) -> Result<PathBuf, RunError> {
     let dir = match &args.source_dir {
         Some(d) => d.clone(),
@@ -114,6 +137,7 @@ pub async fn build(
         cache_defaults,
         cache_default_aliases,
         base_env: env::base_env_with_ca(!args.vm.ca_certs.is_empty()),
+        build_options: args.build_option.clone(),
     };
     let plan = vmbuild_config::load(&args.config, &opts)?;
     // From here on the volumes are the file's `cache:` and the flags, merged
@@ -121,10 +145,10 @@ pub async fn build(
     args.vm.volumes = crate::volumes::merge(&plan.volumes, &args.vm.volumes);
     let cache = runner_setup::cache(&args.vm)?;
     let source = source_dir(&args)?;
-    let output_dir = args
-        .output_dir
-        .clone()
-        .unwrap_or_else(|| Path::new("vmbuild-out").join(&plan.package.name));
+    for note in &plan.notes {
+        tracing::info!("{note}");
+    }
+    let (export_dir, output_dir) = outputs(&plan, args.output_dir.as_deref());
     if !plan.packages.is_empty() && args.vm.rootfs.is_some() {
         return Err(RunError::Flag {
             flag: "--rootfs".into(),
@@ -142,7 +166,9 @@ pub async fn build(
     )?;
     let mut spec = Spec {
         source: Some(source),
-        mkdirs: vec![GUEST_OUTPUT_DIR.to_string()],
+        mkdirs: std::iter::once(GUEST_OUTPUT_DIR.to_string())
+            .chain(packages(&plan).map(package_dir))
+            .collect(),
         symlinks: if cache.is_some() {
             vmbuild_cache::links_for(plan.steps.iter().map(|s| s.env.as_slice()))
         } else {
@@ -255,12 +281,12 @@ pub async fn build(
     let code = match outcome {
         StepsOutcome::AllPassed { .. } => {
             obs.note(&format!(
-                "exporting {GUEST_OUTPUT_DIR} to {}",
+                "exporting {export_dir} to {}",
                 output_dir.display()
             ));
             let report = match pipeline::export_outputs(
                 &mut session,
-                GUEST_OUTPUT_DIR,
+                &export_dir,
                 env::base_env(),
                 &output_dir,
                 &stop,

@@ -193,6 +193,9 @@ pub struct BuildArgs {
     /// Also write the full log (every step's output) to FILE.
     #[arg(long, value_name = "FILE")]
     pub log_file: Option<PathBuf>,
+    /// Apply the config's `options:` entry NAME (its vars and package changes; repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub build_option: Vec<String>,
 }
 
 #[derive(Debug, Args)]
