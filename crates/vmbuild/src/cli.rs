@@ -33,6 +33,9 @@ pub enum Command {
     Build(BuildArgs),
     /// Boot a fresh microVM, run one command in it, and exit with its code.
     Run(RunArgs),
+    /// Check pipeline configs without booting anything: parse, resolve substitutions and
+    /// `if:`, expand `uses:`, check package names; errors as file:line:col. Exit 0 when all pass.
+    Validate(ValidateArgs),
     /// Environment images (built from `environment.contents.packages`).
     #[command(subcommand)]
     Image(ImageCommand),
@@ -196,6 +199,26 @@ pub struct BuildArgs {
     /// Apply the config's `options:` entry NAME (its vars and package changes; repeatable).
     #[arg(long, value_name = "NAME")]
     pub build_option: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// The pipeline files (melange-style YAML).
+    #[arg(required = true, value_name = "CONFIG")]
+    pub configs: Vec<PathBuf>,
+    /// A directory of `uses:` pipelines (repeatable; searched before each config's own
+    /// `pipelines/` directory and the built-ins).
+    #[arg(long, value_name = "DIR")]
+    pub pipeline_dir: Vec<PathBuf>,
+    /// Treat warnings (package names with no Debian equivalent) as errors.
+    #[arg(long)]
+    pub strict: bool,
+    /// Apply the config's `options:` entry NAME (repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub build_option: Vec<String>,
+    /// Print only the errors and the summary, not one line per valid config.
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]

@@ -2,6 +2,7 @@
 //! the library crates (see docs/architecture.md).
 
 mod args;
+mod validate;
 mod bench;
 mod bench_cache;
 mod build;
@@ -140,6 +141,7 @@ fn main() {
                 exit_code(build::build(args, started, interrupt_channel()).await, json)
             }
             cli::Command::Doctor => doctor::doctor(),
+            cli::Command::Validate(args) => validate::validate(&args, cli.verbose > 0),
             cli::Command::Image(c) => {
                 tool_exit_code(tokio::task::block_in_place(|| image_cmd::image(c)))
             }
