@@ -104,7 +104,8 @@ pub(crate) fn subpackages(
         out.push(Subpackage {
             name: cx.req_string(&sf, "name")?,
             cond: cx.opt_string(&sf, "if")?,
-            range: cx.opt_string(&sf, "range")?,
+            // melange treats `range: ""` as no range.
+            range: cx.opt_string(&sf, "range")?.filter(|r| !r.value.is_empty()),
             pipeline: model::steps(cx, &sf, "pipeline")?,
             test: sf
                 .get("test")

@@ -284,13 +284,6 @@ pub(crate) fn config(cx: Cx<'_>, root: &Node) -> Result<Config, ConfigError> {
     for (k, _) in &vars {
         check_var_name(cx, k)?;
     }
-    if !f.has("pipeline") {
-        return Err(ConfigError::Missing {
-            at: cx.src.loc(f.pos),
-            field: "pipeline".into(),
-            context: "the top level",
-        });
-    }
     let pipeline = steps(cx, &f, "pipeline")?;
     Ok(Config {
         package,
@@ -409,7 +402,8 @@ fn package(
     })
 }
 
-/// A package (or subpackage) name: `[a-z0-9][a-z0-9._+-]*`.
+/// A package (or subpackage) name: `[A-Za-z0-9][A-Za-z0-9._+-]*` (apk
+/// names may have capitals: `R-DBI`, `Xvfb`).
 pub(crate) fn check_package_name(cx: Cx<'_>, name: &Str) -> Result<(), ConfigError> {
     if is_package_name(&name.value) {
         return Ok(());
@@ -418,7 +412,7 @@ pub(crate) fn check_package_name(cx: Cx<'_>, name: &Str) -> Result<(), ConfigErr
         name.pos,
         "name",
         format!(
-            "`{}` is not a valid package name; use lowercase letters, digits and `._+-`, starting with a letter or digit",
+            "`{}` is not a valid package name; use letters, digits and `._+-`, starting with a letter or digit",
             show(&name.value)
         ),
     ))

@@ -5,11 +5,11 @@ use vmbuild_proto::GUEST_HOME;
 
 use crate::error::show;
 
-/// `[a-z0-9][a-z0-9._+-]*`
+/// `[A-Za-z0-9][A-Za-z0-9._+-]*`, as apk allows.
 pub(crate) fn is_package_name(s: &str) -> bool {
     let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit())
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._+-".contains(c))
+    matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "._+-".contains(c))
 }
 
 /// A working directory as an absolute, normalised guest path: relative
@@ -43,7 +43,7 @@ pub(crate) fn guest_workdir(raw: &str) -> Result<String, String> {
 
 /// The comparison operators of an apk dependency (`foo>=1.2`, `gcc~13`),
 /// longest first.
-const APK_OPS: &[&str] = &[">=", "<=", "=~", "~=", "><", "=", ">", "<", "~"];
+const APK_OPS: &[&str] = &[">=", "<=", "==", "=~", "~=", "><", "=", ">", "<", "~"];
 
 /// Splits an apk dependency into name and `(operator, version)`.
 pub(crate) fn split_apk(s: &str) -> (&str, Option<(&'static str, &str)>) {
@@ -107,8 +107,9 @@ mod tests {
     #[test]
     fn package_names() {
         assert!(is_package_name("hello-world.c++") && is_package_name("0ad"));
+        assert!(is_package_name("R-DBI") && is_package_name("Xvfb"));
         assert!(
-            !is_package_name("Hello")
+            !is_package_name("/x")
                 && !is_package_name("-x")
                 && !is_package_name("")
                 && !is_package_name("a b")
@@ -156,5 +157,6 @@ mod tests {
         assert_eq!(split_apk("gcc~13"), ("gcc", Some(("~", "13"))));
         assert_eq!(apk_name("curl=8.5.0-r0"), "curl");
         assert_eq!(split_apk("make"), ("make", None));
+        assert_eq!(split_apk("x==1-r3"), ("x", Some(("==", "1-r3"))));
     }
 }

@@ -17,6 +17,7 @@ macro_rules! builtin {
 /// The built-in pipelines: (name, YAML text). melange's names, inputs and
 /// defaults; the scripts are vmbuild's own (see docs/pipelines.md).
 const BUILTINS: &[(&str, &str)] = &[
+    builtin!("R/build"),
     builtin!("autoconf/configure"),
     builtin!("autoconf/make"),
     builtin!("autoconf/make-install"),
@@ -138,9 +139,9 @@ pub(crate) fn find(name: &str, dirs: &[PathBuf]) -> Result<Found, String> {
         looked.join(", ")
     };
     let mut msg = format!(
-        "pipeline `{}` not found; looked in: {looked}; built-ins: {}",
+        "pipeline `{}` not found; looked in: {looked} and the {} built-ins (docs/pipelines.md)",
         show(name),
-        builtins.join(", ")
+        builtins.len()
     );
     if let Some(s) = crate::suggest::closest(name, builtins.iter().copied()) {
         msg.push_str(&format!("; did you mean `{s}`?"));

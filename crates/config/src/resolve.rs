@@ -107,6 +107,13 @@ impl<'f> Frame<'f> {
     }
 }
 
+/// The frame of a `uses` pipeline's steps, before its inputs are known,
+/// and the caller's inputs it inherits.
+struct Child<'f> {
+    frame: Frame<'f>,
+    inherited: Vec<(String, String)>,
+}
+
 struct Resolver {
     dirs: Vec<PathBuf>,
     /// The variables of the package whose steps are being resolved.
@@ -458,13 +465,15 @@ impl Resolver {
     fn step(&mut self, index: usize, step: &Step, frame: &Frame<'_>) -> Result<(), ConfigError> {
         let src = frame.src;
         let name = match (&step.name, &step.body) {
+            // melange does not substitute names; an unknown variable in
+            // one is kept as written rather than failing the config.
             (Some(n), _) => {
                 let globals = self.globals.clone();
                 let scope = StepScope {
                     globals: &globals,
                     inputs: frame.inputs,
                 };
-                subst(src, n, &scope)?
+                subst(src, n, &scope).unwrap_or_else(|_| n.value.clone())
             }
             (None, Body::Uses { uses, .. }) => uses.value.clone(),
             (None, _) => format!("step {}", index + 1),
@@ -505,10 +514,13 @@ impl Resolver {
                     inputs: frame.inputs,
                 };
                 let given = subst_pairs(src, with, &scope)?;
-                let child = Frame {
-                    inputs: None,
-                    depth: frame.depth + 1,
-                    ..inner
+                let child = Child {
+                    inherited: frame.inputs.map(<[_]>::to_vec).unwrap_or_default(),
+                    frame: Frame {
+                        inputs: None,
+                        depth: frame.depth + 1,
+                        ..inner
+                    },
                 };
                 self.uses(src, uses, with, &given, child)?;
             }
@@ -522,7 +534,7 @@ impl Resolver {
         uses: &Str,
         with_raw: &[(Str, Str)],
         with: &[(String, String)],
-        child: Frame<'_>,
+        child: Child<'_>,
     ) -> Result<(), ConfigError> {
         let name = uses.value.as_str();
         let uses_err = |message: String| ConfigError::Uses {
@@ -570,7 +582,9 @@ impl Resolver {
                 });
             }
         }
-        let mut values: Vec<(String, String)> = Vec::new();
+        // As in melange, a pipeline used from inside another sees the
+        // caller's inputs too; its own declared ones win.
+        let mut values: Vec<(String, String)> = child.inherited.clone();
         for input in &def.inputs {
             let given = with
                 .iter()
@@ -590,6 +604,7 @@ impl Resolver {
                 }
                 (None, None) => String::new(),
             };
+            values.retain(|(k, _)| *k != input.name.value);
             values.push((input.name.value.clone(), value));
         }
 
@@ -598,7 +613,7 @@ impl Resolver {
         let frame = Frame {
             src: &def_src,
             inputs: Some(&values),
-            ..child
+            ..child.frame
         };
         let scope = StepScope {
             globals: &globals,
