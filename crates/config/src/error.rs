@@ -145,6 +145,14 @@ pub enum ConfigError {
         /// The options the config declares (or that it has none).
         known: String,
     },
+    /// A line of a package map (`--package-map FILE`) is malformed.
+    #[error("{at}: {message}")]
+    PackageMap {
+        /// The line and column.
+        at: Loc,
+        /// What is wrong and the expected form.
+        message: String,
+    },
     /// A `--env` argument is malformed.
     #[error("--env {arg}: {message}")]
     CliEnv {
@@ -172,7 +180,8 @@ impl ConfigError {
             | ConfigError::Condition { at, .. }
             | ConfigError::Uses { at, .. }
             | ConfigError::Input { at, .. }
-            | ConfigError::EnvFile { at, .. } => Some(at),
+            | ConfigError::EnvFile { at, .. }
+            | ConfigError::PackageMap { at, .. } => Some(at),
         }
     }
 }

@@ -125,6 +125,7 @@ mod globals;
 mod melange;
 mod model;
 mod names;
+pub mod packages;
 mod pipelines;
 mod plan;
 mod resolve;
@@ -143,6 +144,7 @@ pub use envfile::{parse_env_assignment, parse_env_file};
 pub use error::{ConfigError, Loc};
 pub use pipelines::{builtin_pipeline, builtin_pipelines};
 pub use globals::package_dir;
+pub use packages::{PackageMap, Resolution};
 pub use plan::{PackageInfo, Plan, PlanStep, TestPlan, GUEST_OUTPUT_DIR, SCRIPT_PRELUDE, SHELL};
 pub use units::{parse_cpus, parse_duration, parse_memory_mib};
 
