@@ -145,6 +145,15 @@ pub enum ConfigError {
         /// The options the config declares (or that it has none).
         known: String,
     },
+    /// Environment packages with no Debian equivalent (every one listed,
+    /// with suggestions).
+    #[error("{file}: {message}")]
+    UnknownPackages {
+        /// The config file.
+        file: String,
+        /// The names, suggestions and what to do.
+        message: String,
+    },
     /// A line of a package map (`--package-map FILE`) is malformed.
     #[error("{at}: {message}")]
     PackageMap {
@@ -170,6 +179,7 @@ impl ConfigError {
             ConfigError::Read { .. }
             | ConfigError::PipelineDir { .. }
             | ConfigError::BuildOption { .. }
+            | ConfigError::UnknownPackages { .. }
             | ConfigError::CliEnv { .. } => None,
             ConfigError::Syntax { at, .. }
             | ConfigError::UnknownKey { at, .. }

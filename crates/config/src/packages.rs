@@ -140,13 +140,14 @@ impl PackageMap {
 
     /// Resolves environment package names (apk syntax, constraints
     /// allowed). `debian_has` says whether Debian has a package of that
-    /// name (`None`: no index on this host); `debian_names` are offered as
-    /// suggestions.
+    /// name (`None`: no index on this host); `suggest` gives the
+    /// suggestions for an unknown name (e.g. [`PackageMap::suggestions`],
+    /// memoized by the caller: it is the slow part).
     pub fn resolve(
         &self,
         names: &[String],
         debian_has: Option<&dyn Fn(&str) -> bool>,
-        debian_names: &[String],
+        suggest: &mut dyn FnMut(&str) -> Vec<String>,
     ) -> Resolution {
         let mut r = Resolution::default();
         let add = |r: &mut Resolution, d: &str| {
@@ -169,8 +170,8 @@ impl PackageMap {
                 // A Debian name (Debian's `name=version` kept as written).
                 Some(has) if has(name) => add(&mut r, full),
                 Some(_) => {
-                    let s = self.suggest(name, debian_has, debian_names);
-                    r.unknown.push((apk_name(full).to_string(), s));
+                    let name = apk_name(full);
+                    r.unknown.push((name.to_string(), suggest(name)));
                 }
                 None => {
                     r.unverified.push(full.clone());
@@ -182,8 +183,9 @@ impl PackageMap {
     }
 
     /// Up to three suggestions for an unknown name: `libNAME-dev` /
-    /// `libNAME` for a `NAME-dev`, and the closest map and Debian names.
-    fn suggest(
+    /// `libNAME` for a `NAME-dev`, and the closest map and Debian names
+    /// (`debian_names`: the index, for "did you mean").
+    pub fn suggestions(
         &self,
         name: &str,
         debian_has: Option<&dyn Fn(&str) -> bool>,
@@ -205,7 +207,14 @@ impl PackageMap {
         if let Some(k) = closest(name, keys) {
             out.push(k);
         }
-        if let Some(d) = closest(name, debian_names.iter().map(String::as_str)) {
+        // Only names that could be close enough: the same first two
+        // characters and a similar length (the index has ~60,000 names).
+        let (head, len) = (name.get(..2).unwrap_or(name), name.len());
+        let near = debian_names
+            .iter()
+            .map(String::as_str)
+            .filter(|d| d.starts_with(head) && d.len().abs_diff(len) <= len / 3 + 1);
+        if let Some(d) = closest(name, near) {
             out.push(d);
         }
         out.dedup();
@@ -250,7 +259,7 @@ mod tests {
         let d = debian();
         let has = |n: &str| d.iter().any(|x| x == n);
         let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
-        map.resolve(&names, Some(&has), &d)
+        map.resolve(&names, Some(&has), &mut |n| map.suggestions(n, Some(&has), &d))
     }
 
     #[test]
@@ -291,7 +300,7 @@ mod tests {
     #[test]
     fn without_an_index_names_pass_unverified() {
         let names = vec!["build-base".to_string(), "zzzq".to_string()];
-        let r = PackageMap::builtin().resolve(&names, None, &[]);
+        let r = PackageMap::builtin().resolve(&names, None, &mut |_| Vec::new());
         assert_eq!(r.debian, ["build-essential", "zzzq"]);
         assert_eq!(r.unverified, ["zzzq"]);
         assert!(r.unknown.is_empty());

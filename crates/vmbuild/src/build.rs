@@ -60,10 +60,10 @@ fn observer(args: &BuildArgs) -> Result<Box<dyn BuildObserver>, RunError> {
 /// (progress shown as notes) and reused afterwards; held for use (not
 /// removable by `image rm`/`prune`) until the returned guard is dropped.
 fn env_image(
-    plan: &Plan,
+    packages: &[String],
     obs: &mut Box<dyn BuildObserver>,
 ) -> Result<(RootImage, InUse), RunError> {
-    let spec = vmbuild_image::env::EnvSpec::new(plan.packages.clone());
+    let spec = vmbuild_image::env::EnvSpec::new(packages.to_vec());
     let root = vmbuild_image::cache_root()?;
     let (held, built) = tokio::task::block_in_place(|| {
         vmbuild_image::env::ensure_env_image_in_use(&root, &spec, &mut |l: &str| obs.note(l))
@@ -148,8 +148,9 @@ pub async fn build(
     for note in &plan.notes {
         tracing::info!("{note}");
     }
+    let debian = crate::packages::debian_packages(&args.config, &plan.packages, &args.package_map)?;
     let (export_dir, output_dir) = outputs(&plan, args.output_dir.as_deref());
-    if !plan.packages.is_empty() && args.vm.rootfs.is_some() {
+    if !debian.is_empty() && args.vm.rootfs.is_some() {
         return Err(RunError::Flag {
             flag: "--rootfs".into(),
             why: "the pipeline's environment.contents.packages names the root filesystem too: use one".into(),
@@ -177,7 +178,7 @@ pub async fn build(
         cpus: plan.package.cpus,
         memory_mib: plan.package.memory_mib,
         default_network: Some(NetworkArg::User),
-        packages: !plan.packages.is_empty(),
+        packages: !debian.is_empty(),
         volumes: Vec::new(),
     };
     kind.check(&runner_setup::requested(&args.vm, &spec))?;
@@ -246,8 +247,8 @@ pub async fn build(
     for v in &volumes {
         obs.note(&crate::volumes::describe(v, kind, mode));
     }
-    if !plan.packages.is_empty() {
-        let (image, held) = env_image(&plan, &mut obs)?;
+    if !debian.is_empty() {
+        let (image, held) = env_image(&debian, &mut obs)?;
         options.set_root_image(image)?;
         holds.images.push(held);
     }

@@ -199,6 +199,10 @@ pub struct BuildArgs {
     /// Apply the config's `options:` entry NAME (its vars and package changes; repeatable).
     #[arg(long, value_name = "NAME")]
     pub build_option: Vec<String>,
+    /// More Wolfi -> Debian package-name entries (`WOLFI-NAME DEBIAN-NAME...` lines;
+    /// repeatable; they win over the built-in map).
+    #[arg(long, value_name = "FILE")]
+    pub package_map: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -213,6 +217,10 @@ pub struct ValidateArgs {
     /// Treat warnings (package names with no Debian equivalent) as errors.
     #[arg(long)]
     pub strict: bool,
+    /// More Wolfi -> Debian package-name entries (`WOLFI-NAME DEBIAN-NAME...` lines;
+    /// repeatable; they win over the built-in map).
+    #[arg(long, value_name = "FILE")]
+    pub package_map: Vec<PathBuf>,
     /// Apply the config's `options:` entry NAME (repeatable).
     #[arg(long, value_name = "NAME")]
     pub build_option: Vec<String>,

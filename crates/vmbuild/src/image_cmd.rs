@@ -36,7 +36,9 @@ fn spec_of(a: &ImageBuildArgs) -> Result<EnvSpec> {
                     cfg.display()
                 );
             }
-            EnvSpec::new(plan.packages)
+            let debian = crate::packages::debian_packages(cfg, &plan.packages, &[])
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            EnvSpec::new(debian)
         }
         None if !a.package.is_empty() => EnvSpec::new(a.package.clone()),
         None => bail!("give a pipeline file or --package NAME (repeatable)"),

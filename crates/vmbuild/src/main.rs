@@ -13,6 +13,7 @@ mod doctor;
 mod human;
 mod image_cmd;
 mod oom;
+mod packages;
 mod progress;
 mod root_image_arg;
 mod run;
