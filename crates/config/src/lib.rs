@@ -97,9 +97,10 @@
 //! are groups whose children inherit their working directory, environment
 //! and timeout (a group's timeout applies to each of its steps that has
 //! none). Names are paths: `build > configure`; an unnamed step is named
-//! after its `uses`, or `step N`. Each script runs as `/bin/sh -c SCRIPT`
-//! where SCRIPT is [`SCRIPT_PRELUDE`] (`set -e`, plus `set -o pipefail` where
-//! the shell supports it — busybox sh does) on the first line, then `runs`.
+//! after its `uses`, or `step N`. Each script runs with bash where the
+//! environment has it, else `/bin/sh` (busybox ash) — see [`SHELL_WRAPPER`]
+//! — where SCRIPT is [`SCRIPT_PRELUDE`] (`set -e`, plus `set -o pipefail`
+//! where the shell supports it: both do) on the first line, then `runs`.
 //!
 //! # Environment precedence
 //!
@@ -145,7 +146,7 @@ pub use error::{ConfigError, Loc};
 pub use pipelines::{builtin_pipeline, builtin_pipelines};
 pub use globals::package_dir;
 pub use packages::{PackageMap, Resolution};
-pub use plan::{PackageInfo, Plan, PlanStep, TestPlan, GUEST_OUTPUT_DIR, SCRIPT_PRELUDE, SHELL};
+pub use plan::{PackageInfo, Plan, PlanStep, TestPlan, GUEST_OUTPUT_DIR, SCRIPT_PRELUDE, SHELL, SHELL_WRAPPER};
 pub use units::{parse_cpus, parse_duration, parse_memory_mib};
 
 use decode::Cx;

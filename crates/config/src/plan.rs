@@ -18,8 +18,15 @@ pub const GUEST_OUTPUT_DIR: &str = "/home/build/out";
 pub const SCRIPT_PRELUDE: &str =
     "set -e; if (set -o pipefail) 2>/dev/null; then set -o pipefail; fi; ";
 
-/// The shell every step runs with (`/bin/sh -c SCRIPT`).
+/// The shell that starts every step ([`PlanStep::argv`]).
 pub const SHELL: &str = "/bin/sh";
+
+/// What [`SHELL`] runs first: the step's script (its `$1`) with bash when
+/// the environment has it (Debian images always do), else with `/bin/sh`
+/// (the busybox environment's ash). melange users expect `[[ ]]` and
+/// `set -o pipefail` to work; both shells have them, Debian's dash does
+/// not (docs/pipelines.md, "Shell").
+pub const SHELL_WRAPPER: &str = "if command -v bash >/dev/null 2>&1; then exec bash -c \"$1\" vmbuild-step; fi; exec /bin/sh -c \"$1\" vmbuild-step";
 
 /// A config resolved for one build.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,9 +127,16 @@ pub struct PlanStep {
 }
 
 impl PlanStep {
-    /// The command line that runs the step: `/bin/sh -c SCRIPT`.
+    /// The command line that runs the step: `/bin/sh -c SHELL_WRAPPER
+    /// vmbuild-step SCRIPT` (bash when there is one, else `/bin/sh`).
     pub fn argv(&self) -> Vec<String> {
-        vec![SHELL.to_string(), "-c".to_string(), self.script.clone()]
+        vec![
+            SHELL.to_string(),
+            "-c".to_string(),
+            SHELL_WRAPPER.to_string(),
+            "vmbuild-step".to_string(),
+            self.script.clone(),
+        ]
     }
 
     /// The value of `name` in the step's environment.
