@@ -126,6 +126,7 @@ mod globals;
 mod melange;
 mod model;
 mod names;
+pub use names::apk_name;
 pub mod packages;
 mod pipelines;
 mod plan;

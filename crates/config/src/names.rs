@@ -62,7 +62,7 @@ pub(crate) fn split_apk(s: &str) -> (&str, Option<(&'static str, &str)>) {
 }
 
 /// The name part of an apk dependency (`gcc~13` -> `gcc`).
-pub(crate) fn apk_name(s: &str) -> &str {
+pub fn apk_name(s: &str) -> &str {
     split_apk(s).0
 }
 

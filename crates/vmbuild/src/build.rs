@@ -7,7 +7,8 @@ use std::time::Instant;
 use vmbuild_config::{package_dir, LoadOptions, Plan, GUEST_OUTPUT_DIR};
 use vmbuild_image::env::InUse;
 use vmbuild_proto::CommandSpec;
-use vmbuild_runner::pipeline::{self, BuildObserver, Step, StepsOutcome};
+pub use vmbuild_runner::pipeline::BuildObserver;
+use vmbuild_runner::pipeline::{self, Step, StepsOutcome};
 use vmbuild_runner::{env, RootImage, RunError, StartEvent, Stopper};
 
 use crate::cli::{BuildArgs, LogFormat, NetworkArg};
@@ -17,8 +18,40 @@ use crate::runner_setup::{self, Holds, Spec};
 /// Exit code of a build whose step failed (the step's own code is shown).
 pub const EXIT_STEP_FAILED: i32 = 1;
 
-fn steps(plan: &Plan) -> Vec<Step> {
-    plan.steps
+/// Prints a failed step (name, status, last output; an `error` event
+/// under `--log-format json`) and returns [`EXIT_STEP_FAILED`]. `what`
+/// says what it means for the build ("no outputs were placed").
+pub fn report_failure(
+    format: LogFormat,
+    name: &str,
+    exit: &vmbuild_proto::ExitInfo,
+    tail: &str,
+    what: &str,
+) -> i32 {
+    let status = match (exit.code, exit.signal) {
+        (Some(c), _) => format!("exit code {c}"),
+        (None, Some(s)) => format!("signal {s}"),
+        _ => "an unknown status".into(),
+    };
+    let message = format!("step '{name}' failed with {status}; {what}");
+    if format == LogFormat::Json {
+        let v = serde_json::json!({"event": "error", "message": message, "exit_code": EXIT_STEP_FAILED, "step": name, "tail": tail});
+        eprintln!("{v}");
+        return EXIT_STEP_FAILED;
+    }
+    eprintln!("vmbuild: error: {message}");
+    if !tail.trim().is_empty() {
+        eprintln!("vmbuild: last output of '{name}':");
+        for l in tail.lines() {
+            eprintln!("  {l}");
+        }
+    }
+    EXIT_STEP_FAILED
+}
+
+/// The runner's steps for plan steps.
+pub fn steps(plan_steps: &[vmbuild_config::PlanStep]) -> Vec<Step> {
+    plan_steps
         .iter()
         .map(|s| Step {
             name: s.name.clone(),
@@ -59,7 +92,7 @@ fn observer(args: &BuildArgs) -> Result<Box<dyn BuildObserver>, RunError> {
 /// The environment image for the pipeline's packages, built on first use
 /// (progress shown as notes) and reused afterwards; held for use (not
 /// removable by `image rm`/`prune`) until the returned guard is dropped.
-fn env_image(
+pub fn env_image(
     packages: &[String],
     obs: &mut Box<dyn BuildObserver>,
 ) -> Result<(RootImage, InUse), RunError> {
@@ -102,7 +135,7 @@ fn outputs(plan: &Plan, output_dir: Option<&Path>) -> (String, PathBuf) {
     }
 }
 
-fn source_dir(args: &BuildArgs) -> Result<PathBuf, RunError> {
+pub fn source_dir(args: &BuildArgs) -> Result<PathBuf, RunError> {
     let dir = match &args.source_dir {
         Some(d) => d.clone(),
         None => match args.config.parent() {
@@ -148,7 +181,11 @@ pub async fn build(
     for note in &plan.notes {
         tracing::info!("{note}");
     }
-    let debian = crate::packages::debian_packages(&args.config, &plan.packages, &args.package_map)?;
+    let debian = crate::packages::debian_packages(
+        &args.config,
+        &crate::packages::wanted(&plan.packages, &plan.needs_only),
+        &args.package_map,
+    )?;
     let (export_dir, output_dir) = outputs(&plan, args.output_dir.as_deref());
     if !debian.is_empty() && args.vm.rootfs.is_some() {
         return Err(RunError::Flag {
@@ -188,7 +225,7 @@ pub async fn build(
         kind.check(&[vmbuild_runner::Feature::StepVolumes])?;
         crate::volumes::check(&step_specs, kind, mode, false, false)?;
     }
-    let mut steps = steps(&plan);
+    let mut steps = steps(&plan.steps);
     for (step, own) in steps.iter_mut().zip(&per_step) {
         step.command.binds = crate::step_volumes::binds(own, &step_specs);
     }
@@ -325,31 +362,18 @@ pub async fn build(
                 report.dirs,
                 output_dir.display()
             ));
-            0
+            if args.skip_tests || plan.tests.is_empty() {
+                0
+            } else {
+                crate::test_run::run_tests(&args, &plan, &output_dir, started, &stop, &mut obs)
+                    .await?
+            }
         }
         StepsOutcome::Failed {
             name, exit, tail, ..
         } => {
             session.finish().await?;
-            let status = match (exit.code, exit.signal) {
-                (Some(c), _) => format!("exit code {c}"),
-                (None, Some(s)) => format!("signal {s}"),
-                _ => "an unknown status".into(),
-            };
-            let message = format!("step '{name}' failed with {status}; no outputs were placed");
-            if args.log_format == LogFormat::Json {
-                let v = serde_json::json!({"event": "error", "message": message, "exit_code": EXIT_STEP_FAILED, "step": name, "tail": tail});
-                eprintln!("{v}");
-                return Ok(EXIT_STEP_FAILED);
-            }
-            eprintln!("vmbuild: error: {message}");
-            if !tail.trim().is_empty() {
-                eprintln!("vmbuild: last output of '{name}':");
-                for l in tail.lines() {
-                    eprintln!("  {l}");
-                }
-            }
-            EXIT_STEP_FAILED
+            report_failure(args.log_format, &name, &exit, &tail, "no outputs were placed")
         }
     };
     drop((holds, volumes, cache_held));

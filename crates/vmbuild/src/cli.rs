@@ -203,6 +203,9 @@ pub struct BuildArgs {
     /// repeatable; they win over the built-in map).
     #[arg(long, value_name = "FILE")]
     pub package_map: Vec<PathBuf>,
+    /// Do not run the config's `test:` sections after a successful build.
+    #[arg(long)]
+    pub skip_tests: bool,
 }
 
 #[derive(Debug, Args)]

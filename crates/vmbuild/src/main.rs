@@ -19,6 +19,7 @@ mod root_image_arg;
 mod run;
 mod runner_setup;
 mod step_volumes;
+mod test_run;
 mod volumes;
 
 use std::time::Instant;

@@ -82,6 +82,31 @@ impl Packages {
     }
 }
 
+/// Wolfi packages whose commands the busybox environment already has
+/// (busybox's own applets: `wget`, `patch`, `sha256sum`, `tar`...).
+const BUSYBOX_PROVIDES: &[&str] = &["busybox", "wolfi-base", "wolfi-baselayout", "wget", "patch", "coreutils"];
+
+/// The environment packages a build needs: the config's own, and the
+/// `needs` of its pipelines. A config that lists no packages of its own
+/// stays in the busybox environment when every `needs` is one busybox
+/// provides ([`BUSYBOX_PROVIDES`]), instead of building a Debian image for
+/// `split/*` or `fetch` alone.
+pub fn wanted(packages: &[String], needs_only: &[String]) -> Vec<String> {
+    if packages.len() > needs_only.len() {
+        return packages.to_vec();
+    }
+    let rest: Vec<String> = packages
+        .iter()
+        .filter(|p| !BUSYBOX_PROVIDES.contains(&vmbuild_config::apk_name(p)))
+        .cloned()
+        .collect();
+    if rest.is_empty() {
+        rest
+    } else {
+        packages.to_vec()
+    }
+}
+
 /// The Debian packages for a config's environment `names`, loading the
 /// maps and index only when there are names; every name with no Debian
 /// equivalent in one error naming `config`, before anything boots.
@@ -107,4 +132,26 @@ pub fn debian_packages(
         tracing::info!("{u}: not in the package map and not checked (no apt index); used as a Debian name");
     }
     Ok(r.debian)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &[&str]) -> Vec<String> {
+        s.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn busybox_covers_needs_only_when_the_config_lists_nothing() {
+        assert!(wanted(&v(&["busybox", "wget"]), &v(&["busybox", "wget"])).is_empty());
+        assert_eq!(
+            wanted(&v(&["busybox", "git"]), &v(&["busybox", "git"])),
+            v(&["busybox", "git"])
+        );
+        assert_eq!(
+            wanted(&v(&["make", "busybox"]), &v(&["busybox"])),
+            v(&["make", "busybox"])
+        );
+    }
 }
