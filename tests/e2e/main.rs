@@ -9,6 +9,7 @@ mod cache_coherence;
 mod cache_locks;
 mod env_images;
 mod harness;
+mod melange;
 mod network;
 mod oom;
 mod rename_dir;

@@ -38,9 +38,6 @@ pub struct Plan {
     /// model), substituted, in first-seen order, each once. Names as
     /// written (Wolfi/apk names, optionally with a version constraint).
     pub packages: Vec<String>,
-    /// The entries of [`Plan::packages`] that only `needs.packages` asked
-    /// for (not the config's own environment).
-    pub needs_only: Vec<String>,
     /// `environment.contents.repositories` (substituted).
     pub repositories: Vec<String>,
     /// The steps to run in the build VM, flattened in execution order: the

@@ -316,11 +316,9 @@ pub(crate) fn resolve(
         subpackages.push(s.name.clone());
         built.push((s.name.clone(), s.vars.clone(), s.def.test.as_ref()));
     }
-    let mut needs_only = Vec::new();
     for n in std::mem::take(&mut r.needs) {
         if !packages.contains(&n) {
-            packages.push(n.clone());
-            needs_only.push(n);
+            packages.push(n);
         }
     }
     let (steps, skipped) = (std::mem::take(&mut r.steps), std::mem::take(&mut r.skipped));
@@ -390,7 +388,6 @@ pub(crate) fn resolve(
             test_memory_mib: p.test_memory_mib,
         },
         packages,
-        needs_only,
         repositories,
         steps,
         skipped,

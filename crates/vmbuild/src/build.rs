@@ -183,7 +183,7 @@ pub async fn build(
     }
     let debian = crate::packages::debian_packages(
         &args.config,
-        &crate::packages::wanted(&plan.packages, &plan.needs_only),
+        &crate::packages::wanted(&plan.packages),
         &args.package_map,
     )?;
     let (export_dir, output_dir) = outputs(&plan, args.output_dir.as_deref());

@@ -72,8 +72,8 @@ pub struct VmArgs {
     /// Accelerator: kvm, hvf or tcg (default: detected).
     #[arg(long, value_name = "ACCEL")]
     pub accel: Option<String>,
-    /// Number of vCPUs [default: 1, or the pipeline's resources.cpu].
-    #[arg(long, value_parser = parse_cpus)]
+    /// Number of vCPUs [default: 1, or the pipeline's resources.cpu] (melange: --cpu).
+    #[arg(long, alias = "cpu", value_parser = parse_cpus)]
     pub cpus: Option<u32>,
     /// Guest memory in MiB, or with a unit: 512M, 2G [default: 1024, or the pipeline's resources.memory].
     #[arg(long, value_parser = parse_memory)]
@@ -175,8 +175,10 @@ pub struct BuildArgs {
     /// Shown at /home/build in the guest (default: the config file's directory).
     #[arg(long, value_name = "DIR")]
     pub source_dir: Option<PathBuf>,
-    /// Where /home/build/out lands after a successful build (default: ./vmbuild-out/<package>).
-    #[arg(long, value_name = "DIR")]
+    /// Where the package's files land after a successful build (default:
+    /// ./vmbuild-out/<package>; with subpackages ./vmbuild-out, one dir per package)
+    /// (melange: --out-dir).
+    #[arg(long, alias = "out-dir", value_name = "DIR")]
     pub output_dir: Option<PathBuf>,
     /// KEY=VALUE lines, lowest precedence (see docs/pipelines.md).
     #[arg(long, value_name = "FILE")]

@@ -86,25 +86,18 @@ impl Packages {
 /// (busybox's own applets: `wget`, `patch`, `sha256sum`, `tar`...).
 const BUSYBOX_PROVIDES: &[&str] = &["busybox", "wolfi-base", "wolfi-baselayout", "wget", "patch", "coreutils"];
 
-/// The environment packages a build needs: the config's own, and the
-/// `needs` of its pipelines. A config that lists no packages of its own
-/// stays in the busybox environment when every `needs` is one busybox
-/// provides ([`BUSYBOX_PROVIDES`]), instead of building a Debian image for
-/// `split/*` or `fetch` alone.
-pub fn wanted(packages: &[String], needs_only: &[String]) -> Vec<String> {
-    if packages.len() > needs_only.len() {
-        return packages.to_vec();
-    }
-    let rest: Vec<String> = packages
+/// The environment packages a build needs: the config's own and its
+/// pipelines' `needs`, or none when busybox covers every one of them
+/// ([`BUSYBOX_PROVIDES`]): such a build runs in the busybox environment
+/// instead of a Debian image built for `busybox` and `wget` alone.
+pub fn wanted(packages: &[String]) -> Vec<String> {
+    if packages
         .iter()
-        .filter(|p| !BUSYBOX_PROVIDES.contains(&vmbuild_config::apk_name(p)))
-        .cloned()
-        .collect();
-    if rest.is_empty() {
-        rest
-    } else {
-        packages.to_vec()
+        .all(|p| BUSYBOX_PROVIDES.contains(&vmbuild_config::apk_name(p)))
+    {
+        return Vec::new();
     }
+    packages.to_vec()
 }
 
 /// The Debian packages for a config's environment `names`, loading the
@@ -143,15 +136,10 @@ mod tests {
     }
 
     #[test]
-    fn busybox_covers_needs_only_when_the_config_lists_nothing() {
-        assert!(wanted(&v(&["busybox", "wget"]), &v(&["busybox", "wget"])).is_empty());
-        assert_eq!(
-            wanted(&v(&["busybox", "git"]), &v(&["busybox", "git"])),
-            v(&["busybox", "git"])
-        );
-        assert_eq!(
-            wanted(&v(&["make", "busybox"]), &v(&["busybox"])),
-            v(&["make", "busybox"])
-        );
+    fn busybox_covers_what_it_provides() {
+        assert!(wanted(&v(&["busybox", "wget"])).is_empty());
+        assert!(wanted(&v(&[])).is_empty());
+        assert_eq!(wanted(&v(&["busybox", "git"])), v(&["busybox", "git"]));
+        assert_eq!(wanted(&v(&["make", "busybox"])), v(&["make", "busybox"]));
     }
 }

@@ -68,7 +68,11 @@ pub async fn run_tests(
         if test.steps.is_empty() {
             continue;
         }
-        let debian = crate::packages::debian_packages(&args.config, &test.packages, &args.package_map)?;
+        let debian = crate::packages::debian_packages(
+            &args.config,
+            &crate::packages::wanted(&test.packages),
+            &args.package_map,
+        )?;
         obs.note(&format!(
             "testing {} in a fresh VM: {} step(s){}",
             test.package,

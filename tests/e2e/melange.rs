@@ -1,0 +1,151 @@
+//! A melange-style config, end to end in the busybox environment: `fetch`
+//! from a seeded cache (offline), a main package split into `range:` and
+//! `split/*` subpackages, `var-transforms`, bash-or-busybox shell features,
+//! and a `test:` section in a fresh VM; invoked with melange's flags.
+
+use std::path::Path;
+
+use crate::harness::{stderr, Vmb};
+
+const CONFIG: &str = r#"
+package:
+  name: zed
+  version: 2.5.1
+  epoch: 0
+  description: a melange-style package
+  copyright:
+    - license: MIT
+  resources: { cpu: 1, memory: 1Gi }
+environment:
+  contents:
+    packages: [busybox]
+var-transforms:
+  - from: ${{package.version}}
+    match: ^(\d+)\.(\d+)\.\d+$
+    replace: $1.$2
+    to: mm
+data:
+  - name: flavours
+    items:
+      red: warm
+      blue: cold
+pipeline:
+  - uses: fetch
+    with:
+      uri: http://10.0.2.2:9/zed-${{package.version}}.tar.gz
+      expected-sha256: SHA
+  - name: shell features melange users rely on
+    runs: |
+      [[ "$(cat VERSION)" == 2.5.1 ]]
+      if (false | true); then echo "pipefail is off" >&2; exit 1; fi
+      echo build-only > /tmp/marker
+  - runs: |
+      mkdir -p ${{targets.destdir}}/usr/bin ${{targets.destdir}}/usr/include ${{targets.destdir}}/usr/share/man/man1
+      printf '#!/bin/sh\necho zed ${{vars.mm}}\n' > ${{targets.destdir}}/usr/bin/zed
+      chmod 0755 ${{targets.destdir}}/usr/bin/zed
+      cp zed.h ${{targets.destdir}}/usr/include/
+      echo '.TH ZED 1' > ${{targets.destdir}}/usr/share/man/man1/zed.1
+subpackages:
+  - name: ${{package.name}}-dev
+    pipeline:
+      - uses: split/dev
+  - name: ${{package.name}}-doc
+    pipeline:
+      - uses: split/manpages
+  - range: flavours
+    name: zed-${{range.key}}
+    pipeline:
+      - runs: echo ${{range.value}} > ${{targets.subpkgdir}}/flavour
+test:
+  environment:
+    contents:
+      packages: [zed-dev]
+  pipeline:
+    - name: the tool is installed in a fresh VM
+      runs: |
+        test "$(zed)" = "zed 2.5"
+        test -f /usr/include/zed.h
+        test ! -e /tmp/marker
+"#;
+
+/// The source tarball (`zed-2.5.1/{VERSION,zed.h}`) and its sha256.
+fn tarball(dir: &Path) -> (Vec<u8>, String) {
+    let src = dir.join("zed-2.5.1");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("VERSION"), "2.5.1").unwrap();
+    std::fs::write(src.join("zed.h"), "int zed(void);\n").unwrap();
+    let tgz = dir.join("zed.tar.gz");
+    let ok = std::process::Command::new("tar")
+        .args(["-czf", &tgz.display().to_string(), "-C", &dir.display().to_string(), "zed-2.5.1"])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let bytes = std::fs::read(&tgz).unwrap();
+    let sum = std::process::Command::new("sha256sum").arg(&tgz).output().unwrap();
+    let sum = String::from_utf8_lossy(&sum.stdout).split(' ').next().unwrap().to_string();
+    (bytes, sum)
+}
+
+#[test]
+fn a_melange_config_builds_splits_and_tests_offline_with_melange_flags() {
+    let v = Vmb::new();
+    let work = tempfile::tempdir().unwrap();
+    let (bytes, sum) = tarball(work.path());
+    let proj = work.path().join("proj");
+    std::fs::create_dir_all(&proj).unwrap();
+    std::fs::write(proj.join("zed.yaml"), CONFIG.replace("SHA", &sum)).unwrap();
+    let cache = work.path().join("cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    std::fs::write(cache.join(format!("sha256:{sum}")), &bytes).unwrap();
+    let out = work.path().join("out");
+    let config = proj.join("zed.yaml");
+    let o = v.run(&[
+        "build",
+        &config.display().to_string(),
+        "--runner",
+        "qemu",
+        "--cache-dir",
+        &cache.display().to_string(),
+        "--out-dir",
+        &out.display().to_string(),
+        "--cpu",
+        "1",
+        "--memory",
+        "1Gi",
+        "--log-format",
+        "json",
+    ]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(err.contains("fetch: zed-2.5.1.tar.gz from the cache"), "{err}");
+    assert!(err.contains("testing zed in a fresh VM"), "{err}");
+    let read = |p: &str| std::fs::read_to_string(out.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
+    assert_eq!(read("zed/usr/bin/zed"), "#!/bin/sh\necho zed 2.5\n");
+    assert_eq!(read("zed-dev/usr/include/zed.h"), "int zed(void);\n");
+    assert!(!out.join("zed/usr/include").exists(), "split/dev moved the headers");
+    assert_eq!(read("zed-doc/usr/share/man/man1/zed.1"), ".TH ZED 1\n");
+    assert!(!out.join("zed/usr/share/man").exists());
+    assert_eq!(read("zed-red/flavour"), "warm\n");
+    assert_eq!(read("zed-blue/flavour"), "cold\n");
+
+    // A failing test fails the build, naming the step; the outputs stay.
+    let failing = CONFIG.replace("SHA", &sum).replace("test ! -e /tmp/marker", "exit 3");
+    std::fs::write(&config, failing).unwrap();
+    let o = v.run(&[
+        "build",
+        &config.display().to_string(),
+        "--cache-dir",
+        &cache.display().to_string(),
+        "--output-dir",
+        &out.display().to_string(),
+        "--log-format",
+        "text",
+    ]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("step 'test zed > the tool is installed in a fresh VM' failed with exit code 3"),
+        "{err}"
+    );
+}
