@@ -28,6 +28,7 @@ echo "configs:   $total"
 echo "accepted:  $ok ($(echo "scale=1; 100 * $ok / $total" | bc)%)"
 echo "rejected:  $failed"
 echo "wall time: $(echo "$end - $start" | bc | cut -c1-5) s"
+grep "^vmbuild validate:" "$out/errors" || true
 if grep -q '^warning:' "$out/errors"; then
   warned=$(grep '^warning:' "$out/errors" | cut -d: -f2 | sort -u | wc -l)
   echo "configs with package-name warnings: $warned"

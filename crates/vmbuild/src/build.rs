@@ -172,7 +172,17 @@ pub async fn build(
         base_env: env::base_env_with_ca(!args.vm.ca_certs.is_empty()),
         build_options: args.build_option.clone(),
     };
-    let plan = vmbuild_config::load(&args.config, &opts)?;
+    let mut plan = vmbuild_config::load(&args.config, &opts)?;
+    for p in &args.package_append {
+        if !plan.packages.contains(p) {
+            plan.packages.push(p.clone());
+        }
+    }
+    if args.debug {
+        for s in plan.steps.iter_mut().chain(plan.tests.iter_mut().flat_map(|t| t.steps.iter_mut())) {
+            s.script = s.script.replacen(vmbuild_config::SCRIPT_PRELUDE, &format!("{}set -x; ", vmbuild_config::SCRIPT_PRELUDE), 1);
+        }
+    }
     // From here on the volumes are the file's `cache:` and the flags, merged
     // (a flag replaces the file's entry with its id or target).
     args.vm.volumes = crate::volumes::merge(&plan.volumes, &args.vm.volumes);

@@ -208,6 +208,15 @@ pub struct BuildArgs {
     /// Do not run the config's `test:` sections after a successful build.
     #[arg(long)]
     pub skip_tests: bool,
+    /// Add packages to the build environment (repeatable; melange's flag).
+    #[arg(long, value_name = "NAME")]
+    pub package_append: Vec<String>,
+    /// Trace every step's commands (`set -x`), as melange's --debug.
+    #[arg(long)]
+    pub debug: bool,
+    /// Accepted for melange compatibility: vmbuild always removes everything it made.
+    #[arg(long)]
+    pub rm: bool,
 }
 
 #[derive(Debug, Args)]

@@ -12,6 +12,7 @@ mod cli;
 mod doctor;
 mod human;
 mod image_cmd;
+mod melange_flags;
 mod oom;
 mod packages;
 mod progress;
@@ -111,6 +112,11 @@ fn interrupt_channel() -> tokio::sync::watch::Receiver<bool> {
 
 fn main() {
     let started = Instant::now();
+    let argv: Vec<String> = std::env::args().collect();
+    if let Some(message) = melange_flags::check(&argv) {
+        eprintln!("vmbuild: error: {message}");
+        std::process::exit(EXIT_SETUP);
+    }
     let cli = match cli::Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
