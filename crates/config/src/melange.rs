@@ -26,17 +26,9 @@ const SUBPACKAGE_KEYS: &[&str] = &[
     "checks",
     "setcap",
 ];
-/// Subpackage keys that only describe the apk melange would write.
-const SUBPACKAGE_IGNORED: &[&str] = &[
-    "dependencies",
-    "options",
-    "scriptlets",
-    "annotations",
-    "url",
-    "commit",
-    "checks",
-    "setcap",
-];
+/// Subpackage keys that only describe the apk melange would write: all
+/// after the first six.
+const SUBPACKAGE_IGNORED: &[&str] = SUBPACKAGE_KEYS.split_at(6).1;
 const TEST_KEYS: &[&str] = &["environment", "pipeline"];
 const DATA_KEYS: &[&str] = &["name", "items"];
 const TRANSFORM_KEYS: &[&str] = &["from", "match", "replace", "to"];

@@ -144,22 +144,12 @@ const PACKAGE_KEYS: &[&str] = &[
     "cpe",
     "setcap",
 ];
-/// `package` keys that only describe the apk melange would write.
-const PACKAGE_IGNORED: &[&str] = &[
-    "copyright",
-    "url",
-    "annotations",
-    "commit",
-    "target-architecture",
-    "dependencies",
-    "options",
-    "scriptlets",
-    "checks",
-    "cpe",
-    "setcap",
-];
+/// `package` keys that only describe the apk melange would write: all
+/// after the first seven.
+const PACKAGE_IGNORED: &[&str] = PACKAGE_KEYS.split_at(7).1;
 const RESOURCE_KEYS: &[&str] = &["cpu", "cpumodel", "memory", "disk"];
-/// apko's image configuration keys (melange's `environment:` is one).
+/// apko's image configuration keys (melange's `environment:` is one):
+/// the three a build uses, then [`ENVIRONMENT_IGNORED`].
 const ENVIRONMENT_KEYS: &[&str] = &[
     "contents",
     "environment",
@@ -178,22 +168,9 @@ const ENVIRONMENT_KEYS: &[&str] = &[
     "layering",
     "certificates",
 ];
-/// apko keys that shape an OCI image, not a build environment.
-const ENVIRONMENT_IGNORED: &[&str] = &[
-    "archs",
-    "entrypoint",
-    "cmd",
-    "stop-signal",
-    "work-dir",
-    "paths",
-    "options",
-    "include",
-    "vcs-url",
-    "annotations",
-    "volumes",
-    "layering",
-    "certificates",
-];
+/// apko keys that shape an OCI image, not a build environment: all but
+/// the first three.
+const ENVIRONMENT_IGNORED: &[&str] = ENVIRONMENT_KEYS.split_at(3).1;
 const CONTENTS_KEYS: &[&str] = &[
     "packages",
     "repositories",

@@ -13,7 +13,7 @@ use vmbuild_runner::{env, RootImage, RunError, StartEvent, Stopper};
 
 use crate::cli::{BuildArgs, LogFormat, NetworkArg};
 use crate::progress::{JsonProgress, Tee, TextProgress};
-use crate::runner_setup::{self, Holds, Spec};
+use crate::runner_setup::{self, Spec};
 
 /// Exit code of a build whose step failed (the step's own code is shown).
 pub const EXIT_STEP_FAILED: i32 = 1;
@@ -265,15 +265,8 @@ pub async fn build(
     .await?;
     spec.volumes = crate::volumes::shares(&volumes, mode);
     spec.volumes.extend(step_volumes.shares(mode));
-    let mut holds = Holds::default();
-    let mut options = runner_setup::options(
-        kind,
-        &args.vm,
-        cache.as_ref().map(|(c, _)| c),
-        spec,
-        started,
-        &mut holds,
-    )?;
+    let (mut options, mut holds) =
+        runner_setup::options_held(kind, &args.vm, &cache, spec, started)?;
 
     obs.note(&format!(
         "building {} {}: {} step(s) with the {kind} runner",

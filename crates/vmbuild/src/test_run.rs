@@ -18,7 +18,7 @@ use vmbuild_runner::{RunError, StartEvent, Stopper};
 
 use crate::build::{report_failure, steps, BuildObserver};
 use crate::cli::{BuildArgs, NetworkArg};
-use crate::runner_setup::{self, Holds, Spec};
+use crate::runner_setup::{self, Spec};
 
 /// Where the build's outputs appear in a test VM (read-only, overlaid).
 pub const PACKAGES_DIR: &str = "/run/vmbuild-packages";
@@ -102,17 +102,8 @@ pub async fn run_tests(
                 root_mode: None,
             }],
         };
-        let kind = args.runner.kind();
-        kind.check(&runner_setup::requested(&args.vm, &spec))?;
-        let mut holds = Holds::default();
-        let mut options = runner_setup::options(
-            kind,
-            &args.vm,
-            cache.as_ref().map(|(c, _)| c),
-            spec,
-            started,
-            &mut holds,
-        )?;
+        let (mut options, mut holds) =
+            runner_setup::options_held(args.runner.kind(), &args.vm, &cache, spec, started)?;
         if !debian.is_empty() {
             let (image, held) = crate::build::env_image(&debian, obs)?;
             options.set_root_image(image)?;
