@@ -10,6 +10,7 @@ mod cache_locks;
 mod env_images;
 mod harness;
 mod melange;
+mod validate;
 mod network;
 mod oom;
 mod rename_dir;
