@@ -149,3 +149,76 @@ fn a_melange_config_builds_splits_and_tests_offline_with_melange_flags() {
         "{err}"
     );
 }
+
+/// `git-checkout` and `patch` in a Debian environment pulled in by their
+/// `needs.packages` (git, patch) through the package map: a local
+/// repository checked out at a tag, its commit verified, a patch applied,
+/// and a wrong expected commit failing the build.
+#[test]
+fn git_checkout_and_patch_run_with_the_packages_they_need() {
+    let v = Vmb::new();
+    let work = tempfile::tempdir().unwrap();
+    let proj = work.path().join("proj");
+    let repo = proj.join("upstream");
+    std::fs::create_dir_all(&repo).unwrap();
+    let git = |args: &[&str]| {
+        let o = std::process::Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@t", "-C", &repo.display().to_string()])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    git(&["init", "-q", "-b", "main"]);
+    std::fs::write(repo.join("hello.txt"), "hello\n").unwrap();
+    git(&["add", "."]);
+    git(&["commit", "-q", "-m", "one"]);
+    git(&["tag", "v1.0"]);
+    let commit = git(&["rev-parse", "HEAD"]);
+    std::fs::write(
+        proj.join("fix.patch"),
+        "--- a/hello.txt\n+++ b/hello.txt\n@@ -1 +1 @@\n-hello\n+hello, patched\n",
+    )
+    .unwrap();
+    let config = |expected: &str| {
+        format!(
+            r#"
+package: {{ name: gc, version: "1.0" }}
+environment:
+  contents:
+    packages: [busybox]
+pipeline:
+  - uses: git-checkout
+    with:
+      repository: /home/build/upstream
+      tag: v${{{{package.version}}}}
+      destination: src
+      expected-commit: {expected}
+  - uses: patch
+    working-directory: src
+    with:
+      patches: ../fix.patch
+  - runs: |
+      command -v git
+      mkdir -p ${{{{targets.destdir}}}}
+      cp src/hello.txt ${{{{targets.destdir}}}}/
+"#
+        )
+    };
+    std::fs::write(proj.join("gc.yaml"), config(&commit)).unwrap();
+    let out = work.path().join("out");
+    let cfg = proj.join("gc.yaml").display().to_string();
+    let o = v.run(&["build", &cfg, "--output-dir", &out.display().to_string(), "--log-format", "json"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(err.contains(&format!("at {commit}")), "{err}");
+    assert_eq!(std::fs::read_to_string(out.join("hello.txt")).unwrap(), "hello, patched\n");
+
+    let wrong = "0000000000000000000000000000000000000000";
+    std::fs::write(proj.join("gc.yaml"), config(wrong)).unwrap();
+    let o = v.run(&["build", &cfg, "--output-dir", &out.display().to_string(), "--log-format", "text"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("is at {commit}, expected {wrong}")), "{err}");
+}

@@ -175,6 +175,10 @@ pub struct LoadOptions {
     /// `--build-option NAME` values: entries of the config's `options:`
     /// to apply (their `vars` and package additions/removals).
     pub build_options: Vec<String>,
+    /// Only the environment is wanted (`vmbuild image build`): a `uses:`
+    /// pipeline that cannot be found is skipped (its `needs` with it)
+    /// instead of being an error.
+    pub environment_only: bool,
 }
 
 /// Loads the config file at `path` and resolves it into a plan. Its
@@ -239,6 +243,7 @@ fn resolve_text(
             cache_default_aliases: &opts.cache_default_aliases,
             cli_env: &opts.cli_env,
             build_options: &opts.build_options,
+            environment_only: opts.environment_only,
         },
     )
 }

@@ -34,6 +34,8 @@ pub(crate) struct Inputs<'a> {
     pub cli_env: &'a [(String, String)],
     /// `--build-option` names.
     pub build_options: &'a [String],
+    /// Skip `uses:` pipelines that cannot be found.
+    pub environment_only: bool,
 }
 
 /// Variables of a step: the globals and, inside a `uses` pipeline, its inputs.
@@ -126,6 +128,8 @@ struct Resolver {
     /// `needs.packages` of the steps resolved so far (substituted).
     needs: Vec<String>,
     uses_stack: Vec<String>,
+    /// [`Inputs::environment_only`].
+    environment_only: bool,
 }
 
 /// Substitutes `${{...}}` in `s`, an error located inside it.
@@ -298,6 +302,7 @@ pub(crate) fn resolve(
         skipped: Vec::new(),
         needs: Vec::new(),
         uses_stack: Vec::new(),
+        environment_only: inputs.environment_only,
     };
     r.walk(&config.pipeline, &Frame::top(src, Vec::new()))?;
     let mut subpackages = Vec::new();
@@ -555,10 +560,15 @@ impl Resolver {
                 self.uses_stack.join(" -> ")
             )));
         }
-        let (def_src, def) = self.load_def(name).map_err(|e| match e {
-            LoadDefError::NotFound(m) => uses_err(m),
-            LoadDefError::Config(e) => e,
-        })?;
+        let (def_src, def) = match self.load_def(name) {
+            Ok(found) => found,
+            Err(LoadDefError::NotFound(m)) if self.environment_only => {
+                tracing::debug!("{m}; skipped (only the environment is wanted)");
+                return Ok(());
+            }
+            Err(LoadDefError::NotFound(m)) => return Err(uses_err(m)),
+            Err(LoadDefError::Config(e)) => return Err(e),
+        };
 
         // Inputs: given (`with`, substituted by the caller) and not empty,
         // else the default (substituted with the globals), else required

@@ -340,3 +340,17 @@ fn autoconf_pipelines_use_their_dir_input() {
     assert!(p.steps[1].script.contains("DESTDIR=\"/home/build/out/hello\""));
     assert_eq!(p.steps[1].workdir, "/home/build");
 }
+
+#[test]
+fn environment_only_skips_pipelines_it_cannot_find() {
+    let text = format!("{HEADER}environment:\n  contents:\n    packages: [make]\npipeline:\n  - uses: nowhere/to-be-found\n  - uses: autoconf/make\n");
+    let e = vmbuild_config::parse_str("vmbuild.yaml", &text, &LoadOptions::default()).unwrap_err();
+    assert!(e.to_string().contains("pipeline `nowhere/to-be-found` not found"), "{e}");
+    let opts = LoadOptions {
+        environment_only: true,
+        ..LoadOptions::default()
+    };
+    let p = plan_with(&text, &opts);
+    assert_eq!(p.packages, ["make"]);
+    assert_eq!(p.steps.len(), 1);
+}
