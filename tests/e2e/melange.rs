@@ -222,3 +222,111 @@ pipeline:
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains(&format!("is at {commit}, expected {wrong}")), "{err}");
 }
+
+const AUTOCONF: &str = r#"
+package: { name: hello, version: "1.0", epoch: 0 }
+environment:
+  contents:
+    packages: [build-base, busybox]
+pipeline:
+  - uses: fetch
+    with:
+      uri: http://10.0.2.2:9/hello-1.0.tar.gz
+      expected-sha256: SHA
+  - uses: autoconf/configure
+  - uses: autoconf/make
+  - uses: autoconf/make-install
+  - uses: strip
+  - name: bash runs the steps in a Debian environment
+    runs: |
+      [[ -x ${{targets.destdir}}/usr/bin/hello ]]
+      if (false | true); then echo "pipefail is off" >&2; exit 1; fi
+      test -n "$BASH_VERSION"
+subpackages:
+  - name: hello-dev
+    pipeline: [{ uses: split/dev }]
+  - name: hello-doc
+    pipeline: [{ uses: split/manpages }]
+test:
+  pipeline:
+    - name: hello runs in a fresh VM
+      runs: test "$(hello)" = "hello, world"
+"#;
+
+/// A tiny autoconf-style project (a hand-written `configure`), as a
+/// tarball and its sha256.
+fn autoconf_tarball(dir: &Path) -> (Vec<u8>, String) {
+    use std::os::unix::fs::PermissionsExt;
+    let src = dir.join("hello-1.0");
+    std::fs::create_dir_all(&src).unwrap();
+    let configure = src.join("configure");
+    std::fs::write(
+        &configure,
+        "#!/bin/sh\nprefix=/usr/local\nfor a; do case \"$a\" in --prefix=*) prefix=${a#--prefix=} ;; esac; done\nsed \"s|@prefix@|$prefix|\" Makefile.in > Makefile\necho \"configured for $prefix\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&configure, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(
+        src.join("Makefile.in"),
+        "prefix = @prefix@\nall: hello\nhello: hello.c hello.h\n\t$(CC) -g -O0 -static -o hello hello.c\ninstall: hello\n\tmkdir -p $(DESTDIR)$(prefix)/bin $(DESTDIR)$(prefix)/include $(DESTDIR)$(prefix)/share/man/man1\n\tcp hello $(DESTDIR)$(prefix)/bin/\n\tcp hello.h $(DESTDIR)$(prefix)/include/\n\tcp hello.1 $(DESTDIR)$(prefix)/share/man/man1/\n",
+    )
+    .unwrap();
+    std::fs::write(src.join("hello.h"), "#define GREETING \"hello, world\"\n").unwrap();
+    std::fs::write(
+        src.join("hello.c"),
+        "#include <stdio.h>\n#include \"hello.h\"\nint main(void) { puts(GREETING); return 0; }\n",
+    )
+    .unwrap();
+    std::fs::write(src.join("hello.1"), ".TH HELLO 1\n").unwrap();
+    let tgz = dir.join("hello-1.0.tar.gz");
+    let ok = std::process::Command::new("tar")
+        .args(["-czf", &tgz.display().to_string(), "-C", &dir.display().to_string(), "hello-1.0"])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let bytes = std::fs::read(&tgz).unwrap();
+    let sum = std::process::Command::new("sha256sum").arg(&tgz).output().unwrap();
+    let sum = String::from_utf8_lossy(&sum.stdout).split(' ').next().unwrap().to_string();
+    (bytes, sum)
+}
+
+/// The issue's acceptance build: fetch (offline, seeded cache) +
+/// autoconf/configure + make + make-install + strip + split/dev +
+/// split/manpages + a test in a fresh VM; the binary really stripped.
+#[test]
+fn an_autoconf_project_builds_strips_splits_and_tests_offline() {
+    let v = Vmb::new();
+    let work = tempfile::tempdir().unwrap();
+    let (bytes, sum) = autoconf_tarball(work.path());
+    let proj = work.path().join("proj");
+    std::fs::create_dir_all(&proj).unwrap();
+    std::fs::write(proj.join("hello.yaml"), AUTOCONF.replace("SHA", &sum)).unwrap();
+    let cache = work.path().join("cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    std::fs::write(cache.join(format!("sha256:{sum}")), &bytes).unwrap();
+    let out = work.path().join("out");
+    let o = v.run(&[
+        "build",
+        &proj.join("hello.yaml").display().to_string(),
+        "--cache-dir",
+        &cache.display().to_string(),
+        "--out-dir",
+        &out.display().to_string(),
+        "--memory",
+        "2Gi",
+        "--log-format",
+        "json",
+    ]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(err.contains("testing hello in a fresh VM"), "{err}");
+    let bin = out.join("hello/usr/bin/hello");
+    let sections = std::process::Command::new("readelf").arg("-S").arg(&bin).output().unwrap();
+    let sections = String::from_utf8_lossy(&sections.stdout);
+    assert!(sections.contains(".text"), "{sections}");
+    assert!(!sections.contains(".debug_info"), "not stripped:\n{sections}");
+    assert!(out.join("hello-dev/usr/include/hello.h").is_file());
+    assert!(!out.join("hello/usr/include").exists());
+    assert!(out.join("hello-doc/usr/share/man/man1/hello.1").is_file());
+}
