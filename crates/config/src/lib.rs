@@ -16,7 +16,7 @@
 //!   resources: { cpu: 2, memory: 2Gi }   # Mi/Gi (1024) or M/G (1000); bare = MiB
 //! environment:
 //!   contents:
-//!     packages: [python3, build-essential]   # Debian names, optionally NAME=VERSION
+//!     packages: [build-base, python3]   # Wolfi or Debian names, apk constraints allowed
 //!     repositories: []
 //!   environment: { KEY: value }
 //! vars: { flavor: full }     # a var may use the ones above it
@@ -30,7 +30,7 @@
 //! pipeline:
 //!   - name: compile
 //!     runs: make              # exactly one of runs / uses / pipeline
-//!     working-directory: src  # relative to /home/build, or absolute under it
+//!     working-directory: src  # relative to /home/build, or absolute anywhere
 //!     environment: { CFLAGS: -O2 }
 //!     if: ${{vars.flavor}} == 'full'
 //!     timeout: 30s

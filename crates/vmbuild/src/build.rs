@@ -135,6 +135,8 @@ fn outputs(plan: &Plan, output_dir: Option<&Path>) -> (String, PathBuf) {
     }
 }
 
+/// The directory shown at /home/build: `--source-dir`, else the config
+/// file's directory; canonical, and a directory.
 pub fn source_dir(args: &BuildArgs) -> Result<PathBuf, RunError> {
     let dir = match &args.source_dir {
         Some(d) => d.clone(),

@@ -24,8 +24,10 @@ use crate::runner_setup::{self, Spec};
 pub const PACKAGES_DIR: &str = "/run/vmbuild-packages";
 
 /// The step that installs the build's own packages into the test VM's
-/// root: each package's directory under [`PACKAGES_DIR`] (`layout_dirs`:
-/// the one-package layout has the main package's files at its top).
+/// root: each installed package's directory under [`PACKAGES_DIR`], or
+/// (`one_package`: the one-package layout, the main package's files at
+/// the top of `--output-dir`) the whole of it. `template` gives the
+/// environment.
 pub fn install_step(test: &TestPlan, one_package: bool, template: &PlanStep) -> PlanStep {
     let dirs: Vec<String> = if one_package {
         vec![PACKAGES_DIR.to_string()]
