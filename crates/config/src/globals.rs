@@ -51,11 +51,13 @@ fn set(vars: &mut Vars, name: String, value: String) {
 
 /// The variables of the main package's context. `options` are the
 /// `--build-option` names given (each must be declared in `options:`),
-/// whose `vars` override the config's.
+/// whose `vars` override the config's; `fixed` (`--vars-file`) override
+/// both, before `var-transforms` run.
 pub(crate) fn build_vars(
     src: &Source,
     config: &Config,
     options: &[String],
+    fixed: &[(String, String)],
 ) -> Result<Vars, ConfigError> {
     let p = &config.package;
     let name = p.name.value.clone();
@@ -119,6 +121,9 @@ pub(crate) fn build_vars(
             let value = subst(src, v, &StepScope::globals(&g))?;
             set(&mut g, format!("vars.{}", k.value), value);
         }
+    }
+    for (k, v) in fixed {
+        set(&mut g, format!("vars.{k}"), v.clone());
     }
     for t in &config.var_transforms {
         let from = subst(src, &t.from, &StepScope::globals(&g))?;

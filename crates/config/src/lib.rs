@@ -175,6 +175,9 @@ pub struct LoadOptions {
     /// `--build-option NAME` values: entries of the config's `options:`
     /// to apply (their `vars` and package additions/removals).
     pub build_options: Vec<String>,
+    /// `--vars-file`: a YAML mapping of var names to values that override
+    /// the config's `vars` (as melange's flag); values are literal.
+    pub vars_file: Option<PathBuf>,
     /// Only the environment is wanted (`vmbuild image build`): a `uses:`
     /// pipeline that cannot be found is skipped (its `needs` with it)
     /// instead of being an error.
@@ -221,6 +224,10 @@ fn resolve_text(
         }
         None => Vec::new(),
     };
+    let vars_file = match &opts.vars_file {
+        Some(p) => melange::vars_file(p)?,
+        None => Vec::new(),
+    };
     let src = Source::new(name, text);
     let Some(root) = yaml::parse(&src)? else {
         return Err(ConfigError::Syntax {
@@ -244,6 +251,7 @@ fn resolve_text(
             cli_env: &opts.cli_env,
             build_options: &opts.build_options,
             environment_only: opts.environment_only,
+            vars_file,
         },
     )
 }

@@ -209,3 +209,31 @@ pub(crate) fn options(cx: Cx<'_>, f: &Fields<'_>) -> Result<Vec<BuildOption>, Co
     }
     Ok(out)
 }
+
+/// Reads a `--vars-file`: a YAML mapping of var names to (literal) values.
+pub(crate) fn vars_file(path: &std::path::Path) -> Result<Vec<(String, String)>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let src = crate::source::Source::new(path.display().to_string(), text);
+    let Some(root) = crate::yaml::parse(&src)? else {
+        return Ok(Vec::new());
+    };
+    let cx = Cx { src: &src };
+    let Kind::Map(entries) = &root.kind else {
+        return Err(cx.wrong_type(&root, "--vars-file", "a mapping of var names to values"));
+    };
+    let mut out = Vec::new();
+    for (k, v) in entries {
+        let name = cx.string(k, "a var name")?;
+        model::check_var_name(cx, &name)?;
+        let value = if v.is_null() {
+            String::new()
+        } else {
+            cx.string(v, &name.value)?.value
+        };
+        out.push((name.value, value));
+    }
+    Ok(out)
+}

@@ -36,6 +36,8 @@ pub(crate) struct Inputs<'a> {
     pub build_options: &'a [String],
     /// Skip `uses:` pipelines that cannot be found.
     pub environment_only: bool,
+    /// `--vars-file` values (literal), over the config's `vars`.
+    pub vars_file: Vec<(String, String)>,
 }
 
 /// Variables of a step: the globals and, inside a `uses` pipeline, its inputs.
@@ -243,7 +245,7 @@ pub(crate) fn resolve(
     inputs: Inputs<'_>,
 ) -> Result<Plan, ConfigError> {
     let p = &config.package;
-    let mut build = globals::build_vars(src, config, inputs.build_options)?;
+    let mut build = globals::build_vars(src, config, inputs.build_options, &inputs.vars_file)?;
     let mut subs = expand_subpackages(src, config, &build)?;
     let mut names = vec![p.name.value.clone()];
     names.extend(subs.iter().map(|s| s.name.clone()));

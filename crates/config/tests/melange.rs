@@ -210,3 +210,22 @@ fn working_directories_may_be_anywhere() {
     assert_eq!(p.steps[0].workdir, "/usr/src/x");
     assert_eq!(p.steps[1].workdir, "/home/build/out/hello");
 }
+
+#[test]
+fn a_vars_file_overrides_vars_before_transforms() {
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("vars.yaml");
+    std::fs::write(&f, "ver: 3.4.5\nextra: yes\n").unwrap();
+    let text = format!(
+        "{HEADER}vars: {{ ver: 1.2.3 }}\nvar-transforms:\n  - {{ from: \"${{{{vars.ver}}}}\", match: '\\.\\d+$', replace: '', to: mm }}\npipeline:\n  - runs: echo ${{{{vars.ver}}}} ${{{{vars.mm}}}} ${{{{vars.extra}}}}\n"
+    );
+    assert_eq!(body(&plan(&text.replace(" ${{vars.extra}}", "")).steps[0].script), "echo 1.2.3 1.2");
+    let opts = LoadOptions {
+        vars_file: Some(f.clone()),
+        ..LoadOptions::default()
+    };
+    assert_eq!(body(&plan_with(&text, &opts).steps[0].script), "echo 3.4.5 3.4 yes");
+    std::fs::write(&f, "- a\n").unwrap();
+    let e = err_with(&text, &opts);
+    assert!(e.contains("vars.yaml:1:1: `--vars-file` must be a mapping"), "{e}");
+}

@@ -173,6 +173,7 @@ pub async fn build(
         cache_default_aliases,
         base_env: env::base_env_with_ca(!args.vm.ca_certs.is_empty()),
         build_options: args.build_option.clone(),
+        vars_file: args.vars_file.clone(),
         environment_only: false,
     };
     let mut plan = vmbuild_config::load(&args.config, &opts)?;

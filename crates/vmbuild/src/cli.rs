@@ -208,6 +208,9 @@ pub struct BuildArgs {
     /// Do not run the config's `test:` sections after a successful build.
     #[arg(long)]
     pub skip_tests: bool,
+    /// A YAML mapping of var names to values that override the config's `vars:`.
+    #[arg(long, value_name = "FILE")]
+    pub vars_file: Option<PathBuf>,
     /// Add packages to the build environment (repeatable; melange's flag).
     #[arg(long, value_name = "NAME")]
     pub package_append: Vec<String>,

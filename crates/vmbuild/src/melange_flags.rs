@@ -2,7 +2,7 @@
 //! clear error naming it and why, never silently ignored (clap alone would
 //! say only "unexpected argument"). The flags that do mean the same thing
 //! are real options of `vmbuild build` (`--out-dir`, `--cpu`, `--memory`,
-//! `--timeout`, `--env-file`, `--pipeline-dir`, `--source-dir`,
+//! `--timeout`, `--env-file`, `--vars-file`, `--pipeline-dir`, `--source-dir`,
 //! `--build-option`, `--package-append`, `--rm`, `--debug`, `--runner`,
 //! `--cache-dir`).
 
@@ -25,7 +25,6 @@ const NO_MEANING: &[(&str, &str)] = &[
     ("--lint-require", "vmbuild does not lint packages"),
     ("--lint-warn", "vmbuild does not lint packages"),
     ("--persist-lint-results", "vmbuild does not lint packages"),
-    ("--vars-file", "not supported yet; put the vars in the config's `vars:`"),
     ("--workspace-dir", "not supported yet; the workspace is --source-dir shown at /home/build"),
     ("--interactive", "not supported yet"),
     ("--disk", "the guest's disk is memory-backed; raise --memory"),

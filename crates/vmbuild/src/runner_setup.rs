@@ -160,6 +160,7 @@ pub fn options(
             source_dir: spec.source,
             cache_dir: cache.map(|c| c.host_dir.clone()),
             volumes: spec.volumes,
+            mkdirs: spec.mkdirs,
         }),
     })
 }
