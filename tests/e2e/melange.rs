@@ -68,36 +68,42 @@ test:
         test ! -e /tmp/marker
 "#;
 
-/// The source tarball (`zed-2.5.1/{VERSION,zed.h}`) and its sha256.
-fn tarball(dir: &Path) -> (Vec<u8>, String) {
+/// The source tarball (`zed-2.5.1/{VERSION,zed.h}`), seeded; its sha256.
+fn tarball(dir: &Path) -> String {
     let src = dir.join("zed-2.5.1");
     std::fs::create_dir_all(&src).unwrap();
     std::fs::write(src.join("VERSION"), "2.5.1").unwrap();
     std::fs::write(src.join("zed.h"), "int zed(void);\n").unwrap();
-    let tgz = dir.join("zed.tar.gz");
+    seed(dir, "zed-2.5.1")
+}
+
+/// Packs `dir/NAME` as a .tar.gz and seeds `dir/cache` with it under its
+/// `sha256:<hash>` (where `fetch` looks first); returns the hash.
+fn seed(dir: &Path, name: &str) -> String {
+    let tgz = dir.join(format!("{name}.tar.gz"));
     let ok = std::process::Command::new("tar")
-        .args(["-czf", &tgz.display().to_string(), "-C", &dir.display().to_string(), "zed-2.5.1"])
+        .args(["-czf", &tgz.display().to_string(), "-C", &dir.display().to_string(), name])
         .status()
         .unwrap()
         .success();
     assert!(ok);
-    let bytes = std::fs::read(&tgz).unwrap();
     let sum = std::process::Command::new("sha256sum").arg(&tgz).output().unwrap();
     let sum = String::from_utf8_lossy(&sum.stdout).split(' ').next().unwrap().to_string();
-    (bytes, sum)
+    let cache = dir.join("cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    std::fs::copy(&tgz, cache.join(format!("sha256:{sum}"))).unwrap();
+    sum
 }
 
 #[test]
 fn a_melange_config_builds_splits_and_tests_offline_with_melange_flags() {
     let v = Vmb::new();
     let work = tempfile::tempdir().unwrap();
-    let (bytes, sum) = tarball(work.path());
+    let sum = tarball(work.path());
     let proj = work.path().join("proj");
     std::fs::create_dir_all(&proj).unwrap();
     std::fs::write(proj.join("zed.yaml"), CONFIG.replace("SHA", &sum)).unwrap();
     let cache = work.path().join("cache");
-    std::fs::create_dir_all(&cache).unwrap();
-    std::fs::write(cache.join(format!("sha256:{sum}")), &bytes).unwrap();
     let out = work.path().join("out");
     let config = proj.join("zed.yaml");
     let o = v.run(&[
@@ -254,8 +260,8 @@ test:
 "#;
 
 /// A tiny autoconf-style project (a hand-written `configure`), as a
-/// tarball and its sha256.
-fn autoconf_tarball(dir: &Path) -> (Vec<u8>, String) {
+/// seeded tarball; its sha256.
+fn autoconf_tarball(dir: &Path) -> String {
     use std::os::unix::fs::PermissionsExt;
     let src = dir.join("hello-1.0");
     std::fs::create_dir_all(&src).unwrap();
@@ -278,17 +284,7 @@ fn autoconf_tarball(dir: &Path) -> (Vec<u8>, String) {
     )
     .unwrap();
     std::fs::write(src.join("hello.1"), ".TH HELLO 1\n").unwrap();
-    let tgz = dir.join("hello-1.0.tar.gz");
-    let ok = std::process::Command::new("tar")
-        .args(["-czf", &tgz.display().to_string(), "-C", &dir.display().to_string(), "hello-1.0"])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
-    let bytes = std::fs::read(&tgz).unwrap();
-    let sum = std::process::Command::new("sha256sum").arg(&tgz).output().unwrap();
-    let sum = String::from_utf8_lossy(&sum.stdout).split(' ').next().unwrap().to_string();
-    (bytes, sum)
+    seed(dir, "hello-1.0")
 }
 
 /// The issue's acceptance build: fetch (offline, seeded cache) +
@@ -298,13 +294,11 @@ fn autoconf_tarball(dir: &Path) -> (Vec<u8>, String) {
 fn an_autoconf_project_builds_strips_splits_and_tests_offline() {
     let v = Vmb::new();
     let work = tempfile::tempdir().unwrap();
-    let (bytes, sum) = autoconf_tarball(work.path());
+    let sum = autoconf_tarball(work.path());
     let proj = work.path().join("proj");
     std::fs::create_dir_all(&proj).unwrap();
     std::fs::write(proj.join("hello.yaml"), AUTOCONF.replace("SHA", &sum)).unwrap();
     let cache = work.path().join("cache");
-    std::fs::create_dir_all(&cache).unwrap();
-    std::fs::write(cache.join(format!("sha256:{sum}")), &bytes).unwrap();
     let out = work.path().join("out");
     let o = v.run(&[
         "build",
