@@ -111,3 +111,27 @@ fn validate_accepts_the_fixtures_and_locates_each_error() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("error: "), "{}", stderr(&o));
 }
+
+/// `vmbuild build` refuses unknown package names before booting: one
+/// error naming every one, with suggestions.
+#[test]
+fn build_lists_every_unknown_package_before_booting() {
+    let v = Vmb::new();
+    let d = tempfile::tempdir().unwrap();
+    let cfg = write(
+        d.path(),
+        "pkgs.yaml",
+        "package: { name: p, version: '1' }\nenvironment:\n  contents:\n    packages: [build-base, protobuf-dev, no-such-package-zz]\npipeline:\n  - runs: 'true'\n",
+    );
+    let t0 = std::time::Instant::now();
+    let o = v.run(&["build", &cfg]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(125), "{err}");
+    assert!(
+        err.contains("pkgs.yaml: 2 package name(s) have no Debian equivalent: protobuf-dev (did you mean libprotobuf-dev"),
+        "{err}"
+    );
+    assert!(err.contains("no-such-package-zz"), "{err}");
+    assert!(!err.contains("booting"), "{err}");
+    assert!(t0.elapsed() < std::time::Duration::from_secs(30));
+}
