@@ -77,6 +77,9 @@ pub(crate) struct Step {
     pub cache: Vec<VolumeSpec>,
     /// `needs.packages`: added to the build environment.
     pub needs: Vec<Str>,
+    /// Keys accepted and ignored here (`label`, `description`,
+    /// `assertions`): where, and which.
+    pub ignored: Vec<(Pos, String)>,
 }
 
 /// What a step does: exactly one of these.
@@ -497,6 +500,8 @@ fn step(cx: Cx<'_>, node: &Node) -> Result<Step, ConfigError> {
             "`with` gives inputs to a `uses` pipeline; this step has no `uses`".into(),
         ));
     }
+    let mut ignored = Vec::new();
+    note_ignored(&f, "", &["label", "description", "assertions"], &mut ignored);
     if let Some(a) = f.get("assertions") {
         // melange counts the steps that must pass; every step must here.
         let af = cx.map(a, "assertions", "assertions", ASSERTION_KEYS)?;
@@ -531,6 +536,7 @@ fn step(cx: Cx<'_>, node: &Node) -> Result<Step, ConfigError> {
         timeout: duration(cx, &f, "timeout")?,
         cache: crate::volumes::cache(cx, &f)?,
         needs: needs(cx, &f)?,
+        ignored,
     })
 }
 
@@ -598,6 +604,7 @@ pub(crate) fn pipeline_def(cx: Cx<'_>, root: &Node) -> Result<PipelineDef, Confi
             timeout: None,
             cache: Vec::new(),
             needs: Vec::new(),
+            ignored: Vec::new(),
         },
     })
 }

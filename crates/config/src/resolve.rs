@@ -132,6 +132,8 @@ struct Resolver {
     uses_stack: Vec<String>,
     /// [`Inputs::environment_only`].
     environment_only: bool,
+    /// Notes on ignored step keys (`label`, `assertions`...), located.
+    notes: Vec<String>,
 }
 
 /// Substitutes `${{...}}` in `s`, an error located inside it.
@@ -305,6 +307,7 @@ pub(crate) fn resolve(
         needs: Vec::new(),
         uses_stack: Vec::new(),
         environment_only: inputs.environment_only,
+        notes: Vec::new(),
     };
     r.walk(&config.pipeline, &Frame::top(src, Vec::new()))?;
     let mut subpackages = Vec::new();
@@ -365,7 +368,7 @@ pub(crate) fn resolve(
             skipped: std::mem::take(&mut r.skipped),
         });
     }
-    let notes = config
+    let mut notes: Vec<String> = config
         .ignored
         .iter()
         .map(|(pos, key)| {
@@ -375,6 +378,7 @@ pub(crate) fn resolve(
             )
         })
         .collect();
+    notes.append(&mut r.notes);
     tracing::debug!(
         steps = steps.len(),
         skipped = skipped.len(),
@@ -457,6 +461,15 @@ impl Resolver {
         let mut volumes = frame.volumes.clone();
         volumes.extend(step.cache.iter().cloned());
         add_packages(src, &step.needs, &scope, &mut self.needs)?;
+        for (pos, key) in &step.ignored {
+            let note = format!(
+                "{}: a step's `{key}` has no effect in vmbuild (every step must pass); ignored",
+                src.loc(*pos)
+            );
+            if !self.notes.contains(&note) {
+                self.notes.push(note);
+            }
+        }
         Ok(Some(Frame {
             src,
             inputs: frame.inputs,

@@ -144,6 +144,10 @@ fn a_full_melange_config_resolves() {
         notes.contains("vmbuild.yaml:7:3: `package.copyright` is melange packaging metadata"),
         "{notes}"
     );
+    assert!(
+        notes.contains("a step's `assertions` has no effect in vmbuild"),
+        "{notes}"
+    );
 }
 
 #[test]
