@@ -11,6 +11,8 @@ mod cache_transfer;
 mod confinement;
 mod env_images;
 mod harness;
+mod melange;
+mod validate;
 mod network;
 mod non_root;
 mod oom;

@@ -137,6 +137,31 @@ pub enum ConfigError {
         /// What is wrong and the expected form.
         message: String,
     },
+    /// `--build-option NAME` names no entry of the config's `options:`.
+    #[error("--build-option {name}: the config has no such option; {known}")]
+    BuildOption {
+        /// The option as given.
+        name: String,
+        /// The options the config declares (or that it has none).
+        known: String,
+    },
+    /// Environment packages with no Debian equivalent (every one listed,
+    /// with suggestions).
+    #[error("{file}: {message}")]
+    UnknownPackages {
+        /// The config file.
+        file: String,
+        /// The names, suggestions and what to do.
+        message: String,
+    },
+    /// A line of a package map (`--package-map FILE`) is malformed.
+    #[error("{at}: {message}")]
+    PackageMap {
+        /// The line and column.
+        at: Loc,
+        /// What is wrong and the expected form.
+        message: String,
+    },
     /// A `--env` argument is malformed.
     #[error("--env {arg}: {message}")]
     CliEnv {
@@ -153,6 +178,8 @@ impl ConfigError {
         match self {
             ConfigError::Read { .. }
             | ConfigError::PipelineDir { .. }
+            | ConfigError::BuildOption { .. }
+            | ConfigError::UnknownPackages { .. }
             | ConfigError::CliEnv { .. } => None,
             ConfigError::Syntax { at, .. }
             | ConfigError::UnknownKey { at, .. }
@@ -163,7 +190,8 @@ impl ConfigError {
             | ConfigError::Condition { at, .. }
             | ConfigError::Uses { at, .. }
             | ConfigError::Input { at, .. }
-            | ConfigError::EnvFile { at, .. } => Some(at),
+            | ConfigError::EnvFile { at, .. }
+            | ConfigError::PackageMap { at, .. } => Some(at),
         }
     }
 }

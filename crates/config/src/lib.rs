@@ -16,7 +16,7 @@
 //!   resources: { cpu: 2, memory: 2Gi }   # Mi/Gi (1024) or M/G (1000); bare = MiB
 //! environment:
 //!   contents:
-//!     packages: [python3, build-essential]   # Debian names, optionally NAME=VERSION
+//!     packages: [build-base, python3]   # Wolfi or Debian names, apk constraints allowed
 //!     repositories: []
 //!   environment: { KEY: value }
 //! vars: { flavor: full }     # a var may use the ones above it
@@ -30,7 +30,7 @@
 //! pipeline:
 //!   - name: compile
 //!     runs: make              # exactly one of runs / uses / pipeline
-//!     working-directory: src  # relative to /home/build, or absolute under it
+//!     working-directory: src  # relative to /home/build, or absolute anywhere
 //!     environment: { CFLAGS: -O2 }
 //!     if: ${{vars.flavor}} == 'full'
 //!     timeout: 30s
@@ -55,11 +55,18 @@
 //!
 //! # Substitutions
 //!
-//! `${{package.name}}`, `${{package.version}}`, `${{package.epoch}}`,
-//! `${{package.full-version}}`, `${{package.description}}`, `${{vars.NAME}}`,
-//! `${{inputs.NAME}}` (inside a `uses` pipeline), `${{targets.destdir}}` and
-//! `${{targets.contextdir}}` (both [`GUEST_OUTPUT_DIR`]),
-//! `${{host.triplet.gnu}}`, `${{host.triplet.rust}}`, `${{build.arch}}`,
+//! melange's whole set: `${{package.name}}`, `${{package.version}}`,
+//! `${{package.epoch}}`, `${{package.full-version}}`,
+//! `${{package.description}}`, `${{package.srcdir}}`, `${{vars.NAME}}`
+//! (after `var-transforms`), `${{inputs.NAME}}` (inside a `uses`
+//! pipeline), `${{targets.outdir}}` ([`GUEST_OUTPUT_DIR`]),
+//! `${{targets.destdir}}` (`outdir/<package>`), `${{targets.contextdir}}`
+//! and `${{context.name}}` (the package being made: the main one or a
+//! subpackage), `${{targets.subpkgdir}}` and `${{subpkg.name}}` (in a
+//! subpackage), `${{targets.package.NAME}}`, `${{range.key}}` and
+//! `${{range.value}}` (in a `range:` subpackage), `${{options.NAME.enabled}}`,
+//! `${{host.triplet.gnu}}`, `${{host.triplet.rust}}`,
+//! `${{cross.triplet.{gnu,rust}.{glibc,musl}}}`, `${{build.arch}}`,
 //! `${{build.goarch}}`. They apply to `runs`, `working-directory`,
 //! `environment` values, `if`, `with` values, input defaults, step names,
 //! `vars` values and `environment.contents` entries. An unknown name or an
@@ -77,8 +84,10 @@
 //! `uses: a/b` loads `<dir>/a/b.yaml` from each of
 //! [`LoadOptions::pipeline_dirs`] in order, then the config file's
 //! `pipelines/` directory, then the built-ins ([`builtin_pipelines`]). A
-//! definition has `name`, `needs` (ignored), `inputs: {x: {description,
-//! default, required}}` and `pipeline`. An unknown `with` key, a missing
+//! definition has `name`, `description`, `needs: {packages}` (added to the
+//! environment), `inputs: {x: {description, default, required}}` and
+//! `pipeline` (and may set `working-directory`, `environment`, `if`). An
+//! input given empty takes its default, as in melange. An unknown `with` key, a missing
 //! required input, an absolute path or a `..` component, and a pipeline
 //! that (directly or not) uses itself are errors.
 //!
@@ -88,9 +97,10 @@
 //! are groups whose children inherit their working directory, environment
 //! and timeout (a group's timeout applies to each of its steps that has
 //! none). Names are paths: `build > configure`; an unnamed step is named
-//! after its `uses`, or `step N`. Each script runs as `/bin/sh -c SCRIPT`
-//! where SCRIPT is [`SCRIPT_PRELUDE`] (`set -e`, plus `set -o pipefail` where
-//! the shell supports it — busybox sh does) on the first line, then `runs`.
+//! after its `uses`, or `step N`. Each script runs with bash where the
+//! environment has it, else `/bin/sh` (busybox ash) — see [`SHELL_WRAPPER`]
+//! — where SCRIPT is [`SCRIPT_PRELUDE`] (`set -e`, plus `set -o pipefail`
+//! where the shell supports it: both do) on the first line, then `runs`.
 //!
 //! # Environment precedence
 //!
@@ -112,14 +122,19 @@ mod decode;
 pub mod env;
 pub mod envfile;
 mod error;
+mod globals;
+mod melange;
 mod model;
 mod names;
+pub use names::apk_name;
+pub mod packages;
 mod pipelines;
 mod plan;
 mod resolve;
 mod source;
 mod subst;
 mod suggest;
+mod transforms;
 mod units;
 mod volumes;
 mod yaml;
@@ -130,7 +145,9 @@ pub use env::EnvLayers;
 pub use envfile::{parse_env_assignment, parse_env_file};
 pub use error::{ConfigError, Loc};
 pub use pipelines::{builtin_pipeline, builtin_pipelines};
-pub use plan::{PackageInfo, Plan, PlanStep, GUEST_OUTPUT_DIR, SCRIPT_PRELUDE, SHELL};
+pub use globals::package_dir;
+pub use packages::{PackageMap, Resolution};
+pub use plan::{PackageInfo, Plan, PlanStep, TestPlan, GUEST_OUTPUT_DIR, SCRIPT_PRELUDE, SHELL, SHELL_WRAPPER};
 pub use units::{parse_cpus, parse_duration, parse_memory_mib};
 
 use decode::Cx;
@@ -155,6 +172,16 @@ pub struct LoadOptions {
     pub cache_default_aliases: Vec<(String, String)>,
     /// The environment every step starts from (PATH, HOME, ...).
     pub base_env: Vec<(String, String)>,
+    /// `--build-option NAME` values: entries of the config's `options:`
+    /// to apply (their `vars` and package additions/removals).
+    pub build_options: Vec<String>,
+    /// `--vars-file`: a YAML mapping of var names to values that override
+    /// the config's `vars` (as melange's flag); values are literal.
+    pub vars_file: Option<PathBuf>,
+    /// Only the environment is wanted (`vmbuild image build`): a `uses:`
+    /// pipeline that cannot be found is skipped (its `needs` with it)
+    /// instead of being an error.
+    pub environment_only: bool,
 }
 
 /// Loads the config file at `path` and resolves it into a plan. Its
@@ -197,6 +224,10 @@ fn resolve_text(
         }
         None => Vec::new(),
     };
+    let vars_file = match &opts.vars_file {
+        Some(p) => melange::vars_file(p)?,
+        None => Vec::new(),
+    };
     let src = Source::new(name, text);
     let Some(root) = yaml::parse(&src)? else {
         return Err(ConfigError::Syntax {
@@ -218,6 +249,9 @@ fn resolve_text(
             cache_defaults: &opts.cache_defaults,
             cache_default_aliases: &opts.cache_default_aliases,
             cli_env: &opts.cli_env,
+            build_options: &opts.build_options,
+            environment_only: opts.environment_only,
+            vars_file,
         },
     )
 }

@@ -11,6 +11,7 @@ use crate::envfile::is_env_name;
 use crate::error::{show, ConfigError};
 use crate::names::is_package_name;
 use crate::units::{parse_cpus, parse_duration, parse_memory_mib};
+use crate::source::Pos;
 use crate::yaml::Node;
 
 /// A whole config file.
@@ -22,6 +23,19 @@ pub(crate) struct Config {
     pub pipeline: Vec<Step>,
     /// `cache:`: build-level cache volumes, checked.
     pub cache: Vec<VolumeSpec>,
+    /// `subpackages:`, in file order (before `range:` expansion).
+    pub subpackages: Vec<crate::melange::Subpackage>,
+    /// `test:` of the main package.
+    pub test: Option<crate::melange::Test>,
+    /// `data:`: named item lists for `range:`.
+    pub data: Vec<crate::melange::RangeData>,
+    /// `var-transforms:`, in order.
+    pub var_transforms: Vec<crate::melange::VarTransform>,
+    /// `options:`: named build options (`--build-option NAME`).
+    pub options: Vec<crate::melange::BuildOption>,
+    /// Keys accepted from melange's schema that have no meaning here:
+    /// where, and which (`package.copyright`, ...).
+    pub ignored: Vec<(Pos, String)>,
 }
 
 /// `package:`.
@@ -34,14 +48,19 @@ pub(crate) struct Package {
     pub timeout: Option<Duration>,
     pub cpus: Option<u32>,
     pub memory_mib: Option<u32>,
+    /// `package.test-resources`: the test VM's size.
+    pub test_cpus: Option<u32>,
+    pub test_memory_mib: Option<u32>,
 }
 
-/// `environment:`.
+/// `environment:` (apko's image configuration, the parts a build uses).
 #[derive(Debug, Default)]
 pub(crate) struct Environment {
     pub packages: Vec<Str>,
     pub repositories: Vec<Str>,
     pub env: Vec<(Str, Str)>,
+    /// `accounts.run-as`: the user the steps run as.
+    pub run_as: Option<Str>,
 }
 
 /// One pipeline step.
@@ -56,6 +75,11 @@ pub(crate) struct Step {
     /// `cache:` on the step: volumes mounted for it (and its nested steps)
     /// only.
     pub cache: Vec<VolumeSpec>,
+    /// `needs.packages`: added to the build environment.
+    pub needs: Vec<Str>,
+    /// Keys accepted and ignored here (`label`, `description`,
+    /// `assertions`): where, and which.
+    pub ignored: Vec<(Pos, String)>,
 }
 
 /// What a step does: exactly one of these.
@@ -63,6 +87,7 @@ pub(crate) struct Step {
 pub(crate) enum Body {
     Runs(Str),
     Uses { uses: Str, with: Vec<(Str, Str)> },
+    /// Nested steps; a step with only a `name:` is an empty group.
     Pipeline(Vec<Step>),
 }
 
@@ -70,7 +95,11 @@ pub(crate) enum Body {
 #[derive(Debug)]
 pub(crate) struct PipelineDef {
     pub inputs: Vec<InputDef>,
-    pub pipeline: Vec<Step>,
+    /// `needs.packages`.
+    pub needs: Vec<Str>,
+    /// The definition's own `working-directory`, `environment` and `if`,
+    /// applied to its steps as an enclosing step's would be.
+    pub outer: Step,
 }
 
 /// One declared input of a pipeline definition.
@@ -81,8 +110,7 @@ pub(crate) struct InputDef {
     pub required: bool,
 }
 
-/// Top-level keys; the last five are melange keys that change what a build
-/// produces, refused with a clear message rather than ignored.
+/// Top-level keys: melange's whole schema plus vmbuild's `cache`.
 const TOP_KEYS: &[&str] = &[
     "package",
     "environment",
@@ -95,8 +123,10 @@ const TOP_KEYS: &[&str] = &[
     "var-transforms",
     "data",
     "options",
+    "capabilities",
 ];
-const MELANGE_UNSUPPORTED: &[&str] = &["subpackages", "test", "var-transforms", "data", "options"];
+/// Top-level keys melange uses for packaging or updating only.
+const TOP_IGNORED: &[&str] = &["update", "capabilities"];
 const PACKAGE_KEYS: &[&str] = &[
     "name",
     "version",
@@ -104,18 +134,56 @@ const PACKAGE_KEYS: &[&str] = &[
     "description",
     "timeout",
     "resources",
-    // melange packaging metadata, accepted and ignored (no effect on a build):
+    "test-resources",
     "copyright",
     "url",
     "annotations",
     "commit",
     "target-architecture",
     "dependencies",
+    "options",
+    "scriptlets",
+    "checks",
+    "cpe",
+    "setcap",
 ];
-const RESOURCE_KEYS: &[&str] = &["cpu", "memory"];
-const ENVIRONMENT_KEYS: &[&str] = &["contents", "environment"];
-const CONTENTS_KEYS: &[&str] = &["packages", "repositories", "keyring"];
-const STEP_KEYS: &[&str] = &[
+/// `package` keys that only describe the apk melange would write: all
+/// after the first seven.
+const PACKAGE_IGNORED: &[&str] = PACKAGE_KEYS.split_at(7).1;
+const RESOURCE_KEYS: &[&str] = &["cpu", "cpumodel", "memory", "disk"];
+/// apko's image configuration keys (melange's `environment:` is one):
+/// the three a build uses, then [`ENVIRONMENT_IGNORED`].
+const ENVIRONMENT_KEYS: &[&str] = &[
+    "contents",
+    "environment",
+    "accounts",
+    "archs",
+    "entrypoint",
+    "cmd",
+    "stop-signal",
+    "work-dir",
+    "paths",
+    "options",
+    "include",
+    "vcs-url",
+    "annotations",
+    "volumes",
+    "layering",
+    "certificates",
+];
+/// apko keys that shape an OCI image, not a build environment: all but
+/// the first three.
+const ENVIRONMENT_IGNORED: &[&str] = ENVIRONMENT_KEYS.split_at(3).1;
+const CONTENTS_KEYS: &[&str] = &[
+    "packages",
+    "repositories",
+    "build_repositories",
+    "runtime_repositories",
+    "keyring",
+    "baseimage",
+];
+const ACCOUNTS_KEYS: &[&str] = &["run-as", "users", "groups"];
+pub(crate) const STEP_KEYS: &[&str] = &[
     "name",
     "runs",
     "uses",
@@ -127,9 +195,41 @@ const STEP_KEYS: &[&str] = &[
     "timeout",
     // Volumes mounted for this step (and its nested steps) only.
     "cache",
+    "needs",
+    "label",
+    "description",
+    "assertions",
+    "inputs",
 ];
-const PIPELINE_DEF_KEYS: &[&str] = &["name", "needs", "inputs", "pipeline"];
+const PIPELINE_DEF_KEYS: &[&str] = &[
+    "name",
+    "description",
+    "needs",
+    "inputs",
+    "pipeline",
+    "label",
+    "if",
+    "working-directory",
+    "environment",
+];
+const NEEDS_KEYS: &[&str] = &["packages"];
+const ASSERTION_KEYS: &[&str] = &["required-steps"];
 const INPUT_KEYS: &[&str] = &["description", "default", "required"];
+
+/// Notes each key of `f` in `keys` that is present as ignored, named
+/// `prefix.key`.
+pub(crate) fn note_ignored(
+    f: &Fields<'_>,
+    prefix: &str,
+    keys: &[&str],
+    out: &mut Vec<(Pos, String)>,
+) {
+    for key in keys {
+        if let Some(k) = f.key_node(key) {
+            out.push((k.pos, format!("{prefix}{key}")));
+        }
+    }
+}
 
 /// Decodes a config file's root node.
 pub(crate) fn config(cx: Cx<'_>, root: &Node) -> Result<Config, ConfigError> {
@@ -144,17 +244,10 @@ pub(crate) fn config(cx: Cx<'_>, root: &Node) -> Result<Config, ConfigError> {
         ));
     }
     let f = cx.map(root, "", "the top level", TOP_KEYS)?;
-    for key in MELANGE_UNSUPPORTED {
-        if let Some(k) = f.key_node(key) {
-            return Err(cx.invalid(
-                k.pos,
-                key,
-                format!("melange's `{key}` is not supported by vmbuild; remove it"),
-            ));
-        }
-    }
+    let mut ignored = Vec::new();
+    note_ignored(&f, "", TOP_IGNORED, &mut ignored);
     let package = match f.get("package") {
-        Some(n) => package(cx, n)?,
+        Some(n) => package(cx, n, &mut ignored)?,
         None => {
             return Err(ConfigError::Missing {
                 at: cx.src.loc(f.key_node("package").map_or(f.pos, |k| k.pos)),
@@ -164,33 +257,12 @@ pub(crate) fn config(cx: Cx<'_>, root: &Node) -> Result<Config, ConfigError> {
         }
     };
     let environment = match f.get("environment") {
-        Some(n) => environment(cx, n)?,
+        Some(n) => environment(cx, n, "environment.", &mut ignored)?,
         None => Environment::default(),
     };
     let vars = cx.string_map(&f, "vars")?;
     for (k, _) in &vars {
-        if k.value.is_empty()
-            || !k
-                .value
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        {
-            return Err(cx.invalid(
-                k.pos,
-                "vars",
-                format!(
-                    "`{}` is not a valid var name; use letters, digits, `_` and `-`",
-                    show(&k.value)
-                ),
-            ));
-        }
-    }
-    if !f.has("pipeline") {
-        return Err(ConfigError::Missing {
-            at: cx.src.loc(f.pos),
-            field: "pipeline".into(),
-            context: "the top level",
-        });
+        check_var_name(cx, k)?;
     }
     let pipeline = steps(cx, &f, "pipeline")?;
     Ok(Config {
@@ -199,22 +271,66 @@ pub(crate) fn config(cx: Cx<'_>, root: &Node) -> Result<Config, ConfigError> {
         vars,
         pipeline,
         cache: crate::volumes::cache(cx, &f)?,
+        subpackages: crate::melange::subpackages(cx, &f, &mut ignored)?,
+        test: f
+            .get("test")
+            .map(|n| crate::melange::test(cx, n, "test.", &mut ignored))
+            .transpose()?,
+        data: crate::melange::data(cx, &f)?,
+        var_transforms: crate::melange::var_transforms(cx, &f)?,
+        options: crate::melange::options(cx, &f)?,
+        ignored,
     })
 }
 
-fn package(cx: Cx<'_>, node: &Node) -> Result<Package, ConfigError> {
-    let f = cx.map(node, "package", "package", PACKAGE_KEYS)?;
-    let name = cx.req_string(&f, "name")?;
-    if !is_package_name(&name.value) {
+/// A `vars` (or `var-transforms.to`) name: letters, digits, `_` and `-`.
+pub(crate) fn check_var_name(cx: Cx<'_>, k: &Str) -> Result<(), ConfigError> {
+    if k.value.is_empty()
+        || !k
+            .value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
         return Err(cx.invalid(
-            name.pos,
-            "name",
+            k.pos,
+            "vars",
             format!(
-                "`{}` is not a valid package name; use lowercase letters, digits and `._+-`, starting with a letter or digit",
-                show(&name.value)
+                "`{}` is not a valid var name; use letters, digits, `_` and `-`",
+                show(&k.value)
             ),
         ));
     }
+    Ok(())
+}
+
+/// `resources:` (or `test-resources:`): `(cpus, memory MiB)`.
+fn resources(
+    cx: Cx<'_>,
+    node: &Node,
+    key: &str,
+    ignored: &mut Vec<(Pos, String)>,
+) -> Result<(Option<u32>, Option<u32>), ConfigError> {
+    let rf = cx.map(node, key, "package.resources", RESOURCE_KEYS)?;
+    note_ignored(&rf, &format!("package.{key}."), &["cpumodel", "disk"], ignored);
+    let mut out = (None, None);
+    if let Some(s) = cx.opt_string(&rf, "cpu")? {
+        out.0 = Some(parse_cpus(&s.value).map_err(|m| cx.invalid(s.pos, "cpu", m))?);
+    }
+    if let Some(s) = cx.opt_string(&rf, "memory")? {
+        out.1 = Some(parse_memory_mib(&s.value).map_err(|m| cx.invalid(s.pos, "memory", m))?);
+    }
+    Ok(out)
+}
+
+fn package(
+    cx: Cx<'_>,
+    node: &Node,
+    ignored: &mut Vec<(Pos, String)>,
+) -> Result<Package, ConfigError> {
+    let f = cx.map(node, "package", "package", PACKAGE_KEYS)?;
+    note_ignored(&f, "package.", PACKAGE_IGNORED, ignored);
+    let name = cx.req_string(&f, "name")?;
+    check_package_name(cx, &name)?;
     let version = cx.req_string(&f, "version")?;
     if version
         .value
@@ -245,17 +361,14 @@ fn package(cx: Cx<'_>, node: &Node) -> Result<Package, ConfigError> {
     };
     let description = cx.opt_string(&f, "description")?;
     let timeout = duration(cx, &f, "timeout")?;
-    let (mut cpus, mut memory_mib) = (None, None);
-    if let Some(r) = f.get("resources") {
-        let rf = cx.map(r, "resources", "package.resources", RESOURCE_KEYS)?;
-        if let Some(s) = cx.opt_string(&rf, "cpu")? {
-            cpus = Some(parse_cpus(&s.value).map_err(|m| cx.invalid(s.pos, "cpu", m))?);
-        }
-        if let Some(s) = cx.opt_string(&rf, "memory")? {
-            memory_mib =
-                Some(parse_memory_mib(&s.value).map_err(|m| cx.invalid(s.pos, "memory", m))?);
-        }
-    }
+    let (cpus, memory_mib) = match f.get("resources") {
+        Some(r) => resources(cx, r, "resources", ignored)?,
+        None => (None, None),
+    };
+    let (test_cpus, test_memory_mib) = match f.get("test-resources") {
+        Some(r) => resources(cx, r, "test-resources", ignored)?,
+        None => (None, None),
+    };
     Ok(Package {
         name,
         version,
@@ -264,7 +377,25 @@ fn package(cx: Cx<'_>, node: &Node) -> Result<Package, ConfigError> {
         timeout,
         cpus,
         memory_mib,
+        test_cpus,
+        test_memory_mib,
     })
+}
+
+/// A package (or subpackage) name: `[A-Za-z0-9][A-Za-z0-9._+-]*` (apk
+/// names may have capitals: `R-DBI`, `Xvfb`).
+pub(crate) fn check_package_name(cx: Cx<'_>, name: &Str) -> Result<(), ConfigError> {
+    if is_package_name(&name.value) {
+        return Ok(());
+    }
+    Err(cx.invalid(
+        name.pos,
+        "name",
+        format!(
+            "`{}` is not a valid package name; use letters, digits and `._+-`, starting with a letter or digit",
+            show(&name.value)
+        ),
+    ))
 }
 
 fn duration(cx: Cx<'_>, f: &Fields<'_>, key: &str) -> Result<Option<Duration>, ConfigError> {
@@ -273,8 +404,15 @@ fn duration(cx: Cx<'_>, f: &Fields<'_>, key: &str) -> Result<Option<Duration>, C
         .transpose()
 }
 
-fn environment(cx: Cx<'_>, node: &Node) -> Result<Environment, ConfigError> {
+/// An `environment:` section (the build's, or a test's, named by `prefix`).
+pub(crate) fn environment(
+    cx: Cx<'_>,
+    node: &Node,
+    prefix: &str,
+    ignored: &mut Vec<(Pos, String)>,
+) -> Result<Environment, ConfigError> {
     let f = cx.map(node, "environment", "environment", ENVIRONMENT_KEYS)?;
+    note_ignored(&f, prefix, ENVIRONMENT_IGNORED, ignored);
     let mut env = Environment {
         env: env_map(cx, &f)?,
         ..Environment::default()
@@ -283,8 +421,22 @@ fn environment(cx: Cx<'_>, node: &Node) -> Result<Environment, ConfigError> {
         let cf = cx.map(c, "contents", "environment.contents", CONTENTS_KEYS)?;
         env.packages = cx.string_list(&cf, "packages")?;
         env.repositories = cx.string_list(&cf, "repositories")?;
-        // melange's apk keyring: accepted for compatibility, checked for type only.
-        cx.string_list(&cf, "keyring")?;
+        // apk keyrings and repositories for other stages: checked for type only.
+        let contents = format!("{prefix}contents.");
+        note_ignored(
+            &cf,
+            &contents,
+            &["keyring", "build_repositories", "runtime_repositories", "baseimage"],
+            ignored,
+        );
+        for key in ["keyring", "build_repositories", "runtime_repositories"] {
+            cx.string_list(&cf, key)?;
+        }
+    }
+    if let Some(a) = f.get("accounts") {
+        let af = cx.map(a, "accounts", "environment.accounts", ACCOUNTS_KEYS)?;
+        env.run_as = cx.opt_string(&af, "run-as")?;
+        note_ignored(&af, &format!("{prefix}accounts."), &["users", "groups"], ignored);
     }
     Ok(env)
 }
@@ -307,8 +459,20 @@ fn env_map(cx: Cx<'_>, f: &Fields<'_>) -> Result<Vec<(Str, Str)>, ConfigError> {
     Ok(env)
 }
 
-fn steps(cx: Cx<'_>, f: &Fields<'_>, key: &str) -> Result<Vec<Step>, ConfigError> {
+/// The steps under `key` of `f`.
+pub(crate) fn steps(cx: Cx<'_>, f: &Fields<'_>, key: &str) -> Result<Vec<Step>, ConfigError> {
     cx.list(f, key)?.into_iter().map(|n| step(cx, n)).collect()
+}
+
+/// `needs: {packages: [...]}`.
+fn needs(cx: Cx<'_>, f: &Fields<'_>) -> Result<Vec<Str>, ConfigError> {
+    match f.get("needs") {
+        Some(n) => {
+            let nf = cx.map(n, "needs", "needs", NEEDS_KEYS)?;
+            cx.string_list(&nf, "packages")
+        }
+        None => Ok(Vec::new()),
+    }
 }
 
 fn step(cx: Cx<'_>, node: &Node) -> Result<Step, ConfigError> {
@@ -328,14 +492,7 @@ fn step(cx: Cx<'_>, node: &Node) -> Result<Step, ConfigError> {
             ),
         ));
     }
-    if present.is_empty() {
-        return Err(cx.invalid(
-            f.pos,
-            "pipeline",
-            "a step needs one of `runs` (a script), `uses` (a named pipeline) or `pipeline` (nested steps)".into(),
-        ));
-    }
-    if f.has("with") && present[0] != "uses" {
+    if f.has("with") && present.first() != Some(&"uses") {
         let at = f.key_node("with").map_or(f.pos, |k| k.pos);
         return Err(cx.invalid(
             at,
@@ -343,12 +500,19 @@ fn step(cx: Cx<'_>, node: &Node) -> Result<Step, ConfigError> {
             "`with` gives inputs to a `uses` pipeline; this step has no `uses`".into(),
         ));
     }
-    let body = match present[0] {
-        "runs" => Body::Runs(match f.get("runs") {
+    let mut ignored = Vec::new();
+    note_ignored(&f, "", &["label", "description", "assertions"], &mut ignored);
+    if let Some(a) = f.get("assertions") {
+        // melange counts the steps that must pass; every step must here.
+        let af = cx.map(a, "assertions", "assertions", ASSERTION_KEYS)?;
+        cx.opt_string(&af, "required-steps")?;
+    }
+    let body = match present.first().copied() {
+        Some("runs") => Body::Runs(match f.get("runs") {
             Some(n) => cx.string(n, "runs")?,
             None => Str::synthetic("", f.pos),
         }),
-        "uses" => {
+        Some("uses") => {
             let uses = cx.req_string(&f, "uses")?;
             crate::pipelines::check_name(&uses.value).map_err(|message| ConfigError::Uses {
                 at: cx.src.loc(uses.pos),
@@ -359,7 +523,9 @@ fn step(cx: Cx<'_>, node: &Node) -> Result<Step, ConfigError> {
                 with: cx.string_map(&f, "with")?,
             }
         }
-        _ => Body::Pipeline(steps(cx, &f, "pipeline")?),
+        Some(_) => Body::Pipeline(steps(cx, &f, "pipeline")?),
+        // melange runs nothing for a step with only a name (or assertions).
+        None => Body::Pipeline(Vec::new()),
     };
     Ok(Step {
         name: cx.opt_string(&f, "name")?,
@@ -369,6 +535,8 @@ fn step(cx: Cx<'_>, node: &Node) -> Result<Step, ConfigError> {
         cond: cx.opt_string(&f, "if")?,
         timeout: duration(cx, &f, "timeout")?,
         cache: crate::volumes::cache(cx, &f)?,
+        needs: needs(cx, &f)?,
+        ignored,
     })
 }
 
@@ -386,6 +554,7 @@ pub(crate) fn pipeline_def(cx: Cx<'_>, root: &Node) -> Result<PipelineDef, Confi
     }
     let f = cx.map(root, "", "a pipeline definition", PIPELINE_DEF_KEYS)?;
     cx.opt_string(&f, "name")?;
+    cx.opt_string(&f, "description")?;
     let mut inputs = Vec::new();
     if let Some(n) = f.get("inputs") {
         let crate::yaml::Kind::Map(entries) = &n.kind else {
@@ -425,6 +594,17 @@ pub(crate) fn pipeline_def(cx: Cx<'_>, root: &Node) -> Result<PipelineDef, Confi
     }
     Ok(PipelineDef {
         inputs,
-        pipeline: steps(cx, &f, "pipeline")?,
+        needs: needs(cx, &f)?,
+        outer: Step {
+            name: None,
+            body: Body::Pipeline(steps(cx, &f, "pipeline")?),
+            workdir: cx.opt_string(&f, "working-directory")?,
+            env: env_map(cx, &f)?,
+            cond: cx.opt_string(&f, "if")?,
+            timeout: None,
+            cache: Vec::new(),
+            needs: Vec::new(),
+            ignored: Vec::new(),
+        },
     })
 }

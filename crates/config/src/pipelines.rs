@@ -7,25 +7,59 @@ use std::path::{Path, PathBuf};
 
 use crate::error::show;
 
-/// The built-in pipelines: (name, YAML text).
+/// `(name, YAML text)` of a built-in pipeline at `pipelines/NAME.yaml`.
+macro_rules! builtin {
+    ($name:literal) => {
+        ($name, include_str!(concat!("../pipelines/", $name, ".yaml")))
+    };
+}
+
+/// The built-in pipelines: (name, YAML text). melange's names, inputs and
+/// defaults; the scripts are vmbuild's own (see docs/pipelines.md).
 const BUILTINS: &[(&str, &str)] = &[
-    (
-        "maven/configure-mirror",
-        include_str!("../pipelines/maven/configure-mirror.yaml"),
-    ),
-    (
-        "autoconf/configure",
-        include_str!("../pipelines/autoconf/configure.yaml"),
-    ),
-    (
-        "autoconf/make",
-        include_str!("../pipelines/autoconf/make.yaml"),
-    ),
-    (
-        "autoconf/make-install",
-        include_str!("../pipelines/autoconf/make-install.yaml"),
-    ),
-    ("test/echo", include_str!("../pipelines/test/echo.yaml")),
+    builtin!("R/build"),
+    builtin!("autoconf/configure"),
+    builtin!("autoconf/make"),
+    builtin!("autoconf/make-install"),
+    builtin!("cargo/build"),
+    builtin!("cmake/build"),
+    builtin!("cmake/configure"),
+    builtin!("cmake/install"),
+    builtin!("fetch"),
+    builtin!("git-am"),
+    builtin!("git-checkout"),
+    builtin!("go/build"),
+    builtin!("go/build/v2"),
+    builtin!("go/install"),
+    builtin!("maven/configure-mirror"),
+    builtin!("meson/compile"),
+    builtin!("meson/configure"),
+    builtin!("meson/install"),
+    builtin!("npm/install"),
+    builtin!("patch"),
+    builtin!("pecl/install"),
+    builtin!("pecl/phpize"),
+    builtin!("perl/cleanup"),
+    builtin!("perl/make"),
+    builtin!("python/build"),
+    builtin!("python/build-wheel"),
+    builtin!("python/import"),
+    builtin!("python/install"),
+    builtin!("python/test"),
+    builtin!("ruby/build"),
+    builtin!("ruby/clean"),
+    builtin!("ruby/install"),
+    builtin!("split/alldocs"),
+    builtin!("split/bin"),
+    builtin!("split/debug"),
+    builtin!("split/dev"),
+    builtin!("split/infodir"),
+    builtin!("split/lib"),
+    builtin!("split/locales"),
+    builtin!("split/manpages"),
+    builtin!("split/static"),
+    builtin!("strip"),
+    builtin!("test/echo"),
 ];
 
 /// The names of the built-in pipelines.
@@ -105,9 +139,9 @@ pub(crate) fn find(name: &str, dirs: &[PathBuf]) -> Result<Found, String> {
         looked.join(", ")
     };
     let mut msg = format!(
-        "pipeline `{}` not found; looked in: {looked}; built-ins: {}",
+        "pipeline `{}` not found; looked in: {looked} and the {} built-ins (docs/pipelines.md)",
         show(name),
-        builtins.join(", ")
+        builtins.len()
     );
     if let Some(s) = crate::suggest::closest(name, builtins.iter().copied()) {
         msg.push_str(&format!("; did you mean `{s}`?"));

@@ -4,8 +4,10 @@ use std::time::Duration;
 
 use vmbuild_cache::volume::VolumeSpec;
 
-/// Where the build's output goes in the guest: `${{targets.destdir}}` (and
-/// `${{targets.contextdir}}`).
+/// Where the build's outputs go in the guest: `${{targets.outdir}}`. Each
+/// package has its own directory in it, `${{targets.destdir}}` =
+/// `/home/build/out/<package>`, `${{targets.subpkgdir}}` =
+/// `/home/build/out/<subpackage>` (melange's `melange-out` layout).
 pub const GUEST_OUTPUT_DIR: &str = "/home/build/out";
 
 /// Put before every step's script, on the script's first line (so the
@@ -16,21 +18,42 @@ pub const GUEST_OUTPUT_DIR: &str = "/home/build/out";
 pub const SCRIPT_PRELUDE: &str =
     "set -e; if (set -o pipefail) 2>/dev/null; then set -o pipefail; fi; ";
 
-/// The shell every step runs with (`/bin/sh -c SCRIPT`).
+/// The shell that starts every step ([`PlanStep::argv`]).
 pub const SHELL: &str = "/bin/sh";
+
+/// What [`SHELL`] runs first: the step's script (its `$1`) with bash when
+/// the environment has it (Debian images always do), else with `/bin/sh`
+/// (the busybox environment's ash). melange users expect `[[ ]]` and
+/// `set -o pipefail` to work; both shells have them, Debian's dash does
+/// not (docs/pipelines.md, "Shell").
+pub const SHELL_WRAPPER: &str = "if command -v bash >/dev/null 2>&1; then exec bash -c \"$1\" vmbuild-step; fi; exec /bin/sh -c \"$1\" vmbuild-step";
 
 /// A config resolved for one build.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
     /// The `package:` section.
     pub package: PackageInfo,
-    /// `environment.contents.packages` (substituted, validated as Debian
-    /// package names, optionally `NAME=VERSION`).
+    /// The build environment's packages: `environment.contents.packages`
+    /// with every running step's `needs.packages` added (melange's
+    /// model), substituted, in first-seen order, each once. Names as
+    /// written (Wolfi/apk names, optionally with a version constraint).
     pub packages: Vec<String>,
     /// `environment.contents.repositories` (substituted).
     pub repositories: Vec<String>,
-    /// The steps to run, flattened in execution order.
+    /// The steps to run in the build VM, flattened in execution order: the
+    /// main pipeline, then each subpackage's ([`PlanStep::package`]).
     pub steps: Vec<PlanStep>,
+    /// The subpackages built (after `range:` expansion and `if:`), in order.
+    pub subpackages: Vec<String>,
+    /// `test:` sections (the main package's first, then the subpackages'),
+    /// each run in a fresh VM after a successful build.
+    pub tests: Vec<TestPlan>,
+    /// `environment.accounts.run-as`: the user every step runs as.
+    pub run_as: Option<String>,
+    /// melange keys present in the file that vmbuild accepts and ignores
+    /// (packaging metadata, update monitors...), one line each,
+    /// `file:line:col: ...`; shown at `-v`.
+    pub notes: Vec<String>,
     /// Names (paths) of the steps skipped because their `if:` was false;
     /// their nested steps are not listed.
     pub skipped: Vec<String>,
@@ -56,6 +79,29 @@ pub struct PackageInfo {
     pub cpus: Option<u32>,
     /// `package.resources.memory`, in MiB.
     pub memory_mib: Option<u32>,
+    /// `package.test-resources.cpu`: the test VMs' vCPUs.
+    pub test_cpus: Option<u32>,
+    /// `package.test-resources.memory`, in MiB.
+    pub test_memory_mib: Option<u32>,
+}
+
+/// One `test:` section, resolved: run after the build in a fresh VM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestPlan {
+    /// The package it tests (the main package or a subpackage).
+    pub package: String,
+    /// The test environment's packages: `test.environment.contents.packages`
+    /// and the test steps' `needs.packages`, without the names of the
+    /// build's own packages (see [`TestPlan::installs`]).
+    pub packages: Vec<String>,
+    /// The build's own packages the test environment lists (melange always
+    /// adds the tested package): their output directories are installed
+    /// into the test VM's root.
+    pub installs: Vec<String>,
+    /// The test steps, in order.
+    pub steps: Vec<PlanStep>,
+    /// Test steps skipped by `if:`.
+    pub skipped: Vec<String>,
 }
 
 /// One step to run.
@@ -76,12 +122,21 @@ pub struct PlanStep {
     /// Step-level cache volumes (its own `cache:` and its enclosing
     /// steps'): mounted for this step only.
     pub volumes: Vec<VolumeSpec>,
+    /// The package whose pipeline the step belongs to.
+    pub package: String,
 }
 
 impl PlanStep {
-    /// The command line that runs the step: `/bin/sh -c SCRIPT`.
+    /// The command line that runs the step: `/bin/sh -c SHELL_WRAPPER
+    /// vmbuild-step SCRIPT` (bash when there is one, else `/bin/sh`).
     pub fn argv(&self) -> Vec<String> {
-        vec![SHELL.to_string(), "-c".to_string(), self.script.clone()]
+        vec![
+            SHELL.to_string(),
+            "-c".to_string(),
+            SHELL_WRAPPER.to_string(),
+            "vmbuild-step".to_string(),
+            self.script.clone(),
+        ]
     }
 
     /// The value of `name` in the step's environment.

@@ -10,10 +10,12 @@ use crate::cond;
 use crate::decode::{Cx, Str};
 use crate::env::{layer, EnvLayers};
 use crate::error::{show, ConfigError};
+use crate::globals::{self, Vars};
+use crate::melange::Subpackage;
 use crate::model::{self, Body, Config, PipelineDef, Step};
-use crate::names::{guest_workdir, is_debian_package};
+use crate::names::{check_apk_package, guest_workdir};
 use crate::pipelines;
-use crate::plan::{PackageInfo, Plan, PlanStep, GUEST_OUTPUT_DIR, SCRIPT_PRELUDE};
+use crate::plan::{PackageInfo, Plan, PlanStep, TestPlan, SCRIPT_PRELUDE};
 use crate::source::Source;
 use crate::subst::{substitute, Scope};
 use crate::suggest::closest;
@@ -30,12 +32,28 @@ pub(crate) struct Inputs<'a> {
     pub cache_defaults: &'a [(String, String)],
     pub cache_default_aliases: &'a [(String, String)],
     pub cli_env: &'a [(String, String)],
+    /// `--build-option` names.
+    pub build_options: &'a [String],
+    /// Skip `uses:` pipelines that cannot be found.
+    pub environment_only: bool,
+    /// `--vars-file` values (literal), over the config's `vars`.
+    pub vars_file: Vec<(String, String)>,
 }
 
 /// Variables of a step: the globals and, inside a `uses` pipeline, its inputs.
-struct StepScope<'a> {
+pub(crate) struct StepScope<'a> {
     globals: &'a [(String, String)],
     inputs: Option<&'a [(String, String)]>,
+}
+
+impl<'a> StepScope<'a> {
+    /// A scope of the globals only (no `inputs.*`).
+    pub(crate) fn globals(globals: &'a [(String, String)]) -> Self {
+        StepScope {
+            globals,
+            inputs: None,
+        }
+    }
 }
 
 impl Scope for StepScope<'_> {
@@ -49,6 +67,7 @@ impl Scope for StepScope<'_> {
             None => self
                 .globals
                 .iter()
+                .rev()
                 .find(|(k, _)| k == name)
                 .map(|(_, v)| v.clone()),
         }
@@ -76,16 +95,49 @@ struct Frame<'f> {
     volumes: Vec<vmbuild_cache::volume::VolumeSpec>,
 }
 
+impl<'f> Frame<'f> {
+    /// The frame of a pipeline's top-level steps.
+    fn top(src: &'f Source, path: Vec<String>) -> Self {
+        Frame {
+            src,
+            inputs: None,
+            path,
+            workdir: GUEST_HOME.to_string(),
+            env: Vec::new(),
+            timeout: None,
+            depth: 0,
+            volumes: Vec::new(),
+        }
+    }
+}
+
+/// The frame of a `uses` pipeline's steps, before its inputs are known,
+/// and the caller's inputs it inherits.
+struct Child<'f> {
+    frame: Frame<'f>,
+    inherited: Vec<(String, String)>,
+}
+
 struct Resolver {
     dirs: Vec<PathBuf>,
+    /// The variables of the package whose steps are being resolved.
     globals: Vec<(String, String)>,
+    /// That package's name ([`PlanStep::package`]).
+    package: String,
     layers: EnvLayers,
     steps: Vec<PlanStep>,
     skipped: Vec<String>,
+    /// `needs.packages` of the steps resolved so far (substituted).
+    needs: Vec<String>,
     uses_stack: Vec<String>,
+    /// [`Inputs::environment_only`].
+    environment_only: bool,
+    /// Notes on ignored step keys (`label`, `assertions`...), located.
+    notes: Vec<String>,
 }
 
-fn subst(src: &Source, s: &Str, scope: &dyn Scope) -> Result<String, ConfigError> {
+/// Substitutes `${{...}}` in `s`, an error located inside it.
+pub(crate) fn subst(src: &Source, s: &Str, scope: &dyn Scope) -> Result<String, ConfigError> {
     substitute(&s.value, scope).map_err(|e| ConfigError::Substitution {
         at: src.loc_in(s.pos, s.style, &s.value, e.offset),
         message: e.message,
@@ -103,23 +155,89 @@ fn subst_pairs(
         .collect()
 }
 
-/// The triplets and arch names of the machine (the guest runs the host's arch).
-fn arch_vars() -> Vec<(String, String)> {
-    let arch = std::env::consts::ARCH;
-    let (gnu, goarch) = match arch {
-        "x86_64" => ("x86_64-pc-linux-gnu".to_string(), "amd64"),
-        "aarch64" => ("aarch64-unknown-linux-gnu".to_string(), "arm64"),
-        other => (format!("{other}-unknown-linux-gnu"), other),
-    };
-    vec![
-        ("host.triplet.gnu".into(), gnu),
-        (
-            "host.triplet.rust".into(),
-            format!("{arch}-unknown-linux-gnu"),
-        ),
-        ("build.arch".into(), arch.into()),
-        ("build.goarch".into(), goarch.into()),
-    ]
+/// Evaluates an `if:`, errors located in it.
+fn condition(src: &Source, c: &Str, scope: &dyn Scope) -> Result<bool, ConfigError> {
+    cond::evaluate(&c.value, scope).map_err(|e| {
+        let at = src.loc_in(c.pos, c.style, &c.value, e.offset);
+        if e.subst {
+            ConfigError::Substitution {
+                at,
+                message: e.message,
+            }
+        } else {
+            ConfigError::Condition {
+                at,
+                message: e.message,
+            }
+        }
+    })
+}
+
+/// Substituted package names, each checked (apk syntax, optionally with a
+/// version constraint), added to `out` unless already there.
+fn add_packages(
+    src: &Source,
+    names: &[Str],
+    scope: &dyn Scope,
+    out: &mut Vec<String>,
+) -> Result<(), ConfigError> {
+    for s in names {
+        let name = subst(src, s, scope)?;
+        check_apk_package(&name).map_err(|message| ConfigError::Invalid {
+            at: src.loc(s.pos),
+            field: "packages".into(),
+            message,
+        })?;
+        if !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    Ok(())
+}
+
+/// A subpackage after `range:` expansion: its name and variables.
+struct Sub<'c> {
+    name: String,
+    vars: Vars,
+    def: &'c Subpackage,
+}
+
+/// Expands `range:` and substitutes the names; checks them.
+fn expand_subpackages<'c>(
+    src: &Source,
+    config: &'c Config,
+    build: &Vars,
+) -> Result<Vec<Sub<'c>>, ConfigError> {
+    let mut out: Vec<Sub<'c>> = Vec::new();
+    for sp in &config.subpackages {
+        let contexts: Vec<Vars> = match &sp.range {
+            Some(r) => globals::range_items(src, config, r)?
+                .iter()
+                .map(|(k, v)| globals::with_range(build, &k.value, &v.value))
+                .collect(),
+            None => vec![build.clone()],
+        };
+        for vars in contexts {
+            let name = subst(src, &sp.name, &StepScope::globals(&vars))?;
+            let named = Str::synthetic(name.clone(), sp.name.pos);
+            model::check_package_name(Cx { src }, &named)?;
+            if name == config.package.name.value || out.iter().any(|o| o.name == name) {
+                return Err(ConfigError::Invalid {
+                    at: src.loc(sp.name.pos),
+                    field: "name".into(),
+                    message: format!(
+                        "package `{name}` is made twice; give each subpackage its own name"
+                    ),
+                });
+            }
+            out.push(Sub {
+                name,
+                vars,
+                def: sp,
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// Resolves a decoded config (from `src`) into a plan.
@@ -129,56 +247,28 @@ pub(crate) fn resolve(
     inputs: Inputs<'_>,
 ) -> Result<Plan, ConfigError> {
     let p = &config.package;
-    let mut globals: Vec<(String, String)> = vec![
-        ("package.name".into(), p.name.value.clone()),
-        ("package.version".into(), p.version.value.clone()),
-        ("package.epoch".into(), p.epoch.to_string()),
-        (
-            "package.full-version".into(),
-            format!("{}-r{}", p.version.value, p.epoch),
-        ),
-        (
-            "package.description".into(),
-            p.description
-                .as_ref()
-                .map(|d| d.value.clone())
-                .unwrap_or_default(),
-        ),
-        ("targets.destdir".into(), GUEST_OUTPUT_DIR.into()),
-        ("targets.contextdir".into(), GUEST_OUTPUT_DIR.into()),
-    ];
-    globals.extend(arch_vars());
-    // A var may use the ones before it.
-    for (k, v) in &config.vars {
-        let value = subst(
-            src,
-            v,
-            &StepScope {
-                globals: &globals,
-                inputs: None,
-            },
-        )?;
-        globals.push((format!("vars.{}", k.value), value));
+    let mut build = globals::build_vars(src, config, inputs.build_options, &inputs.vars_file)?;
+    let mut subs = expand_subpackages(src, config, &build)?;
+    let mut names = vec![p.name.value.clone()];
+    names.extend(subs.iter().map(|s| s.name.clone()));
+    globals::add_package_targets(&mut build, &names);
+    for s in &mut subs {
+        globals::add_package_targets(&mut s.vars, &names);
+        s.vars = globals::subpackage_vars(&s.vars, &s.name);
     }
-    let scope = StepScope {
-        globals: &globals,
-        inputs: None,
-    };
+    let scope = StepScope::globals(&build);
 
     let mut packages = Vec::new();
-    for s in &config.environment.packages {
-        let name = subst(src, s, &scope)?;
-        if !is_debian_package(&name) {
-            return Err(ConfigError::Invalid {
-                at: src.loc(s.pos),
-                field: "packages".into(),
-                message: format!(
-                    "`{}` is not a valid Debian package name; use lowercase letters, digits and `+.-` (at least 2 characters), optionally `=VERSION`",
-                    show(&name)
-                ),
-            });
-        }
-        packages.push(name);
+    add_packages(src, &config.environment.packages, &scope, &mut packages)?;
+    for opt in config
+        .options
+        .iter()
+        .filter(|o| inputs.build_options.contains(&o.name.value))
+    {
+        add_packages(src, &opt.add, &scope, &mut packages)?;
+        let mut remove = Vec::new();
+        add_packages(src, &opt.remove, &scope, &mut remove)?;
+        packages.retain(|p| !remove.contains(p));
     }
     let repositories = config
         .environment
@@ -186,41 +276,114 @@ pub(crate) fn resolve(
         .iter()
         .map(|s| subst(src, s, &scope))
         .collect::<Result<Vec<_>, _>>()?;
+    let run_as = config
+        .environment
+        .run_as
+        .as_ref()
+        .map(|s| subst(src, s, &scope))
+        .transpose()?;
 
     let mut below = inputs.base_env.to_vec();
     layer(&mut below, &inputs.env_file);
+    let test_below = below.clone();
     layer(
         &mut below,
         &subst_pairs(src, &config.environment.env, &scope)?,
     );
+    let layers = |below: Vec<(String, String)>| EnvLayers {
+        below,
+        cache_defaults: inputs.cache_defaults.to_vec(),
+        aliases: inputs.cache_default_aliases.to_vec(),
+        cli: inputs.cli_env.to_vec(),
+    };
 
     let mut r = Resolver {
         dirs: inputs.dirs,
-        globals: globals.clone(),
-        layers: EnvLayers {
-            below,
-            cache_defaults: inputs.cache_defaults.to_vec(),
-            aliases: inputs.cache_default_aliases.to_vec(),
-            cli: inputs.cli_env.to_vec(),
-        },
+        globals: build.clone(),
+        package: p.name.value.clone(),
+        layers: layers(below),
         steps: Vec::new(),
         skipped: Vec::new(),
+        needs: Vec::new(),
         uses_stack: Vec::new(),
+        environment_only: inputs.environment_only,
+        notes: Vec::new(),
     };
-    let top = Frame {
-        src,
-        inputs: None,
-        path: Vec::new(),
-        workdir: GUEST_HOME.to_string(),
-        env: Vec::new(),
-        timeout: None,
-        depth: 0,
-        volumes: Vec::new(),
-    };
-    r.walk(&config.pipeline, &top)?;
+    r.walk(&config.pipeline, &Frame::top(src, Vec::new()))?;
+    let mut subpackages = Vec::new();
+    let mut built = vec![(p.name.value.clone(), build.clone(), config.test.as_ref())];
+    for s in &subs {
+        r.globals = s.vars.clone();
+        r.package = s.name.clone();
+        if let Some(c) = &s.def.cond {
+            if !condition(src, c, &StepScope::globals(&s.vars))? {
+                tracing::debug!(subpackage = %s.name, "skipped: `if` is false");
+                r.skipped.push(s.name.clone());
+                continue;
+            }
+        }
+        r.walk(&s.def.pipeline, &Frame::top(src, vec![s.name.clone()]))?;
+        subpackages.push(s.name.clone());
+        built.push((s.name.clone(), s.vars.clone(), s.def.test.as_ref()));
+    }
+    for n in std::mem::take(&mut r.needs) {
+        if !packages.contains(&n) {
+            packages.push(n);
+        }
+    }
+    let (steps, skipped) = (std::mem::take(&mut r.steps), std::mem::take(&mut r.skipped));
+
+    let mut all: Vec<String> = vec![p.name.value.clone()];
+    all.extend(subpackages.iter().cloned());
+    let mut tests = Vec::new();
+    for (package, vars, test) in built {
+        let Some(test) = test else { continue };
+        let scope = StepScope::globals(&vars);
+        let mut below = test_below.clone();
+        layer(&mut below, &subst_pairs(src, &test.environment.env, &scope)?);
+        r.layers = layers(below);
+        r.globals = vars.clone();
+        r.package = package.clone();
+        r.walk(&test.pipeline, &Frame::top(src, vec![format!("test {package}")]))?;
+        let mut wanted = Vec::new();
+        add_packages(src, &test.environment.packages, &scope, &mut wanted)?;
+        wanted.append(&mut r.needs);
+        let mut installs = vec![package.clone()];
+        let mut packages = Vec::new();
+        for w in wanted {
+            let bare = crate::names::apk_name(&w);
+            if all.iter().any(|a| a == bare) {
+                if !installs.iter().any(|i| i == bare) {
+                    installs.push(bare.to_string());
+                }
+            } else if !packages.contains(&w) {
+                packages.push(w);
+            }
+        }
+        tests.push(TestPlan {
+            package,
+            packages,
+            installs,
+            steps: std::mem::take(&mut r.steps),
+            skipped: std::mem::take(&mut r.skipped),
+        });
+    }
+    let mut notes: Vec<String> = config
+        .ignored
+        .iter()
+        .map(|(pos, key)| {
+            format!(
+                "{}: `{key}` is melange packaging metadata with no meaning for a vmbuild build; ignored",
+                src.loc(*pos)
+            )
+        })
+        .collect();
+    notes.append(&mut r.notes);
     tracing::debug!(
-        steps = r.steps.len(),
-        skipped = r.skipped.len(),
+        steps = steps.len(),
+        skipped = skipped.len(),
+        subpackages = subpackages.len(),
+        tests = tests.len(),
         "resolved plan"
     );
     Ok(Plan {
@@ -232,11 +395,17 @@ pub(crate) fn resolve(
             timeout: p.timeout,
             cpus: p.cpus,
             memory_mib: p.memory_mib,
+            test_cpus: p.test_cpus,
+            test_memory_mib: p.test_memory_mib,
         },
         packages,
         repositories,
-        steps: r.steps,
-        skipped: r.skipped,
+        steps,
+        skipped,
+        subpackages,
+        tests,
+        run_as,
+        notes,
         volumes: config.cache.clone(),
     })
 }
@@ -249,44 +418,33 @@ impl Resolver {
         Ok(())
     }
 
-    fn step(&mut self, index: usize, step: &Step, frame: &Frame<'_>) -> Result<(), ConfigError> {
+    /// The frame a step's children (or its script) run in: its `if:`
+    /// (`None`: skipped, and listed), working directory, environment,
+    /// timeout, volumes and `needs`, over the enclosing `frame`.
+    fn enter<'f>(
+        &mut self,
+        step: &Step,
+        name: String,
+        frame: &Frame<'f>,
+    ) -> Result<Option<Frame<'f>>, ConfigError> {
         let src = frame.src;
         let globals = self.globals.clone();
         let scope = StepScope {
             globals: &globals,
             inputs: frame.inputs,
         };
-        let name = match (&step.name, &step.body) {
-            (Some(n), _) => subst(src, n, &scope)?,
-            (None, Body::Uses { uses, .. }) => uses.value.clone(),
-            (None, _) => format!("step {}", index + 1),
-        };
         let mut path = frame.path.clone();
-        path.push(name);
-        let path_name = path.join(" > ");
-
+        if !name.is_empty() {
+            path.push(name);
+        }
         if let Some(c) = &step.cond {
-            let run = cond::evaluate(&c.value, &scope).map_err(|e| {
-                let at = src.loc_in(c.pos, c.style, &c.value, e.offset);
-                if e.subst {
-                    ConfigError::Substitution {
-                        at,
-                        message: e.message,
-                    }
-                } else {
-                    ConfigError::Condition {
-                        at,
-                        message: e.message,
-                    }
-                }
-            })?;
-            if !run {
+            if !condition(src, c, &scope)? {
+                let path_name = path.join(" > ");
                 tracing::debug!(step = %path_name, "skipped: `if` is false");
                 self.skipped.push(path_name);
-                return Ok(());
+                return Ok(None);
             }
         }
-
         let workdir = match &step.workdir {
             Some(w) => {
                 let raw = subst(src, w, &scope)?;
@@ -300,49 +458,91 @@ impl Resolver {
         };
         let mut env = frame.env.clone();
         layer(&mut env, &subst_pairs(src, &step.env, &scope)?);
-        let timeout = step.timeout.or(frame.timeout);
         let mut volumes = frame.volumes.clone();
         volumes.extend(step.cache.iter().cloned());
+        add_packages(src, &step.needs, &scope, &mut self.needs)?;
+        for (pos, key) in &step.ignored {
+            let note = format!(
+                "{}: a step's `{key}` has no effect in vmbuild (every step must pass); ignored",
+                src.loc(*pos)
+            );
+            if !self.notes.contains(&note) {
+                self.notes.push(note);
+            }
+        }
+        Ok(Some(Frame {
+            src,
+            inputs: frame.inputs,
+            path,
+            workdir,
+            env,
+            timeout: step.timeout.or(frame.timeout),
+            depth: frame.depth,
+            volumes,
+        }))
+    }
 
+    fn step(&mut self, index: usize, step: &Step, frame: &Frame<'_>) -> Result<(), ConfigError> {
+        let src = frame.src;
+        let name = match (&step.name, &step.body) {
+            // melange does not substitute names; an unknown variable in
+            // one is kept as written rather than failing the config.
+            (Some(n), _) => {
+                let globals = self.globals.clone();
+                let scope = StepScope {
+                    globals: &globals,
+                    inputs: frame.inputs,
+                };
+                subst(src, n, &scope).unwrap_or_else(|_| n.value.clone())
+            }
+            (None, Body::Uses { uses, .. }) => uses.value.clone(),
+            (None, _) => format!("step {}", index + 1),
+        };
+        let Some(inner) = self.enter(step, name, frame)? else {
+            return Ok(());
+        };
         match &step.body {
             Body::Runs(script) => {
+                let globals = self.globals.clone();
+                let scope = StepScope {
+                    globals: &globals,
+                    inputs: frame.inputs,
+                };
                 let script = subst(src, script, &scope)?;
                 self.steps.push(PlanStep {
-                    name: path_name,
+                    name: inner.path.join(" > "),
                     script: format!("{SCRIPT_PRELUDE}{script}"),
-                    workdir,
-                    env: self.layers.for_step(&env),
-                    timeout,
+                    workdir: inner.workdir,
+                    env: self.layers.for_step(&inner.env),
+                    timeout: inner.timeout,
                     depth: frame.depth,
-                    volumes,
+                    volumes: inner.volumes,
+                    package: self.package.clone(),
                 });
             }
             Body::Pipeline(children) => {
                 let child = Frame {
-                    src,
-                    inputs: frame.inputs,
-                    path,
-                    workdir,
-                    env,
-                    timeout,
                     depth: frame.depth + 1,
-                    volumes,
+                    ..inner
                 };
                 self.walk(children, &child)?;
             }
             Body::Uses { uses, with } => {
-                let with = subst_pairs(src, with, &scope)?;
-                let child_base = Frame {
-                    src,
-                    inputs: None,
-                    path,
-                    workdir,
-                    env,
-                    timeout,
-                    depth: frame.depth + 1,
-                    volumes,
+                let globals = self.globals.clone();
+                let scope = StepScope {
+                    globals: &globals,
+                    inputs: frame.inputs,
                 };
-                self.uses(src, uses, step, &with, child_base)?;
+                let given = subst_pairs(src, with, &scope)?;
+                let child = Child {
+                    inherited: frame.inputs.map(<[_]>::to_vec).unwrap_or_default(),
+                    frame: Frame {
+                        inputs: None,
+                        depth: frame.depth + 1,
+                        ..inner
+                    },
+                };
+                self.uses(src, uses, with, &given, child)?;
             }
         }
         Ok(())
@@ -352,9 +552,9 @@ impl Resolver {
         &mut self,
         src: &Source,
         uses: &Str,
-        step: &Step,
+        with_raw: &[(Str, Str)],
         with: &[(String, String)],
-        child: Frame<'_>,
+        child: Child<'_>,
     ) -> Result<(), ConfigError> {
         let name = uses.value.as_str();
         let uses_err = |message: String| ConfigError::Uses {
@@ -375,42 +575,45 @@ impl Resolver {
                 self.uses_stack.join(" -> ")
             )));
         }
-        let (def_src, def) = self.load_def(name).map_err(|e| match e {
-            LoadDefError::NotFound(m) => uses_err(m),
-            LoadDefError::Config(e) => e,
-        })?;
-
-        // Inputs: given (`with`, substituted by the caller), else the
-        // default (substituted with the globals), else required => error.
-        let globals = self.globals.clone();
-        let def_scope = StepScope {
-            globals: &globals,
-            inputs: None,
+        let (def_src, def) = match self.load_def(name) {
+            Ok(found) => found,
+            Err(LoadDefError::NotFound(m)) if self.environment_only => {
+                tracing::debug!("{m}; skipped (only the environment is wanted)");
+                return Ok(());
+            }
+            Err(LoadDefError::NotFound(m)) => return Err(uses_err(m)),
+            Err(LoadDefError::Config(e)) => return Err(e),
         };
+
+        // Inputs: given (`with`, substituted by the caller) and not empty,
+        // else the default (substituted with the globals), else required
+        // => error; as melange's validateWith.
+        let globals = self.globals.clone();
+        let def_scope = StepScope::globals(&globals);
         let declared: Vec<&str> = def.inputs.iter().map(|i| i.name.value.as_str()).collect();
-        if let Body::Uses { with: with_raw, .. } = &step.body {
-            for (k, _) in with_raw {
-                if !declared.contains(&k.value.as_str()) {
-                    let hint = match closest(&k.value, declared.iter().copied()) {
-                        Some(s) => format!("did you mean `{s}`?"),
-                        None if declared.is_empty() => "it takes no inputs".to_string(),
-                        None => format!("its inputs: {}", declared.join(", ")),
-                    };
-                    return Err(ConfigError::Input {
-                        at: src.loc(k.pos),
-                        message: format!(
-                            "pipeline `{name}` has no input `{}`; {hint}",
-                            show(&k.value)
-                        ),
-                    });
-                }
+        for (k, _) in with_raw {
+            if !declared.contains(&k.value.as_str()) {
+                let hint = match closest(&k.value, declared.iter().copied()) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None if declared.is_empty() => "it takes no inputs".to_string(),
+                    None => format!("its inputs: {}", declared.join(", ")),
+                };
+                return Err(ConfigError::Input {
+                    at: src.loc(k.pos),
+                    message: format!(
+                        "pipeline `{name}` has no input `{}`; {hint}",
+                        show(&k.value)
+                    ),
+                });
             }
         }
-        let mut values: Vec<(String, String)> = Vec::new();
+        // As in melange, a pipeline used from inside another sees the
+        // caller's inputs too; its own declared ones win.
+        let mut values: Vec<(String, String)> = child.inherited.clone();
         for input in &def.inputs {
             let given = with
                 .iter()
-                .find(|(k, _)| *k == input.name.value)
+                .find(|(k, v)| *k == input.name.value && !v.is_empty())
                 .map(|(_, v)| v.clone());
             let value = match (given, &input.default) {
                 (Some(v), _) => v,
@@ -426,6 +629,7 @@ impl Resolver {
                 }
                 (None, None) => String::new(),
             };
+            values.retain(|(k, _)| *k != input.name.value);
             values.push((input.name.value.clone(), value));
         }
 
@@ -434,9 +638,18 @@ impl Resolver {
         let frame = Frame {
             src: &def_src,
             inputs: Some(&values),
-            ..child
+            ..child.frame
         };
-        let result = self.walk(&def.pipeline, &frame);
+        let scope = StepScope {
+            globals: &globals,
+            inputs: Some(&values),
+        };
+        let result = add_packages(&def_src, &def.needs, &scope, &mut self.needs)
+            .and_then(|()| self.enter(&def.outer, String::new(), &frame))
+            .and_then(|inner| match (inner, &def.outer.body) {
+                (Some(inner), Body::Pipeline(children)) => self.walk(children, &inner),
+                _ => Ok(()),
+            });
         self.uses_stack.pop();
         result
     }

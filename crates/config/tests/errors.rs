@@ -36,10 +36,26 @@ fn unknown_keys_suggest_the_closest() {
 }
 
 #[test]
-fn unsupported_melange_sections_are_refused() {
+fn melange_sections_are_checked_too() {
     assert_eq!(
-        err(&format!("{HEADER}subpackages: []\npipeline: []\n")),
-        "vmbuild.yaml:4:1: melange's `subpackages` is not supported by vmbuild; remove it"
+        err(&format!("{HEADER}subpackages:\n  - nme: x\npipeline: []\n")),
+        "vmbuild.yaml:5:5: unknown key `nme` in a subpackage; did you mean `name`?"
+    );
+    assert_eq!(
+        err(&format!("{HEADER}var-transforms:\n  - from: x\n    match: '('\n    to: y\npipeline: []\n")),
+        "vmbuild.yaml:6:12: `match` is not a valid regular expression (unclosed group); use RE2 syntax as melange does"
+    );
+    let e = err(&format!(
+        "{HEADER}subpackages:\n  - name: x-${{{{range.key}}}}\n    range: nope\npipeline: []\n"
+    ));
+    assert_eq!(
+        e,
+        "vmbuild.yaml:6:12: `range: nope` names no `data:` entry; add it under the top-level `data:`"
+    );
+    let e = err(&format!("{HEADER}subpackages:\n  - name: hello\npipeline: []\n"));
+    assert_eq!(
+        e,
+        "vmbuild.yaml:5:11: package `hello` is made twice; give each subpackage its own name"
     );
 }
 
@@ -91,13 +107,11 @@ fn missing_and_bad_values() {
         err("pipeline: []\n"),
         "vmbuild.yaml:1:1: missing required `package` in the top level; add it"
     );
+    // As in melange, a config without a pipeline makes an empty package.
+    assert!(plan(HEADER).steps.is_empty());
     assert_eq!(
-        err(HEADER),
-        "vmbuild.yaml:1:1: missing required `pipeline` in the top level; add it"
-    );
-    assert_eq!(
-        err("package:\n  name: Hello\n  version: 1\npipeline: []\n"),
-        "vmbuild.yaml:2:9: `Hello` is not a valid package name; use lowercase letters, digits and `._+-`, starting with a letter or digit"
+        err("package:\n  name: -Hello\n  version: 1\npipeline: []\n"),
+        "vmbuild.yaml:2:9: `-Hello` is not a valid package name; use letters, digits and `._+-`, starting with a letter or digit"
     );
     let e = err("package:\n  name: a1\n  version: 1\n  timeout: soon\npipeline: []\n");
     assert!(
@@ -119,7 +133,7 @@ fn missing_and_bad_values() {
         "{HEADER}environment:\n  contents:\n    packages: [python3, 'Bad Name']\npipeline: []\n"
     ));
     assert!(
-        e.starts_with("vmbuild.yaml:6:25: `Bad Name` is not a valid Debian package name"),
+        e.starts_with("vmbuild.yaml:6:25: `Bad Name` is not a valid package name"),
         "{e}"
     );
     let e = err(&format!(
@@ -138,27 +152,11 @@ fn step_shape_errors() {
         err(&format!("{HEADER}pipeline:\n  - runs: a\n    uses: test/echo\n")),
         "vmbuild.yaml:6:5: a step has exactly one of `runs`, `uses` or `pipeline`; this one has `runs` and `uses`; split it into two steps"
     );
-    assert!(err(&format!("{HEADER}pipeline:\n  - name: nothing\n"))
-        .starts_with("vmbuild.yaml:5:5: a step needs one of `runs`"));
     assert_eq!(
         err(&format!(
             "{HEADER}pipeline:\n  - runs: a\n    with: {{x: y}}\n"
         )),
         "vmbuild.yaml:6:5: `with` gives inputs to a `uses` pipeline; this step has no `uses`"
-    );
-    let e = err(&format!(
-        "{HEADER}pipeline:\n  - runs: a\n    working-directory: ../etc\n"
-    ));
-    assert!(
-        e.starts_with("vmbuild.yaml:6:24: working-directory `../etc` is outside /home/build"),
-        "{e}"
-    );
-    let e = err(&format!(
-        "{HEADER}pipeline:\n  - runs: a\n    working-directory: /tmp\n"
-    ));
-    assert!(
-        e.starts_with("vmbuild.yaml:6:24: working-directory `/tmp` is outside"),
-        "{e}"
     );
 }
 

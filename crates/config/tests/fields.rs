@@ -205,8 +205,9 @@ pipeline:
     let s = &p.steps[0];
     assert_eq!(s.name, "build 2.0-r1");
     assert_eq!(s.workdir, "/home/build/src/x");
-    assert_eq!(s.env_var("OUT"), Some("/home/build/out/sub"));
-    assert_eq!(s.env_var("CTX"), Some("/home/build/out"));
+    // melange's layout: one directory per package under targets.outdir.
+    assert_eq!(s.env_var("OUT"), Some("/home/build/out/sub/sub"));
+    assert_eq!(s.env_var("CTX"), Some("/home/build/out/sub"));
     assert_eq!(s.env_var("ARCH"), Some(std::env::consts::ARCH));
     let triplet = if cfg!(target_arch = "x86_64") {
         "x86_64-pc-linux-gnu"
@@ -246,7 +247,7 @@ fn the_hello_example_parses() {
     assert_eq!(p.steps.len(), 3);
     let all: String = p.steps.iter().map(|s| s.script.as_str()).collect();
     for needle in [
-        "/home/build/out/share/hello/greeting.txt",
+        "/home/build/out/hello/share/hello/greeting.txt",
         "ln -sf",
         "chmod 0755",
         "ln -f bin/hello",
@@ -254,5 +255,5 @@ fn the_hello_example_parses() {
         assert!(all.contains(needle), "{needle} missing");
     }
     assert!(!all.contains("${{"), "unsubstituted: {all}");
-    assert_eq!(p.steps[2].workdir, "/home/build/out");
+    assert_eq!(p.steps[2].workdir, "/home/build/out/hello");
 }

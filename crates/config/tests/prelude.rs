@@ -4,6 +4,8 @@
 
 use std::process::Command;
 
+mod common;
+
 use vmbuild_config::SCRIPT_PRELUDE;
 
 /// (argv prefix) of each shell found on this machine.
@@ -77,4 +79,31 @@ fn prelude_keeps_line_numbers() {
         .expect("run dash");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(": 2: nosuchcmd_vmbuild_test"), "{err}");
+}
+
+/// A step's whole argv, run on this host: bash when PATH has it, else
+/// /bin/sh; `[[ ]]` and pipefail work whenever bash or busybox is the shell.
+#[test]
+fn steps_run_with_bash_when_there_is_one() {
+    let step = |path: &str, script: &str| {
+        let p = common::plan(&format!("{}pipeline:\n  - runs: |\n      {script}\n", common::HEADER));
+        let argv = p.steps[0].argv();
+        let out = Command::new(&argv[0])
+            .args(&argv[1..])
+            .env("PATH", path)
+            .output()
+            .expect("run");
+        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+    if std::path::Path::new("/bin/bash").exists() {
+        let (code, out) = step("/usr/bin:/bin", "[[ x == x ]] && echo \"$BASH_VERSION\" | cut -c1");
+        assert_eq!(code, 0);
+        assert!(!out.is_empty(), "not run by bash");
+        let (code, _) = step("/usr/bin:/bin", "false | true");
+        assert_eq!(code, 1, "pipefail is on under bash");
+    }
+    // No bash on PATH: /bin/sh runs it (dash here, busybox ash in a guest).
+    let empty = tempfile::tempdir().unwrap();
+    let (code, out) = step(&empty.path().display().to_string(), "echo \"bash=${BASH_VERSION:-none}\"");
+    assert_eq!((code, out.as_str()), (0, "bash=none"));
 }

@@ -83,7 +83,7 @@ pipeline:
     let compile = &p.steps[1];
     assert_eq!(
         body(&compile.script),
-        "make app -j4 > /home/build/out/hello"
+        "make app -j4 > /home/build/out/hello/hello"
     );
     assert_eq!(compile.depth, 2);
     assert_eq!(
@@ -272,12 +272,27 @@ fn every_builtin_resolves_with_its_defaults() {
     let names: Vec<&str> = builtin_pipelines().collect();
     assert!(names.contains(&"maven/configure-mirror") && names.contains(&"test/echo"));
     for name in names {
-        let with = if name == "test/echo" {
-            "\n    with: { message: hi }"
-        } else {
-            ""
+        // Give each required input a value: ask the resolver which it misses.
+        let mut with: Vec<String> = Vec::new();
+        let p = loop {
+            let text = format!(
+                "{HEADER}pipeline:\n  - uses: {name}\n    with: {{ {} }}\n",
+                with.join(", ")
+            );
+            match vmbuild_config::parse_str("vmbuild.yaml", &text, &LoadOptions::default()) {
+                Ok(p) => break p,
+                Err(e) => {
+                    let e = e.to_string();
+                    let input = e
+                        .split("needs input `")
+                        .nth(1)
+                        .and_then(|r| r.split('`').next())
+                        .unwrap_or_else(|| panic!("{name}: {e}"));
+                    assert!(with.len() < 5, "{name}: {e}");
+                    with.push(format!("{input}: x"));
+                }
+            }
         };
-        let p = plan(&format!("{HEADER}pipeline:\n  - uses: {name}{with}\n"));
         assert!(!p.steps.is_empty(), "{name}");
         for s in &p.steps {
             assert!(
@@ -322,6 +337,20 @@ fn autoconf_pipelines_use_their_dir_input() {
     assert!(
         p.steps[0].script.contains("--host=x86_64-pc-linux-gnu") || !cfg!(target_arch = "x86_64")
     );
-    assert!(p.steps[1].script.contains("DESTDIR=\"/home/build/out\""));
+    assert!(p.steps[1].script.contains("DESTDIR=\"/home/build/out/hello\""));
     assert_eq!(p.steps[1].workdir, "/home/build");
+}
+
+#[test]
+fn environment_only_skips_pipelines_it_cannot_find() {
+    let text = format!("{HEADER}environment:\n  contents:\n    packages: [make]\npipeline:\n  - uses: nowhere/to-be-found\n  - uses: autoconf/make\n");
+    let e = vmbuild_config::parse_str("vmbuild.yaml", &text, &LoadOptions::default()).unwrap_err();
+    assert!(e.to_string().contains("pipeline `nowhere/to-be-found` not found"), "{e}");
+    let opts = LoadOptions {
+        environment_only: true,
+        ..LoadOptions::default()
+    };
+    let p = plan_with(&text, &opts);
+    assert_eq!(p.packages, ["make"]);
+    assert_eq!(p.steps.len(), 1);
 }

@@ -94,6 +94,9 @@ pub struct BwrapOptions {
     /// read-write at its target, its `root_mode` applied to the host
     /// directory (an `owner` is refused); tag and cache mode are unused.
     pub volumes: Vec<SharedDir>,
+    /// Guest directories under `/home/build` to create in the workspace
+    /// (a build's output directory per package); others are ignored.
+    pub mkdirs: Vec<String>,
 }
 
 /// A workspace and the bubblewrap setup to run commands in it, one at a time.
@@ -139,9 +142,17 @@ impl Sandbox {
             let stats = crate::copy::copy_tree(source, workspace.path())?;
             tracing::debug!(?stats, elapsed = ?started.elapsed(), workspace = %workspace.path().display(), "copied the source");
         }
-        let out = workspace.path().join("out");
-        fs::create_dir_all(&out)
-            .map_err(|e| RunError::io(format!("creating {}", out.display()), e))?;
+        let home = vmbuild_proto::GUEST_HOME;
+        let wanted = opts.mkdirs.iter().filter_map(|m| {
+            m.strip_prefix(home)
+                .and_then(|r| r.strip_prefix('/'))
+                .filter(|r| !r.split('/').any(|c| c == ".."))
+        });
+        for rel in std::iter::once("out").chain(wanted) {
+            let dir = workspace.path().join(rel);
+            fs::create_dir_all(&dir)
+                .map_err(|e| RunError::io(format!("creating {}", dir.display()), e))?;
+        }
         Ok(Sandbox {
             bwrap,
             mirror,

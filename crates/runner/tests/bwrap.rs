@@ -45,6 +45,7 @@ fn fixture_with(fill: impl FnOnce(&Path)) -> Fixture {
         source_dir: Some(source.path().to_path_buf()),
         cache_dir: Some(cache.path().to_path_buf()),
         volumes: Vec::new(),
+        mkdirs: Vec::new(),
     };
     let sandbox = Sandbox::start(&opts).expect("bubblewrap must be installed (scripts/setup.sh)");
     Fixture {
@@ -425,6 +426,7 @@ fn missing_bwrap_binary_is_a_clear_error() {
             source_dir: Some(source.path().into()),
             cache_dir: None,
             volumes: Vec::new(),
+            mkdirs: Vec::new(),
         };
         let e = Sandbox::start(&opts)
             .expect_err("no such bwrap")
@@ -443,10 +445,32 @@ fn a_missing_source_dir_is_a_clear_error() {
         source_dir: Some("/nonexistent/src".into()),
         cache_dir: None,
         volumes: Vec::new(),
+        mkdirs: Vec::new(),
     };
     let e = Sandbox::start(&opts).expect_err("no source").to_string();
     assert!(
         e.contains("/nonexistent/src does not exist") && e.contains("--source-dir"),
         "{e}"
     );
+}
+
+#[test]
+fn the_workspace_has_the_output_dirs_asked_for() {
+    let source = tempfile::tempdir().unwrap();
+    let opts = BwrapOptions {
+        bwrap: None,
+        source_dir: Some(source.path().into()),
+        cache_dir: None,
+        volumes: Vec::new(),
+        mkdirs: vec![
+            "/home/build/out".into(),
+            "/home/build/out/pkg-dev".into(),
+            "/etc/not-in-the-workspace".into(),
+            "/home/build/../escape".into(),
+        ],
+    };
+    let sandbox = Sandbox::start(&opts).expect("bubblewrap must be installed (scripts/setup.sh)");
+    let w = sandbox.workspace();
+    assert!(w.join("out/pkg-dev").is_dir());
+    assert!(!w.join("etc").exists() && !w.join("../escape").exists());
 }

@@ -23,6 +23,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// `1024` (MiB), `512M`, `2G` -> MiB.
 pub fn parse_memory(s: &str) -> Result<u32, String> {
     let t = s.trim();
+    // melange's forms (`2Gi`, `512Mi`), as a config's resources.memory.
+    if t.ends_with('i') {
+        return vmbuild_config::parse_memory_mib(t);
+    }
     let (num, mult) = match t.char_indices().last() {
         Some((i, 'G' | 'g')) => (&t[..i], 1024),
         Some((i, 'M' | 'm')) => (&t[..i], 1),

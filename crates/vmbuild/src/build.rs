@@ -4,22 +4,55 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use vmbuild_config::{LoadOptions, Plan, GUEST_OUTPUT_DIR};
+use vmbuild_config::{package_dir, LoadOptions, Plan, GUEST_OUTPUT_DIR};
 use vmbuild_image::env::InUse;
 use vmbuild_proto::CommandSpec;
-use vmbuild_runner::pipeline::{self, BuildObserver, Step, StepsOutcome};
+pub use vmbuild_runner::pipeline::BuildObserver;
+use vmbuild_runner::pipeline::{self, Step, StepsOutcome};
 use vmbuild_runner::{env, RootImage, RunError, StartEvent, Stopper};
 
 use crate::cache_transfer;
 use crate::cli::{BuildArgs, LogFormat, NetworkArg};
 use crate::progress::{JsonProgress, Tee, TextProgress};
-use crate::runner_setup::{self, Holds, Spec};
+use crate::runner_setup::{self, Spec};
 
 /// Exit code of a build whose step failed (the step's own code is shown).
 pub const EXIT_STEP_FAILED: i32 = 1;
 
-fn steps(plan: &Plan) -> Vec<Step> {
-    plan.steps
+/// Prints a failed step (name, status, last output; an `error` event
+/// under `--log-format json`) and returns [`EXIT_STEP_FAILED`]. `what`
+/// says what it means for the build ("no outputs were placed").
+pub fn report_failure(
+    format: LogFormat,
+    name: &str,
+    exit: &vmbuild_proto::ExitInfo,
+    tail: &str,
+    what: &str,
+) -> i32 {
+    let status = match (exit.code, exit.signal) {
+        (Some(c), _) => format!("exit code {c}"),
+        (None, Some(s)) => format!("signal {s}"),
+        _ => "an unknown status".into(),
+    };
+    let message = format!("step '{name}' failed with {status}; {what}");
+    if format == LogFormat::Json {
+        let v = serde_json::json!({"event": "error", "message": message, "exit_code": EXIT_STEP_FAILED, "step": name, "tail": tail});
+        eprintln!("{v}");
+        return EXIT_STEP_FAILED;
+    }
+    eprintln!("vmbuild: error: {message}");
+    if !tail.trim().is_empty() {
+        eprintln!("vmbuild: last output of '{name}':");
+        for l in tail.lines() {
+            eprintln!("  {l}");
+        }
+    }
+    EXIT_STEP_FAILED
+}
+
+/// The runner's steps for plan steps.
+pub fn steps(plan_steps: &[vmbuild_config::PlanStep]) -> Vec<Step> {
+    plan_steps
         .iter()
         .map(|s| Step {
             name: s.name.clone(),
@@ -61,11 +94,11 @@ fn observer(args: &BuildArgs) -> Result<Box<dyn BuildObserver>, RunError> {
 /// The environment image for the pipeline's packages, built on first use
 /// (progress shown as notes) and reused afterwards; held for use (not
 /// removable by `image rm`/`prune`) until the returned guard is dropped.
-fn env_image(
-    plan: &Plan,
+pub fn env_image(
+    packages: &[String],
     obs: &mut Box<dyn BuildObserver>,
 ) -> Result<(RootImage, InUse), RunError> {
-    let spec = vmbuild_image::env::EnvSpec::new(plan.packages.clone());
+    let spec = vmbuild_image::env::EnvSpec::new(packages.to_vec());
     let root = vmbuild_image::cache_root()?;
     let (held, built) = tokio::task::block_in_place(|| {
         vmbuild_image::env::ensure_env_image_in_use(&root, &spec, &mut |l: &str| obs.note(l))
@@ -81,7 +114,32 @@ fn env_image(
     Ok((crate::root_image_arg::root_image(img), held))
 }
 
-fn source_dir(args: &BuildArgs) -> Result<PathBuf, RunError> {
+/// The main package and its subpackages.
+fn packages(plan: &Plan) -> impl Iterator<Item = &str> {
+    std::iter::once(plan.package.name.as_str()).chain(plan.subpackages.iter().map(String::as_str))
+}
+
+/// What is exported (a guest directory) and where it lands on the host.
+/// A package without subpackages keeps the one-package layout: its
+/// `${{targets.destdir}}` becomes `--output-dir` (default
+/// `./vmbuild-out/<package>`). With subpackages the whole
+/// `${{targets.outdir}}` is exported, one directory per package
+/// (`--output-dir/<package>/`, `--output-dir/<subpackage>/`; default
+/// `./vmbuild-out`).
+fn outputs(plan: &Plan, output_dir: Option<&Path>) -> (String, PathBuf) {
+    let name = &plan.package.name;
+    if plan.subpackages.is_empty() {
+        let out = output_dir.map_or_else(|| Path::new("vmbuild-out").join(name), Path::to_path_buf);
+        (package_dir(name), out)
+    } else {
+        let out = output_dir.map_or_else(|| PathBuf::from("vmbuild-out"), Path::to_path_buf);
+        (GUEST_OUTPUT_DIR.to_string(), out)
+    }
+}
+
+/// The directory shown at /home/build: `--source-dir`, else the config
+/// file's directory; canonical, and a directory.
+pub fn source_dir(args: &BuildArgs) -> Result<PathBuf, RunError> {
     let dir = match &args.source_dir {
         Some(d) => d.clone(),
         None => match args.config.parent() {
@@ -116,18 +174,36 @@ pub async fn build(
         cache_defaults,
         cache_default_aliases,
         base_env: env::base_env_with_ca(!args.vm.ca_certs.is_empty()),
+        build_options: args.build_option.clone(),
+        vars_file: args.vars_file.clone(),
+        environment_only: false,
     };
-    let plan = vmbuild_config::load(&args.config, &opts)?;
+    let mut plan = vmbuild_config::load(&args.config, &opts)?;
+    for p in &args.package_append {
+        if !plan.packages.contains(p) {
+            plan.packages.push(p.clone());
+        }
+    }
+    if args.debug {
+        for s in plan.steps.iter_mut().chain(plan.tests.iter_mut().flat_map(|t| t.steps.iter_mut())) {
+            s.script = s.script.replacen(vmbuild_config::SCRIPT_PRELUDE, &format!("{}set -x; ", vmbuild_config::SCRIPT_PRELUDE), 1);
+        }
+    }
     // From here on the volumes are the file's `cache:` and the flags, merged
     // (a flag replaces the file's entry with its id or target).
     args.vm.volumes = crate::volumes::merge(&plan.volumes, &args.vm.volumes);
     let cache = runner_setup::cache(&args.vm)?;
     let source = source_dir(&args)?;
-    let output_dir = args
-        .output_dir
-        .clone()
-        .unwrap_or_else(|| Path::new("vmbuild-out").join(&plan.package.name));
-    if !plan.packages.is_empty() && args.vm.rootfs.is_some() {
+    for note in &plan.notes {
+        tracing::info!("{note}");
+    }
+    let debian = crate::packages::debian_packages(
+        &args.config,
+        &crate::packages::wanted(&plan.packages),
+        &args.package_map,
+    )?;
+    let (export_dir, output_dir) = outputs(&plan, args.output_dir.as_deref());
+    if !debian.is_empty() && args.vm.rootfs.is_some() {
         return Err(RunError::Flag {
             flag: "--rootfs".into(),
             why: "the pipeline's environment.contents.packages names the root filesystem too: use one".into(),
@@ -144,7 +220,9 @@ pub async fn build(
     )?;
     let mut spec = Spec {
         source: Some(source),
-        mkdirs: vec![GUEST_OUTPUT_DIR.to_string()],
+        mkdirs: std::iter::once(GUEST_OUTPUT_DIR.to_string())
+            .chain(packages(&plan).map(package_dir))
+            .collect(),
         symlinks: if cache.is_some() {
             vmbuild_cache::links_for(plan.steps.iter().map(|s| s.env.as_slice()))
         } else {
@@ -153,7 +231,7 @@ pub async fn build(
         cpus: plan.package.cpus,
         memory_mib: plan.package.memory_mib,
         default_network: Some(NetworkArg::User),
-        packages: !plan.packages.is_empty(),
+        packages: !debian.is_empty(),
         volumes: Vec::new(),
     };
     kind.check(&runner_setup::requested(&args.vm, &spec))?;
@@ -163,7 +241,7 @@ pub async fn build(
         kind.check(&[vmbuild_runner::Feature::StepVolumes])?;
         crate::volumes::check(&step_specs, kind, mode, false, false)?;
     }
-    let mut steps = steps(&plan);
+    let mut steps = steps(&plan.steps);
     for (step, own) in steps.iter_mut().zip(&per_step) {
         step.command.binds = crate::step_volumes::binds(own, &step_specs);
     }
@@ -209,15 +287,8 @@ pub async fn build(
     .await?;
     spec.volumes = crate::volumes::shares(&volumes, mode);
     spec.volumes.extend(step_volumes.shares(mode));
-    let mut holds = Holds::default();
-    let mut options = runner_setup::options(
-        kind,
-        &args.vm,
-        cache.as_ref().map(|(c, _)| c),
-        spec,
-        started,
-        &mut holds,
-    )?;
+    let (mut options, mut holds) =
+        runner_setup::options_held(kind, &args.vm, &cache, spec, started)?;
 
     obs.note(&format!(
         "building {} {}: {} step(s) with the {kind} runner",
@@ -238,8 +309,8 @@ pub async fn build(
     for v in &volumes {
         obs.note(&crate::volumes::describe(v, kind, mode));
     }
-    if !plan.packages.is_empty() {
-        let (image, held) = env_image(&plan, &mut obs)?;
+    if !debian.is_empty() {
+        let (image, held) = env_image(&debian, &mut obs)?;
         options.set_root_image(image)?;
         holds.images.push(held);
     }
@@ -273,12 +344,12 @@ pub async fn build(
     let code = match outcome {
         StepsOutcome::AllPassed { .. } => {
             obs.note(&format!(
-                "exporting {GUEST_OUTPUT_DIR} to {}",
+                "exporting {export_dir} to {}",
                 output_dir.display()
             ));
             let report = match pipeline::export_outputs(
                 &mut session,
-                GUEST_OUTPUT_DIR,
+                &export_dir,
                 env::base_env(),
                 &output_dir,
                 vmbuild_runner::ExportLimits {
@@ -320,7 +391,14 @@ pub async fn build(
                 report.dirs,
                 output_dir.display()
             ));
-            if let Some((root, vols)) = &transfers {
+            let tested = if args.skip_tests || plan.tests.is_empty() {
+                0
+            } else {
+                crate::test_run::run_tests(&args, &plan, &output_dir, started, &stop, &mut obs)
+                    .await?
+            };
+            // The cache goes out only after the whole build, tests included, passed.
+            if let (0, Some((root, vols))) = (tested, &transfers) {
                 cache_transfer::export_after(
                     &args.cache_to,
                     vols,
@@ -331,31 +409,13 @@ pub async fn build(
                 )
                 .await?;
             }
-            0
+            tested
         }
         StepsOutcome::Failed {
             name, exit, tail, ..
         } => {
             session.finish().await?;
-            let status = match (exit.code, exit.signal) {
-                (Some(c), _) => format!("exit code {c}"),
-                (None, Some(s)) => format!("signal {s}"),
-                _ => "an unknown status".into(),
-            };
-            let message = format!("step '{name}' failed with {status}; no outputs were placed");
-            if args.log_format == LogFormat::Json {
-                let v = serde_json::json!({"event": "error", "message": message, "exit_code": EXIT_STEP_FAILED, "step": name, "tail": tail});
-                eprintln!("{v}");
-                return Ok(EXIT_STEP_FAILED);
-            }
-            eprintln!("vmbuild: error: {message}");
-            if !tail.trim().is_empty() {
-                eprintln!("vmbuild: last output of '{name}':");
-                for l in tail.lines() {
-                    eprintln!("  {l}");
-                }
-            }
-            EXIT_STEP_FAILED
+            report_failure(args.log_format, &name, &exit, &tail, "no outputs were placed")
         }
     };
     drop((holds, volumes, cache_held));

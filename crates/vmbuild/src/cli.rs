@@ -41,6 +41,9 @@ pub enum Command {
     Build(BuildArgs),
     /// Boot a fresh microVM, run one command in it, and exit with its code.
     Run(RunArgs),
+    /// Check pipeline configs without booting anything: parse, resolve substitutions and
+    /// `if:`, expand `uses:`, check package names; errors as file:line:col. Exit 0 when all pass.
+    Validate(ValidateArgs),
     /// Environment images (built from `environment.contents.packages`).
     #[command(subcommand)]
     Image(ImageCommand),
@@ -82,8 +85,8 @@ pub struct VmArgs {
     /// Accelerator: kvm, hvf or tcg (default: detected).
     #[arg(long, value_name = "ACCEL")]
     pub accel: Option<String>,
-    /// Number of vCPUs [default: 1, or the pipeline's resources.cpu].
-    #[arg(long, value_parser = parse_cpus)]
+    /// Number of vCPUs [default: 1, or the pipeline's resources.cpu] (melange: --cpu).
+    #[arg(long, alias = "cpu", value_parser = parse_cpus)]
     pub cpus: Option<u32>,
     /// Guest memory in MiB, or with a unit: 512M, 2G [default: 1024, or the pipeline's resources.memory].
     #[arg(long, value_parser = parse_memory)]
@@ -195,8 +198,10 @@ pub struct BuildArgs {
     /// Shown at /home/build in the guest (default: the config file's directory).
     #[arg(long, value_name = "DIR")]
     pub source_dir: Option<PathBuf>,
-    /// Where /home/build/out lands after a successful build (default: ./vmbuild-out/<package>).
-    #[arg(long, value_name = "DIR")]
+    /// Where the package's files land after a successful build (default:
+    /// ./vmbuild-out/<package>; with subpackages ./vmbuild-out, one dir per package)
+    /// (melange: --out-dir).
+    #[arg(long, alias = "out-dir", value_name = "DIR")]
     pub output_dir: Option<PathBuf>,
     /// KEY=VALUE lines, lowest precedence (see docs/pipelines.md).
     #[arg(long, value_name = "FILE")]
@@ -234,6 +239,52 @@ pub struct BuildArgs {
     /// build goes on (the screen still shows everything).
     #[arg(long, value_parser = crate::args::parse_size, value_name = "SIZE", default_value = "256M")]
     pub log_file_max: u64,
+    /// Apply the config's `options:` entry NAME (its vars and package changes; repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub build_option: Vec<String>,
+    /// More Wolfi -> Debian package-name entries (`WOLFI-NAME DEBIAN-NAME...` lines;
+    /// repeatable; they win over the built-in map).
+    #[arg(long, value_name = "FILE")]
+    pub package_map: Vec<PathBuf>,
+    /// Do not run the config's `test:` sections after a successful build.
+    #[arg(long)]
+    pub skip_tests: bool,
+    /// A YAML mapping of var names to values that override the config's `vars:`.
+    #[arg(long, value_name = "FILE")]
+    pub vars_file: Option<PathBuf>,
+    /// Add packages to the build environment (repeatable; melange's flag).
+    #[arg(long, value_name = "NAME")]
+    pub package_append: Vec<String>,
+    /// Trace every step's commands (`set -x`), as melange's --debug.
+    #[arg(long)]
+    pub debug: bool,
+    /// Accepted for melange compatibility: vmbuild always removes everything it made.
+    #[arg(long)]
+    pub rm: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// The pipeline files (melange-style YAML).
+    #[arg(required = true, value_name = "CONFIG")]
+    pub configs: Vec<PathBuf>,
+    /// A directory of `uses:` pipelines (repeatable; searched before each config's own
+    /// `pipelines/` directory and the built-ins).
+    #[arg(long, value_name = "DIR")]
+    pub pipeline_dir: Vec<PathBuf>,
+    /// Treat warnings (package names with no Debian equivalent) as errors.
+    #[arg(long)]
+    pub strict: bool,
+    /// More Wolfi -> Debian package-name entries (`WOLFI-NAME DEBIAN-NAME...` lines;
+    /// repeatable; they win over the built-in map).
+    #[arg(long, value_name = "FILE")]
+    pub package_map: Vec<PathBuf>,
+    /// Apply the config's `options:` entry NAME (repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub build_option: Vec<String>,
+    /// Print only the errors and the summary, not one line per valid config.
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]

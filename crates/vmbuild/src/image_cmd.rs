@@ -28,7 +28,11 @@ fn print_table(images: &[EnvImage]) {
 fn spec_of(a: &ImageBuildArgs) -> Result<EnvSpec> {
     let mut spec = match &a.config {
         Some(cfg) => {
-            let plan = vmbuild_config::load(cfg, &Default::default())
+            let opts = vmbuild_config::LoadOptions {
+                environment_only: true,
+                ..Default::default()
+            };
+            let plan = vmbuild_config::load(cfg, &opts)
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             if plan.packages.is_empty() {
                 bail!(
@@ -36,7 +40,10 @@ fn spec_of(a: &ImageBuildArgs) -> Result<EnvSpec> {
                     cfg.display()
                 );
             }
-            EnvSpec::new(plan.packages)
+            let wanted = crate::packages::wanted(&plan.packages);
+            let debian = crate::packages::debian_packages(cfg, &wanted, &[])
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            EnvSpec::new(debian)
         }
         None if !a.package.is_empty() => EnvSpec::new(a.package.clone()),
         None => bail!("give a pipeline file or --package NAME (repeatable)"),

@@ -2,6 +2,7 @@
 //! the library crates (see docs/architecture.md).
 
 mod args;
+mod validate;
 mod bench;
 mod bench_cache;
 mod bench_transfer;
@@ -14,13 +15,16 @@ mod cli;
 mod doctor;
 mod human;
 mod image_cmd;
+mod melange_flags;
 mod oom;
+mod packages;
 mod progress;
 mod root_image_arg;
 mod run;
 mod runner_setup;
 mod step_volumes;
 mod transfer_cmd;
+mod test_run;
 mod volumes;
 
 use std::time::Instant;
@@ -115,6 +119,11 @@ fn interrupt_channel() -> tokio::sync::watch::Receiver<bool> {
 
 fn main() {
     let started = Instant::now();
+    let argv: Vec<String> = std::env::args().collect();
+    if let Some(message) = melange_flags::check(&argv) {
+        eprintln!("vmbuild: error: {message}");
+        std::process::exit(EXIT_SETUP);
+    }
     let cli = match cli::Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -147,6 +156,7 @@ fn main() {
                 exit_code(build::build(args, started, interrupt_channel()).await, json)
             }
             cli::Command::Doctor => doctor::doctor(),
+            cli::Command::Validate(args) => validate::validate(&args, cli.verbose > 0),
             cli::Command::Image(c) => {
                 tool_exit_code(tokio::task::block_in_place(|| image_cmd::image(c)))
             }

@@ -9,7 +9,7 @@ use vmbuild_runner::{env, RunError, StartEvent, StdioSink, Stopper};
 use crate::cli::{LogFormat, NetworkArg, RunArgs};
 use crate::oom::{message, MemoryFrom, OomNotes};
 use crate::progress::JsonProgress;
-use crate::runner_setup::{self, Holds, Spec};
+use crate::runner_setup::{self, Spec};
 
 /// Runs the command; `Ok(code)` is the command's shell exit code.
 pub async fn run(mut args: RunArgs, started: Instant, stop: Stopper) -> Result<i32, RunError> {
@@ -61,15 +61,7 @@ pub async fn run(mut args: RunArgs, started: Instant, stop: Stopper) -> Result<i
         say(&crate::volumes::describe(v, kind, mode));
     }
     spec.volumes = crate::volumes::shares(&volumes, mode);
-    let mut holds = Holds::default();
-    let options = runner_setup::options(
-        kind,
-        &args.vm,
-        cache.as_ref().map(|(c, _)| c),
-        spec,
-        started,
-        &mut holds,
-    )?;
+    let (options, holds) = runner_setup::options_held(kind, &args.vm, &cache, spec, started)?;
     if let Some((c, note)) = &cache {
         let note = crate::volumes::with_persist(
             runner_setup::cache_note(kind, c, note),

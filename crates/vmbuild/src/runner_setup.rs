@@ -130,6 +130,21 @@ pub fn cache_note(kind: RunnerKind, cache: &CacheShare, qemu_note: &str) -> Stri
 }
 
 /// Checks `kind` against what was asked, then builds its options.
+/// [`options`] for a run, build or test with `cache` as
+/// [`cache`] returned it; the things to keep alive come back with them.
+pub fn options_held(
+    kind: RunnerKind,
+    args: &VmArgs,
+    cache: &Option<(CacheShare, String)>,
+    spec: Spec,
+    process_start: Instant,
+) -> Result<(RunnerOptions, Holds), RunError> {
+    let mut holds = Holds::default();
+    let cache = cache.as_ref().map(|(c, _)| c);
+    let options = options(kind, args, cache, spec, process_start, &mut holds)?;
+    Ok((options, holds))
+}
+
 pub fn options(
     kind: RunnerKind,
     args: &VmArgs,
@@ -148,6 +163,7 @@ pub fn options(
             source_dir: spec.source,
             cache_dir: cache.map(|c| c.host_dir.clone()),
             volumes: spec.volumes,
+            mkdirs: spec.mkdirs,
         }),
     })
 }
