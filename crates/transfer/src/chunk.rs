@@ -119,6 +119,7 @@ mod tests {
             size,
             mtime: 0,
             stamp: [0; 5],
+            nlink: 1,
         }
     }
 

@@ -36,6 +36,8 @@ pub struct Entry {
     /// What changes when the entry changes, for the chunk fingerprint:
     /// mtime and ctime in ns, inode, device.
     pub stamp: [i64; 5],
+    /// Names of the inode (hard links).
+    pub nlink: u64,
 }
 
 impl Entry {
@@ -60,7 +62,21 @@ impl Listing {
     }
 }
 
-/// Lists `root` (which must be a directory, not a symlink to one).
+/// Directories this deep are listed on worker threads (the levels above
+/// are listed first, in order, to find them).
+const SPLIT_DEPTH: usize = 2;
+
+/// One place in the listing: an entry, or the subtree of the directory
+/// listed just before it, listed on a worker thread.
+enum Slot {
+    Entry(Entry),
+    Subtree(usize),
+}
+
+/// Lists `root` (which must be a directory, not a symlink to one). The
+/// subtrees below [`SPLIT_DEPTH`] are listed in parallel (one thread per
+/// core) and put back in order, so the listing is the same as a
+/// sequential walk's.
 pub fn list(root: &Path) -> std::io::Result<Listing> {
     let meta = std::fs::symlink_metadata(root)?;
     if !meta.is_dir() {
@@ -70,10 +86,81 @@ pub fn list(root: &Path) -> std::io::Result<Listing> {
         ));
     }
     let mut out = Listing::default();
-    let mut seen: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
-    out.entries.push(entry(Vec::new(), &meta, Kind::Dir));
-    walk(root, &[], &mut out, &mut seen)?;
+    let mut slots = vec![Slot::Entry(entry(Vec::new(), &meta, Kind::Dir))];
+    let mut tasks: Vec<(std::path::PathBuf, Vec<u8>)> = Vec::new();
+    walk(root, &[], 0, &mut slots, &mut tasks, &mut out.skipped)?;
+    let results = subtrees(&tasks)?;
+    let mut results: Vec<Option<Listing>> = results.into_iter().map(Some).collect();
+    for slot in slots {
+        match slot {
+            Slot::Entry(e) => out.entries.push(e),
+            Slot::Subtree(i) => {
+                if let Some(l) = results[i].take() {
+                    out.entries.extend(l.entries);
+                    out.skipped += l.skipped;
+                }
+            }
+        }
+    }
+    // The first name of a multiply-linked file in listing order is the
+    // file; the later ones are hard links to it.
+    let mut seen: HashMap<(i64, i64), Vec<u8>> = HashMap::new();
+    for e in &mut out.entries {
+        if e.kind == Kind::File && e.nlink > 1 {
+            match seen.get(&(e.stamp[3], e.stamp[2])) {
+                Some(first) => {
+                    e.kind = Kind::HardLink(first.clone());
+                    e.size = 0;
+                }
+                None => {
+                    seen.insert((e.stamp[3], e.stamp[2]), e.rel.clone());
+                }
+            }
+        }
+    }
     Ok(out)
+}
+
+/// Lists each task's subtree, on one thread per core; results in order.
+fn subtrees(tasks: &[(std::path::PathBuf, Vec<u8>)]) -> std::io::Result<Vec<Listing>> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    let next = AtomicUsize::new(0);
+    let done: Mutex<Vec<Option<std::io::Result<Listing>>>> =
+        Mutex::new((0..tasks.len()).map(|_| None).collect());
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .min(tasks.len());
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some((dir, rel)) = tasks.get(i) else {
+                    break;
+                };
+                let (mut slots, mut none, mut skipped) = (Vec::new(), Vec::new(), 0);
+                let r = walk(dir, rel, usize::MAX, &mut slots, &mut none, &mut skipped).map(|()| {
+                    let entries = slots
+                        .into_iter()
+                        .filter_map(|s| match s {
+                            Slot::Entry(e) => Some(e),
+                            Slot::Subtree(_) => None,
+                        })
+                        .collect();
+                    Listing { entries, skipped }
+                });
+                if let Ok(mut d) = done.lock() {
+                    d[i] = Some(r);
+                }
+            });
+        }
+    });
+    done.into_inner()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(std::io::Error::other("a listing thread stopped"))))
+        .collect()
 }
 
 fn entry(rel: Vec<u8>, m: &std::fs::Metadata, kind: Kind) -> Entry {
@@ -90,22 +177,31 @@ fn entry(rel: Vec<u8>, m: &std::fs::Metadata, kind: Kind) -> Entry {
             m.dev() as i64,
             m.len() as i64,
         ],
+        nlink: m.nlink(),
     }
 }
 
+/// Lists `dir` (at `rel` in the volume, `depth` levels down) into
+/// `slots`, depth first with names in byte order; a directory at
+/// [`SPLIT_DEPTH`] becomes a task for [`subtrees`] instead of being
+/// descended.
 fn walk(
     dir: &Path,
     prefix: &[u8],
-    out: &mut Listing,
-    seen: &mut HashMap<(u64, u64), Vec<u8>>,
+    depth: usize,
+    slots: &mut Vec<Slot>,
+    tasks: &mut Vec<(std::path::PathBuf, Vec<u8>)>,
+    skipped: &mut u64,
 ) -> std::io::Result<()> {
-    let mut names: Vec<Vec<u8>> = std::fs::read_dir(dir)?
-        .map(|e| e.map(|e| e.file_name().as_bytes().to_vec()))
+    // `DirEntry::metadata` stats relative to the open directory (no
+    // symlink followed), cheaper than resolving each full path again.
+    let mut items: Vec<(Vec<u8>, std::fs::DirEntry)> = std::fs::read_dir(dir)?
+        .map(|e| e.map(|e| (e.file_name().as_bytes().to_vec(), e)))
         .collect::<Result<_, _>>()?;
-    names.sort();
-    for name in names {
+    items.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, item) in items {
         let path = dir.join(OsStr::from_bytes(&name));
-        let m = std::fs::symlink_metadata(&path)?;
+        let m = item.metadata()?;
         let rel = if prefix.is_empty() {
             name.clone()
         } else {
@@ -113,26 +209,20 @@ fn walk(
         };
         let ft = m.file_type();
         if ft.is_dir() {
-            out.entries.push(entry(rel.clone(), &m, Kind::Dir));
-            walk(&path, &rel, out, seen)?;
+            slots.push(Slot::Entry(entry(rel.clone(), &m, Kind::Dir)));
+            if depth + 1 == SPLIT_DEPTH {
+                slots.push(Slot::Subtree(tasks.len()));
+                tasks.push((path, rel));
+            } else {
+                walk(&path, &rel, depth.saturating_add(1), slots, tasks, skipped)?;
+            }
         } else if ft.is_symlink() {
             let target = std::fs::read_link(&path)?.as_os_str().as_bytes().to_vec();
-            out.entries.push(entry(rel, &m, Kind::Symlink(target)));
+            slots.push(Slot::Entry(entry(rel, &m, Kind::Symlink(target))));
         } else if ft.is_file() {
-            let kind = if m.nlink() > 1 {
-                match seen.get(&(m.dev(), m.ino())) {
-                    Some(first) => Kind::HardLink(first.clone()),
-                    None => {
-                        seen.insert((m.dev(), m.ino()), rel.clone());
-                        Kind::File
-                    }
-                }
-            } else {
-                Kind::File
-            };
-            out.entries.push(entry(rel, &m, kind));
+            slots.push(Slot::Entry(entry(rel, &m, Kind::File)));
         } else {
-            out.skipped += 1;
+            *skipped += 1;
         }
     }
     Ok(())
