@@ -2,7 +2,8 @@
 # The main job on a fresh machine: install what is needed (apt), build
 # vmbuild and its static guest init, fetch the guest kernel (first run),
 # build the hello pipeline in a microVM with a cache dir, then build the pip
-# example twice with the same cache (virtiofs) to show the cache at work.
+# example twice with the same cache (virtiofs) to show the cache at work,
+# then once on a "fresh runner" whose cache is imported from an OCI export.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,3 +34,18 @@ for run in first second; do
     printf '%s pip build: %.1f s, %s package file(s) downloaded\n' \
         "$run" "$(awk -v a="$start" -v b="$end" 'BEGIN { print b - a }')" "$(index_file_requests)"
 done
+
+# A fresh CI runner: its cache dir is empty, but the cache the builds above
+# made travels as an OCI export (here an OCI layout dir; a registry works the
+# same with type=registry,ref=...). Exported once, imported before booting:
+# the build downloads no package file.
+rm -rf cache-export cache-fresh
+$VMBUILD cache export ./cache --to type=local,dest=./cache-export
+start=$(date +%s.%N)
+$VMBUILD build examples/pip-cache/vmbuild.yaml --cache-dir ./cache-fresh --cache-mode virtiofs \
+    --cache-from type=local,src=./cache-export \
+    -e "PIP_INDEX_URL=$INDEX_URL" -e PIP_TRUSTED_HOST=10.0.2.2 \
+    --output-dir vmbuild-out/pip-fresh-runner --log-format text
+end=$(date +%s.%N)
+printf 'fresh runner pip build (cache imported): %.1f s, %s package file(s) downloaded\n' \
+    "$(awk -v a="$start" -v b="$end" 'BEGIN { print b - a }')" "$(index_file_requests)"
