@@ -210,7 +210,7 @@ fn walk(
         let ft = m.file_type();
         if ft.is_dir() {
             slots.push(Slot::Entry(entry(rel.clone(), &m, Kind::Dir)));
-            if depth + 1 == SPLIT_DEPTH {
+            if depth.saturating_add(1) == SPLIT_DEPTH {
                 slots.push(Slot::Subtree(tasks.len()));
                 tasks.push((path, rel));
             } else {
@@ -257,5 +257,47 @@ mod tests {
         assert_eq!(l.bytes(), 6);
         assert_eq!(l.entries[4].top(), b"b");
         assert!(list(&r.join("a.txt")).is_err());
+    }
+
+    #[test]
+    fn deep_trees_list_like_a_sequential_walk() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        for p in ["a/b/c/d/e", "a/b2/x", "z/y/x/w"] {
+            std::fs::create_dir_all(r.join(p)).unwrap();
+            std::fs::write(r.join(p).join("f"), p).unwrap();
+        }
+        // A hard link whose first name is in a later parallel subtree than
+        // a directory listed before it.
+        std::fs::hard_link(r.join("z/y/x/w/f"), r.join("z/link")).unwrap();
+        let l = list(r).unwrap();
+        let rels: Vec<String> = l
+            .entries
+            .iter()
+            .map(|e| String::from_utf8_lossy(&e.rel).into_owned())
+            .collect();
+        assert_eq!(
+            rels,
+            [
+                "",
+                "a",
+                "a/b",
+                "a/b/c",
+                "a/b/c/d",
+                "a/b/c/d/e",
+                "a/b/c/d/e/f",
+                "a/b2",
+                "a/b2/x",
+                "a/b2/x/f",
+                "z",
+                "z/link",
+                "z/y",
+                "z/y/x",
+                "z/y/x/w",
+                "z/y/x/w/f"
+            ]
+        );
+        assert_eq!(l.entries[11].kind, Kind::File, "z/link comes first");
+        assert_eq!(l.entries[15].kind, Kind::HardLink(b"z/link".to_vec()));
     }
 }
