@@ -82,6 +82,8 @@ impl fmt::Display for ExportSummary {
 struct Chunk {
     volume: usize,
     range: Range<usize>,
+    /// Bytes of file content in it.
+    bytes: u64,
     fingerprint: String,
     /// Known from the record, or packed now.
     layer: Option<Layer>,
@@ -129,7 +131,9 @@ pub fn export(
         )))?;
         let record = records::load(opts.records, &s.key);
         for range in chunk::plan(&listing.entries) {
-            let fingerprint = chunk::fingerprint(&listing.entries[range.clone()], opts.level);
+            let entries = &listing.entries[range.clone()];
+            let fingerprint = chunk::fingerprint(entries, opts.level);
+            let bytes = walk::content_bytes(entries);
             let layer = record
                 .chunks
                 .get(&fingerprint)
@@ -141,6 +145,7 @@ pub fn export(
             chunks.push(Chunk {
                 volume: vi,
                 range,
+                bytes,
                 fingerprint,
                 layer,
                 file: None,
@@ -171,16 +176,7 @@ pub fn export(
     let todo: Vec<usize> = (0..chunks.len())
         .filter(|i| chunks[*i].layer.is_none())
         .collect();
-    let todo_bytes: u64 = todo
-        .iter()
-        .map(|i| {
-            let c = &chunks[*i];
-            listings[c.volume].entries[c.range.clone()]
-                .iter()
-                .map(|e| e.size)
-                .sum::<u64>()
-        })
-        .sum();
+    let todo_bytes: u64 = todo.iter().map(|i| chunks[*i].bytes).sum();
     meter.phase("packing", todo.len() as u64, todo_bytes);
     let packed = pack_all(
         &todo,
@@ -316,14 +312,7 @@ fn pack_all(
     // Largest chunks first, so no thread is left packing one big file
     // alone at the end.
     let mut order: Vec<usize> = (0..todo.len()).collect();
-    let weight = |k: &usize| {
-        let c = &chunks[todo[*k]];
-        listings[c.volume].entries[c.range.clone()]
-            .iter()
-            .map(|e| e.size)
-            .sum::<u64>()
-    };
-    order.sort_by_key(|k| std::cmp::Reverse(weight(k)));
+    order.sort_by_key(|k| std::cmp::Reverse(chunks[todo[*k]].bytes));
     let next = AtomicUsize::new(0);
     type Slot = Option<Result<(Packed, PathBuf), TransferError>>;
     let results: Mutex<Vec<Slot>> = Mutex::new((0..todo.len()).map(|_| None).collect());
@@ -350,7 +339,7 @@ fn pack_all(
                         )
                         .and_then(|(p, w)| w.into_inner().map(|_| p).map_err(|e| e.into_error()))
                         .map_err(TransferError::io(format!("packing volume {}", src.name)))?;
-                        meter.add_bytes(entries.iter().map(|e| e.size).sum());
+                        meter.add_bytes(c.bytes);
                         meter.blob_done();
                         Ok((p, file))
                     });

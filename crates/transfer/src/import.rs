@@ -19,6 +19,7 @@ use crate::format::{self, Export, Layer};
 use crate::meter::Meter;
 use crate::records::{self, Synced};
 use crate::store::Store;
+use crate::target::DEFAULT_LEVEL;
 use crate::walk;
 use crate::TransferError;
 
@@ -180,14 +181,14 @@ pub fn import(
             .map_err(TransferError::io(format!("creating {}", records.display())))?;
         let report = unpack_volume(store, records, d, layers, info.entries, info.bytes, meter)?;
         // The chunks of what now lies there are the export's: a re-export
-        // of the unchanged volume packs nothing.
+        // of the unchanged volume at the default level packs nothing.
         record.chunks.clear();
         if let Ok(listing) = walk::list(&d.dir) {
             let plan = chunk::plan(&listing.entries);
             if plan.len() == layers.len() {
                 for (r, l) in plan.into_iter().zip(layers) {
                     record.chunks.insert(
-                        chunk::fingerprint(&listing.entries[r], level_of(layers)),
+                        chunk::fingerprint(&listing.entries[r], DEFAULT_LEVEL),
                         (l.digest.clone(), l.size),
                     );
                 }
@@ -209,12 +210,6 @@ pub fn import(
         });
     }
     Ok(out)
-}
-
-/// The zstd level chunk fingerprints are recorded under after an import:
-/// the default, the level a re-export of the volume uses unless told.
-fn level_of(_layers: &[Layer]) -> i32 {
-    crate::target::DEFAULT_LEVEL
 }
 
 /// Feeds decompressed tar bytes to the unpacker, failing once more than

@@ -136,36 +136,10 @@ impl Registry {
     /// Our one-line error for a client error.
     fn error(&self, e: &OciDistributionError) -> TransferError {
         match e {
-            OciDistributionError::UnauthorizedError { .. }
-            | OciDistributionError::AuthenticationFailure(_) => TransferError::Unauthorized {
+            e if refused(e) => TransferError::Unauthorized {
                 registry: self.registry(),
                 how: self.auth_from.clone(),
             },
-            OciDistributionError::ServerError {
-                code: 401 | 403, ..
-            } => TransferError::Unauthorized {
-                registry: self.registry(),
-                how: self.auth_from.clone(),
-            },
-            OciDistributionError::RequestError(r)
-                if matches!(r.status().map(|s| s.as_u16()), Some(401 | 403)) =>
-            {
-                TransferError::Unauthorized {
-                    registry: self.registry(),
-                    how: self.auth_from.clone(),
-                }
-            }
-            OciDistributionError::RegistryError { envelope, .. }
-                if envelope.errors.iter().any(|x| {
-                    let c = format!("{:?}", x.code).to_ascii_lowercase();
-                    c.contains("unauthorized") || c.contains("denied")
-                }) =>
-            {
-                TransferError::Unauthorized {
-                    registry: self.registry(),
-                    how: self.auth_from.clone(),
-                }
-            }
             OciDistributionError::RequestError(r) if r.is_connect() || r.is_timeout() => {
                 let mut cause: &dyn std::error::Error = r;
                 while let Some(next) = cause.source() {
@@ -185,6 +159,33 @@ impl Registry {
                 why: one_line(&other.to_string()),
             },
         }
+    }
+}
+
+/// Whether the registry's error envelope has a code containing one of
+/// `words` (lowercase: `unauthorized`, `denied`, `unknown`...).
+fn envelope_says(e: &OciDistributionError, words: &[&str]) -> bool {
+    match e {
+        OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().any(|x| {
+            let c = format!("{:?}", x.code).to_ascii_lowercase();
+            words.iter().any(|w| c.contains(w))
+        }),
+        _ => false,
+    }
+}
+
+/// Whether the registry refused our credentials (or their absence).
+fn refused(e: &OciDistributionError) -> bool {
+    match e {
+        OciDistributionError::UnauthorizedError { .. }
+        | OciDistributionError::AuthenticationFailure(_)
+        | OciDistributionError::ServerError {
+            code: 401 | 403, ..
+        } => true,
+        OciDistributionError::RequestError(r) => {
+            matches!(r.status().map(|s| s.as_u16()), Some(401 | 403))
+        }
+        e => envelope_says(e, &["unauthorized", "denied"]),
     }
 }
 
@@ -250,9 +251,9 @@ impl Store for Registry {
     }
 
     fn have(&mut self, digests: &[String], meter: &Meter) -> Result<Vec<bool>, TransferError> {
-        let (client, r, auth) = (&self.client, &self.reference, &self.auth);
+        // Authenticated by `ping`, which an export calls first.
+        let (client, r) = (&self.client, &self.reference);
         let found = self.rt.block_on(async {
-            client.auth(r, auth, RegistryOperation::Push).await.ok();
             futures_util::stream::iter(digests)
                 .map(|d| async move {
                     meter.check().map_err(Err)?;
@@ -330,16 +331,9 @@ impl Store for Registry {
                     place: self.place(),
                 })
             }
-            Err(OciDistributionError::RegistryError { envelope, .. })
-                if envelope.errors.iter().any(|x| {
-                    let c = format!("{:?}", x.code).to_ascii_lowercase();
-                    c.contains("unknown") || c.contains("notfound")
-                }) =>
-            {
-                Err(TransferError::NotFound {
-                    place: self.place(),
-                })
-            }
+            Err(e) if envelope_says(&e, &["unknown", "notfound"]) => Err(TransferError::NotFound {
+                place: self.place(),
+            }),
             Err(OciDistributionError::ServerError { code: 404, .. }) => {
                 Err(TransferError::NotFound {
                     place: self.place(),

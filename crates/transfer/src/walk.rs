@@ -58,7 +58,7 @@ pub struct Listing {
 impl Listing {
     /// Bytes of file content.
     pub fn bytes(&self) -> u64 {
-        self.entries.iter().map(|e| e.size).sum()
+        content_bytes(&self.entries)
     }
 }
 
@@ -71,6 +71,11 @@ const SPLIT_DEPTH: usize = 2;
 enum Slot {
     Entry(Entry),
     Subtree(usize),
+}
+
+/// Bytes of file content in `entries` (hard links count once).
+pub fn content_bytes(entries: &[Entry]) -> u64 {
+    entries.iter().map(|e| e.size).sum()
 }
 
 /// Lists `root` (which must be a directory, not a symlink to one). The
@@ -233,6 +238,13 @@ mod tests {
     use super::*;
     use std::os::unix::fs::{symlink, PermissionsExt};
 
+    fn rels(l: &Listing) -> Vec<String> {
+        l.entries
+            .iter()
+            .map(|e| String::from_utf8_lossy(&e.rel).into_owned())
+            .collect()
+    }
+
     #[test]
     fn lists_depth_first_in_byte_order_without_following_links() {
         let d = tempfile::tempdir().unwrap();
@@ -244,11 +256,7 @@ mod tests {
         std::fs::hard_link(r.join("a.txt"), r.join("z-link")).unwrap();
         symlink("/etc", r.join("b/etc")).unwrap();
         let l = list(r).unwrap();
-        let rels: Vec<String> = l
-            .entries
-            .iter()
-            .map(|e| String::from_utf8_lossy(&e.rel).into_owned())
-            .collect();
+        let rels = rels(&l);
         assert_eq!(rels, ["", "a.txt", "b", "b/c", "b/c/f", "b/etc", "z-link"]);
         assert_eq!(l.entries[1].mode, 0o755, "setuid is not carried");
         assert_eq!(l.entries[5].kind, Kind::Symlink(b"/etc".to_vec()));
@@ -271,11 +279,7 @@ mod tests {
         // a directory listed before it.
         std::fs::hard_link(r.join("z/y/x/w/f"), r.join("z/link")).unwrap();
         let l = list(r).unwrap();
-        let rels: Vec<String> = l
-            .entries
-            .iter()
-            .map(|e| String::from_utf8_lossy(&e.rel).into_owned())
-            .collect();
+        let rels = rels(&l);
         assert_eq!(
             rels,
             [
