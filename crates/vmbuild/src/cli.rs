@@ -38,7 +38,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a melange-style pipeline (steps in one fresh VM); outputs land in --output-dir.
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
     /// Boot a fresh microVM, run one command in it, and exit with its code.
     Run(RunArgs),
     /// Check pipeline configs without booting anything: parse, resolve substitutions and

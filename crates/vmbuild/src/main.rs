@@ -153,7 +153,7 @@ fn main() {
             }
             cli::Command::Build(args) => {
                 let json = args.log_format == cli::LogFormat::Json;
-                exit_code(build::build(args, started, interrupt_channel()).await, json)
+                exit_code(build::build(*args, started, interrupt_channel()).await, json)
             }
             cli::Command::Doctor => doctor::doctor(),
             cli::Command::Validate(args) => validate::validate(&args, cli.verbose > 0),
