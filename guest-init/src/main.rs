@@ -23,6 +23,7 @@ mod oom;
 mod overlay;
 mod pathsearch;
 mod port;
+mod resume;
 mod root;
 mod scratch;
 mod setup;
@@ -95,16 +96,29 @@ fn boot(init_start_us: u64) -> Result<()> {
         t0.elapsed().as_micros()
     ));
 
-    port.send(&GuestMessage::Hello(Hello {
+    // Hello comes last: once the host has it, the init sends nothing more
+    // until asked, so the host may save this state (docs/warm-start.md).
+    for l in logs {
+        port.send(&GuestMessage::Log(l))?;
+    }
+    port.send(&GuestMessage::Hello(hello(
+        init_start_us,
+        port_open_us,
+        resume::snapshot_safe(),
+        false,
+    )))?;
+    serve(port, watch)
+}
+
+fn hello(init_start_us: u64, port_open_us: u64, snapshot_safe: bool, resumed: bool) -> Hello {
+    Hello {
         init_version: env!("CARGO_PKG_VERSION").to_string(),
         kernel_release: kernel_release(),
         init_start_us,
         port_open_us,
-    }))?;
-    for l in logs {
-        port.send(&GuestMessage::Log(l))?;
+        snapshot_safe,
+        resumed,
     }
-    serve(port, watch)
 }
 
 /// Answers host requests until Shutdown or until the host hangs up.
@@ -138,6 +152,11 @@ fn serve(port: &mut Port, watch: &ChildWatch) -> Result<()> {
             Some(HostMessage::ExportChanges(e)) => {
                 let info = export_changes(&e.tag, &mut |m| port.send(&m))?;
                 port.send(&GuestMessage::Exited(info))?;
+            }
+            Some(HostMessage::Resume(r)) => {
+                let t0 = boottime_us();
+                resume::apply(&r)?;
+                port.send(&GuestMessage::Hello(hello(t0, boottime_us(), false, true)))?;
             }
             Some(HostMessage::Shutdown) => return Ok(()),
         }

@@ -243,7 +243,11 @@ fn leftovers(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        if name.starts_with(".spool-") || name.starts_with(".pull-") || name.contains("vmbuild-partial") || name.starts_with(".tmp-") {
+        if name.starts_with(".spool-")
+            || name.starts_with(".pull-")
+            || name.contains("vmbuild-partial")
+            || name.starts_with(".tmp-")
+        {
             out.push(e.path().display().to_string());
         }
         if e.path().is_dir() && !e.path().is_symlink() && name.starts_with('.') {
@@ -266,17 +270,38 @@ fn ctrl_c_mid_transfer_leaves_nothing_and_changes_nothing() {
     let interrupt = |args: &[&str], after: Duration| {
         let mut c = v.spawn(args);
         std::thread::sleep(after);
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(c.id() as i32),
+            nix::sys::signal::Signal::SIGINT,
+        )
+        .unwrap();
         let st = crate::harness::wait_with_limit(&mut c, Duration::from_secs(60));
         v.assert_clean();
         st.code()
     };
     // Export: stopped while packing or pushing; nothing is tagged.
-    let code = interrupt(&["cache", "export", "big", "--to", &to, "--cache-root", &r], Duration::from_millis(700));
+    let code = interrupt(
+        &["cache", "export", "big", "--to", &to, "--cache-root", &r],
+        Duration::from_millis(700),
+    );
     assert_eq!(code, Some(130));
     assert!(leftovers(&root).is_empty(), "{:?}", leftovers(&root));
-    let o = v.run(&["cache", "import", "x", "--volume", "big", "--from", &to, "--cache-root", &r]);
-    assert!(stderr(&o).contains("no cache export there yet"), "{}", stderr(&o));
+    let o = v.run(&[
+        "cache",
+        "import",
+        "x",
+        "--volume",
+        "big",
+        "--from",
+        &to,
+        "--cache-root",
+        &r,
+    ]);
+    assert!(
+        stderr(&o).contains("no cache export there yet"),
+        "{}",
+        stderr(&o)
+    );
 
     // A complete export, then an import into another volume stopped midway:
     // that volume keeps what it had.
@@ -286,11 +311,24 @@ fn ctrl_c_mid_transfer_leaves_nothing_and_changes_nothing() {
     std::fs::write(root.join("other/mine"), "kept").unwrap();
     let from = to.clone();
     let code = interrupt(
-        &["cache", "import", "other", "--volume", "big", "--from", &from, "--cache-root", &r],
+        &[
+            "cache",
+            "import",
+            "other",
+            "--volume",
+            "big",
+            "--from",
+            &from,
+            "--cache-root",
+            &r,
+        ],
         Duration::from_millis(700),
     );
     assert_eq!(code, Some(130));
     assert_eq!(std::fs::read_dir(root.join("other")).unwrap().count(), 1);
-    assert_eq!(std::fs::read_to_string(root.join("other/mine")).unwrap(), "kept");
+    assert_eq!(
+        std::fs::read_to_string(root.join("other/mine")).unwrap(),
+        "kept"
+    );
     assert!(leftovers(&root).is_empty(), "{:?}", leftovers(&root));
 }

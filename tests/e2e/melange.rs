@@ -82,13 +82,26 @@ fn tarball(dir: &Path) -> String {
 fn seed(dir: &Path, name: &str) -> String {
     let tgz = dir.join(format!("{name}.tar.gz"));
     let ok = std::process::Command::new("tar")
-        .args(["-czf", &tgz.display().to_string(), "-C", &dir.display().to_string(), name])
+        .args([
+            "-czf",
+            &tgz.display().to_string(),
+            "-C",
+            &dir.display().to_string(),
+            name,
+        ])
         .status()
         .unwrap()
         .success();
     assert!(ok);
-    let sum = std::process::Command::new("sha256sum").arg(&tgz).output().unwrap();
-    let sum = String::from_utf8_lossy(&sum.stdout).split(' ').next().unwrap().to_string();
+    let sum = std::process::Command::new("sha256sum")
+        .arg(&tgz)
+        .output()
+        .unwrap();
+    let sum = String::from_utf8_lossy(&sum.stdout)
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string();
     let cache = dir.join("cache");
     std::fs::create_dir_all(&cache).unwrap();
     std::fs::copy(&tgz, cache.join(format!("sha256:{sum}"))).unwrap();
@@ -124,19 +137,28 @@ fn a_melange_config_builds_splits_and_tests_offline_with_melange_flags() {
     ]);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(0), "{err}");
-    assert!(err.contains("fetch: zed-2.5.1.tar.gz from the cache"), "{err}");
+    assert!(
+        err.contains("fetch: zed-2.5.1.tar.gz from the cache"),
+        "{err}"
+    );
     assert!(err.contains("testing zed in a fresh VM"), "{err}");
-    let read = |p: &str| std::fs::read_to_string(out.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
+    let read =
+        |p: &str| std::fs::read_to_string(out.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
     assert_eq!(read("zed/usr/bin/zed"), "#!/bin/sh\necho zed 2.5\n");
     assert_eq!(read("zed-dev/usr/include/zed.h"), "int zed(void);\n");
-    assert!(!out.join("zed/usr/include").exists(), "split/dev moved the headers");
+    assert!(
+        !out.join("zed/usr/include").exists(),
+        "split/dev moved the headers"
+    );
     assert_eq!(read("zed-doc/usr/share/man/man1/zed.1"), ".TH ZED 1\n");
     assert!(!out.join("zed/usr/share/man").exists());
     assert_eq!(read("zed-red/flavour"), "warm\n");
     assert_eq!(read("zed-blue/flavour"), "cold\n");
 
     // A failing test fails the build, naming the step; the outputs stay.
-    let failing = CONFIG.replace("SHA", &sum).replace("test ! -e /tmp/marker", "exit 3");
+    let failing = CONFIG
+        .replace("SHA", &sum)
+        .replace("test ! -e /tmp/marker", "exit 3");
     std::fs::write(&config, failing).unwrap();
     let o = v.run(&[
         "build",
@@ -151,7 +173,9 @@ fn a_melange_config_builds_splits_and_tests_offline_with_melange_flags() {
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(
-        err.contains("step 'test zed > the tool is installed in a fresh VM' failed with exit code 3"),
+        err.contains(
+            "step 'test zed > the tool is installed in a fresh VM' failed with exit code 3"
+        ),
         "{err}"
     );
 }
@@ -169,11 +193,22 @@ fn git_checkout_and_patch_run_with_the_packages_they_need() {
     std::fs::create_dir_all(&repo).unwrap();
     let git = |args: &[&str]| {
         let o = std::process::Command::new("git")
-            .args(["-c", "user.name=t", "-c", "user.email=t@t", "-C", &repo.display().to_string()])
+            .args([
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "-C",
+                &repo.display().to_string(),
+            ])
             .args(args)
             .output()
             .unwrap();
-        assert!(o.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         String::from_utf8_lossy(&o.stdout).trim().to_string()
     };
     git(&["init", "-q", "-b", "main"]);
@@ -215,18 +250,38 @@ pipeline:
     std::fs::write(proj.join("gc.yaml"), config(&commit)).unwrap();
     let out = work.path().join("out");
     let cfg = proj.join("gc.yaml").display().to_string();
-    let o = v.run(&["build", &cfg, "--output-dir", &out.display().to_string(), "--log-format", "json"]);
+    let o = v.run(&[
+        "build",
+        &cfg,
+        "--output-dir",
+        &out.display().to_string(),
+        "--log-format",
+        "json",
+    ]);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(0), "{err}");
     assert!(err.contains(&format!("at {commit}")), "{err}");
-    assert_eq!(std::fs::read_to_string(out.join("hello.txt")).unwrap(), "hello, patched\n");
+    assert_eq!(
+        std::fs::read_to_string(out.join("hello.txt")).unwrap(),
+        "hello, patched\n"
+    );
 
     let wrong = "0000000000000000000000000000000000000000";
     std::fs::write(proj.join("gc.yaml"), config(wrong)).unwrap();
-    let o = v.run(&["build", &cfg, "--output-dir", &out.display().to_string(), "--log-format", "text"]);
+    let o = v.run(&[
+        "build",
+        &cfg,
+        "--output-dir",
+        &out.display().to_string(),
+        "--log-format",
+        "text",
+    ]);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
-    assert!(err.contains(&format!("is at {commit}, expected {wrong}")), "{err}");
+    assert!(
+        err.contains(&format!("is at {commit}, expected {wrong}")),
+        "{err}"
+    );
 }
 
 const AUTOCONF: &str = r#"
@@ -316,10 +371,17 @@ fn an_autoconf_project_builds_strips_splits_and_tests_offline() {
     assert_eq!(o.status.code(), Some(0), "{err}");
     assert!(err.contains("testing hello in a fresh VM"), "{err}");
     let bin = out.join("hello/usr/bin/hello");
-    let sections = std::process::Command::new("readelf").arg("-S").arg(&bin).output().unwrap();
+    let sections = std::process::Command::new("readelf")
+        .arg("-S")
+        .arg(&bin)
+        .output()
+        .unwrap();
     let sections = String::from_utf8_lossy(&sections.stdout);
     assert!(sections.contains(".text"), "{sections}");
-    assert!(!sections.contains(".debug_info"), "not stripped:\n{sections}");
+    assert!(
+        !sections.contains(".debug_info"),
+        "not stripped:\n{sections}"
+    );
     assert!(out.join("hello-dev/usr/include/hello.h").is_file());
     assert!(!out.join("hello/usr/include").exists());
     assert!(out.join("hello-doc/usr/share/man/man1/hello.1").is_file());

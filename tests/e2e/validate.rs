@@ -103,7 +103,11 @@ fn validate_accepts_the_fixtures_and_locates_each_error() {
     assert!(err.contains("5 config(s): 1 valid, 4 with errors"), "{err}");
 
     // An unknown package is a warning, and an error with --strict.
-    let pkg = write(d.path(), "pkg.yaml", &GOOD.replace("packages: [build-base,", "packages: [no-such-package-zz,"));
+    let pkg = write(
+        d.path(),
+        "pkg.yaml",
+        &GOOD.replace("packages: [build-base,", "packages: [no-such-package-zz,"),
+    );
     let o = v.run(&["validate", &pkg]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(stderr(&o).contains("no-such-package-zz"), "{}", stderr(&o));

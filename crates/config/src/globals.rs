@@ -84,11 +84,18 @@ pub(crate) fn build_vars(
     ];
     g.extend(arch_vars(std::env::consts::ARCH));
     for opt in &config.options {
-        g.push((format!("options.{}.enabled", opt.name.value), "false".into()));
+        g.push((
+            format!("options.{}.enabled", opt.name.value),
+            "false".into(),
+        ));
     }
     for wanted in options {
         if !config.options.iter().any(|o| o.name.value == *wanted) {
-            let known: Vec<&str> = config.options.iter().map(|o| o.name.value.as_str()).collect();
+            let known: Vec<&str> = config
+                .options
+                .iter()
+                .map(|o| o.name.value.as_str())
+                .collect();
             return Err(ConfigError::BuildOption {
                 name: wanted.clone(),
                 known: if known.is_empty() {
@@ -127,13 +134,12 @@ pub(crate) fn build_vars(
     }
     for t in &config.var_transforms {
         let from = subst(src, &t.from, &StepScope::globals(&g))?;
-        let re = crate::transforms::compile(&t.re.value).map_err(|message| {
-            ConfigError::Invalid {
+        let re =
+            crate::transforms::compile(&t.re.value).map_err(|message| ConfigError::Invalid {
                 at: src.loc(t.re.pos),
                 field: "match".into(),
                 message,
-            }
-        })?;
+            })?;
         let value = crate::transforms::apply(&from, &re, &t.replace.value);
         set(&mut g, format!("vars.{}", t.to.value), value);
     }

@@ -144,10 +144,12 @@ use std::path::{Path, PathBuf};
 pub use env::EnvLayers;
 pub use envfile::{parse_env_assignment, parse_env_file};
 pub use error::{ConfigError, Loc};
-pub use pipelines::{builtin_pipeline, builtin_pipelines};
 pub use globals::package_dir;
 pub use packages::{PackageMap, Resolution};
-pub use plan::{PackageInfo, Plan, PlanStep, TestPlan, GUEST_OUTPUT_DIR, SCRIPT_PRELUDE, SHELL, SHELL_WRAPPER};
+pub use pipelines::{builtin_pipeline, builtin_pipelines};
+pub use plan::{
+    PackageInfo, Plan, PlanStep, TestPlan, GUEST_OUTPUT_DIR, SCRIPT_PRELUDE, SHELL, SHELL_WRAPPER,
+};
 pub use units::{parse_cpus, parse_duration, parse_memory_mib};
 
 use decode::Cx;

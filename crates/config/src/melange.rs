@@ -150,10 +150,7 @@ pub(crate) fn data(cx: Cx<'_>, f: &Fields<'_>) -> Result<Vec<RangeData>, ConfigE
 }
 
 /// Decodes `var-transforms:`; each `match` must compile.
-pub(crate) fn var_transforms(
-    cx: Cx<'_>,
-    f: &Fields<'_>,
-) -> Result<Vec<VarTransform>, ConfigError> {
+pub(crate) fn var_transforms(cx: Cx<'_>, f: &Fields<'_>) -> Result<Vec<VarTransform>, ConfigError> {
     let mut out = Vec::new();
     for node in cx.list(f, "var-transforms")? {
         let tf = cx.map(node, "var-transforms", "a var transform", TRANSFORM_KEYS)?;
@@ -194,11 +191,22 @@ pub(crate) fn options(cx: Cx<'_>, f: &Fields<'_>) -> Result<Vec<BuildOption>, Co
             let of = cx.map(v, "options", "a build option", OPTION_KEYS)?;
             opt.vars = cx.string_map(&of, "vars")?;
             if let Some(e) = of.get("environment") {
-                let ef = cx.map(e, "environment", "a build option's environment", OPTION_ENV_KEYS)?;
+                let ef = cx.map(
+                    e,
+                    "environment",
+                    "a build option's environment",
+                    OPTION_ENV_KEYS,
+                )?;
                 if let Some(c) = ef.get("contents") {
-                    let cf = cx.map(c, "contents", "a build option's contents", OPTION_CONTENTS_KEYS)?;
+                    let cf = cx.map(
+                        c,
+                        "contents",
+                        "a build option's contents",
+                        OPTION_CONTENTS_KEYS,
+                    )?;
                     if let Some(p) = cf.get("packages") {
-                        let pf = cx.map(p, "packages", "a build option's packages", OPTION_LIST_KEYS)?;
+                        let pf =
+                            cx.map(p, "packages", "a build option's packages", OPTION_LIST_KEYS)?;
                         opt.add = cx.string_list(&pf, "add")?;
                         opt.remove = cx.string_list(&pf, "remove")?;
                     }

@@ -10,8 +10,8 @@ use crate::decode::{Cx, Fields, Str};
 use crate::envfile::is_env_name;
 use crate::error::{show, ConfigError};
 use crate::names::is_package_name;
-use crate::units::{parse_cpus, parse_duration, parse_memory_mib};
 use crate::source::Pos;
+use crate::units::{parse_cpus, parse_duration, parse_memory_mib};
 use crate::yaml::Node;
 
 /// A whole config file.
@@ -86,7 +86,10 @@ pub(crate) struct Step {
 #[derive(Debug)]
 pub(crate) enum Body {
     Runs(Str),
-    Uses { uses: Str, with: Vec<(Str, Str)> },
+    Uses {
+        uses: Str,
+        with: Vec<(Str, Str)>,
+    },
     /// Nested steps; a step with only a `name:` is an empty group.
     Pipeline(Vec<Step>),
 }
@@ -311,7 +314,12 @@ fn resources(
     ignored: &mut Vec<(Pos, String)>,
 ) -> Result<(Option<u32>, Option<u32>), ConfigError> {
     let rf = cx.map(node, key, "package.resources", RESOURCE_KEYS)?;
-    note_ignored(&rf, &format!("package.{key}."), &["cpumodel", "disk"], ignored);
+    note_ignored(
+        &rf,
+        &format!("package.{key}."),
+        &["cpumodel", "disk"],
+        ignored,
+    );
     let mut out = (None, None);
     if let Some(s) = cx.opt_string(&rf, "cpu")? {
         out.0 = Some(parse_cpus(&s.value).map_err(|m| cx.invalid(s.pos, "cpu", m))?);
@@ -426,7 +434,12 @@ pub(crate) fn environment(
         note_ignored(
             &cf,
             &contents,
-            &["keyring", "build_repositories", "runtime_repositories", "baseimage"],
+            &[
+                "keyring",
+                "build_repositories",
+                "runtime_repositories",
+                "baseimage",
+            ],
             ignored,
         );
         for key in ["keyring", "build_repositories", "runtime_repositories"] {
@@ -436,7 +449,12 @@ pub(crate) fn environment(
     if let Some(a) = f.get("accounts") {
         let af = cx.map(a, "accounts", "environment.accounts", ACCOUNTS_KEYS)?;
         env.run_as = cx.opt_string(&af, "run-as")?;
-        note_ignored(&af, &format!("{prefix}accounts."), &["users", "groups"], ignored);
+        note_ignored(
+            &af,
+            &format!("{prefix}accounts."),
+            &["users", "groups"],
+            ignored,
+        );
     }
     Ok(env)
 }
@@ -501,7 +519,12 @@ fn step(cx: Cx<'_>, node: &Node) -> Result<Step, ConfigError> {
         ));
     }
     let mut ignored = Vec::new();
-    note_ignored(&f, "", &["label", "description", "assertions"], &mut ignored);
+    note_ignored(
+        &f,
+        "",
+        &["label", "description", "assertions"],
+        &mut ignored,
+    );
     if let Some(a) = f.get("assertions") {
         // melange counts the steps that must pass; every step must here.
         let af = cx.map(a, "assertions", "assertions", ASSERTION_KEYS)?;

@@ -150,7 +150,9 @@ mod tests {
         ] {
             assert!(check_apk_package(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "-x", "foo bar", "foo=", "foo>=", "foo/bar", ".x", "a=1 2"] {
+        for bad in [
+            "", "-x", "foo bar", "foo=", "foo>=", "foo/bar", ".x", "a=1 2",
+        ] {
             assert!(check_apk_package(bad).is_err(), "{bad:?}");
         }
         assert_eq!(split_apk("go>=1.22"), ("go", Some((">=", "1.22"))));

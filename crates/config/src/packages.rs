@@ -101,7 +101,9 @@ impl PackageMap {
             if wolfi.chars().all(|c| c == '*') {
                 return Err(ConfigError::PackageMap {
                     at: at(),
-                    message: format!("`{wolfi}` would match every name; write a pattern like `go-*`"),
+                    message: format!(
+                        "`{wolfi}` would match every name; write a pattern like `go-*`"
+                    ),
                 });
             }
             let debian = if debian == ["-"] { Vec::new() } else { debian };
@@ -116,7 +118,12 @@ impl PackageMap {
 
     /// This map with `other`'s entries added; they win over this one's.
     pub fn extended(mut self, other: PackageMap) -> PackageMap {
-        let origin = self.entries.iter().map(|e| e.origin).max().map_or(0, |o| o + 1);
+        let origin = self
+            .entries
+            .iter()
+            .map(|e| e.origin)
+            .max()
+            .map_or(0, |o| o + 1);
         self.entries
             .extend(other.entries.into_iter().map(|e| Entry { origin, ..e }));
         self
@@ -130,7 +137,12 @@ impl PackageMap {
             return Some(&e.debian);
         }
         let matching = |e: &&Entry| e.wolfi.contains('*') && glob(&e.wolfi, name);
-        let newest = self.entries.iter().filter(matching).map(|e| e.origin).max()?;
+        let newest = self
+            .entries
+            .iter()
+            .filter(matching)
+            .map(|e| e.origin)
+            .max()?;
         self.entries
             .iter()
             .filter(matching)
@@ -203,7 +215,11 @@ impl PackageMap {
         if has(&format!("lib{name}")) {
             out.push(format!("lib{name}"));
         }
-        let keys = self.entries.iter().filter(|e| !e.wolfi.contains('*')).map(|e| e.wolfi.as_str());
+        let keys = self
+            .entries
+            .iter()
+            .filter(|e| !e.wolfi.contains('*'))
+            .map(|e| e.wolfi.as_str());
         if let Some(k) = closest(name, keys) {
             out.push(k);
         }
@@ -249,17 +265,26 @@ mod tests {
     use super::*;
 
     fn debian() -> Vec<String> {
-        ["libfoo-dev", "make", "jq", "python3-pip", "libxml2-dev", "git"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
+        [
+            "libfoo-dev",
+            "make",
+            "jq",
+            "python3-pip",
+            "libxml2-dev",
+            "git",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
     }
 
     fn resolve(map: &PackageMap, names: &[&str]) -> Resolution {
         let d = debian();
         let has = |n: &str| d.iter().any(|x| x == n);
         let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
-        map.resolve(&names, Some(&has), &mut |n| map.suggestions(n, Some(&has), &d))
+        map.resolve(&names, Some(&has), &mut |n| {
+            map.suggestions(n, Some(&has), &d)
+        })
     }
 
     #[test]
@@ -268,7 +293,10 @@ mod tests {
         assert!(m.entries.len() >= 55, "{}", m.entries.len());
         let m = PackageMap::builtin();
         assert_eq!(m.lookup("build-base").unwrap(), ["build-essential"]);
-        assert_eq!(m.lookup("ca-certificates-bundle").unwrap(), ["ca-certificates"]);
+        assert_eq!(
+            m.lookup("ca-certificates-bundle").unwrap(),
+            ["ca-certificates"]
+        );
         assert!(m.lookup("wolfi-base").unwrap().is_empty());
         assert_eq!(m.lookup("go-1.23").unwrap(), ["golang-go"]);
         assert_eq!(m.lookup("python-3.12-dev").unwrap(), ["python3-dev"]);
@@ -283,18 +311,36 @@ mod tests {
     fn resolution_maps_passes_debian_names_and_reports_all_unknowns() {
         let r = resolve(
             &PackageMap::builtin(),
-            &["build-base", "gcc~13", "jq", "make", "foo-dev", "zzzq", "busybox"],
+            &[
+                "build-base",
+                "gcc~13",
+                "jq",
+                "make",
+                "foo-dev",
+                "zzzq",
+                "busybox",
+            ],
         );
-        assert_eq!(r.debian, ["build-essential", "gcc", "jq", "make", "busybox"]);
+        assert_eq!(
+            r.debian,
+            ["build-essential", "gcc", "jq", "make", "busybox"]
+        );
         assert_eq!(r.dropped_constraints, ["gcc~13"]);
         assert_eq!(r.unknown.len(), 2);
         assert_eq!(r.unknown[0].0, "foo-dev");
         assert_eq!(r.unknown[0].1[0], "libfoo-dev");
         assert_eq!(r.unknown[1].0, "zzzq");
         let m = r.unknown_message().unwrap();
-        assert!(m.starts_with("2 package name(s) have no Debian equivalent: foo-dev (did you mean libfoo-dev"), "{m}");
+        assert!(
+            m.starts_with(
+                "2 package name(s) have no Debian equivalent: foo-dev (did you mean libfoo-dev"
+            ),
+            "{m}"
+        );
         assert!(m.contains("--package-map"), "{m}");
-        assert!(resolve(&PackageMap::builtin(), &["make"]).unknown_message().is_none());
+        assert!(resolve(&PackageMap::builtin(), &["make"])
+            .unknown_message()
+            .is_none());
     }
 
     #[test]
@@ -308,7 +354,11 @@ mod tests {
 
     #[test]
     fn user_maps_extend_and_win() {
-        let user = PackageMap::parse("my.map", "# mine\nbuild-base gcc make\nfoo-dev libfoo-dev\ngo-* golang-1.22-go\n").unwrap();
+        let user = PackageMap::parse(
+            "my.map",
+            "# mine\nbuild-base gcc make\nfoo-dev libfoo-dev\ngo-* golang-1.22-go\n",
+        )
+        .unwrap();
         let m = PackageMap::builtin().extended(user);
         assert_eq!(m.lookup("build-base").unwrap(), ["gcc", "make"]);
         assert_eq!(m.lookup("go-1.22").unwrap(), ["golang-1.22-go"]);

@@ -10,7 +10,10 @@ use crate::error::show;
 /// `(name, YAML text)` of a built-in pipeline at `pipelines/NAME.yaml`.
 macro_rules! builtin {
     ($name:literal) => {
-        ($name, include_str!(concat!("../pipelines/", $name, ".yaml")))
+        (
+            $name,
+            include_str!(concat!("../pipelines/", $name, ".yaml")),
+        )
     };
 }
 

@@ -340,11 +340,17 @@ pub(crate) fn resolve(
         let Some(test) = test else { continue };
         let scope = StepScope::globals(&vars);
         let mut below = test_below.clone();
-        layer(&mut below, &subst_pairs(src, &test.environment.env, &scope)?);
+        layer(
+            &mut below,
+            &subst_pairs(src, &test.environment.env, &scope)?,
+        );
         r.layers = layers(below);
         r.globals = vars.clone();
         r.package = package.clone();
-        r.walk(&test.pipeline, &Frame::top(src, vec![format!("test {package}")]))?;
+        r.walk(
+            &test.pipeline,
+            &Frame::top(src, vec![format!("test {package}")]),
+        )?;
         let mut wanted = Vec::new();
         add_packages(src, &test.environment.packages, &scope, &mut wanted)?;
         wanted.append(&mut r.needs);

@@ -12,7 +12,9 @@ pub(crate) fn compile(pattern: &str) -> Result<Regex, String> {
         let first = e.to_string();
         let first = first.lines().last().unwrap_or("").trim();
         let first = first.strip_prefix("error: ").unwrap_or(first);
-        format!("`match` is not a valid regular expression ({first}); use RE2 syntax as melange does")
+        format!(
+            "`match` is not a valid regular expression ({first}); use RE2 syntax as melange does"
+        )
     })
 }
 

@@ -52,7 +52,9 @@ fn melange_sections_are_checked_too() {
         e,
         "vmbuild.yaml:6:12: `range: nope` names no `data:` entry; add it under the top-level `data:`"
     );
-    let e = err(&format!("{HEADER}subpackages:\n  - name: hello\npipeline: []\n"));
+    let e = err(&format!(
+        "{HEADER}subpackages:\n  - name: hello\npipeline: []\n"
+    ));
     assert_eq!(
         e,
         "vmbuild.yaml:5:11: package `hello` is made twice; give each subpackage its own name"

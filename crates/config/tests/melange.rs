@@ -123,7 +123,10 @@ fn a_full_melange_config_resolves() {
     assert_eq!(main.packages, ["coreutils"]);
     assert_eq!(body(&main.steps[0].script), "lzip --version");
     let dev = &p.tests[1];
-    assert_eq!((dev.package.as_str(), dev.installs.as_slice()), ("lzip-dev", &["lzip-dev".to_string()][..]));
+    assert_eq!(
+        (dev.package.as_str(), dev.installs.as_slice()),
+        ("lzip-dev", &["lzip-dev".to_string()][..])
+    );
     assert_eq!(body(&dev.steps[0].script), "echo testing lzip-dev");
 
     let notes = p.notes.join("\n");
@@ -197,12 +200,16 @@ fn build_options_change_vars_and_packages() {
 #[test]
 fn unknown_substitutions_are_named() {
     // subpkg.name exists only in a subpackage's context.
-    let e = err(&format!("{HEADER}pipeline:\n  - runs: echo ${{{{subpkg.name}}}}\n"));
+    let e = err(&format!(
+        "{HEADER}pipeline:\n  - runs: echo ${{{{subpkg.name}}}}\n"
+    ));
     assert!(
         e.starts_with("vmbuild.yaml:5:16: unknown variable `${{subpkg.name}}`"),
         "{e}"
     );
-    let e = err(&format!("{HEADER}pipeline:\n  - runs: echo ${{{{range.key}}}}\n"));
+    let e = err(&format!(
+        "{HEADER}pipeline:\n  - runs: echo ${{{{range.key}}}}\n"
+    ));
     assert!(e.contains("unknown variable `${{range.key}}`"), "{e}");
 }
 
@@ -223,13 +230,22 @@ fn a_vars_file_overrides_vars_before_transforms() {
     let text = format!(
         "{HEADER}vars: {{ ver: 1.2.3 }}\nvar-transforms:\n  - {{ from: \"${{{{vars.ver}}}}\", match: '\\.\\d+$', replace: '', to: mm }}\npipeline:\n  - runs: echo ${{{{vars.ver}}}} ${{{{vars.mm}}}} ${{{{vars.extra}}}}\n"
     );
-    assert_eq!(body(&plan(&text.replace(" ${{vars.extra}}", "")).steps[0].script), "echo 1.2.3 1.2");
+    assert_eq!(
+        body(&plan(&text.replace(" ${{vars.extra}}", "")).steps[0].script),
+        "echo 1.2.3 1.2"
+    );
     let opts = LoadOptions {
         vars_file: Some(f.clone()),
         ..LoadOptions::default()
     };
-    assert_eq!(body(&plan_with(&text, &opts).steps[0].script), "echo 3.4.5 3.4 yes");
+    assert_eq!(
+        body(&plan_with(&text, &opts).steps[0].script),
+        "echo 3.4.5 3.4 yes"
+    );
     std::fs::write(&f, "- a\n").unwrap();
     let e = err_with(&text, &opts);
-    assert!(e.contains("vars.yaml:1:1: `--vars-file` must be a mapping"), "{e}");
+    assert!(
+        e.contains("vars.yaml:1:1: `--vars-file` must be a mapping"),
+        "{e}"
+    );
 }

@@ -86,17 +86,26 @@ fn prelude_keeps_line_numbers() {
 #[test]
 fn steps_run_with_bash_when_there_is_one() {
     let step = |path: &str, script: &str| {
-        let p = common::plan(&format!("{}pipeline:\n  - runs: |\n      {script}\n", common::HEADER));
+        let p = common::plan(&format!(
+            "{}pipeline:\n  - runs: |\n      {script}\n",
+            common::HEADER
+        ));
         let argv = p.steps[0].argv();
         let out = Command::new(&argv[0])
             .args(&argv[1..])
             .env("PATH", path)
             .output()
             .expect("run");
-        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).trim().to_string())
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        )
     };
     if std::path::Path::new("/bin/bash").exists() {
-        let (code, out) = step("/usr/bin:/bin", "[[ x == x ]] && echo \"$BASH_VERSION\" | cut -c1");
+        let (code, out) = step(
+            "/usr/bin:/bin",
+            "[[ x == x ]] && echo \"$BASH_VERSION\" | cut -c1",
+        );
         assert_eq!(code, 0);
         assert!(!out.is_empty(), "not run by bash");
         let (code, _) = step("/usr/bin:/bin", "false | true");
@@ -104,6 +113,9 @@ fn steps_run_with_bash_when_there_is_one() {
     }
     // No bash on PATH: /bin/sh runs it (dash here, busybox ash in a guest).
     let empty = tempfile::tempdir().unwrap();
-    let (code, out) = step(&empty.path().display().to_string(), "echo \"bash=${BASH_VERSION:-none}\"");
+    let (code, out) = step(
+        &empty.path().display().to_string(),
+        "echo \"bash=${BASH_VERSION:-none}\"",
+    );
     assert_eq!((code, out.as_str()), (0, "bash=none"));
 }

@@ -337,7 +337,9 @@ fn autoconf_pipelines_use_their_dir_input() {
     assert!(
         p.steps[0].script.contains("--host=x86_64-pc-linux-gnu") || !cfg!(target_arch = "x86_64")
     );
-    assert!(p.steps[1].script.contains("DESTDIR=\"/home/build/out/hello\""));
+    assert!(p.steps[1]
+        .script
+        .contains("DESTDIR=\"/home/build/out/hello\""));
     assert_eq!(p.steps[1].workdir, "/home/build");
 }
 
@@ -345,7 +347,11 @@ fn autoconf_pipelines_use_their_dir_input() {
 fn environment_only_skips_pipelines_it_cannot_find() {
     let text = format!("{HEADER}environment:\n  contents:\n    packages: [make]\npipeline:\n  - uses: nowhere/to-be-found\n  - uses: autoconf/make\n");
     let e = vmbuild_config::parse_str("vmbuild.yaml", &text, &LoadOptions::default()).unwrap_err();
-    assert!(e.to_string().contains("pipeline `nowhere/to-be-found` not found"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("pipeline `nowhere/to-be-found` not found"),
+        "{e}"
+    );
     let opts = LoadOptions {
         environment_only: true,
         ..LoadOptions::default()

@@ -24,6 +24,7 @@ pub enum FrameKind {
     Run = 65,
     Shutdown = 66,
     ExportChanges = 67,
+    Resume = 68,
 }
 
 impl FrameKind {
@@ -40,6 +41,7 @@ impl FrameKind {
             65 => Self::Run,
             66 => Self::Shutdown,
             67 => Self::ExportChanges,
+            68 => Self::Resume,
             _ => return None,
         })
     }

@@ -31,7 +31,36 @@ pub struct Hello {
     pub init_start_us: u64,
     /// CLOCK_BOOTTIME when the control port was open (modules loaded).
     pub port_open_us: u64,
+    /// Whether this state may be saved as a warm-start snapshot: no virtio
+    /// device besides the control console has a driver bound yet, so no
+    /// run-specific device configuration (9p tags, disk sizes) is cached in
+    /// the guest. Absent from older guests: false.
+    #[serde(default)]
+    pub snapshot_safe: bool,
+    /// This Hello answers a [`Resume`]: the guest was restored from a
+    /// snapshot, reseeded and its clock set.
+    #[serde(default)]
+    pub resumed: bool,
 }
+
+/// Host -> guest, first message after a restore from a snapshot: every
+/// restored guest shares its kernel RNG state and its clock with the
+/// snapshot, so both are renewed before anything else runs. The guest
+/// answers with a [`Hello`] whose `resumed` is true.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resume {
+    /// Fresh host entropy (at least [`RESUME_ENTROPY_BYTES`]), mixed into
+    /// the guest kernel's input pool with full credit (`RNDADDENTROPY`)
+    /// before its CRNG is reseeded (`RNDRESEEDCRNG`).
+    pub entropy: Vec<u8>,
+    /// The host's wall clock (CLOCK_REALTIME) in nanoseconds since the Unix
+    /// epoch, set as the guest's wall clock.
+    pub unix_time_ns: u64,
+}
+
+/// How many bytes of entropy a [`Resume`] carries (the size of the
+/// kernel's input pool hash, 256 bits, twice over).
+pub const RESUME_ENTROPY_BYTES: usize = 64;
 
 /// How a host directory is shared into the guest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -274,6 +303,9 @@ pub enum HostMessage {
     /// `Exited` (0, or 1 with the reason on `Stderr`). See
     /// [`WHITEOUT_PREFIX`] and [`OPAQUE_MARKER`].
     ExportChanges(ExportChanges),
+    /// The guest was restored from a snapshot: reseed, set the clock, say
+    /// Hello again (see [`Resume`]).
+    Resume(Resume),
 }
 
 /// Which overlay mount's changes to export.
@@ -352,6 +384,7 @@ impl Message for HostMessage {
             Self::Run(c) => (FrameKind::Run, json(c)),
             Self::Shutdown => (FrameKind::Shutdown, Vec::new()),
             Self::ExportChanges(e) => (FrameKind::ExportChanges, json(e)),
+            Self::Resume(r) => (FrameKind::Resume, json(r)),
         }
     }
 
@@ -361,6 +394,7 @@ impl Message for HostMessage {
             FrameKind::Run => Self::Run(parse(kind, &payload)?),
             FrameKind::Shutdown => Self::Shutdown,
             FrameKind::ExportChanges => Self::ExportChanges(parse(kind, &payload)?),
+            FrameKind::Resume => Self::Resume(parse(kind, &payload)?),
             other => return Err(FrameError::Unexpected(other)),
         })
     }
@@ -378,6 +412,8 @@ mod tests {
                 kernel_release: "6.1.0-56-amd64".into(),
                 init_start_us: 1_200_000,
                 port_open_us: 1_250_000,
+                snapshot_safe: true,
+                resumed: false,
             }),
             GuestMessage::Ready(Ready { uptime_us: 5 }),
             GuestMessage::Stdout(vec![0, 1, 2, 255]),
@@ -474,6 +510,10 @@ mod tests {
                 binds: Vec::new(),
             }),
             HostMessage::Shutdown,
+            HostMessage::Resume(Resume {
+                entropy: vec![7; RESUME_ENTROPY_BYTES],
+                unix_time_ns: 1_796_000_000_123_456_789,
+            }),
         ];
         let mut buf = Vec::new();
         for m in &msgs {
@@ -495,6 +535,16 @@ mod tests {
         let n: NetworkSpec =
             serde_json::from_slice(br#"{"address":"10.0.2.15/24","gateway":"10.0.2.2"}"#).unwrap();
         assert!(n.dns.is_empty());
+    }
+
+    #[test]
+    fn hello_from_an_older_guest_is_neither_snapshot_safe_nor_resumed() {
+        let old = br#"{"init_version":"0.1.0","kernel_release":"6.1","init_start_us":1,"port_open_us":2}"#;
+        let h = match GuestMessage::decode(FrameKind::Hello, old.to_vec()).unwrap() {
+            GuestMessage::Hello(h) => h,
+            other => panic!("{other:?}"),
+        };
+        assert!(!h.snapshot_safe && !h.resumed);
     }
 
     #[test]

@@ -422,6 +422,19 @@ pub fn build_argv(cfg: &VmConfig) -> Vec<OsString> {
     a
 }
 
+/// The descriptor number a restoring QEMU reads its migration stream
+/// from (see [`incoming_args`]).
+pub const INCOMING_FD: i32 = 3;
+
+/// `-incoming fd:N`: QEMU loads a saved VM state (a migration stream) from
+/// descriptor `fd` instead of booting, then waits paused for `cont` when
+/// the state was saved paused. Appended to [`build_argv`]'s output for a
+/// warm start; the rest of the command line must describe the same
+/// machine and devices as the one that was saved.
+pub fn incoming_args(fd: i32) -> [OsString; 2] {
+    ["-incoming".into(), format!("fd:{fd}").into()]
+}
+
 /// `-sandbox` when asked for and the release has every option.
 ///
 /// QEMU is never asked to drop privileges itself (`-runas`/`-chroot`

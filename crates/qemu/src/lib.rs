@@ -19,8 +19,9 @@ pub use accel::{
     choose_accel, parse_cpu_flags, parse_tsc_khz, probe_host, probe_tsc_khz, HostFacts,
 };
 pub use argv::{
-    build_argv, escape_opt_value, kernel_cmdline, Accel, Arch, Drive, DriveFormat, HostOs, Network,
-    QemuVersion, Share, ShareKind, VmConfig, SLIRP_DNS, SLIRP_GATEWAY, SLIRP_GUEST_ADDRESS,
+    build_argv, escape_opt_value, incoming_args, kernel_cmdline, Accel, Arch, Drive, DriveFormat,
+    HostOs, Network, QemuVersion, Share, ShareKind, VmConfig, INCOMING_FD, SLIRP_DNS,
+    SLIRP_GATEWAY, SLIRP_GUEST_ADDRESS,
 };
 pub use console::{classify, tail, GuestFailure};
 pub use find::{find_qemu, install_hint, parse_qemu_version, qemu_version, QEMU_ENV};

@@ -38,6 +38,22 @@ impl QemuProcess {
         log: &Path,
         confine: Option<&Confinement>,
     ) -> Result<Self, QemuError> {
+        Self::spawn_passing(program, args, log, confine, None)
+    }
+
+    /// [`QemuProcess::spawn`], with `pass` (when given) open in QEMU as
+    /// descriptor [`crate::INCOMING_FD`] and no other descriptor beyond
+    /// stdin, stdout and stderr (e.g. a saved state for `-incoming fd:3`).
+    ///
+    /// # Errors
+    /// As [`QemuProcess::spawn`].
+    pub fn spawn_passing(
+        program: &Path,
+        args: &[OsString],
+        log: &Path,
+        confine: Option<&Confinement>,
+        pass: Option<&std::os::fd::OwnedFd>,
+    ) -> Result<Self, QemuError> {
         let mut cmd = std::process::Command::new(program);
         cmd.args(args);
         if let Some(c) = confine {
@@ -45,6 +61,9 @@ impl QemuProcess {
                 program: program.to_path_buf(),
                 source: std::io::Error::other(e.to_string()),
             })?;
+        }
+        if let Some(fd) = pass {
+            pass_as(&mut cmd, fd, crate::INCOMING_FD);
         }
         let child = Child::spawn(cmd, Output::Log(log.to_path_buf()), Signal::KILL).map_err(
             |e| match e {
@@ -103,6 +122,29 @@ impl QemuProcess {
     }
 }
 
+/// Makes `fd` descriptor `target` in the child, inheritable across exec.
+/// Runs after the confinement hook (which marks everything from 3 up
+/// close-on-exec), so it is the one descriptor QEMU inherits.
+fn pass_as(cmd: &mut std::process::Command, fd: &std::os::fd::OwnedFd, target: i32) {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let src = fd.as_raw_fd();
+    // SAFETY: the hook runs in the forked child before exec and only makes
+    // the dup2/fcntl syscalls on integers; it allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            if src == target {
+                if libc::fcntl(target, libc::F_SETFD, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            } else if libc::dup2(src, target) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,6 +167,33 @@ mod tests {
         );
         assert_eq!(p.try_wait().expect("try_wait"), Some(st));
         assert_eq!(p.read_log(), "out\nerr\n");
+    }
+
+    #[tokio::test]
+    async fn a_passed_descriptor_is_open_as_fd_3_and_others_are_not() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("state");
+        std::fs::write(&data, "saved-state").expect("write");
+        let fd = std::os::fd::OwnedFd::from(std::fs::File::open(&data).expect("open"));
+        // Another descriptor of ours that must not leak into the child.
+        let _other = std::fs::File::open(&data).expect("open");
+        let log = dir.path().join("log");
+        let args = vec![
+            OsString::from("-c"),
+            OsString::from("cat <&3; ls /proc/self/fd | wc -l"),
+        ];
+        let confine = Confinement::default();
+        let mut p = QemuProcess::spawn_passing(
+            Path::new("/bin/sh"),
+            &args,
+            &log,
+            Some(&confine),
+            Some(&fd),
+        )
+        .expect("spawn");
+        assert!(p.wait().await.expect("wait").success());
+        // cat's output, then ls's fds: 0, 1, 2, 3 and the one ls opens.
+        assert_eq!(p.read_log(), "saved-state5\n");
     }
 
     #[tokio::test]

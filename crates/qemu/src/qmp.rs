@@ -132,6 +132,48 @@ impl Qmp {
         Ok(info.running)
     }
 
+    /// The VM's run state by QMP's name (`running`, `paused`, `inmigrate`,
+    /// `postmigrate`, `shutdown` ...), from `query-status`.
+    pub async fn run_state(&self) -> Result<String, QemuError> {
+        let info = self.run("query-status", qmp::query_status {}).await?;
+        Ok(info.status.name().to_string())
+    }
+
+    /// `stop`: pauses the vCPUs.
+    pub async fn stop(&self) -> Result<(), QemuError> {
+        self.run("stop", qmp::stop {}).await.map(|_| ())
+    }
+
+    /// `cont`: resumes the vCPUs (also after an outgoing migration
+    /// completed, or an incoming one loaded a paused state).
+    pub async fn cont(&self) -> Result<(), QemuError> {
+        self.run("cont", qmp::cont {}).await.map(|_| ())
+    }
+
+    /// `migrate uri=URI`: starts sending the VM's state (e.g. `unix:PATH`,
+    /// where the caller listens). Returns once started; poll
+    /// [`Qmp::migration`] for the outcome.
+    pub async fn migrate(&self, uri: &str) -> Result<(), QemuError> {
+        let cmd = qmp::migrate {
+            uri: Some(uri.to_string()),
+            channels: None,
+            detach: None,
+            resume: None,
+        };
+        self.run("migrate", cmd).await.map(|_| ())
+    }
+
+    /// `query-migrate`: the migration's status by QMP's name (`active`,
+    /// `completed`, `failed` ...; `none` before any) and QEMU's error text
+    /// when it failed.
+    pub async fn migration(&self) -> Result<(String, Option<String>), QemuError> {
+        let info = self.run("query-migrate", qmp::query_migrate {}).await?;
+        let status = info
+            .status
+            .map_or_else(|| "none".to_string(), |s| s.name().to_string());
+        Ok((status, info.error_desc))
+    }
+
     /// `quit`: QEMU exits at once. QEMU closing the connection before the
     /// reply arrives counts as success.
     pub async fn quit(&self) -> Result<(), QemuError> {

@@ -224,7 +224,11 @@ impl TarExtractor {
         Self::start(staging, limits, true)
     }
 
-    fn start(staging: &Path, limits: ExportLimits, concatenated: bool) -> Result<Self, ExportError> {
+    fn start(
+        staging: &Path,
+        limits: ExportLimits,
+        concatenated: bool,
+    ) -> Result<Self, ExportError> {
         let ctx = || format!("opening output staging directory {}", staging.display());
         let root =
             rustix::fs::open(staging, DIR_FLAGS, Mode::empty()).map_err(|e| io_err(ctx(), e))?;

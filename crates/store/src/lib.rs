@@ -33,4 +33,4 @@ mod store;
 pub use error::StoreError;
 pub use lock::Lock;
 pub use lru::{select_lru, Prunable};
-pub use store::{is_complete, Removal, Store, COMPLETE_MARKER, LAST_USED_FILE};
+pub use store::{is_complete, Building, Removal, Store, COMPLETE_MARKER, LAST_USED_FILE};

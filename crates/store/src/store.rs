@@ -170,6 +170,31 @@ impl Store {
         Ok(Some(built))
     }
 
+    /// Start building `key`'s entry unless someone else builds, holds or
+    /// removes it right now (`None` then: never waits). The caller fills
+    /// [`Building::dir`] and calls [`Building::commit`]; dropping the
+    /// `Building` instead leaves no entry. An existing entry is replaced on
+    /// commit (e.g. one found corrupt).
+    pub fn try_begin(&self, key: &str) -> Result<Option<Building>, StoreError> {
+        let Some(lock) = self.try_lock(key)? else {
+            return Ok(None);
+        };
+        self.remove_stale_temps_of(key);
+        let tmp = tempfile::Builder::new()
+            .prefix(&temp_prefix(key))
+            .tempdir_in(&self.dir)
+            .map_err(io_err(format!(
+                "creating a temp dir in {}",
+                self.dir.display()
+            )))?;
+        Ok(Some(Building {
+            store: self.clone(),
+            key: key.to_string(),
+            tmp,
+            lock,
+        }))
+    }
+
     /// Delete `key`'s entry unless someone holds it.
     pub fn remove(&self, key: &str) -> Result<Removal, StoreError> {
         let Some(lock) = self.try_lock(key)? else {
@@ -291,6 +316,36 @@ impl Store {
                 (self.remove_tree)(&e.path());
             }
         }
+    }
+}
+
+/// An entry being built by [`Store::try_begin`], with its lock held.
+#[derive(Debug)]
+pub struct Building {
+    store: Store,
+    key: String,
+    tmp: tempfile::TempDir,
+    lock: Lock,
+}
+
+impl Building {
+    /// The directory to fill (renamed into place by [`Building::commit`]).
+    pub fn dir(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    /// Marks the entry complete and moves it into place, replacing any
+    /// previous entry of the key.
+    pub fn commit(self) -> Result<(), StoreError> {
+        write_file_synced(&self.tmp.path().join(COMPLETE_MARKER), b"")?;
+        self.store.delete(&self.key, &self.lock)?;
+        let dir = self.store.entry(&self.key);
+        let tmp = self.tmp.keep();
+        std::fs::rename(&tmp, &dir).map_err(io_err(format!(
+            "moving {} to {}",
+            tmp.display(),
+            dir.display()
+        )))
     }
 }
 

@@ -1,9 +1,11 @@
 //! `vmbuild bench boot`: how long `vmbuild run -- true` takes end to end,
-//! where the time goes, and how that compares to the floor (bare QEMU
-//! booting the same kernel into an initramfs that powers off at once),
-//! measured interleaved in one run so machine noise hits both alike. Each
-//! round also runs `vmbuild run --unsafe-no-confinement -- true`, so what
-//! QEMU's confinement costs (docs/security.md) is measured side by side.
+//! cold (`--cold`: a real boot, with where the time goes) and warm
+//! (restored from a snapshot, docs/warm-start.md), and how both compare to
+//! the floor (bare QEMU booting the same kernel into an initramfs that
+//! powers off at once), measured interleaved in one run so machine noise
+//! hits all alike. Each round also runs `vmbuild run --cold
+//! --unsafe-no-confinement -- true`, so what QEMU's confinement costs
+//! (docs/security.md) is measured side by side.
 
 use std::process::Command;
 use std::time::Instant;
@@ -102,7 +104,8 @@ async fn boot(a: BenchBootArgs) -> Result<()> {
     vmbuild_runner::vm::floor::floor_initramfs(&busybox, &floor_initrd)?;
     let flags = vm_flags(&a.vm);
 
-    // One untimed run of each to warm the page cache.
+    // One untimed run of each to warm the page cache; the first (warm
+    // mode) also saves the snapshot the warm runs restore.
     let warm = Command::new(&exe)
         .arg("run")
         .args(&flags)
@@ -124,6 +127,7 @@ async fn boot(a: BenchBootArgs) -> Result<()> {
         "command_end_to_exit_ms",
     ];
     let mut wall = Vec::new();
+    let mut restored = Vec::new();
     let mut unconfined = Vec::new();
     let mut floor = Vec::new();
     let mut phases: Vec<Vec<f64>> = vec![Vec::new(); keys.len()];
@@ -131,7 +135,7 @@ async fn boot(a: BenchBootArgs) -> Result<()> {
         let t0 = Instant::now();
         let out = Command::new(&exe)
             .arg("run")
-            .arg("--timings")
+            .args(["--timings", "--cold"])
             .args(&flags)
             .args(["--", "true"])
             .output()?;
@@ -145,25 +149,31 @@ async fn boot(a: BenchBootArgs) -> Result<()> {
             v.push(t[*k].as_f64().unwrap_or(0.0));
         }
         wall.push(took);
-        unconfined.push(timed_run(&exe, &flags, &["--unsafe-no-confinement"])?);
+        restored.push(timed_run(&exe, &flags, &[])?);
+        unconfined.push(timed_run(
+            &exe,
+            &flags,
+            &["--cold", "--unsafe-no-confinement"],
+        )?);
         let f =
             vmbuild_runner::vm::floor::boot_floor(&vm, &assets.kernel.image, &floor_initrd).await?;
         floor.push(f.as_secs_f64() * 1000.0);
         eprintln!(
-            "  run {:>2}: vmbuild run -- true {took:7.0} ms   unconfined {:7.0} ms   floor {:7.0} ms",
+            "  run {:>2}: cold {took:7.0} ms   warm {:7.0} ms   cold unconfined {:7.0} ms   floor {:7.0} ms",
             i + 1,
+            restored[i],
             unconfined[i],
             floor[i]
         );
     }
-    let (m, fm) = (median(&wall), median(&floor));
+    let (m, fm, wm) = (median(&wall), median(&floor), median(&restored));
     println!("vmbuild bench boot: {} runs each, interleaved", a.runs);
     println!(
         "  kernel: {} ({})",
         assets.kernel.release,
         assets.kernel.image.display()
     );
-    println!("  `vmbuild run -- true`, process start to exit (median): {m:.0} ms");
+    println!("  `vmbuild run --cold -- true`, process start to exit (median): {m:.0} ms");
     println!(
         "    min {:.0} ms, max {:.0} ms",
         wall.iter().cloned().fold(f64::MAX, f64::min),
@@ -185,13 +195,24 @@ async fn boot(a: BenchBootArgs) -> Result<()> {
     );
     let um = median(&unconfined);
     println!(
-        "  the same with --unsafe-no-confinement (UNSAFE, comparison only) (median): {um:.0} ms; \
+        "  cold with --unsafe-no-confinement (UNSAFE, comparison only) (median): {um:.0} ms; \
          confinement costs {:+.0} ms ({:+.1}%)",
         m - um,
         (m - um) / um * 100.0
     );
     println!("  floor: bare QEMU, same kernel, busybox /init that powers off (median): {fm:.0} ms");
-    println!("  ratio run/floor: {:.2}x", m / fm);
+    println!("  ratio cold/floor: {:.2}x", m / fm);
+    println!(
+        "  `vmbuild run -- true` warm (restored from a snapshot), process start to exit (median): {wm:.0} ms \
+         (min {:.0}, max {:.0})",
+        restored.iter().cloned().fold(f64::MAX, f64::min),
+        restored.iter().cloned().fold(0.0, f64::max)
+    );
+    println!(
+        "  ratio warm/floor: {:.2}x   warm/cold: {:.2}x",
+        wm / fm,
+        wm / m
+    );
     Ok(())
 }
 

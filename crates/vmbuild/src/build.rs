@@ -185,8 +185,16 @@ pub async fn build(
         }
     }
     if args.debug {
-        for s in plan.steps.iter_mut().chain(plan.tests.iter_mut().flat_map(|t| t.steps.iter_mut())) {
-            s.script = s.script.replacen(vmbuild_config::SCRIPT_PRELUDE, &format!("{}set -x; ", vmbuild_config::SCRIPT_PRELUDE), 1);
+        for s in plan
+            .steps
+            .iter_mut()
+            .chain(plan.tests.iter_mut().flat_map(|t| t.steps.iter_mut()))
+        {
+            s.script = s.script.replacen(
+                vmbuild_config::SCRIPT_PRELUDE,
+                &format!("{}set -x; ", vmbuild_config::SCRIPT_PRELUDE),
+                1,
+            );
         }
     }
     // From here on the volumes are the file's `cache:` and the flags, merged
@@ -415,7 +423,13 @@ pub async fn build(
             name, exit, tail, ..
         } => {
             session.finish().await?;
-            report_failure(args.log_format, &name, &exit, &tail, "no outputs were placed")
+            report_failure(
+                args.log_format,
+                &name,
+                &exit,
+                &tail,
+                "no outputs were placed",
+            )
         }
     };
     drop((holds, volumes, cache_held));

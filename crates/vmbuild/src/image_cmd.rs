@@ -32,8 +32,7 @@ fn spec_of(a: &ImageBuildArgs) -> Result<EnvSpec> {
                 environment_only: true,
                 ..Default::default()
             };
-            let plan = vmbuild_config::load(cfg, &opts)
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let plan = vmbuild_config::load(cfg, &opts).map_err(|e| anyhow::anyhow!("{e}"))?;
             if plan.packages.is_empty() {
                 bail!(
                     "{} asks for no packages (environment.contents.packages): nothing to build",

@@ -2,7 +2,6 @@
 //! the library crates (see docs/architecture.md).
 
 mod args;
-mod validate;
 mod bench;
 mod bench_cache;
 mod bench_transfer;
@@ -23,8 +22,9 @@ mod root_image_arg;
 mod run;
 mod runner_setup;
 mod step_volumes;
-mod transfer_cmd;
 mod test_run;
+mod transfer_cmd;
+mod validate;
 mod volumes;
 
 use std::time::Instant;
@@ -153,7 +153,10 @@ fn main() {
             }
             cli::Command::Build(args) => {
                 let json = args.log_format == cli::LogFormat::Json;
-                exit_code(build::build(*args, started, interrupt_channel()).await, json)
+                exit_code(
+                    build::build(*args, started, interrupt_channel()).await,
+                    json,
+                )
             }
             cli::Command::Doctor => doctor::doctor(),
             cli::Command::Validate(args) => validate::validate(&args, cli.verbose > 0),

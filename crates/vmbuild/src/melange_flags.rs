@@ -9,25 +9,52 @@
 /// `(flag, why it has no meaning here)`.
 const NO_MEANING: &[(&str, &str)] = &[
     ("--arch", "vmbuild builds for the host's architecture"),
-    ("--signing-key", "vmbuild writes directories, not signed apks"),
+    (
+        "--signing-key",
+        "vmbuild writes directories, not signed apks",
+    ),
     ("--generate-index", "vmbuild writes no apk repository index"),
-    ("--keyring-append", "environments are Debian images, not apk ones"),
-    ("--repository-append", "environments are Debian images, not apk ones"),
-    ("--apk-cache-dir", "environments are Debian images, not apk ones"),
-    ("--ignore-signatures", "environments are Debian images, not apk ones"),
+    (
+        "--keyring-append",
+        "environments are Debian images, not apk ones",
+    ),
+    (
+        "--repository-append",
+        "environments are Debian images, not apk ones",
+    ),
+    (
+        "--apk-cache-dir",
+        "environments are Debian images, not apk ones",
+    ),
+    (
+        "--ignore-signatures",
+        "environments are Debian images, not apk ones",
+    ),
     ("--namespace", "vmbuild writes no apk metadata"),
     ("--strip-origin-name", "vmbuild writes no apk metadata"),
     ("--create-build-log", "use --log-file FILE"),
     ("--dependency-log", "vmbuild writes no apk metadata"),
-    ("--overlay-binsh", "steps run with bash where the environment has it (docs/pipelines.md, Shell)"),
-    ("--empty-workspace", "the workspace is always the source directory (--source-dir)"),
+    (
+        "--overlay-binsh",
+        "steps run with bash where the environment has it (docs/pipelines.md, Shell)",
+    ),
+    (
+        "--empty-workspace",
+        "the workspace is always the source directory (--source-dir)",
+    ),
     ("--guest-dir", "the guest is vmbuild's own environment"),
     ("--lint-require", "vmbuild does not lint packages"),
     ("--lint-warn", "vmbuild does not lint packages"),
     ("--persist-lint-results", "vmbuild does not lint packages"),
-    ("--workspace-dir", "not supported yet; the workspace is --source-dir shown at /home/build"),
+    (
+        "--workspace-dir",
+        "not supported yet; the workspace is --source-dir shown at /home/build",
+    ),
     ("--interactive", "not supported yet"),
-    ("--disk", "the guest's disk is memory-backed; raise --memory"),
+    (
+        "--disk",
+        "the guest's disk is memory-backed; raise --memory",
+    ),
 ];
 
 /// The error for `args` (a `vmbuild build` command line) when it holds
@@ -36,12 +63,15 @@ pub fn check(args: &[String]) -> Option<String> {
     if args.get(1).map(String::as_str) != Some("build") {
         return None;
     }
-    args.iter().skip(2).take_while(|a| *a != "--").find_map(|a| {
-        let flag = a.split('=').next().unwrap_or(a);
-        NO_MEANING.iter().find(|(f, _)| *f == flag).map(|(f, why)| {
-            format!("melange's {f} has no meaning for vmbuild build: {why}; remove it")
+    args.iter()
+        .skip(2)
+        .take_while(|a| *a != "--")
+        .find_map(|a| {
+            let flag = a.split('=').next().unwrap_or(a);
+            NO_MEANING.iter().find(|(f, _)| *f == flag).map(|(f, why)| {
+                format!("melange's {f} has no meaning for vmbuild build: {why}; remove it")
+            })
         })
-    })
 }
 
 #[cfg(test)]

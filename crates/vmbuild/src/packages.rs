@@ -84,7 +84,14 @@ impl Packages {
 
 /// Wolfi packages whose commands the busybox environment already has
 /// (busybox's own applets: `wget`, `patch`, `sha256sum`, `tar`...).
-const BUSYBOX_PROVIDES: &[&str] = &["busybox", "wolfi-base", "wolfi-baselayout", "wget", "patch", "coreutils"];
+const BUSYBOX_PROVIDES: &[&str] = &[
+    "busybox",
+    "wolfi-base",
+    "wolfi-baselayout",
+    "wget",
+    "patch",
+    "coreutils",
+];
 
 /// The environment packages a build needs: the config's own and its
 /// pipelines' `needs`, or none when busybox covers every one of them
@@ -122,7 +129,9 @@ pub fn debian_packages(
         tracing::info!("{c}: the apk version constraint is dropped (Debian's versions differ)");
     }
     for u in &r.unverified {
-        tracing::info!("{u}: not in the package map and not checked (no apt index); used as a Debian name");
+        tracing::info!(
+            "{u}: not in the package map and not checked (no apt index); used as a Debian name"
+        );
     }
     Ok(r.debian)
 }

@@ -238,6 +238,7 @@ pub fn qemu(
             unconfined: args.unsafe_no_confinement,
             restrict_host: net == NetworkArg::UserRestrictHost,
             disk_bytes: Some(args.disk.unwrap_or(default_disk)).filter(|b| *b > 0),
+            snapshots: snapshot_store(args.cold),
         },
         kernel: KernelChoice {
             kernel: args.kernel.clone(),
@@ -245,6 +246,17 @@ pub fn qemu(
         },
         process_start: Some(process_start),
     })
+}
+
+/// Where warm-start snapshots live (`<cache root>/snapshots`), or `None`
+/// with `--cold` or without a cache root.
+pub fn snapshot_store(cold: bool) -> Option<PathBuf> {
+    if cold {
+        return None;
+    }
+    vmbuild_image::cache_root()
+        .ok()
+        .map(|r| r.join("snapshots"))
 }
 
 /// `--rootfs KEY|IMAGE|DIR`: a cached image (held), an image file, or a

@@ -42,7 +42,11 @@ pub fn install_step(test: &TestPlan, one_package: bool, template: &PlanStep) -> 
         script.push_str(&format!("if [ -d '{d}' ]; then cp -a '{d}/.' /; fi; "));
     }
     PlanStep {
-        name: format!("test {} > install {}", test.package, test.installs.join(" ")),
+        name: format!(
+            "test {} > install {}",
+            test.package,
+            test.installs.join(" ")
+        ),
         script,
         workdir: "/".into(),
         env: template.env.clone(),
@@ -116,7 +120,11 @@ pub async fn run_tests(
                 StartEvent::Phase(l) | StartEvent::Notice(l) => obs.note(l),
             })
             .await?;
-        let mut all = vec![install_step(test, plan.subpackages.is_empty(), &test.steps[0])];
+        let mut all = vec![install_step(
+            test,
+            plan.subpackages.is_empty(),
+            &test.steps[0],
+        )];
         all.extend(test.steps.iter().cloned());
         let ran = pipeline::run_steps(&mut session, &steps(&all), &mut **obs, stop).await;
         let outcome = match ran {
@@ -127,7 +135,10 @@ pub async fn run_tests(
             }
         };
         session.finish().await?;
-        if let StepsOutcome::Failed { name, exit, tail, .. } = outcome {
+        if let StepsOutcome::Failed {
+            name, exit, tail, ..
+        } = outcome
+        {
             return Ok(report_failure(
                 args.log_format,
                 &name,
@@ -159,10 +170,24 @@ mod tests {
     fn the_install_step_copies_each_tested_package_into_the_root() {
         let t = test_plan();
         let s = install_step(&t, false, &t.steps[0]);
-        assert!(s.script.contains("cp -a '/run/vmbuild-packages/a/.' /"), "{}", s.script);
-        assert!(s.script.contains("cp -a '/run/vmbuild-packages/a-dev/.' /"), "{}", s.script);
+        assert!(
+            s.script.contains("cp -a '/run/vmbuild-packages/a/.' /"),
+            "{}",
+            s.script
+        );
+        assert!(
+            s.script.contains("cp -a '/run/vmbuild-packages/a-dev/.' /"),
+            "{}",
+            s.script
+        );
         assert_eq!(s.workdir, "/");
         let one = install_step(&t, true, &t.steps[0]);
-        assert!(one.script.ends_with("if [ -d '/run/vmbuild-packages' ]; then cp -a '/run/vmbuild-packages/.' /; fi; "), "{}", one.script);
+        assert!(
+            one.script.ends_with(
+                "if [ -d '/run/vmbuild-packages' ]; then cp -a '/run/vmbuild-packages/.' /; fi; "
+            ),
+            "{}",
+            one.script
+        );
     }
 }

@@ -448,3 +448,12 @@ fn no_sandbox_when_not_asked_or_the_release_predates_its_options() {
     }));
     assert_eq!(values(&argv, "-sandbox").len(), 1);
 }
+
+#[test]
+fn incoming_reads_the_stream_from_a_descriptor() {
+    let a = incoming_args(INCOMING_FD);
+    assert_eq!(
+        strings(&a),
+        vec!["-incoming".to_string(), "fd:3".to_string()]
+    );
+}

@@ -41,7 +41,7 @@ pub async fn boot_floor(
         kernel: kernel.to_path_buf(),
         initrd: initrd.to_path_buf(),
     };
-    let launch = Launch::prepare(opts, &boot)?;
+    let launch = Launch::prepare(opts, &boot, false)?;
     let argv = vmbuild_qemu::build_argv(&launch.plan.qemu);
     let log = super::plan::qemu_log(launch.rundir.path());
     let t0 = Instant::now();

@@ -29,16 +29,21 @@ pub(crate) struct Launch {
     pub rundir: tempfile::TempDir,
     pub ctl_listener: UnixListener,
     pub qmp_listener: UnixListener,
+    /// Where QEMU sends its state when this boot may be saved (warm start).
+    pub migrate_listener: Option<UnixListener>,
     pub plan: VmPlan,
     pub info: BootInfo,
     pub confined: Confined,
+    /// `--boot-timeout` (see [`super::GuestWaits::for_accel`]).
+    pub boot_timeout: Option<std::time::Duration>,
 }
 
 impl Launch {
     /// Detects the host, decides QEMU's confinement, plans the VM for
     /// `opts` (validated), binds the control and QMP sockets and prepares
     /// them, the run dir, the console log and the cgroup for QEMU's uid.
-    pub fn prepare(opts: &VmOptions, boot: &BootFiles) -> Result<Launch, RunError> {
+    /// With `saveable`, also the socket a saved state is sent to.
+    pub fn prepare(opts: &VmOptions, boot: &BootFiles, saveable: bool) -> Result<Launch, RunError> {
         let (mut host, accel_reason) = detect_host(opts)?;
         let mut files = vec![boot.kernel.as_path(), boot.initrd.as_path()];
         if let Some(r) = &opts.root_image {
@@ -63,6 +68,19 @@ impl Launch {
         let plan = plan(opts, &host, boot, rundir.path())?;
         let ctl_listener = bind(&plan.qemu.control_socket)?;
         let qmp_listener = bind(&plan.qemu.qmp_socket)?;
+        let migrate_path = super::plan::migrate_socket(rundir.path());
+        let migrate_listener = if saveable {
+            Some(bind(&migrate_path)?)
+        } else {
+            None
+        };
+        let mut sockets = vec![
+            plan.qemu.control_socket.as_path(),
+            plan.qemu.qmp_socket.as_path(),
+        ];
+        if saveable {
+            sockets.push(&migrate_path);
+        }
         if let Some(sc) = &plan.scratch {
             super::scratch::make(sc)?;
         }
@@ -72,7 +90,7 @@ impl Launch {
             probe,
             confine_plan,
             rundir.path(),
-            &[&plan.qemu.control_socket, &plan.qemu.qmp_socket],
+            &sockets,
             &plan.qemu.console_log,
             plan.scratch.as_ref().map(|sc| sc.path.as_path()),
         )?;
@@ -87,9 +105,11 @@ impl Launch {
             rundir,
             ctl_listener,
             qmp_listener,
+            migrate_listener,
             plan,
             info,
             confined,
+            boot_timeout: opts.boot_timeout,
         })
     }
 }

@@ -21,6 +21,8 @@ pub mod options;
 pub mod plan;
 pub mod scratch;
 pub mod session;
+pub mod snapshot;
+mod warm;
 
 pub use launch::BootInfo;
 pub use options::{RootImage, VmOptions};

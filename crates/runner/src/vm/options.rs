@@ -63,6 +63,10 @@ pub struct VmOptions {
     /// `--network user,restrict-host`: with [`Network::User`], the guest
     /// cannot reach the host's own services (docs/security.md#networking).
     pub restrict_host: bool,
+    /// Warm start (docs/warm-start.md): the snapshot store to restore from
+    /// and save to, usually `<cache root>/snapshots`. `None` (`--cold`):
+    /// always boot, never save.
+    pub snapshots: Option<PathBuf>,
 }
 
 impl Default for VmOptions {
@@ -84,6 +88,7 @@ impl Default for VmOptions {
             unconfined: false,
             disk_bytes: None,
             restrict_host: false,
+            snapshots: None,
         }
     }
 }

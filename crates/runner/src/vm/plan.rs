@@ -97,6 +97,11 @@ pub fn control_socket(rundir: &Path) -> PathBuf {
 pub fn qmp_socket(rundir: &Path) -> PathBuf {
     rundir.join("qmp.sock")
 }
+/// Where the host listens for a saved VM state (warm start) in `rundir`;
+/// QEMU connects to it on QMP `migrate`.
+pub fn migrate_socket(rundir: &Path) -> PathBuf {
+    rundir.join("migrate.sock")
+}
 /// QEMU's own stdout/stderr log in `rundir`.
 pub fn qemu_log(rundir: &Path) -> PathBuf {
     rundir.join("qemu.log")

@@ -12,13 +12,16 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use vmbuild_proto::{CommandSpec, ExitInfo, GuestMessage, Hello, HostMessage};
+use tokio::net::UnixListener;
+use vmbuild_proto::{CommandSpec, ExitInfo, GuestMessage, Hello, HostMessage, Setup};
 
 use super::control::{ControlChannel, Incoming};
 use super::diagnose::{self, read_tail};
 use super::launch::{BootInfo, Launch};
 use super::options::VmOptions;
 use super::plan::{qemu_log, BootFiles};
+use super::snapshot::{self, Saved, Snapshots};
+use super::warm;
 use crate::error::{RunError, VmFailureKind};
 use crate::output::OutputSink;
 use crate::stop::Stopper;
@@ -76,6 +79,8 @@ pub struct Vm {
     pub hello: Hello,
     pub info: BootInfo,
     pub timings: Timings,
+    /// How long each start-up phase may take.
+    pub(super) waits: GuestWaits,
     _rundir: tempfile::TempDir,
 }
 
@@ -97,21 +102,128 @@ async fn daemon_exited(daemons: &mut [Daemon]) -> RunError {
 impl Vm {
     /// Boots a VM for `opts` (validated with [`VmOptions::validate`]) and
     /// brings the guest init to `Ready`.
+    ///
+    /// With a snapshot store (`opts.snapshots`) the guest is restored from
+    /// a saved state when one fits this machine, and a cold boot saves one
+    /// for next time (docs/warm-start.md). A restore that fails for any
+    /// reason but a timeout or Ctrl-C falls back to a cold boot, said only
+    /// at `-v`.
     pub async fn boot(
         opts: &VmOptions,
         boot: &BootFiles,
         stop: &Stopper,
-        mut timings: Timings,
+        timings: Timings,
     ) -> Result<Vm, RunError> {
+        let snapshots = opts.snapshots.as_deref().and_then(|d| {
+            Snapshots::open(d)
+                .map_err(|e| tracing::debug!("warm start off: cannot open {}: {e}", d.display()))
+                .ok()
+        });
+        let launch = Launch::prepare(opts, boot, snapshots.is_some())?;
+        let Some(snapshots) = snapshots else {
+            return Vm::cold(launch, None, stop, timings).await;
+        };
+        match warm::decide(&snapshots, &launch) {
+            warm::Decision::Cold(why) => {
+                tracing::debug!("cold boot: {why}");
+                Vm::cold(launch, None, stop, timings).await
+            }
+            warm::Decision::Save(target) => Vm::cold(launch, Some(target), stop, timings).await,
+            warm::Decision::Restore(saved, description) => {
+                let key = saved.key.clone();
+                match Vm::restore(launch, saved, stop, timings.clone()).await {
+                    Ok(vm) => Ok(vm),
+                    Err(warm::Failed::Stopped(e)) => Err(e),
+                    Err(warm::Failed::Unusable(why)) => {
+                        tracing::debug!("warm start failed ({why}); booting instead");
+                        snapshots.discard(&key);
+                        let launch = Launch::prepare(opts, boot, true)?;
+                        let target = warm::SaveTarget::begin(snapshots, key, description);
+                        Vm::cold(launch, target, stop, timings).await
+                    }
+                }
+            }
+        }
+    }
+
+    /// Boots from scratch; with `save`, saves the guest once it said Hello.
+    async fn cold(
+        launch: Launch,
+        save: Option<warm::SaveTarget>,
+        stop: &Stopper,
+        timings: Timings,
+    ) -> Result<Vm, RunError> {
+        let (mut vm, setup, migrate) = Vm::start(launch, None, stop, timings).await?;
+        let deadline = Some(("the guest init's first message (Hello)", vm.waits.boot));
+        match vm
+            .next_non_log(stop, "while booting the guest", deadline)
+            .await?
+        {
+            GuestMessage::Hello(h) => vm.hello_arrived(h),
+            other => return Err(diagnose::protocol_error("Hello", &other)),
+        }
+        if let (Some(target), Some(listener)) = (save, migrate) {
+            if vm.hello.snapshot_safe {
+                warm::save(&mut vm, target, &listener, stop).await;
+            } else {
+                tracing::debug!("not saving a snapshot: a virtio driver besides the console is bound at Hello (a kernel with built-in drivers?)");
+            }
+        }
+        vm.setup(setup, stop).await?;
+        Ok(vm)
+    }
+
+    /// Restores the guest from `saved` and brings it to `Ready`.
+    async fn restore(
+        launch: Launch,
+        saved: Saved,
+        stop: &Stopper,
+        timings: Timings,
+    ) -> Result<Vm, warm::Failed> {
+        let stream = std::fs::File::open(&saved.stream)
+            .map(std::os::fd::OwnedFd::from)
+            .map_err(|e| {
+                warm::Failed::Unusable(format!("opening {}: {e}", saved.stream.display()))
+            })?;
+        let (path, meta) = (saved.stream.clone(), saved.meta.clone());
+        let verified = tokio::task::spawn_blocking(move || snapshot::files::verify(&path, &meta));
+        let (mut vm, setup, _) = Vm::start(launch, Some(stream), stop, timings)
+            .await
+            .map_err(warm::Failed::from)?;
+        warm::resume(&mut vm, stop).await?;
+        match verified.await {
+            Ok(Ok(())) => {}
+            Ok(Err(why)) => return Err(warm::Failed::Unusable(why)),
+            Err(e) => {
+                return Err(warm::Failed::Unusable(format!(
+                    "checking the snapshot: {e}"
+                )))
+            }
+        }
+        drop(saved);
+        vm.setup(setup, stop).await.map_err(warm::Failed::from)?;
+        Ok(vm)
+    }
+
+    /// Starts the planned virtiofsd daemons and QEMU (loading the state on
+    /// `incoming` when given) and accepts its QMP and control connections.
+    async fn start(
+        launch: Launch,
+        incoming: Option<std::os::fd::OwnedFd>,
+        stop: &Stopper,
+        mut timings: Timings,
+    ) -> Result<(Vm, Setup, Option<UnixListener>), RunError> {
         let Launch {
             rundir,
             ctl_listener,
             qmp_listener,
+            migrate_listener,
             plan,
             info,
             mut confined,
-        } = Launch::prepare(opts, boot)?;
-        let waits = GuestWaits::for_accel(info.accel, opts.boot_timeout);
+            boot_timeout,
+        } = launch;
+        let waits = GuestWaits::for_accel(info.accel, boot_timeout);
         let console_log = plan.qemu.console_log.clone();
         let qemu_log = qemu_log(rundir.path());
 
@@ -125,23 +237,30 @@ impl Vm {
                 proc,
             });
         }
-        let argv = vmbuild_qemu::build_argv(&plan.qemu);
+        let mut argv = vmbuild_qemu::build_argv(&plan.qemu);
+        if incoming.is_some() {
+            argv.extend(vmbuild_qemu::incoming_args(vmbuild_qemu::INCOMING_FD));
+        }
         tracing::debug!(?argv, "starting QEMU");
-        let mut qemu = vmbuild_qemu::QemuProcess::spawn(
+        let mut qemu = vmbuild_qemu::QemuProcess::spawn_passing(
             &plan.qemu.qemu,
             &argv,
             &qemu_log,
             confined.child.as_ref(),
+            incoming.as_ref(),
         )?;
+        drop(incoming);
         timings.qemu_spawned = Some(Instant::now());
+        let loading = argv.iter().any(|a| a == "-incoming");
 
         // QEMU connects to both sockets while it starts; it exits instead if
         // it cannot start (bad kernel, bad option...).
         let accepted = async {
             let qmp = vmbuild_qemu::Qmp::accept(&qmp_listener).await?;
-            // The VM starts running right away (no -S); confirm it through
-            // QMP before waiting on the guest, polling briefly if not yet.
-            while !qmp.query_status().await? {
+            // A boot runs right away (no -S); confirm it through QMP before
+            // waiting on the guest, polling briefly if not yet. A restore
+            // is resumed later, once its state is loaded.
+            while !loading && !qmp.query_status().await? {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
             let (ctl, _) = ctl_listener
@@ -166,7 +285,7 @@ impl Vm {
         };
         drop((ctl_listener, qmp_listener));
         let info = BootInfo { argv, ..info };
-        let mut vm = Vm {
+        let vm = Vm {
             qemu,
             cgroup: confined.cgroup.take(),
             qmp: Some(qmp),
@@ -179,44 +298,80 @@ impl Vm {
                 kernel_release: String::new(),
                 init_start_us: 0,
                 port_open_us: 0,
+                snapshot_safe: false,
+                resumed: false,
             },
             info,
             timings,
+            waits,
             _rundir: rundir,
         };
+        Ok((vm, plan.setup, migrate_listener))
+    }
 
-        let deadline = Some(("the guest init's first message (Hello)", waits.boot));
-        match vm
-            .next_message(stop, "while booting the guest", deadline)
-            .await?
-        {
-            GuestMessage::Hello(h) => {
-                vm.timings.hello_at = Some(Instant::now());
-                vm.timings.init_start_us = h.init_start_us;
-                vm.timings.port_open_us = h.port_open_us;
-                vm.hello = h;
-            }
-            other => return Err(diagnose::protocol_error("Hello", &other)),
-        }
-        vm.ctl
-            .send(&HostMessage::Setup(plan.setup))
+    /// Records the guest init's Hello.
+    pub(super) fn hello_arrived(&mut self, h: Hello) {
+        self.timings.hello_at = Some(Instant::now());
+        self.timings.init_start_us = h.init_start_us;
+        self.timings.port_open_us = h.port_open_us;
+        self.hello = h;
+    }
+
+    /// Sends `setup` and waits for `Ready`.
+    async fn setup(&mut self, setup: Setup, stop: &Stopper) -> Result<(), RunError> {
+        self.ctl
+            .send(&HostMessage::Setup(setup))
             .await
             .map_err(|e| RunError::io("sending setup to the guest", e))?;
-        let deadline = Some(("the guest init's reply to Setup (Ready)", waits.setup));
+        let deadline = Some(("the guest init's reply to Setup (Ready)", self.waits.setup));
+        match self
+            .next_non_log(stop, "while setting up the guest", deadline)
+            .await?
+        {
+            GuestMessage::Ready(r) => {
+                self.timings.ready_us = r.uptime_us;
+                Ok(())
+            }
+            other => Err(diagnose::protocol_error("Ready", &other)),
+        }
+    }
+
+    /// The next message that is not a `Log` (those are logged at debug).
+    pub(super) async fn next_non_log(
+        &mut self,
+        stop: &Stopper,
+        during: &'static str,
+        deadline: Option<(&'static str, Duration)>,
+    ) -> Result<GuestMessage, RunError> {
         loop {
-            match vm
-                .next_message(stop, "while setting up the guest", deadline)
-                .await?
-            {
-                GuestMessage::Ready(r) => {
-                    vm.timings.ready_us = r.uptime_us;
-                    break;
-                }
+            match self.next_message(stop, during, deadline).await? {
                 GuestMessage::Log(l) => tracing::debug!(guest = %l),
-                other => return Err(diagnose::protocol_error("Ready", &other)),
+                other => return Ok(other),
             }
         }
-        Ok(vm)
+    }
+
+    /// Sends one message to the guest init.
+    pub(super) async fn send(&mut self, msg: &HostMessage) -> Result<(), RunError> {
+        self.ctl
+            .send(msg)
+            .await
+            .map_err(|e| RunError::io("sending to the guest", e))
+    }
+
+    /// The QMP connection (present until the VM is torn down).
+    pub(super) fn qmp(&self) -> Option<&vmbuild_qemu::Qmp> {
+        self.qmp.as_ref()
+    }
+
+    /// The run directory (sockets, logs).
+    pub(super) fn rundir(&self) -> &std::path::Path {
+        self._rundir.path()
+    }
+
+    /// The last lines of QEMU's own log, on one line.
+    pub(super) fn qemu_log_tail(&self) -> String {
+        read_tail(&self.qemu_log, 3).trim().replace('\n', " | ")
     }
 
     /// Runs one command to its exit status, streaming its output to `sink`.

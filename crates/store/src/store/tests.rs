@@ -197,3 +197,33 @@ fn touch_updates_last_used() {
         .unwrap();
     assert!(used >= before, "{used:?}");
 }
+
+#[test]
+fn try_begin_never_waits_and_commit_replaces_the_entry() {
+    let t = tempfile::tempdir().unwrap();
+    let store = store_with(t.path(), &["k"]);
+    let b = store.try_begin("k").unwrap().expect("nobody holds k");
+    // A second builder, or a user holding the entry, makes try_begin pass.
+    assert!(store.try_begin("k").unwrap().is_none());
+    std::fs::write(b.dir().join("f"), "new").unwrap();
+    b.commit().unwrap();
+    assert!(store.is_complete("k"));
+    assert_eq!(
+        std::fs::read_to_string(store.entry("k").join("f")).unwrap(),
+        "new"
+    );
+    assert!(temps(store.dir()).is_empty());
+    let _held = store.hold("k").unwrap().expect("complete");
+    assert!(store.try_begin("k").unwrap().is_none());
+}
+
+#[test]
+fn a_dropped_build_leaves_no_entry() {
+    let t = tempfile::tempdir().unwrap();
+    let store = store_with(t.path(), &[]);
+    let b = store.try_begin("k").unwrap().expect("free");
+    std::fs::write(b.dir().join("f"), "half").unwrap();
+    drop(b);
+    assert!(!store.is_complete("k"));
+    assert!(temps(store.dir()).is_empty());
+}
