@@ -9,6 +9,18 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_vmbuild");
 
 pub struct Vmb {
     pub tmp: tempfile::TempDir,
+    /// Extra environment for every `vmbuild` this runs.
+    pub env: Vec<(String, String)>,
+}
+
+/// How the VMs of a test start (docs/warm-start.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Boot {
+    /// `--cold` (as `VMBUILD_COLD=true`): always a real boot.
+    Cold,
+    /// Restored from a snapshot store shared by the warm tests and saved
+    /// before the first of them runs (see [`warm_store`]).
+    Warm,
 }
 
 impl Vmb {
@@ -17,14 +29,33 @@ impl Vmb {
             .prefix("vmb-e2e-")
             .tempdir_in("/tmp")
             .expect("temp dir");
-        Vmb { tmp }
+        Vmb {
+            tmp,
+            env: Vec::new(),
+        }
+    }
+
+    /// A harness whose runs start as `boot` says.
+    pub fn booting(boot: Boot) -> Self {
+        let mut v = Vmb::new();
+        match boot {
+            Boot::Cold => v.env.push(("VMBUILD_COLD".into(), "true".into())),
+            Boot::Warm => v.env.push((
+                "VMBUILD_SNAPSHOTS".into(),
+                warm_store().display().to_string(),
+            )),
+        }
+        v
     }
 
     pub fn cmd(&self) -> Command {
         let mut c = Command::new(BIN);
         c.env("TMPDIR", self.tmp.path())
             .env_remove("QEMU_USE_VIRTIOFS")
+            .env_remove("VMBUILD_COLD")
+            .env_remove("VMBUILD_SNAPSHOTS")
             .stdin(Stdio::null());
+        c.envs(self.env.iter().map(|(k, v)| (k, v)));
         c
     }
 
@@ -54,6 +85,38 @@ impl Vmb {
         let procs = processes_mentioning(self.tmp.path());
         assert!(procs.is_empty(), "processes left behind: {procs:?}");
     }
+}
+
+/// The snapshot store of [`Boot::Warm`] tests, under the target dir, with
+/// the snapshot of a default `vmbuild run` (1 vCPU, 1 GiB, no shares, no
+/// network) saved by one run before any warm test uses it.
+pub fn warm_store() -> &'static Path {
+    static STORE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    STORE.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("warm-snapshots");
+        let _ = std::fs::remove_dir_all(&dir);
+        let o = Command::new(BIN)
+            .args(["run", "--", "true"])
+            .env("VMBUILD_SNAPSHOTS", &dir)
+            .env_remove("VMBUILD_COLD")
+            .stdin(Stdio::null())
+            .output()
+            .expect("spawn vmbuild");
+        assert!(o.status.success(), "priming the warm store: {}", stderr(&o));
+        assert_eq!(snapshot_count(&dir), 1, "the first run saves one snapshot");
+        dir
+    })
+}
+
+/// How many complete snapshots `store` holds.
+pub fn snapshot_count(store: &Path) -> usize {
+    std::fs::read_dir(store)
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.path().join(".complete").exists())
+                .count()
+        })
+        .unwrap_or(0)
 }
 
 /// `(pid, cmdline)` of live processes whose argv mentions `needle`.

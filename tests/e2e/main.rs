@@ -25,3 +25,4 @@ mod tamper;
 mod validate;
 mod vm_failures;
 mod volumes;
+mod warm_start;

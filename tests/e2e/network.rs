@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::harness::{stderr, stdout, Vmb};
 
 /// A one-page HTTP server on the host's loopback; counts connections.
-fn serve_once_per_connection() -> (u16, Arc<AtomicUsize>) {
+pub fn serve_once_per_connection() -> (u16, Arc<AtomicUsize>) {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
     let port = l.local_addr().unwrap().port();
     let hits = Arc::new(AtomicUsize::new(0));

@@ -4,11 +4,20 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use crate::harness::{stderr, stdout, Vmb};
+use crate::harness::{stderr, stdout, Boot, Vmb};
 
 #[test]
-fn stdout_stderr_and_exit_code_come_back_separately() {
-    let v = Vmb::new();
+fn stdout_stderr_and_exit_code_come_back_separately_cold() {
+    stdout_stderr_and_exit_code_come_back_separately(Boot::Cold);
+}
+
+#[test]
+fn stdout_stderr_and_exit_code_come_back_separately_warm() {
+    stdout_stderr_and_exit_code_come_back_separately(Boot::Warm);
+}
+
+fn stdout_stderr_and_exit_code_come_back_separately(boot: Boot) {
+    let v = Vmb::booting(boot);
     let o = v.run(&[
         "run",
         "--",
@@ -32,8 +41,17 @@ fn stdout_stderr_and_exit_code_come_back_separately() {
 }
 
 #[test]
-fn ten_mib_arrive_byte_exact_and_streams_do_not_mix() {
-    let v = Vmb::new();
+fn ten_mib_arrive_byte_exact_and_streams_do_not_mix_cold() {
+    ten_mib_arrive_byte_exact_and_streams_do_not_mix(Boot::Cold);
+}
+
+#[test]
+fn ten_mib_arrive_byte_exact_and_streams_do_not_mix_warm() {
+    ten_mib_arrive_byte_exact_and_streams_do_not_mix(Boot::Warm);
+}
+
+fn ten_mib_arrive_byte_exact_and_streams_do_not_mix(boot: Boot) {
+    let v = Vmb::booting(boot);
     // stdout and stderr are written at the same time by two processes.
     let script = "head -c 10485760 /dev/urandom > /tmp/d; sha256sum /tmp/d > /tmp/sum; \
                   cat /tmp/d & i=0; while [ $i -lt 2000 ]; do i=$((i+1)); echo err$i >&2; done; wait; \
@@ -65,8 +83,17 @@ fn ten_mib_arrive_byte_exact_and_streams_do_not_mix() {
 }
 
 #[test]
-fn background_process_holding_stdout_does_not_hang_the_run() {
-    let v = Vmb::new();
+fn background_process_holding_stdout_does_not_hang_the_run_cold() {
+    background_process_holding_stdout_does_not_hang_the_run(Boot::Cold);
+}
+
+#[test]
+fn background_process_holding_stdout_does_not_hang_the_run_warm() {
+    background_process_holding_stdout_does_not_hang_the_run(Boot::Warm);
+}
+
+fn background_process_holding_stdout_does_not_hang_the_run(boot: Boot) {
+    let v = Vmb::booting(boot);
     let t0 = Instant::now();
     let o = v.run(&["run", "--", "sh", "-c", "sleep 300 & echo started"]);
     assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
@@ -79,8 +106,17 @@ fn background_process_holding_stdout_does_not_hang_the_run() {
 }
 
 #[test]
-fn env_workdir_and_signals_reach_the_command() {
-    let v = Vmb::new();
+fn env_workdir_and_signals_reach_the_command_cold() {
+    env_workdir_and_signals_reach_the_command(Boot::Cold);
+}
+
+#[test]
+fn env_workdir_and_signals_reach_the_command_warm() {
+    env_workdir_and_signals_reach_the_command(Boot::Warm);
+}
+
+fn env_workdir_and_signals_reach_the_command(boot: Boot) {
+    let v = Vmb::booting(boot);
     let o = v.run(&[
         "run",
         "-e",

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use crate::harness::{assert_one_line_error, stderr, wait_with_limit, Vmb};
+use crate::harness::{assert_one_line_error, stderr, wait_with_limit, Boot, Vmb};
 
 const EXIT_VM_FAILURE: i32 = 123;
 const EXIT_TIMEOUT: i32 = 124;
@@ -15,8 +15,17 @@ const EXIT_SETUP: i32 = 125;
 const EXIT_INTERRUPTED: i32 = 130;
 
 #[test]
-fn timeout_stops_the_vm_with_its_own_code() {
-    let v = Vmb::new();
+fn timeout_stops_the_vm_with_its_own_code_cold() {
+    timeout_stops_the_vm_with_its_own_code(Boot::Cold);
+}
+
+#[test]
+fn timeout_stops_the_vm_with_its_own_code_warm() {
+    timeout_stops_the_vm_with_its_own_code(Boot::Warm);
+}
+
+fn timeout_stops_the_vm_with_its_own_code(boot: Boot) {
+    let v = Vmb::booting(boot);
     let t0 = Instant::now();
     let o = v.run(&["run", "--timeout", "5", "--", "sleep", "300"]);
     let took = t0.elapsed();
@@ -34,8 +43,17 @@ fn timeout_stops_the_vm_with_its_own_code() {
 }
 
 #[test]
-fn sigint_mid_run_stops_everything() {
-    let v = Vmb::new();
+fn sigint_mid_run_stops_everything_cold() {
+    sigint_mid_run_stops_everything(Boot::Cold);
+}
+
+#[test]
+fn sigint_mid_run_stops_everything_warm() {
+    sigint_mid_run_stops_everything(Boot::Warm);
+}
+
+fn sigint_mid_run_stops_everything(boot: Boot) {
+    let v = Vmb::booting(boot);
     let mut child = v.spawn(&["run", "--", "sh", "-c", "echo ready; sleep 300"]);
     // Wait until the command really runs in the guest.
     let mut out = child.stdout.take().expect("stdout");

@@ -16,6 +16,9 @@ pub struct Timings {
     pub last_command_end_us: Option<u64>,
     pub last_exited_at: Option<Instant>,
     pub qemu_exited_at: Option<Instant>,
+    /// The guest was restored from a snapshot (warm start): there was no
+    /// kernel boot, and `init_start_us` is when the init took `Resume`.
+    pub restored: bool,
 }
 
 /// Phases in milliseconds, for `--timings` and the benchmark.
@@ -33,6 +36,8 @@ pub struct Phases {
     pub command_end_to_exit_ms: f64,
     /// vmbuild start until QEMU exited.
     pub total_ms: f64,
+    /// Restored from a snapshot instead of booted (docs/warm-start.md).
+    pub restored: bool,
 }
 
 fn ms(a: Option<Instant>, b: Option<Instant>) -> f64 {
@@ -47,7 +52,11 @@ impl Timings {
         let us = |a: u64, b: u64| b.saturating_sub(a) as f64 / 1000.0;
         Phases {
             host_setup_ms: ms(self.process_start, self.qemu_spawned),
-            kernel_to_init_ms: self.init_start_us as f64 / 1000.0,
+            kernel_to_init_ms: if self.restored {
+                0.0
+            } else {
+                self.init_start_us as f64 / 1000.0
+            },
             init_to_command_ms: self
                 .first_command_start_us
                 .map(|s| us(self.init_start_us, s))
@@ -58,6 +67,7 @@ impl Timings {
             },
             command_end_to_exit_ms: ms(self.last_exited_at, self.qemu_exited_at),
             total_ms: ms(self.process_start, self.qemu_exited_at),
+            restored: self.restored,
         }
     }
 }
@@ -66,13 +76,14 @@ impl Phases {
     /// One line of JSON (hand-written: six numbers do not need serde here).
     pub fn to_json(&self) -> String {
         format!(
-            "{{\"host_setup_ms\":{:.1},\"kernel_to_init_ms\":{:.1},\"init_to_command_ms\":{:.1},\"commands_ms\":{:.1},\"command_end_to_exit_ms\":{:.1},\"total_ms\":{:.1}}}",
+            "{{\"host_setup_ms\":{:.1},\"kernel_to_init_ms\":{:.1},\"init_to_command_ms\":{:.1},\"commands_ms\":{:.1},\"command_end_to_exit_ms\":{:.1},\"total_ms\":{:.1},\"restored\":{}}}",
             self.host_setup_ms,
             self.kernel_to_init_ms,
             self.init_to_command_ms,
             self.commands_ms,
             self.command_end_to_exit_ms,
-            self.total_ms
+            self.total_ms,
+            self.restored
         )
     }
 }

@@ -148,8 +148,9 @@ pub struct VmArgs {
     #[arg(long, env = "VMBUILD_BOOT_TIMEOUT", value_parser = parse_duration, value_name = "DURATION")]
     pub boot_timeout: Option<Duration>,
     /// Always boot: neither restore the guest from a saved snapshot nor save one (warm start,
-    /// docs/warm-start.md; qemu runner).
-    #[arg(long)]
+    /// docs/warm-start.md; qemu runner). Snapshots live in $VMBUILD_SNAPSHOTS, else
+    /// <cache root>/snapshots.
+    #[arg(long, env = "VMBUILD_COLD", value_parser = clap::builder::BoolishValueParser::new())]
     pub cold: bool,
     /// UNSAFE, for comparisons only: run QEMU with all of vmbuild's privileges (as root when
     /// vmbuild is root), without its seccomp sandbox, cgroup and rlimits (docs/security.md).

@@ -248,11 +248,14 @@ pub fn qemu(
     })
 }
 
-/// Where warm-start snapshots live (`<cache root>/snapshots`), or `None`
-/// with `--cold` or without a cache root.
+/// Where warm-start snapshots live: `$VMBUILD_SNAPSHOTS`, else
+/// `<cache root>/snapshots`; `None` with `--cold` or without a cache root.
 pub fn snapshot_store(cold: bool) -> Option<PathBuf> {
     if cold {
         return None;
+    }
+    if let Some(dir) = std::env::var_os("VMBUILD_SNAPSHOTS").filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(dir));
     }
     vmbuild_image::cache_root()
         .ok()

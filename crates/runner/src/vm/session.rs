@@ -190,16 +190,7 @@ impl Vm {
         let (mut vm, setup, _) = Vm::start(launch, Some(stream), stop, timings)
             .await
             .map_err(warm::Failed::from)?;
-        warm::resume(&mut vm, stop).await?;
-        match verified.await {
-            Ok(Ok(())) => {}
-            Ok(Err(why)) => return Err(warm::Failed::Unusable(why)),
-            Err(e) => {
-                return Err(warm::Failed::Unusable(format!(
-                    "checking the snapshot: {e}"
-                )))
-            }
-        }
+        warm::resume(&mut vm, stop, verified).await?;
         drop(saved);
         vm.setup(setup, stop).await.map_err(warm::Failed::from)?;
         Ok(vm)

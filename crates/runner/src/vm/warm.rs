@@ -226,9 +226,14 @@ fn host_time_ns() -> u64 {
         .unwrap_or(0)
 }
 
-/// Waits for QEMU to load the state, resumes the vCPUs, and walks the
-/// restored init through `Resume` -> `Hello`.
-pub async fn resume(vm: &mut Vm, stop: &Stopper) -> Result<(), Failed> {
+/// Waits for QEMU to load the state and for `verified` (the stream's
+/// checksum, computed meanwhile) to pass, only then resumes the vCPUs, and
+/// walks the restored init through `Resume` -> `Hello`.
+pub async fn resume(
+    vm: &mut Vm,
+    stop: &Stopper,
+    verified: tokio::task::JoinHandle<Result<(), String>>,
+) -> Result<(), Failed> {
     let t0 = Instant::now();
     let loaded = async {
         loop {
@@ -241,13 +246,8 @@ pub async fn resume(vm: &mut Vm, stop: &Stopper) -> Result<(), Failed> {
                 .map_err(|e| Failed::Unusable(e.to_string()))?;
             match state.as_str() {
                 "inmigrate" => tokio::time::sleep(Duration::from_millis(2)).await,
-                "paused" | "postmigrate" | "prelaunch" => {
-                    qmp.cont()
-                        .await
-                        .map_err(|e| Failed::Unusable(e.to_string()))?;
-                    return Ok(());
-                }
-                "running" => return Ok(()),
+                "paused" | "postmigrate" | "prelaunch" => return Ok(true),
+                "running" => return Ok(false),
                 other => {
                     return Err(Failed::Unusable(format!(
                         "QEMU is {other} after loading the snapshot"
@@ -261,20 +261,32 @@ pub async fn resume(vm: &mut Vm, stop: &Stopper) -> Result<(), Failed> {
         _ = tokio::time::sleep(RESUME_LIMIT) => Err(Failed::Unusable(format!("QEMU did not load the snapshot within {RESUME_LIMIT:?}"))),
         e = stop.fired("while restoring the VM") => Err(Failed::Stopped(e)),
     };
-    if let Err(e) = loaded {
+    let paused = match loaded {
+        Ok(p) => p,
         // QEMU exiting (a stream it rejects) shows as a QMP error: its own
         // words are in its log.
-        return Err(match e {
-            Failed::Unusable(why) => {
-                let log = vm.qemu_log_tail();
-                Failed::Unusable(if log.is_empty() {
-                    why
-                } else {
-                    format!("{why}; QEMU: {log}")
-                })
-            }
-            stopped => stopped,
-        });
+        Err(Failed::Unusable(why)) => {
+            let log = vm.qemu_log_tail();
+            return Err(Failed::Unusable(if log.is_empty() {
+                why
+            } else {
+                format!("{why}; QEMU: {log}")
+            }));
+        }
+        Err(stopped) => return Err(stopped),
+    };
+    match verified.await {
+        Ok(Ok(())) => {}
+        Ok(Err(why)) => return Err(Failed::Unusable(why)),
+        Err(e) => return Err(Failed::Unusable(format!("checking the snapshot: {e}"))),
+    }
+    if paused {
+        let qmp = vm
+            .qmp()
+            .ok_or_else(|| Failed::Unusable("no QMP connection".into()))?;
+        qmp.cont()
+            .await
+            .map_err(|e| Failed::Unusable(e.to_string()))?;
     }
     let msg = HostMessage::Resume(Resume {
         entropy: host_entropy().map_err(Failed::Unusable)?,
@@ -287,7 +299,10 @@ pub async fn resume(vm: &mut Vm, stop: &Stopper) -> Result<(), Failed> {
         .await
         .map_err(Failed::from)?
     {
-        GuestMessage::Hello(h) if h.resumed => vm.hello_arrived(h),
+        GuestMessage::Hello(h) if h.resumed => {
+            vm.hello_arrived(h);
+            vm.timings.restored = true;
+        }
         other => {
             return Err(Failed::Unusable(format!(
                 "the restored guest answered Resume with {other:?}"
