@@ -186,10 +186,8 @@ fn a_truncated_or_garbage_snapshot_means_a_cold_boot_that_replaces_it() {
     let o = run_sh(&v, &[], "echo ok");
     assert!(!restored(&o) && stdout(&o) == "ok\n", "{}", stderr(&o));
     let replaced = only_entry(store.path()).join("vmstate");
-    assert_eq!(
-        std::fs::metadata(&replaced).unwrap().len(),
-        good.len() as u64
-    );
+    // A new save (its size varies a little from boot to boot).
+    assert!(std::fs::metadata(&replaced).unwrap().len() > good.len() as u64 * 9 / 10);
     assert!(
         restored(&run_sh(&v, &[], "true")),
         "the replacement restores"
