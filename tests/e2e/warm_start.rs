@@ -170,6 +170,27 @@ fn memory_and_vcpus_make_their_own_snapshots() {
     let o = run_sh(&v, &["--memory", "768M", "--cpus", "2"], "nproc");
     assert!(restored(&o));
     assert_eq!(stdout(&o), "2\n");
+
+    // `vmbuild snapshot ls` names each machine, most recently used first;
+    // `prune --keep 1` keeps that one.
+    let ls = v.run(&["snapshot", "ls"]);
+    let text = stdout(&ls);
+    let rows: Vec<&str> = text.lines().skip(1).collect();
+    assert_eq!(rows.len(), 3, "{text}");
+    assert!(rows[0].ends_with("-m 768M -smp 2"), "{text}");
+    assert!(text.contains("-m 512M -smp 1"), "{text}");
+    let pruned = v.run(&["snapshot", "prune", "--keep", "1"]);
+    assert_eq!(pruned.status.code(), Some(0), "{}", stderr(&pruned));
+    assert_eq!(
+        stdout(&pruned)
+            .lines()
+            .filter(|l| l.starts_with("removed "))
+            .count(),
+        2
+    );
+    assert_eq!(snapshot_count(store.path()), 1);
+    let o = run_sh(&v, &["--memory", "768M", "--cpus", "2"], "true");
+    assert!(restored(&o), "the most recently used one was kept");
 }
 
 #[test]

@@ -47,6 +47,9 @@ pub enum Command {
     /// Environment images (built from `environment.contents.packages`).
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Warm-start snapshots (saved guests restored instead of booting): list, prune.
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
     /// Named cache volumes (`--cache id=NAME,...`): list, measure, clear, remove, prune.
     #[command(subcommand)]
     Cache(CacheCommand),
@@ -343,6 +346,19 @@ pub enum ImageCommand {
         /// Only say what would be removed.
         #[arg(long)]
         dry_run: bool,
+    },
+}
+
+/// `vmbuild snapshot ...` (docs/warm-start.md).
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCommand {
+    /// List the saved guests with size, last use and the machine they fit.
+    Ls,
+    /// Remove the least recently used snapshots (never one in use).
+    Prune {
+        /// How many to keep [default: 0, all go].
+        #[arg(long, default_value_t = 0)]
+        keep: usize,
     },
 }
 

@@ -21,6 +21,7 @@ mod progress;
 mod root_image_arg;
 mod run;
 mod runner_setup;
+mod snapshot_cmd;
 mod step_volumes;
 mod test_run;
 mod transfer_cmd;
@@ -160,6 +161,9 @@ fn main() {
             }
             cli::Command::Doctor => doctor::doctor(),
             cli::Command::Validate(args) => validate::validate(&args, cli.verbose > 0),
+            cli::Command::Snapshot(c) => {
+                tool_exit_code(tokio::task::block_in_place(|| snapshot_cmd::snapshot(c)))
+            }
             cli::Command::Image(c) => {
                 tool_exit_code(tokio::task::block_in_place(|| image_cmd::image(c)))
             }

@@ -144,6 +144,34 @@ impl Snapshots {
         self.store.keys().unwrap_or_default()
     }
 
+    /// Every complete entry with its size, last use and a summary of the
+    /// machine it was saved for, most recently used first.
+    pub fn list(&self) -> Vec<SnapshotInfo> {
+        let mut out: Vec<SnapshotInfo> = self
+            .keys()
+            .into_iter()
+            .map(|key| {
+                let dir = self.store.entry(&key);
+                let bytes = std::fs::metadata(dir.join(STREAM)).map_or(0, |m| m.len());
+                let machine = std::fs::read(dir.join(META))
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<Meta>(&b).ok())
+                    .map_or_else(
+                        || "(unreadable meta.json)".into(),
+                        |m| summary(&m.description),
+                    );
+                SnapshotInfo {
+                    last_used: last_used(&dir),
+                    key,
+                    bytes,
+                    machine,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| b.last_used.cmp(&a.last_used));
+        out
+    }
+
     /// Removes the least recently used entries beyond `keep` (held ones
     /// stay); returns the removed keys.
     pub fn prune_to(&self, keep: usize) -> Vec<String> {
@@ -159,6 +187,40 @@ impl Snapshots {
             .prune(doomed, |k| k.as_str(), false)
             .unwrap_or_default()
     }
+}
+
+/// One line of `vmbuild snapshot ls`.
+#[derive(Debug, Clone)]
+pub struct SnapshotInfo {
+    pub key: String,
+    /// Size of the migration stream.
+    pub bytes: u64,
+    pub last_used: std::time::SystemTime,
+    /// e.g. `-m 1024M -smp 1, 2 x 9p, 1 x disk, net`.
+    pub machine: String,
+}
+
+/// A short summary of a [`key::describe`] text: memory, vCPUs and devices.
+pub fn summary(description: &str) -> String {
+    let lines: Vec<&str> = description.lines().collect();
+    let after = |flag: &str| {
+        lines
+            .windows(2)
+            .find(|w| w[0] == flag)
+            .map_or("?", |w| w[1])
+    };
+    let count = |prefix: &str| lines.iter().filter(|l| l.starts_with(prefix)).count();
+    let mut s = format!("-m {} -smp {}", after("-m"), after("-smp"));
+    for (n, what) in [
+        (count("virtio-9p-device"), "9p"),
+        (count("virtio-blk-device"), "disk"),
+        (count("virtio-net-device"), "net"),
+    ] {
+        if n > 0 {
+            s.push_str(&format!(", {n} x {what}"));
+        }
+    }
+    s
 }
 
 fn last_used(entry: &Path) -> std::time::SystemTime {
@@ -271,6 +333,12 @@ mod tests {
         std::fs::write(s.store.entry("k").join(META), b"{").unwrap();
         drop(saved);
         assert!(matches!(s.lookup("k", "d"), Lookup::Bad(w) if w.contains(META)));
+    }
+
+    #[test]
+    fn summary_names_memory_vcpus_and_devices() {
+        let d = "vmbuild-snapshot format 1\n-smp\n2\n-m\n768M\n-device\nvirtio-9p-device,fsdev=fs0,mount_tag=*\n-device\nvirtio-9p-device,fsdev=fs1,mount_tag=*\n-device\nvirtio-blk-device,drive=drive0";
+        assert_eq!(summary(d), "-m 768M -smp 2, 2 x 9p, 1 x disk");
     }
 
     #[test]

@@ -8,4 +8,4 @@
 pub mod files;
 pub mod key;
 
-pub use files::{Saved, Snapshots, MAX_SNAPSHOTS};
+pub use files::{Saved, SnapshotInfo, Snapshots, MAX_SNAPSHOTS};
