@@ -10,7 +10,7 @@ use crate::harness::{assert_one_line_error, stderr, tree_digest, Vmb};
 /// 2020-01-02T03:04:05Z, set on an output file with `touch -d`.
 const MTIME: i64 = 1_577_934_245;
 
-const THREE_STEPS: &str = r#"
+pub const THREE_STEPS: &str = r#"
 package:
   name: trio
   version: "1.0"
@@ -44,7 +44,7 @@ pipeline:
 
 /// A source dir holding `vmbuild.yaml`, an input file (mtime 1500000000)
 /// with a hard link and a symlink to it, and an executable.
-fn project(config: &str) -> tempfile::TempDir {
+pub fn project(config: &str) -> tempfile::TempDir {
     use std::os::unix::fs::PermissionsExt;
     let d = tempfile::tempdir().unwrap();
     std::fs::write(d.path().join("vmbuild.yaml"), config).unwrap();
@@ -70,7 +70,7 @@ fn project(config: &str) -> tempfile::TempDir {
 
 const RUNNERS: [&str; 2] = ["qemu", "bubblewrap"];
 
-fn build(v: &Vmb, proj: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+pub fn build(v: &Vmb, proj: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
     let cfg = proj.join("vmbuild.yaml").to_string_lossy().into_owned();
     let out = out.to_string_lossy().into_owned();
     let mut args = vec!["build", cfg.as_str(), "--output-dir", out.as_str()];
@@ -78,7 +78,7 @@ fn build(v: &Vmb, proj: &Path, out: &Path, extra: &[&str]) -> std::process::Outp
     v.run(&args)
 }
 
-fn check_outputs(out: &Path) {
+pub fn check_outputs(out: &Path) {
     let rd = |p: &str| std::fs::read_to_string(out.join(p)).unwrap();
     assert_eq!(rd("share/input.txt"), "from the source dir\n");
     assert_eq!(

@@ -281,3 +281,31 @@ fn two_concurrent_first_runs_save_one_snapshot_and_leave_nothing() {
         .collect();
     assert!(names.is_empty(), "half-saved snapshots left: {names:?}");
 }
+
+#[test]
+fn a_restored_build_gives_the_same_outputs_as_a_cold_one() {
+    use crate::build::{build, check_outputs, project, THREE_STEPS};
+    let (v, store) = private_store();
+    let p = project(THREE_STEPS);
+    let outs = tempfile::tempdir().unwrap();
+    let mut digests = Vec::new();
+    for (name, extra) in [
+        ("first", &["-v"][..]),
+        ("warm", &["-v"]),
+        ("cold", &["--cold"]),
+    ] {
+        let out = outs.path().join(name);
+        let o = build(&v, p.path(), &out, extra);
+        assert_eq!(o.status.code(), Some(0), "{name}: {}", stderr(&o));
+        check_outputs(&out);
+        let restored = stderr(&o).contains("restored in");
+        assert_eq!(restored, name == "warm", "{name}: {}", stderr(&o));
+        digests.push(crate::harness::tree_digest(&out));
+    }
+    assert!(digests.windows(2).all(|w| w[0] == w[1]), "same outputs");
+    assert_eq!(
+        snapshot_count(store.path()),
+        1,
+        "one build shape, one snapshot"
+    );
+}
