@@ -31,6 +31,27 @@ for run in cold warm; do
     echo "$run build: ${took[$run]} s, $(index_file_requests) package file(s) downloaded"
 done
 rm -rf "$cache"
+
+# Warm start (docs/warm-start.md): the same build in overlay mode, booted
+# (--cold) and restored from a snapshot, interleaved, 3 each, after one
+# untimed build that saves the snapshot.
+cache=$(mktemp -d)
+overlay_build() {
+    $VMBUILD build examples/pip-cache/vmbuild.yaml --cache-dir "$cache" "$@" \
+        -e "PIP_INDEX_URL=$INDEX_URL" -e PIP_TRUSTED_HOST=10.0.2.2 \
+        --output-dir "$cache/out" --log-format json 2>/dev/null
+}
+overlay_build
+booted=() restored=()
+for _ in 1 2 3; do
+    s=$(now); overlay_build --cold; booted+=("$(secs "$s" "$(now)")")
+    s=$(now); overlay_build; restored+=("$(secs "$s" "$(now)")")
+done
+rm -rf "$cache"
+median() { printf '%s\n' "$@" | sort -n | sed -n 2p; }
+echo "overlay build, booted: ${booted[*]} s (median $(median "${booted[@]}"))"
+echo "overlay build, restored: ${restored[*]} s (median $(median "${restored[@]}"))"
+echo "restored/booted: $(awk -v w="$(median "${restored[@]}")" -v c="$(median "${booted[@]}")" 'BEGIN { printf "%.2f", w / c }')"
 echo "image build: $(secs "$t0" "$t1") s"
 echo "image: $((image_bytes >> 20)) MiB packed vs $((rootfs_bytes >> 20)) MiB unpacked rootfs"
 echo "warm/cold: $(awk -v w="${took[warm]}" -v c="${took[cold]}" 'BEGIN { printf "%.2f", w / c }')"
