@@ -13,6 +13,25 @@ pub struct Vmb {
     pub env: Vec<(String, String)>,
 }
 
+/// Runs each named `fn NAME(boot: Boot)` of the calling module as two
+/// tests, `cold::NAME` and `warm::NAME` (see [`Boot`]).
+macro_rules! in_both_boot_modes {
+    ($($name:ident),* $(,)?) => {
+        mod cold {
+            $(#[test]
+            fn $name() {
+                super::$name(crate::harness::Boot::Cold)
+            })*
+        }
+        mod warm {
+            $(#[test]
+            fn $name() {
+                super::$name(crate::harness::Boot::Warm)
+            })*
+        }
+    };
+}
+
 /// How the VMs of a test start (docs/warm-start.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Boot {

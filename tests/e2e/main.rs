@@ -2,6 +2,8 @@
 //! microVMs (TCG here, KVM where usable). `scripts/test.sh` installs what
 //! they need (QEMU, the guest init) first; nothing here is skipped.
 
+#[macro_use]
+mod harness;
 mod build;
 mod cache;
 mod cache_cmd;
@@ -10,7 +12,6 @@ mod cache_locks;
 mod cache_transfer;
 mod confinement;
 mod env_images;
-mod harness;
 mod melange;
 mod network;
 mod non_root;

@@ -6,15 +6,12 @@ use sha2::{Digest, Sha256};
 
 use crate::harness::{stderr, stdout, Boot, Vmb};
 
-#[test]
-fn stdout_stderr_and_exit_code_come_back_separately_cold() {
-    stdout_stderr_and_exit_code_come_back_separately(Boot::Cold);
-}
-
-#[test]
-fn stdout_stderr_and_exit_code_come_back_separately_warm() {
-    stdout_stderr_and_exit_code_come_back_separately(Boot::Warm);
-}
+in_both_boot_modes!(
+    stdout_stderr_and_exit_code_come_back_separately,
+    ten_mib_arrive_byte_exact_and_streams_do_not_mix,
+    background_process_holding_stdout_does_not_hang_the_run,
+    env_workdir_and_signals_reach_the_command,
+);
 
 fn stdout_stderr_and_exit_code_come_back_separately(boot: Boot) {
     let v = Vmb::booting(boot);
@@ -38,16 +35,6 @@ fn stdout_stderr_and_exit_code_come_back_separately(boot: Boot) {
         "stderr: {}",
         stderr(&o)
     );
-}
-
-#[test]
-fn ten_mib_arrive_byte_exact_and_streams_do_not_mix_cold() {
-    ten_mib_arrive_byte_exact_and_streams_do_not_mix(Boot::Cold);
-}
-
-#[test]
-fn ten_mib_arrive_byte_exact_and_streams_do_not_mix_warm() {
-    ten_mib_arrive_byte_exact_and_streams_do_not_mix(Boot::Warm);
 }
 
 fn ten_mib_arrive_byte_exact_and_streams_do_not_mix(boot: Boot) {
@@ -82,16 +69,6 @@ fn ten_mib_arrive_byte_exact_and_streams_do_not_mix(boot: Boot) {
     );
 }
 
-#[test]
-fn background_process_holding_stdout_does_not_hang_the_run_cold() {
-    background_process_holding_stdout_does_not_hang_the_run(Boot::Cold);
-}
-
-#[test]
-fn background_process_holding_stdout_does_not_hang_the_run_warm() {
-    background_process_holding_stdout_does_not_hang_the_run(Boot::Warm);
-}
-
 fn background_process_holding_stdout_does_not_hang_the_run(boot: Boot) {
     let v = Vmb::booting(boot);
     let t0 = Instant::now();
@@ -103,16 +80,6 @@ fn background_process_holding_stdout_does_not_hang_the_run(boot: Boot) {
         "took {:?}",
         t0.elapsed()
     );
-}
-
-#[test]
-fn env_workdir_and_signals_reach_the_command_cold() {
-    env_workdir_and_signals_reach_the_command(Boot::Cold);
-}
-
-#[test]
-fn env_workdir_and_signals_reach_the_command_warm() {
-    env_workdir_and_signals_reach_the_command(Boot::Warm);
 }
 
 fn env_workdir_and_signals_reach_the_command(boot: Boot) {

@@ -9,20 +9,15 @@ use nix::unistd::Pid;
 
 use crate::harness::{assert_one_line_error, stderr, wait_with_limit, Boot, Vmb};
 
+in_both_boot_modes!(
+    timeout_stops_the_vm_with_its_own_code,
+    sigint_mid_run_stops_everything,
+);
+
 const EXIT_VM_FAILURE: i32 = 123;
 const EXIT_TIMEOUT: i32 = 124;
 const EXIT_SETUP: i32 = 125;
 const EXIT_INTERRUPTED: i32 = 130;
-
-#[test]
-fn timeout_stops_the_vm_with_its_own_code_cold() {
-    timeout_stops_the_vm_with_its_own_code(Boot::Cold);
-}
-
-#[test]
-fn timeout_stops_the_vm_with_its_own_code_warm() {
-    timeout_stops_the_vm_with_its_own_code(Boot::Warm);
-}
 
 fn timeout_stops_the_vm_with_its_own_code(boot: Boot) {
     let v = Vmb::booting(boot);
@@ -40,16 +35,6 @@ fn timeout_stops_the_vm_with_its_own_code(boot: Boot) {
         "took {took:?}"
     );
     assert!(stderr(&o).contains("timed out after 5s"), "{}", stderr(&o));
-}
-
-#[test]
-fn sigint_mid_run_stops_everything_cold() {
-    sigint_mid_run_stops_everything(Boot::Cold);
-}
-
-#[test]
-fn sigint_mid_run_stops_everything_warm() {
-    sigint_mid_run_stops_everything(Boot::Warm);
 }
 
 fn sigint_mid_run_stops_everything(boot: Boot) {

@@ -153,13 +153,7 @@ impl Store {
             tracing::warn!(dir = %dir.display(), "removing an incomplete cache entry");
             std::fs::remove_dir_all(&dir).map_err(io_err(format!("removing {}", dir.display())))?;
         }
-        let tmp = tempfile::Builder::new()
-            .prefix(&temp_prefix(key))
-            .tempdir_in(&self.dir)
-            .map_err(io_err(format!(
-                "creating a temp dir in {}",
-                self.dir.display()
-            )))?;
+        let tmp = self.temp_dir_for(key)?;
         let built = build(tmp.path())?;
         write_file_synced(&tmp.path().join(COMPLETE_MARKER), b"")?;
         std::fs::rename(tmp.path(), &dir).map_err(io_err(format!(
@@ -180,19 +174,24 @@ impl Store {
             return Ok(None);
         };
         self.remove_stale_temps_of(key);
-        let tmp = tempfile::Builder::new()
-            .prefix(&temp_prefix(key))
-            .tempdir_in(&self.dir)
-            .map_err(io_err(format!(
-                "creating a temp dir in {}",
-                self.dir.display()
-            )))?;
+        let tmp = self.temp_dir_for(key)?;
         Ok(Some(Building {
             store: self.clone(),
             key: key.to_string(),
             tmp,
             lock,
         }))
+    }
+
+    /// A new temp dir for building `key`'s entry (removed when dropped).
+    fn temp_dir_for(&self, key: &str) -> Result<tempfile::TempDir, StoreError> {
+        tempfile::Builder::new()
+            .prefix(&temp_prefix(key))
+            .tempdir_in(&self.dir)
+            .map_err(io_err(format!(
+                "creating a temp dir in {}",
+                self.dir.display()
+            )))
     }
 
     /// Delete `key`'s entry unless someone holds it.

@@ -168,7 +168,7 @@ impl Snapshots {
                 }
             })
             .collect();
-        out.sort_by(|a, b| b.last_used.cmp(&a.last_used));
+        out.sort_by_key(|s| std::cmp::Reverse(s.last_used));
         out
     }
 
