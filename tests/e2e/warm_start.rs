@@ -171,12 +171,41 @@ fn memory_and_vcpus_make_their_own_snapshots() {
     assert!(restored(&o));
     assert_eq!(stdout(&o), "2\n");
 
+    // Another kernel file (here a copy of the same one: a rebuilt kernel
+    // changes at least its size, time or inode) means another snapshot.
+    let kdir = std::fs::read_dir(vmbuild_image::cache_root().unwrap().join("kernels"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.join("vmlinux").is_file())
+        .expect("the pinned kernel is cached");
+    let modules = std::fs::read_dir(kdir.join("lib/modules"))
+        .unwrap()
+        .flatten()
+        .next()
+        .expect("its modules")
+        .path();
+    let copy = tempfile::tempdir().unwrap();
+    let k = copy.path().join("vmlinux");
+    std::fs::copy(kdir.join("vmlinux"), &k).unwrap();
+    let (k, m) = (k.display().to_string(), modules.display().to_string());
+    let kernel_args = ["--memory", "512M", "--kernel", &k, "--kernel-modules", &m];
+    let o = run_sh(&v, &kernel_args, "true");
+    assert!(!restored(&o), "a new kernel file has no snapshot yet");
+    assert_eq!(snapshot_count(store.path()), 4);
+    assert!(restored(&run_sh(&v, &kernel_args, "true")));
+    assert!(restored(&run_sh(
+        &v,
+        &["--memory", "768M", "--cpus", "2"],
+        "true"
+    )));
+
     // `vmbuild snapshot ls` names each machine, most recently used first;
     // `prune --keep 1` keeps that one.
     let ls = v.run(&["snapshot", "ls"]);
     let text = stdout(&ls);
     let rows: Vec<&str> = text.lines().skip(1).collect();
-    assert_eq!(rows.len(), 3, "{text}");
+    assert_eq!(rows.len(), 4, "{text}");
     assert!(rows[0].ends_with("-m 768M -smp 2"), "{text}");
     assert!(text.contains("-m 512M -smp 1"), "{text}");
     let pruned = v.run(&["snapshot", "prune", "--keep", "1"]);
@@ -186,7 +215,7 @@ fn memory_and_vcpus_make_their_own_snapshots() {
             .lines()
             .filter(|l| l.starts_with("removed "))
             .count(),
-        2
+        3
     );
     assert_eq!(snapshot_count(store.path()), 1);
     let o = run_sh(&v, &["--memory", "768M", "--cpus", "2"], "true");
