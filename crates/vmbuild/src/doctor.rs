@@ -70,6 +70,21 @@ pub fn doctor() -> i32 {
             format!("not found (needed only for --cache-mode virtiofs): {e}"),
         ),
     }
+    match crate::runner_setup::snapshot_store(false) {
+        Some(dir) => {
+            let saved = vmbuild_runner::vm::snapshot::Snapshots::open(&dir)
+                .map(|s| s.keys().len())
+                .unwrap_or(0);
+            r.info(
+                "warm start",
+                format!(
+                    "{saved} saved guest(s) in {} (vmbuild snapshot ls; --cold to always boot)",
+                    dir.display()
+                ),
+            )
+        }
+        None => r.info("warm start", "off: no cache root (set HOME or XDG_CACHE_HOME)"),
+    }
     match which::which("bwrap") {
         Ok(p) => r.ok("bubblewrap", p.display()),
         Err(_) => r.info(
