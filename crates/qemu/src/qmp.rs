@@ -150,6 +150,20 @@ impl Qmp {
         self.run("cont", qmp::cont {}).await.map(|_| ())
     }
 
+    /// `migrate-set-parameters max-bandwidth=BYTES_PER_SEC`: QEMU caps a
+    /// migration at 128 MiB/s by default, which halves the speed of saving
+    /// a stopped guest to a local socket (measured: 0.55 s vs 0.26 s for
+    /// 90 MB).
+    pub async fn set_migration_bandwidth(&self, bytes_per_sec: u64) -> Result<(), QemuError> {
+        let params = qmp::MigrateSetParameters {
+            max_bandwidth: Some(bytes_per_sec),
+            ..Default::default()
+        };
+        self.run("migrate-set-parameters", qmp::migrate_set_parameters(params))
+            .await
+            .map(|_| ())
+    }
+
     /// `migrate uri=URI`: starts sending the VM's state (e.g. `unix:PATH`,
     /// where the caller listens). Returns once started; poll
     /// [`Qmp::migration`] for the outcome.
