@@ -102,10 +102,14 @@ pub fn key_of(description: &str) -> String {
 
 /// Whether a VM with this argv can be saved and restored at all, or why
 /// not: vhost-user devices (virtiofs) refuse migration on QEMU 7.2 and the
-/// guest's mapping of their shared memory cannot be carried over.
+/// guest's mapping of their shared memory cannot be carried over; HVF has
+/// no migration support.
 pub fn unsupported(argv: &[String]) -> Option<&'static str> {
     if argv.iter().any(|a| a.starts_with("vhost-user-fs")) {
         return Some("virtiofs shares (vhost-user-fs) cannot be saved by QEMU");
+    }
+    if argv.windows(2).any(|w| w[0] == "-accel" && w[1] == "hvf") {
+        return Some("QEMU's HVF accelerator (macOS) cannot save a VM");
     }
     if argv.iter().any(|a| a == "-incoming") {
         return Some("the command line already loads a state");
@@ -206,6 +210,8 @@ mod tests {
         ];
         assert!(unsupported(&a).is_some());
         assert!(unsupported(&argv("1024M", &["/a"])).is_none());
+        let hvf: Vec<String> = ["-accel", "hvf"].iter().map(|s| s.to_string()).collect();
+        assert!(unsupported(&hvf).is_some());
     }
 
     #[test]
