@@ -159,9 +159,12 @@ impl Qmp {
             max_bandwidth: Some(bytes_per_sec),
             ..Default::default()
         };
-        self.run("migrate-set-parameters", qmp::migrate_set_parameters(params))
-            .await
-            .map(|_| ())
+        self.run(
+            "migrate-set-parameters",
+            qmp::migrate_set_parameters(params),
+        )
+        .await
+        .map(|_| ())
     }
 
     /// `migrate uri=URI`: starts sending the VM's state (e.g. `unix:PATH`,

@@ -83,7 +83,10 @@ pub fn doctor() -> i32 {
                 ),
             )
         }
-        None => r.info("warm start", "off: no cache root (set HOME or XDG_CACHE_HOME)"),
+        None => r.info(
+            "warm start",
+            "off: no cache root (set HOME or XDG_CACHE_HOME)",
+        ),
     }
     match which::which("bwrap") {
         Ok(p) => r.ok("bubblewrap", p.display()),
