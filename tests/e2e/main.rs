@@ -1,6 +1,6 @@
 //! End-to-end tests: they run the real `vmbuild` binary, which boots real
 //! microVMs (TCG here, KVM where usable). `scripts/test.sh` installs what
-//! they need (QEMU, the guest init) first; nothing here is skipped.
+//! they need (QEMU, the release build the install tests copy) first; nothing here is skipped.
 
 mod build;
 mod cache;
@@ -11,6 +11,7 @@ mod cache_transfer;
 mod confinement;
 mod env_images;
 mod harness;
+mod install;
 mod melange;
 mod validate;
 mod network;

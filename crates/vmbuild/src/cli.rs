@@ -21,10 +21,22 @@ fn parse_volume(s: &str) -> Result<vmbuild_cache::volume::VolumeSpec, String> {
         .map_err(|e: vmbuild_cache::volume::SpecError| e.to_string())
 }
 
+/// `vmbuild --version`: the version, the git commit it was built from and
+/// the SHA-256 of the guest init built into it (`-V` prints the version only).
+pub static LONG_VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "{} (commit {})\nguest init sha256 {}",
+        env!("CARGO_PKG_VERSION"),
+        env!("VMBUILD_GIT_COMMIT"),
+        vmbuild_embedded_init::INIT_SHA256
+    )
+});
+
 #[derive(Debug, Parser)]
 #[command(
     name = "vmbuild",
     version,
+    long_version = LONG_VERSION.as_str(),
     about = "Run CI build pipelines inside throw-away QEMU microVMs"
 )]
 pub struct Cli {
