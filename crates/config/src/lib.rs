@@ -131,6 +131,7 @@ pub mod packages;
 mod pipelines;
 mod plan;
 mod resolve;
+pub mod schema;
 mod source;
 mod subst;
 mod suggest;

@@ -68,6 +68,22 @@ pub enum Command {
     /// Benchmarks (separate from the tests; see docs/benchmarks.md).
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Print a shell completion script: `source <(vmbuild completions bash)`,
+    /// `vmbuild completions zsh > ~/.zfunc/_vmbuild`,
+    /// `vmbuild completions fish > ~/.config/fish/completions/vmbuild.fish`.
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Print the JSON Schema of the pipeline file (checked in as
+    /// schemas/vmbuild.schema.json; see docs/pipelines.md for editors).
+    Schema,
+    /// Write the man pages (vmbuild.1 and one per subcommand) into DIR.
+    #[command(hide = true)]
+    Man {
+        /// Directory to write the pages into (created if missing).
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

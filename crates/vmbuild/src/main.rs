@@ -22,6 +22,7 @@ mod progress;
 mod root_image_arg;
 mod run;
 mod runner_setup;
+mod shell;
 mod step_volumes;
 mod transfer_cmd;
 mod test_run;
@@ -170,6 +171,11 @@ fn main() {
                 tool_exit_code(tokio::task::block_in_place(|| cache_cmd::cache(c)))
             }
             cli::Command::Bench(b) => tool_exit_code(bench::bench(b).await),
+            cli::Command::Completions { shell } => shell::print(&shell::completions(shell)),
+            cli::Command::Schema => {
+                shell::print(vmbuild_config::schema::pipeline_schema().as_bytes())
+            }
+            cli::Command::Man { dir } => tool_exit_code(shell::man_pages(&dir)),
         }
     });
     // Dropping the runtime here would wait for blocking tasks; everything
