@@ -12,6 +12,7 @@ mod cache_cmd;
 mod cache_transfer;
 mod capped;
 mod cli;
+mod defaults;
 mod doctor;
 mod human;
 mod image_cmd;
@@ -118,6 +119,33 @@ fn interrupt_channel() -> tokio::sync::watch::Receiver<bool> {
     rx
 }
 
+/// Fills `run`'s and `build`'s unset flags from the environment and the
+/// defaults files (the project file next to the pipeline; for `run`, in
+/// the current directory).
+fn apply_defaults(command: &mut cli::Command) -> anyhow::Result<()> {
+    let (runner, vm, dir) = match command {
+        cli::Command::Run(a) => (&mut a.runner, &mut a.vm, std::path::PathBuf::from(".")),
+        cli::Command::Build(a) => {
+            let dir = project_dir(&a.config);
+            (&mut a.runner, &mut a.vm, dir)
+        }
+        _ => return Ok(()),
+    };
+    defaults::apply(&defaults::Layers::load(&dir)?, runner, vm)
+}
+
+/// The directory whose `vmbuild.toml` applies to `path` (a pipeline file
+/// or a directory).
+fn project_dir(path: &std::path::Path) -> std::path::PathBuf {
+    if path.is_dir() {
+        return path.to_path_buf();
+    }
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => ".".into(),
+    }
+}
+
 fn main() {
     let started = Instant::now();
     let argv: Vec<String> = std::env::args().collect();
@@ -134,6 +162,11 @@ fn main() {
         }
     };
     init_logging(cli.verbose);
+    let mut cli = cli;
+    if let Err(e) = apply_defaults(&mut cli.command) {
+        eprintln!("vmbuild: error: {e:#}");
+        std::process::exit(EXIT_SETUP);
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -157,6 +190,12 @@ fn main() {
                 exit_code(build::build(*args, started, interrupt_channel()).await, json)
             }
             cli::Command::Doctor => doctor::doctor(),
+            cli::Command::Config(cli::ConfigCommand::Show { path }) => {
+                let dir = project_dir(path.as_deref().unwrap_or(std::path::Path::new(".")));
+                tool_exit_code(defaults::Layers::load(&dir).and_then(|l| {
+                    defaults::show(&l, &mut std::io::stdout().lock()).map_err(Into::into)
+                }))
+            }
             cli::Command::Validate(args) => validate::validate(&args, cli.verbose > 0),
             cli::Command::Image(c) => {
                 tool_exit_code(tokio::task::block_in_place(|| image_cmd::image(c)))
