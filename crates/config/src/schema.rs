@@ -352,42 +352,8 @@ mod tests {
         }
     }
 
-    /// A YAML tree as the JSON an editor's YAML language server validates
-    /// (plain scalars typed by YAML 1.2's core schema).
-    fn to_json(node: &crate::yaml::Node) -> Value {
-        use crate::yaml::Kind;
-        match &node.kind {
-            Kind::Scalar { value, style } => {
-                if node.is_null() {
-                    Value::Null
-                } else if *style != saphyr_parser::ScalarStyle::Plain {
-                    json!(value)
-                } else if let Ok(i) = value.parse::<i64>() {
-                    json!(i)
-                } else if let Ok(f) = value.parse::<f64>() {
-                    json!(f)
-                } else if value == "true" || value == "false" {
-                    json!(value == "true")
-                } else {
-                    json!(value)
-                }
-            }
-            Kind::Seq(items) => Value::Array(items.iter().map(to_json).collect()),
-            Kind::Map(entries) => Value::Object(
-                entries
-                    .iter()
-                    .map(|(k, v)| match &k.kind {
-                        Kind::Scalar { value, .. } => (value.clone(), to_json(v)),
-                        _ => panic!("non-scalar key"),
-                    })
-                    .collect(),
-            ),
-        }
-    }
-
     fn yaml_json(name: &str, text: &str) -> Value {
-        let src = crate::source::Source::new(name, text);
-        to_json(&crate::yaml::parse(&src).unwrap().unwrap())
+        crate::yaml_to_json(name, text).unwrap()
     }
 
     fn validator(def: Option<&str>) -> jsonschema::Validator {

@@ -81,10 +81,12 @@ pub enum Command {
     /// Print the JSON Schema of the pipeline file (checked in as
     /// schemas/vmbuild.schema.json; see docs/pipelines.md for editors).
     Schema,
-    /// Write the man pages (vmbuild.1 and one per subcommand) into DIR.
+    /// Write what a package installs beside the binary into DIR: man/ (vmbuild.1 and one
+    /// page per subcommand), completions/ (bash, zsh, fish), the guest init it carries and
+    /// the pipeline JSON Schema. Used by scripts/deb.sh.
     #[command(hide = true)]
-    Man {
-        /// Directory to write the pages into (created if missing).
+    Assets {
+        /// Directory to write into (created if missing).
         dir: PathBuf,
     },
 }

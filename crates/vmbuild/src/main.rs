@@ -214,7 +214,7 @@ fn main() {
             cli::Command::Schema => {
                 shell::print(vmbuild_config::schema::pipeline_schema().as_bytes())
             }
-            cli::Command::Man { dir } => tool_exit_code(shell::man_pages(&dir)),
+            cli::Command::Assets { dir } => tool_exit_code(shell::assets(&dir)),
         }
     });
     // Dropping the runtime here would wait for blocking tasks; everything

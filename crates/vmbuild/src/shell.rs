@@ -1,6 +1,7 @@
 //! Shell completions and man pages, generated from the clap definitions so
-//! they never drift from the flags (`vmbuild completions SHELL`, and the
-//! hidden `vmbuild man DIR` the .deb build uses).
+//! they never drift from the flags (`vmbuild completions SHELL`), and the
+//! hidden `vmbuild assets DIR` that writes them, the guest init and the
+//! pipeline schema for a package (scripts/deb.sh).
 
 use std::path::Path;
 
@@ -35,6 +36,33 @@ pub fn man_pages(dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let cmd = crate::cli::Cli::command();
     clap_mangen::generate_to(cmd, dir).with_context(|| format!("writing man pages to {}", dir.display()))
+}
+
+/// Completion files as the shells look them up, by shell.
+const COMPLETION_FILES: [(clap_complete::Shell, &str); 3] = [
+    (clap_complete::Shell::Bash, "vmbuild.bash"),
+    (clap_complete::Shell::Zsh, "_vmbuild"),
+    (clap_complete::Shell::Fish, "vmbuild.fish"),
+];
+
+/// Writes `man/`, `completions/`, `vmbuild-init` (the embedded guest init)
+/// and `vmbuild.schema.json` into `dir`.
+pub fn assets(dir: &Path) -> anyhow::Result<()> {
+    man_pages(&dir.join("man"))?;
+    let write = |path: std::path::PathBuf, bytes: &[u8]| {
+        std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))
+    };
+    let completions_dir = dir.join("completions");
+    std::fs::create_dir_all(&completions_dir)
+        .with_context(|| format!("creating {}", completions_dir.display()))?;
+    for (shell, name) in COMPLETION_FILES {
+        write(completions_dir.join(name), &completions(shell))?;
+    }
+    write(dir.join("vmbuild-init"), vmbuild_embedded_init::INIT)?;
+    write(
+        dir.join("vmbuild.schema.json"),
+        vmbuild_config::schema::pipeline_schema().as_bytes(),
+    )
 }
 
 #[cfg(test)]
@@ -81,14 +109,20 @@ mod tests {
     }
 
     #[test]
-    fn man_pages_cover_the_subcommands() {
-        let d = tempfile::tempdir().unwrap();
-        man_pages(d.path()).unwrap();
-        let main = std::fs::read_to_string(d.path().join("vmbuild.1")).unwrap();
+    fn assets_hold_man_pages_for_the_subcommands_completions_init_and_schema() {
+        let top = tempfile::tempdir().unwrap();
+        assets(top.path()).unwrap();
+        for f in ["completions/vmbuild.bash", "completions/_vmbuild", "completions/vmbuild.fish"] {
+            assert!(top.path().join(f).is_file(), "{f}");
+        }
+        assert_eq!(std::fs::read(top.path().join("vmbuild-init")).unwrap(), vmbuild_embedded_init::INIT);
+        assert!(top.path().join("vmbuild.schema.json").is_file());
+        let d = top.path().join("man");
+        let main = std::fs::read_to_string(d.join("vmbuild.1")).unwrap();
         assert!(main.contains(".TH vmbuild 1"), "{main}");
         for page in ["vmbuild-run.1", "vmbuild-build.1", "vmbuild-cache-export.1"] {
-            assert!(d.path().join(page).is_file(), "{page} missing");
+            assert!(d.join(page).is_file(), "{page} missing");
         }
-        assert!(!d.path().join("vmbuild-man.1").exists(), "hidden subcommands get no page");
+        assert!(!d.join("vmbuild-assets.1").exists(), "hidden subcommands get no page");
     }
 }
