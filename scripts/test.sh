@@ -14,6 +14,11 @@ if [[ ! -x target/tools/bin/virtiofsd ]]; then
     cargo install --quiet --locked virtiofsd@1.14.0 --root target/tools
 fi
 export VMBUILD_TEST_RUST_VIRTIOFSD=$PWD/target/tools/bin/virtiofsd
+# cargo-deb for the .deb test (scripts/deb.sh would install it too, but
+# not in the middle of the VM tests).
+if [[ ! -x target/tools/bin/cargo-deb ]]; then
+    cargo install --quiet --locked cargo-deb@3.8.0 --root target/tools
+fi
 # The release build a user's `cargo install --locked --path crates/vmbuild`
 # makes (it uses this workspace's target/): built here, before any VM
 # test runs, so the install and .deb tests only copy it instead of

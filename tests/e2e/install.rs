@@ -82,3 +82,68 @@ fn cargo_install_gives_a_vmbuild_that_boots() {
     // The installed binary and the one under test carry the same init.
     assert_eq!(init_hash_line(&vmbuild), init_hash_line(Path::new(BIN)));
 }
+
+/// `scripts/deb.sh` builds the package; it lists everything a user needs
+/// beside the binary, and installed into a scratch root (`dpkg --root`)
+/// it gives a working `vmbuild --version` whose init hash is the shipped
+/// init file's.
+#[test]
+fn deb_package_holds_binary_init_man_completions_and_installs() {
+    let out_dir = tempfile::tempdir().expect("deb out dir");
+    let built = Command::new(workspace().join("scripts/deb.sh"))
+        .arg(out_dir.path())
+        .output()
+        .expect("run scripts/deb.sh");
+    assert!(
+        built.status.success(),
+        "scripts/deb.sh failed:\n{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let deb = std::fs::read_dir(out_dir.path())
+        .expect("deb out dir")
+        .map(|e| e.expect("entry").path())
+        .find(|p| p.extension().is_some_and(|e| e == "deb"))
+        .expect("a .deb in the output dir");
+
+    let listing = Command::new("dpkg-deb").arg("-c").arg(&deb).output().expect("dpkg-deb -c");
+    assert!(listing.status.success(), "{listing:?}");
+    let files: Vec<String> = stdout(&listing)
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5).map(str::to_string))
+        .collect();
+    for want in [
+        "./usr/bin/vmbuild",
+        "./usr/lib/vmbuild/vmbuild-init",
+        "./usr/share/man/man1/vmbuild.1.gz",
+        "./usr/share/man/man1/vmbuild-build.1.gz",
+        "./usr/share/bash-completion/completions/vmbuild",
+        "./usr/share/zsh/vendor-completions/_vmbuild",
+        "./usr/share/fish/vendor_completions.d/vmbuild.fish",
+        "./usr/share/vmbuild/vmbuild.schema.json",
+    ] {
+        assert!(files.iter().any(|f| f == want), "{want} not in the .deb: {files:?}");
+    }
+    let depends = Command::new("dpkg-deb").arg("-f").arg(&deb).arg("Depends").output().expect("dpkg-deb -f");
+    assert!(stdout(&depends).contains("qemu-system-x86"), "{depends:?}");
+
+    // A scratch root with an empty dpkg database; its dependencies are the
+    // host's business here, so they are not checked.
+    let root = tempfile::tempdir().expect("scratch root");
+    let admin = root.path().join("var/lib/dpkg");
+    for d in ["info", "updates"] {
+        std::fs::create_dir_all(admin.join(d)).expect("dpkg admin dir");
+    }
+    std::fs::write(admin.join("status"), "").expect("dpkg status");
+    let installed = Command::new("dpkg")
+        .arg(format!("--root={}", root.path().display()))
+        .args(["--force-depends", "-i"])
+        .arg(&deb)
+        .output()
+        .expect("dpkg -i");
+    assert!(installed.status.success(), "{installed:?}");
+    let bin = root.path().join("usr/bin/vmbuild");
+    let init = std::fs::read(root.path().join("usr/lib/vmbuild/vmbuild-init")).expect("installed init");
+    use sha2::Digest;
+    let hash = hex::encode(sha2::Sha256::digest(&init));
+    assert_eq!(init_hash_line(&bin), format!("guest init sha256 {hash}"));
+}

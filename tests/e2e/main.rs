@@ -8,6 +8,7 @@ mod cache_cmd;
 mod cache_coherence;
 mod cache_locks;
 mod cache_transfer;
+mod ci_recipes;
 mod config_show;
 mod confinement;
 mod env_images;
