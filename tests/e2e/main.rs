@@ -19,6 +19,7 @@ mod validate;
 mod network;
 mod non_root;
 mod oom;
+mod progress;
 #[path = "../../crates/transfer/tests/support/mod.rs"]
 mod registry;
 mod rename_dir;

@@ -16,6 +16,7 @@ mod defaults;
 mod doctor;
 mod human;
 mod image_cmd;
+mod live;
 mod melange_flags;
 mod oom;
 mod packages;
