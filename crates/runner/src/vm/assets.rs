@@ -123,28 +123,17 @@ pub fn prepare(
 mod tests {
     use super::*;
 
-    /// A minimal ELF64 header with one program header of type `p_type`.
-    fn elf_with_phdr(p_type: u32) -> Vec<u8> {
-        let mut e = vec![0u8; 64 + 56];
-        e[..4].copy_from_slice(b"\x7fELF");
-        e[4] = 2;
-        e[5] = 1;
-        e[32..40].copy_from_slice(&64u64.to_le_bytes());
-        e[54..56].copy_from_slice(&56u16.to_le_bytes());
-        e[56..58].copy_from_slice(&1u16.to_le_bytes());
-        e[64..68].copy_from_slice(&p_type.to_le_bytes());
-        e
-    }
-
     #[test]
     fn an_explicit_init_must_exist_and_be_static() {
         let d = tempfile::tempdir().unwrap();
-        let (missing, dynamic, good) = (d.path().join("m"), d.path().join("d"), d.path().join("s"));
-        std::fs::write(&dynamic, elf_with_phdr(3)).unwrap();
-        std::fs::write(&good, elf_with_phdr(1)).unwrap();
+        let (missing, good) = (d.path().join("m"), d.path().join("s"));
+        // A real static init (the embedded one) and a real dynamic ELF
+        // (this test binary).
+        std::fs::write(&good, vmbuild_embedded_init::INIT).unwrap();
+        let dynamic = std::env::current_exe().unwrap();
         let init = init_from_path(&good).unwrap();
         assert_eq!(init.path.as_deref(), Some(good.as_path()));
-        assert_eq!(&*init.bytes, &elf_with_phdr(1)[..]);
+        assert_eq!(&*init.bytes, vmbuild_embedded_init::INIT);
         let err = init_from_path(&dynamic).unwrap_err().to_string();
         assert!(err.contains("dynamically linked"), "{err}");
         let err = init_from_path(&missing).unwrap_err().to_string();
