@@ -7,7 +7,7 @@
 #     (from the JSON events: the command's end to the "committed" note);
 #  2. the pip example's warm build with pip's cache as a volume: overlay +
 #     persist=on-success against virtiofs.
-# Needs a release build (cargo build --release -p vmbuild; scripts/build-init.sh).
+# Needs a release build (cargo build --release -p vmbuild).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VMBUILD=${VMBUILD:-target/release/vmbuild}

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The main job on a fresh machine: install what is needed (apt), build
-# vmbuild and its static guest init, fetch the guest kernel (first run),
+# The main job on a fresh machine: install what is needed (apt), install
+# vmbuild the way a user does (`cargo install`, the guest init built in), fetch the guest kernel (first run),
 # build the hello pipeline in a microVM with a cache dir, then build the pip
 # example twice with the same cache (virtiofs) to show the cache at work,
 # then once on a "fresh runner" whose cache is imported from an OCI export.
@@ -8,10 +8,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/setup.sh
-scripts/build-init.sh >/dev/null
-cargo build --release -p vmbuild
-cp target/vmbuild-init target/release/vmbuild-init
-VMBUILD=target/release/vmbuild
+cargo install --locked --path crates/vmbuild --root target/install
+VMBUILD=target/install/bin/vmbuild
+$VMBUILD --version
 
 $VMBUILD doctor
 mkdir -p cache

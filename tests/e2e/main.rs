@@ -1,6 +1,6 @@
 //! End-to-end tests: they run the real `vmbuild` binary, which boots real
 //! microVMs (TCG here, KVM where usable). `scripts/test.sh` installs what
-//! they need (QEMU, the guest init) first; nothing here is skipped.
+//! they need (QEMU, the release build the install tests copy) first; nothing here is skipped.
 
 #[macro_use]
 mod harness;
@@ -10,12 +10,16 @@ mod cache_cmd;
 mod cache_coherence;
 mod cache_locks;
 mod cache_transfer;
+mod ci_recipes;
+mod config_show;
 mod confinement;
 mod env_images;
+mod install;
 mod melange;
 mod network;
 mod non_root;
 mod oom;
+mod progress;
 #[path = "../../crates/transfer/tests/support/mod.rs"]
 mod registry;
 mod rename_dir;

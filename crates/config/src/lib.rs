@@ -131,6 +131,7 @@ pub mod packages;
 mod pipelines;
 mod plan;
 mod resolve;
+pub mod schema;
 mod source;
 mod subst;
 mod suggest;
@@ -142,6 +143,14 @@ mod yaml;
 use std::path::{Path, PathBuf};
 
 pub use env::EnvLayers;
+
+/// Parses YAML `text` (named `name` in errors, which carry file:line:col)
+/// into JSON as a YAML 1.2 loader would (`null` for an empty document):
+/// for checking YAML files against a JSON Schema, or their shape in tests.
+pub fn yaml_to_json(name: &str, text: &str) -> Result<serde_json::Value, ConfigError> {
+    let src = Source::new(name, text);
+    Ok(yaml::parse(&src)?.map_or(serde_json::Value::Null, |n| yaml::to_json(&n)))
+}
 pub use envfile::{parse_env_assignment, parse_env_file};
 pub use error::{ConfigError, Loc};
 pub use globals::package_dir;

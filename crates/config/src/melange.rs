@@ -10,7 +10,7 @@ use crate::model::{self, Environment, Step};
 use crate::source::Pos;
 use crate::yaml::{Kind, Node};
 
-const SUBPACKAGE_KEYS: &[&str] = &[
+pub(crate) const SUBPACKAGE_KEYS: &[&str] = &[
     "name",
     "if",
     "range",
@@ -29,13 +29,13 @@ const SUBPACKAGE_KEYS: &[&str] = &[
 /// Subpackage keys that only describe the apk melange would write: all
 /// after the first six.
 const SUBPACKAGE_IGNORED: &[&str] = SUBPACKAGE_KEYS.split_at(6).1;
-const TEST_KEYS: &[&str] = &["environment", "pipeline"];
-const DATA_KEYS: &[&str] = &["name", "items"];
-const TRANSFORM_KEYS: &[&str] = &["from", "match", "replace", "to"];
-const OPTION_KEYS: &[&str] = &["vars", "environment"];
-const OPTION_ENV_KEYS: &[&str] = &["contents"];
-const OPTION_CONTENTS_KEYS: &[&str] = &["packages"];
-const OPTION_LIST_KEYS: &[&str] = &["add", "remove"];
+pub(crate) const TEST_KEYS: &[&str] = &["environment", "pipeline"];
+pub(crate) const DATA_KEYS: &[&str] = &["name", "items"];
+pub(crate) const TRANSFORM_KEYS: &[&str] = &["from", "match", "replace", "to"];
+pub(crate) const OPTION_KEYS: &[&str] = &["vars", "environment"];
+pub(crate) const OPTION_ENV_KEYS: &[&str] = &["contents"];
+pub(crate) const OPTION_CONTENTS_KEYS: &[&str] = &["packages"];
+pub(crate) const OPTION_LIST_KEYS: &[&str] = &["add", "remove"];
 
 /// One `subpackages:` entry, before `range:` expansion and substitution.
 #[derive(Debug)]

@@ -114,7 +114,7 @@ pub(crate) struct InputDef {
 }
 
 /// Top-level keys: melange's whole schema plus vmbuild's `cache`.
-const TOP_KEYS: &[&str] = &[
+pub(crate) const TOP_KEYS: &[&str] = &[
     "package",
     "environment",
     "vars",
@@ -130,7 +130,7 @@ const TOP_KEYS: &[&str] = &[
 ];
 /// Top-level keys melange uses for packaging or updating only.
 const TOP_IGNORED: &[&str] = &["update", "capabilities"];
-const PACKAGE_KEYS: &[&str] = &[
+pub(crate) const PACKAGE_KEYS: &[&str] = &[
     "name",
     "version",
     "epoch",
@@ -153,10 +153,10 @@ const PACKAGE_KEYS: &[&str] = &[
 /// `package` keys that only describe the apk melange would write: all
 /// after the first seven.
 const PACKAGE_IGNORED: &[&str] = PACKAGE_KEYS.split_at(7).1;
-const RESOURCE_KEYS: &[&str] = &["cpu", "cpumodel", "memory", "disk"];
+pub(crate) const RESOURCE_KEYS: &[&str] = &["cpu", "cpumodel", "memory", "disk"];
 /// apko's image configuration keys (melange's `environment:` is one):
 /// the three a build uses, then [`ENVIRONMENT_IGNORED`].
-const ENVIRONMENT_KEYS: &[&str] = &[
+pub(crate) const ENVIRONMENT_KEYS: &[&str] = &[
     "contents",
     "environment",
     "accounts",
@@ -177,7 +177,7 @@ const ENVIRONMENT_KEYS: &[&str] = &[
 /// apko keys that shape an OCI image, not a build environment: all but
 /// the first three.
 const ENVIRONMENT_IGNORED: &[&str] = ENVIRONMENT_KEYS.split_at(3).1;
-const CONTENTS_KEYS: &[&str] = &[
+pub(crate) const CONTENTS_KEYS: &[&str] = &[
     "packages",
     "repositories",
     "build_repositories",
@@ -185,7 +185,7 @@ const CONTENTS_KEYS: &[&str] = &[
     "keyring",
     "baseimage",
 ];
-const ACCOUNTS_KEYS: &[&str] = &["run-as", "users", "groups"];
+pub(crate) const ACCOUNTS_KEYS: &[&str] = &["run-as", "users", "groups"];
 pub(crate) const STEP_KEYS: &[&str] = &[
     "name",
     "runs",
@@ -204,7 +204,7 @@ pub(crate) const STEP_KEYS: &[&str] = &[
     "assertions",
     "inputs",
 ];
-const PIPELINE_DEF_KEYS: &[&str] = &[
+pub(crate) const PIPELINE_DEF_KEYS: &[&str] = &[
     "name",
     "description",
     "needs",
@@ -215,9 +215,9 @@ const PIPELINE_DEF_KEYS: &[&str] = &[
     "working-directory",
     "environment",
 ];
-const NEEDS_KEYS: &[&str] = &["packages"];
-const ASSERTION_KEYS: &[&str] = &["required-steps"];
-const INPUT_KEYS: &[&str] = &["description", "default", "required"];
+pub(crate) const NEEDS_KEYS: &[&str] = &["packages"];
+pub(crate) const ASSERTION_KEYS: &[&str] = &["required-steps"];
+pub(crate) const INPUT_KEYS: &[&str] = &["description", "default", "required"];
 
 /// Notes each key of `f` in `keys` that is present as ignored, named
 /// `prefix.key`.

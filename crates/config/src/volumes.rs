@@ -17,7 +17,7 @@ use crate::decode::{Cx, Fields, Str};
 use crate::error::{show, ConfigError};
 use crate::yaml::Node;
 
-const CACHE_KEYS: &[&str] = &[
+pub(crate) const CACHE_KEYS: &[&str] = &[
     "id", "target", "sharing", "persist", "uid", "gid", "mode", "src",
 ];
 

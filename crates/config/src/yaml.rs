@@ -97,6 +97,48 @@ struct Builder<'s> {
     nodes: usize,
 }
 
+/// A tree as the JSON a YAML language server (or any YAML 1.2 loader with
+/// the core schema) sees: plain scalars become null, integers, floats or
+/// booleans when they read as one, quoted ones stay strings.
+pub(crate) fn to_json(node: &Node) -> serde_json::Value {
+    use serde_json::Value;
+    match &node.kind {
+        Kind::Scalar { value, style } => {
+            if node.is_null() {
+                Value::Null
+            } else if *style != ScalarStyle::Plain {
+                Value::String(value.clone())
+            } else if let Ok(i) = value.parse::<i64>() {
+                Value::from(i)
+            } else if let Some(f) = value
+                .parse::<f64>()
+                .ok()
+                .filter(|f| f.is_finite())
+                .and_then(serde_json::Number::from_f64)
+            {
+                Value::Number(f)
+            } else if value == "true" || value == "false" {
+                Value::Bool(value == "true")
+            } else {
+                Value::String(value.clone())
+            }
+        }
+        Kind::Seq(items) => Value::Array(items.iter().map(to_json).collect()),
+        Kind::Map(entries) => Value::Object(
+            entries
+                .iter()
+                .map(|(k, v)| {
+                    let key = match &k.kind {
+                        Kind::Scalar { value, .. } => value.clone(),
+                        _ => to_json(k).to_string(),
+                    };
+                    (key, to_json(v))
+                })
+                .collect(),
+        ),
+    }
+}
+
 /// Parses `src` into one tree. `Ok(None)` for a file without content.
 pub(crate) fn parse(src: &Source) -> Result<Option<Node>, ConfigError> {
     let mut b = Builder {

@@ -42,7 +42,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     println!("busybox ({:?}): {}", t.elapsed(), bb.display());
 
     let kernel = resolve_kernel(&req, &mut notice)?;
-    let init = args.next().map(PathBuf::from).unwrap_or_else(|| bb.clone());
+    let init = std::fs::read(args.next().map(PathBuf::from).unwrap_or_else(|| bb.clone()))?;
     let modules = guest_modules()?;
     let groups = vmbuild_image::guest_module_groups()?;
     let applets = vmbuild_image::busybox_applets(&bb);

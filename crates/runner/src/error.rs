@@ -76,8 +76,9 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
-    #[error("guest init binary not found (looked in: {}); build it with `scripts/build-init.sh` or set VMBUILD_INIT=/path/to/vmbuild-init", .checked.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
-    InitNotFound { checked: Vec<PathBuf> },
+    /// `VMBUILD_INIT` names a file that cannot be the guest's PID 1.
+    #[error("VMBUILD_INIT={}: {why}; unset VMBUILD_INIT to use the guest init built into vmbuild", .path.display())]
+    BadInit { path: PathBuf, why: String },
     /// A flag's value (or two flags together) cannot work.
     #[error("{flag}: {why}")]
     Flag { flag: String, why: String },
@@ -199,13 +200,15 @@ mod tests {
     }
 
     #[test]
-    fn init_not_found_says_what_to_do() {
-        let e = RunError::InitNotFound {
-            checked: vec!["/a/vmbuild-init".into(), "/b/vmbuild-init".into()],
+    fn bad_init_says_what_to_do() {
+        let e = RunError::BadInit {
+            path: "/a/vmbuild-init".into(),
+            why: "dynamically linked".into(),
         };
         let s = e.to_string();
         assert!(
-            s.contains("/a/vmbuild-init, /b/vmbuild-init") && s.contains("VMBUILD_INIT"),
+            s.contains("VMBUILD_INIT=/a/vmbuild-init: dynamically linked")
+                && s.contains("unset VMBUILD_INIT"),
             "{s}"
         );
     }

@@ -164,7 +164,7 @@ pub async fn build(
     started: Instant,
     interrupt: tokio::sync::watch::Receiver<bool>,
 ) -> Result<i32, RunError> {
-    let kind = args.runner.kind();
+    let kind = args.runner.unwrap_or_default().kind();
     let (cache_defaults, cache_default_aliases) =
         vmbuild_cache::env_layers(args.vm.cache_dir.is_some());
     let opts = LoadOptions {

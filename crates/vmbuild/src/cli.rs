@@ -21,10 +21,22 @@ fn parse_volume(s: &str) -> Result<vmbuild_cache::volume::VolumeSpec, String> {
         .map_err(|e: vmbuild_cache::volume::SpecError| e.to_string())
 }
 
+/// `vmbuild --version`: the version, the git commit it was built from and
+/// the SHA-256 of the guest init built into it (`-V` prints the version only).
+pub static LONG_VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "{} (commit {})\nguest init sha256 {}",
+        env!("CARGO_PKG_VERSION"),
+        env!("VMBUILD_GIT_COMMIT"),
+        vmbuild_embedded_init::INIT_SHA256
+    )
+});
+
 #[derive(Debug, Parser)]
 #[command(
     name = "vmbuild",
     version,
+    long_version = LONG_VERSION.as_str(),
     about = "Run CI build pipelines inside throw-away QEMU microVMs"
 )]
 pub struct Cli {
@@ -56,9 +68,43 @@ pub enum Command {
     /// Show what vmbuild found on this host (QEMU, accelerator, kernel,
     /// virtiofsd, bubblewrap) and how to fix what is missing.
     Doctor,
+    /// Defaults for repeated flags (vmbuild.toml, ~/.config/vmbuild/config.toml).
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Benchmarks (separate from the tests; see docs/benchmarks.md).
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Print a shell completion script: `source <(vmbuild completions bash)`,
+    /// `vmbuild completions zsh > ~/.zfunc/_vmbuild`,
+    /// `vmbuild completions fish > ~/.config/fish/completions/vmbuild.fish`.
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Print the JSON Schema of the pipeline file (checked in as
+    /// schemas/vmbuild.schema.json; see docs/pipelines.md for editors).
+    Schema,
+    /// Write what a package installs beside the binary into DIR: man/ (vmbuild.1 and one
+    /// page per subcommand), completions/ (bash, zsh, fish), the guest init it carries and
+    /// the pipeline JSON Schema. Used by scripts/deb.sh.
+    #[command(hide = true)]
+    Assets {
+        /// Directory to write into (created if missing).
+        dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print each default (runner, cache dir/root/mode, memory, cpus, network) as it applies
+    /// here and where it came from: flag > env > project vmbuild.toml > user config.toml >
+    /// built-in (docs/install.md).
+    Show {
+        /// A pipeline file or directory whose vmbuild.toml applies (default: the current
+        /// directory, as for `vmbuild run`).
+        #[arg(value_name = "PATH")]
+        path: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -165,11 +211,32 @@ pub struct VmArgs {
     /// [default: 16G for build, 0 for run (it costs ~0.3 s of boot under TCG)].
     #[arg(long, value_parser = crate::args::parse_size, value_name = "SIZE")]
     pub disk: Option<u64>,
+    /// `cpus` and `memory` from below the flags (see defaults.rs).
+    #[arg(skip)]
+    pub file_defaults: Fallbacks,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+/// `cpus` and `memory` set by the environment (`VMBUILD_CPUS`,
+/// `VMBUILD_MEMORY`: the bool is true) or a defaults file (false).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Fallbacks {
+    pub cpus: Option<(u32, bool)>,
+    pub memory: Option<(u32, bool)>,
+}
+
+/// The value below a flag: an environment fallback beats the pipeline's
+/// resources, a file fallback does not.
+pub fn below_flag(flag: Option<u32>, fallback: Option<(u32, bool)>, pipeline: Option<u32>) -> Option<u32> {
+    match fallback {
+        Some((v, true)) => flag.or(Some(v)),
+        _ => flag.or(pipeline).or(fallback.map(|(v, _)| v)),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
 pub enum RunnerArg {
     /// a throw-away QEMU microVM per build
+    #[default]
     Qemu,
     /// a bubblewrap sandbox on the host (no VM; the cache is bound read-write)
     Bubblewrap,
@@ -198,9 +265,9 @@ pub enum LogFormat {
 pub struct BuildArgs {
     /// The pipeline file (melange-style YAML).
     pub config: PathBuf,
-    /// Where the steps run.
-    #[arg(long, value_enum, default_value = "qemu")]
-    pub runner: RunnerArg,
+    /// Where the steps run [default: qemu; also VMBUILD_RUNNER, vmbuild.toml].
+    #[arg(long, value_enum)]
+    pub runner: Option<RunnerArg>,
     #[command(flatten)]
     pub vm: VmArgs,
     /// Shown at /home/build in the guest (default: the config file's directory).
@@ -297,9 +364,9 @@ pub struct ValidateArgs {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Where the command runs.
-    #[arg(long, value_enum, default_value = "qemu")]
-    pub runner: RunnerArg,
+    /// Where the command runs [default: qemu; also VMBUILD_RUNNER, vmbuild.toml].
+    #[arg(long, value_enum)]
+    pub runner: Option<RunnerArg>,
     #[command(flatten)]
     pub vm: VmArgs,
     /// Stop the VM after this long (300, 300s, 5m); exit code 124.

@@ -48,8 +48,8 @@ pub fn doctor() -> i32 {
     }
     doctor_kernel(&mut r);
     match vmbuild_runner::vm::assets::locate_init() {
-        Ok(p) => r.ok("guest init", p.display()),
-        Err(e) => r.missing("guest init", e, "scripts/build-init.sh"),
+        Ok(init) => r.ok("guest init", init.describe()),
+        Err(e) => r.missing("guest init", e, "unset VMBUILD_INIT"),
     }
     match vmbuild_cache::virtiofsd::find_virtiofsd_on_host() {
         Ok(p) => {

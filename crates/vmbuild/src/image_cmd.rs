@@ -77,9 +77,15 @@ pub fn image(cmd: ImageCommand) -> Result<()> {
         ImageCommand::Build(a) => {
             let spec = spec_of(&a)?;
             let t0 = std::time::Instant::now();
-            let (img, built) =
-                env::ensure_env_image(&root, &spec, &mut |l: &str| eprintln!("vmbuild: {l}"))
-                    .context("building the environment image")?;
+            use std::io::IsTerminal;
+            let mut live = crate::live::Live::new(
+                std::io::stderr().is_terminal(),
+                &root.join("logs"),
+                "environment image",
+            );
+            let result = env::ensure_env_image(&root, &spec, &mut |l: &str| live.line(l));
+            live.finish(result.is_ok());
+            let (img, built) = result.context("building the environment image")?;
             let what = if built {
                 format!("built in {:.0}s", t0.elapsed().as_secs_f64())
             } else {

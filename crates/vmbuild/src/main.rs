@@ -11,9 +11,11 @@ mod cache_cmd;
 mod cache_transfer;
 mod capped;
 mod cli;
+mod defaults;
 mod doctor;
 mod human;
 mod image_cmd;
+mod live;
 mod melange_flags;
 mod oom;
 mod packages;
@@ -21,6 +23,7 @@ mod progress;
 mod root_image_arg;
 mod run;
 mod runner_setup;
+mod shell;
 mod snapshot_cmd;
 mod step_volumes;
 mod test_run;
@@ -118,6 +121,33 @@ fn interrupt_channel() -> tokio::sync::watch::Receiver<bool> {
     rx
 }
 
+/// Fills `run`'s and `build`'s unset flags from the environment and the
+/// defaults files (the project file next to the pipeline; for `run`, in
+/// the current directory).
+fn apply_defaults(command: &mut cli::Command) -> anyhow::Result<()> {
+    let (runner, vm, dir) = match command {
+        cli::Command::Run(a) => (&mut a.runner, &mut a.vm, std::path::PathBuf::from(".")),
+        cli::Command::Build(a) => {
+            let dir = project_dir(&a.config);
+            (&mut a.runner, &mut a.vm, dir)
+        }
+        _ => return Ok(()),
+    };
+    defaults::apply(&defaults::Layers::load(&dir)?, runner, vm)
+}
+
+/// The directory whose `vmbuild.toml` applies to `path` (a pipeline file
+/// or a directory).
+fn project_dir(path: &std::path::Path) -> std::path::PathBuf {
+    if path.is_dir() {
+        return path.to_path_buf();
+    }
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => ".".into(),
+    }
+}
+
 fn main() {
     let started = Instant::now();
     let argv: Vec<String> = std::env::args().collect();
@@ -134,6 +164,11 @@ fn main() {
         }
     };
     init_logging(cli.verbose);
+    let mut cli = cli;
+    if let Err(e) = apply_defaults(&mut cli.command) {
+        eprintln!("vmbuild: error: {e:#}");
+        std::process::exit(EXIT_SETUP);
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -160,6 +195,12 @@ fn main() {
                 )
             }
             cli::Command::Doctor => doctor::doctor(),
+            cli::Command::Config(cli::ConfigCommand::Show { path }) => {
+                let dir = project_dir(path.as_deref().unwrap_or(std::path::Path::new(".")));
+                tool_exit_code(defaults::Layers::load(&dir).and_then(|l| {
+                    defaults::show(&l, &mut std::io::stdout().lock()).map_err(Into::into)
+                }))
+            }
             cli::Command::Validate(args) => validate::validate(&args, cli.verbose > 0),
             cli::Command::Snapshot(c) => {
                 tool_exit_code(tokio::task::block_in_place(|| snapshot_cmd::snapshot(c)))
@@ -177,6 +218,11 @@ fn main() {
                 tool_exit_code(tokio::task::block_in_place(|| cache_cmd::cache(c)))
             }
             cli::Command::Bench(b) => tool_exit_code(bench::bench(b).await),
+            cli::Command::Completions { shell } => shell::print(&shell::completions(shell)),
+            cli::Command::Schema => {
+                shell::print(vmbuild_config::schema::pipeline_schema().as_bytes())
+            }
+            cli::Command::Assets { dir } => tool_exit_code(shell::assets(&dir)),
         }
     });
     // Dropping the runtime here would wait for blocking tasks; everything

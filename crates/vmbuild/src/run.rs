@@ -13,7 +13,7 @@ use crate::runner_setup::{self, Spec};
 
 /// Runs the command; `Ok(code)` is the command's shell exit code.
 pub async fn run(mut args: RunArgs, started: Instant, stop: Stopper) -> Result<i32, RunError> {
-    let kind = args.runner.kind();
+    let kind = args.runner.unwrap_or_default().kind();
     let cache = runner_setup::cache(&args.vm)?;
     // base < cache defaults (fill-if-unset) < --env.
     let base = env::base_env_with_ca(!args.vm.ca_certs.is_empty());

@@ -13,7 +13,7 @@ use vmbuild_runner::{
     RunnerOptions, SharedDir, VmOptions,
 };
 
-use crate::cli::{CacheModeArg, NetworkArg, VmArgs};
+use crate::cli::{below_flag, CacheModeArg, NetworkArg, VmArgs};
 
 pub const DEFAULT_CPUS: u32 = 1;
 pub const DEFAULT_MEMORY_MIB: u32 = 1024;
@@ -221,10 +221,8 @@ pub fn qemu(
         vm: VmOptions {
             qemu: Some(qemu),
             accel,
-            cpus: args.cpus.or(spec.cpus).unwrap_or(DEFAULT_CPUS),
-            memory_mib: args
-                .memory
-                .or(spec.memory_mib)
+            cpus: below_flag(args.cpus, args.file_defaults.cpus, spec.cpus).unwrap_or(DEFAULT_CPUS),
+            memory_mib: below_flag(args.memory, args.file_defaults.memory, spec.memory_mib)
                 .unwrap_or(DEFAULT_MEMORY_MIB),
             shares,
             kernel_args: args.kernel_args.clone(),

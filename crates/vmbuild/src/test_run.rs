@@ -109,7 +109,7 @@ pub async fn run_tests(
             }],
         };
         let (mut options, mut holds) =
-            runner_setup::options_held(args.runner.kind(), &args.vm, &cache, spec, started)?;
+            runner_setup::options_held(args.runner.unwrap_or_default().kind(), &args.vm, &cache, spec, started)?;
         if !debian.is_empty() {
             let (image, held) = crate::build::env_image(&debian, obs)?;
             options.set_root_image(image)?;

@@ -26,7 +26,7 @@ pub const MODULES_ON_DEMAND_DIR: &str = "/etc/vmbuild/modules.d";
 #[derive(Debug, Clone, Copy)]
 pub struct InitramfsSpec<'a> {
     /// The guest init binary (static), installed as `/init`.
-    pub init: &'a Path,
+    pub init: &'a [u8],
     /// A static busybox, installed as `/bin/busybox`.
     pub busybox: Option<&'a Path>,
     /// The kernel the initramfs is for (release and modules dir).
@@ -78,7 +78,7 @@ impl InitramfsContents {
         let read = |p: &Path, what: &str| {
             std::fs::read(p).map_err(io_err(format!("reading the {what} {}", p.display())))
         };
-        let init = read(spec.init, "guest init")?;
+        let init = spec.init.to_vec();
         let busybox = spec.busybox.map(|p| read(p, "busybox")).transpose()?;
         let release = spec.kernel.release.clone();
         let mut modules = Vec::new();
@@ -260,7 +260,7 @@ mod tests {
 
     struct Fixture {
         t: tempfile::TempDir,
-        init: PathBuf,
+        init: Vec<u8>,
         bb: PathBuf,
         kernel: Kernel,
     }
@@ -268,8 +268,7 @@ mod tests {
     fn fixture() -> Fixture {
         let t = tempfile::tempdir().unwrap();
         let mods = fake_modules_dir(t.path());
-        let (init, bb) = (t.path().join("init"), t.path().join("busybox"));
-        std::fs::write(&init, b"\x7fELF init").unwrap();
+        let (init, bb) = (b"\x7fELF init".to_vec(), t.path().join("busybox"));
         std::fs::write(&bb, b"\x7fELF busybox").unwrap();
         Fixture {
             init,
@@ -355,7 +354,10 @@ mod tests {
             "not rewritten"
         );
 
-        std::fs::write(&f.init, b"\x7fELF init v2").unwrap();
+        let spec = InitramfsSpec {
+            init: b"\x7fELF init v2",
+            ..spec
+        };
         let b = build_initramfs(&spec, &cache).unwrap();
         assert_ne!(a, b);
 

@@ -5,83 +5,63 @@ use std::path::{Path, PathBuf};
 
 use crate::error::RunError;
 
-/// Where to look for the static guest init, in order: `$VMBUILD_INIT`, then
-/// beside the running executable (installed layout), then the places
-/// `scripts/build-init.sh` leaves it in a checkout (`target/vmbuild-init`
-/// seen from `target/{debug,release}/` and from `target/*/deps/`).
-pub fn init_candidates(env_init: Option<PathBuf>, exe: Option<&Path>) -> Vec<PathBuf> {
-    let mut c = Vec::new();
-    if let Some(p) = env_init {
-        c.push(p);
-        // An explicit choice is the only candidate: no silent fallback.
-        return c;
-    }
-    if let Some(dir) = exe.and_then(Path::parent) {
-        c.push(dir.join("vmbuild-init"));
-        c.push(dir.join("../lib/vmbuild/vmbuild-init"));
-        c.push(dir.join("../vmbuild-init"));
-    }
-    c
+/// The guest init a boot uses: the one built into vmbuild, or the file
+/// `VMBUILD_INIT` names (for developers and tests).
+#[derive(Debug, Clone)]
+pub struct GuestInit {
+    /// The static executable's bytes.
+    pub bytes: std::borrow::Cow<'static, [u8]>,
+    /// `None` for the embedded init, else the `VMBUILD_INIT` path.
+    pub path: Option<PathBuf>,
 }
 
-/// Whether `elf` is an ELF64 executable with a `PT_INTERP` program header,
-/// i.e. needs a dynamic loader the initramfs does not have. `None` when it
-/// is not a (complete) ELF64 little-endian file.
-pub fn elf_needs_interpreter(elf: &[u8]) -> Option<bool> {
-    const PT_INTERP: u32 = 3;
-    if elf.len() < 64 || &elf[..4] != b"\x7fELF" || elf[4] != 2 || elf[5] != 1 {
-        return None;
-    }
-    let u16_at = |o: usize| Some(u16::from_le_bytes(elf.get(o..o + 2)?.try_into().ok()?));
-    let u64_at = |o: usize| Some(u64::from_le_bytes(elf.get(o..o + 8)?.try_into().ok()?));
-    let phoff = usize::try_from(u64_at(32)?).ok()?;
-    let phentsize = usize::from(u16_at(54)?);
-    let phnum = usize::from(u16_at(56)?);
-    for i in 0..phnum {
-        let at = phoff.checked_add(i.checked_mul(phentsize)?)?;
-        let p_type = u32::from_le_bytes(elf.get(at..at + 4)?.try_into().ok()?);
-        if p_type == PT_INTERP {
-            return Some(true);
+impl GuestInit {
+    /// The init built into this binary (see the vmbuild-embedded-init crate).
+    pub fn embedded() -> GuestInit {
+        GuestInit {
+            bytes: std::borrow::Cow::Borrowed(vmbuild_embedded_init::INIT),
+            path: None,
         }
     }
-    Some(false)
-}
 
-/// The first candidate that is a static ELF executable, or an error listing
-/// every place checked (a dynamically linked build, such as the one `cargo
-/// test` leaves in `target/debug`, cannot run as the guest's PID 1).
-pub fn find_init(candidates: Vec<PathBuf>) -> Result<PathBuf, RunError> {
-    let mut checked = Vec::new();
-    for p in candidates {
-        let Ok(bytes) = std::fs::read(&p) else {
-            checked.push(p);
-            continue;
-        };
-        match elf_needs_interpreter(&bytes) {
-            Some(false) => return Ok(p),
-            Some(true) => {
-                tracing::debug!(path = %p.display(), "skipping a dynamically linked guest init");
-                checked.push(PathBuf::from(format!(
-                    "{} (dynamically linked)",
-                    p.display()
-                )));
-            }
-            None => checked.push(PathBuf::from(format!(
-                "{} (not an ELF64 executable)",
-                p.display()
-            ))),
+    /// Where it came from, for `vmbuild doctor`.
+    pub fn describe(&self) -> String {
+        match &self.path {
+            None => format!(
+                "built in (sha256 {})",
+                &vmbuild_embedded_init::INIT_SHA256[..16]
+            ),
+            Some(p) => format!("{} (VMBUILD_INIT)", p.display()),
         }
     }
-    Err(RunError::InitNotFound { checked })
 }
 
-/// Finds the init using the real environment.
-pub fn locate_init() -> Result<PathBuf, RunError> {
-    let env = std::env::var_os("VMBUILD_INIT")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from);
-    let exe = std::env::current_exe().ok();
-    find_init(init_candidates(env, exe.as_deref()))
+/// The init from an explicit path: it must be a static ELF executable (a
+/// dynamically linked build, such as the one `cargo test` leaves in
+/// `target/debug`, cannot run as the guest's PID 1). No fallback to the
+/// embedded one: an explicit choice that does not work is an error.
+pub fn init_from_path(path: &Path) -> Result<GuestInit, RunError> {
+    let bad = |why: String| RunError::BadInit {
+        path: path.to_path_buf(),
+        why,
+    };
+    let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+    match vmbuild_embedded_init::elf_needs_interpreter(&bytes) {
+        Some(false) => Ok(GuestInit {
+            bytes: bytes.into(),
+            path: Some(path.to_path_buf()),
+        }),
+        Some(true) => Err(bad("dynamically linked (the guest has no dynamic loader)".into())),
+        None => Err(bad("not an ELF64 executable".into())),
+    }
+}
+
+/// `$VMBUILD_INIT` when set and not empty, else the embedded init.
+pub fn locate_init() -> Result<GuestInit, RunError> {
+    match std::env::var_os("VMBUILD_INIT").filter(|v| !v.is_empty()) {
+        Some(p) => init_from_path(Path::new(&p)),
+        None => Ok(GuestInit::embedded()),
+    }
 }
 
 /// Everything a boot needs on disk.
@@ -128,7 +108,7 @@ pub fn prepare(
     let on_demand = vmbuild_image::guest_module_groups()?;
     let applets = vmbuild_image::busybox_applets(&busybox);
     let spec = vmbuild_image::InitramfsSpec {
-        init: &init,
+        init: &init.bytes,
         busybox: Some(&busybox),
         kernel: &kernel,
         modules: &modules,
@@ -144,55 +124,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn explicit_init_is_the_only_candidate() {
-        let c = init_candidates(Some("/x/init".into()), Some(Path::new("/usr/bin/vmbuild")));
-        assert_eq!(c, vec![PathBuf::from("/x/init")]);
-    }
-
-    #[test]
-    fn checkout_and_install_layouts_are_searched_in_order() {
-        let c = init_candidates(None, Some(Path::new("/r/target/debug/vmbuild")));
-        assert_eq!(c[0], PathBuf::from("/r/target/debug/vmbuild-init"));
-        assert!(c.contains(&PathBuf::from("/r/target/debug/../vmbuild-init")));
-    }
-
-    /// A minimal ELF64 header with one program header of type `p_type`.
-    fn elf_with_phdr(p_type: u32) -> Vec<u8> {
-        let mut e = vec![0u8; 64 + 56];
-        e[..4].copy_from_slice(b"\x7fELF");
-        e[4] = 2;
-        e[5] = 1;
-        e[32..40].copy_from_slice(&64u64.to_le_bytes());
-        e[54..56].copy_from_slice(&56u16.to_le_bytes());
-        e[56..58].copy_from_slice(&1u16.to_le_bytes());
-        e[64..68].copy_from_slice(&p_type.to_le_bytes());
-        e
-    }
-
-    #[test]
-    fn tells_static_from_dynamic_elf() {
-        assert_eq!(elf_needs_interpreter(&elf_with_phdr(1)), Some(false));
-        assert_eq!(elf_needs_interpreter(&elf_with_phdr(3)), Some(true));
-        assert_eq!(elf_needs_interpreter(b"#!/bin/sh\n"), None);
-        let mut truncated = elf_with_phdr(3);
-        truncated.truncate(66);
-        assert_eq!(elf_needs_interpreter(&truncated), None);
-    }
-
-    #[test]
-    fn finds_first_static_init_skipping_missing_and_dynamic() {
+    fn an_explicit_init_must_exist_and_be_static() {
         let d = tempfile::tempdir().unwrap();
-        let missing = d.path().join("missing");
-        let dynamic = d.path().join("dynamic");
-        let good = d.path().join("static");
-        std::fs::write(&dynamic, elf_with_phdr(3)).unwrap();
-        std::fs::write(&good, elf_with_phdr(1)).unwrap();
-        let found = find_init(vec![missing.clone(), dynamic.clone(), good.clone()]).unwrap();
-        assert_eq!(found, good);
-        let err = find_init(vec![missing.clone(), dynamic])
-            .unwrap_err()
-            .to_string();
+        let (missing, good) = (d.path().join("m"), d.path().join("s"));
+        // A real static init (the embedded one) and a real dynamic ELF
+        // (this test binary).
+        std::fs::write(&good, vmbuild_embedded_init::INIT).unwrap();
+        let dynamic = std::env::current_exe().unwrap();
+        let init = init_from_path(&good).unwrap();
+        assert_eq!(init.path.as_deref(), Some(good.as_path()));
+        assert_eq!(&*init.bytes, vmbuild_embedded_init::INIT);
+        let err = init_from_path(&dynamic).unwrap_err().to_string();
+        assert!(err.contains("dynamically linked"), "{err}");
+        let err = init_from_path(&missing).unwrap_err().to_string();
         assert!(err.contains(&missing.display().to_string()), "{err}");
-        assert!(err.contains("(dynamically linked)"), "{err}");
+    }
+
+    #[test]
+    fn the_embedded_init_is_described_by_its_hash() {
+        let e = GuestInit::embedded();
+        assert!(e.describe().starts_with("built in (sha256 "), "{}", e.describe());
+        assert!(!e.bytes.is_empty());
     }
 }

@@ -120,7 +120,7 @@ pub(crate) fn protocol_error(expected: &str, got: &GuestMessage) -> RunError {
     };
     RunError::Vm {
         kind: VmFailureKind::Unexpected,
-        detail: format!("guest init sent {got} where {expected} was expected (mismatched init? rebuild with scripts/build-init.sh)"),
+        detail: format!("guest init sent {got} where {expected} was expected (mismatched init? unset VMBUILD_INIT to use the one built into vmbuild)"),
         console_tail: String::new(),
     }
 }
