@@ -165,6 +165,9 @@ pub enum RunnerArg {
     Qemu,
     /// a bubblewrap sandbox on the host (no VM; the cache is bound read-write)
     Bubblewrap,
+    /// a container of a Docker Engine (DOCKER_HOST or the default socket;
+    /// the cache is bound read-write)
+    Docker,
 }
 
 impl RunnerArg {
@@ -172,6 +175,7 @@ impl RunnerArg {
         match self {
             Self::Qemu => vmbuild_runner::RunnerKind::Qemu,
             Self::Bubblewrap => vmbuild_runner::RunnerKind::Bubblewrap,
+            Self::Docker => vmbuild_runner::RunnerKind::Docker,
         }
     }
 }
