@@ -9,6 +9,7 @@ mod cache_coherence;
 mod cache_locks;
 mod cache_transfer;
 mod confinement;
+mod docker;
 mod env_images;
 mod harness;
 mod melange;
