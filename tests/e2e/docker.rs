@@ -91,13 +91,14 @@ fn run_streams_apart_keeps_its_exit_code_and_binds_the_cache_read_write() {
             "--",
             "sh",
             "-c",
-            "echo \"$PWD $X $PIP_CACHE_DIR ${HOSTNAME-unset}\"; echo to-stderr >&2; echo kept > /var/cache/vmbuild/w; cat /var/cache/melange/w; exit 7",
+            "echo \"$PWD $X $PIP_CACHE_DIR\"; env | grep -c '^HOSTNAME=' ; echo to-stderr >&2; echo kept > /var/cache/vmbuild/w; cat /var/cache/melange/w; exit 7",
         ],
     );
     assert_eq!(o.status.code(), Some(7), "stderr: {}", stderr(&o));
     assert_eq!(
         stdout(&o),
-        "/home/build from-flag /var/cache/vmbuild/pip unset\nkept\n"
+        "/home/build from-flag /var/cache/vmbuild/pip\n0\nkept\n",
+        "exactly the command's environment: no HOSTNAME from the engine"
     );
     assert!(stderr(&o).lines().any(|l| l == "to-stderr"), "{}", stderr(&o));
     assert!(!stdout(&o).contains("to-stderr"));
@@ -198,7 +199,7 @@ fn no_container_is_left_after_a_build_that_succeeds_fails_or_times_out() {
     let proj = tempfile::tempdir().unwrap();
     for (body, want) in [
         ("  - runs: echo ok\n", 0),
-        ("  - runs: exit 3\n", 3),
+        ("  - runs: exit 3\n", 1),
         ("  - timeout: 2s\n    runs: sleep 300\n", 124),
     ] {
         let cfg = proj.path().join("vmbuild.yaml");

@@ -54,11 +54,28 @@ pub const KEEP_ALIVE: [&str; 3] = ["/bin/sh", "-c", "while :; do sleep 3600 & wa
 /// outlives it (as under the other runners).
 pub const KILL_LEFTOVERS: [&str; 3] = ["/bin/sh", "-c", "kill -9 -1 2>/dev/null; exit 0"];
 
-/// Gives a command exactly its own environment: the engine adds
-/// `HOSTNAME` (and `PATH` when the command has none) to every exec, and
-/// `env -u` takes them away again. Also gives the shell's 127 / 126 for a
-/// command that is missing or not executable.
+/// Gives a command exactly its own environment and the PATH lookup the
+/// other runners do. The engine adds `HOSTNAME` (and `PATH` when the
+/// command has none) to every exec; the shell this runs in adds `SHLVL`
+/// and `PWD`; `env -u` takes away each the command did not set. The
+/// command is looked up in its `PATH` here, by the shell's own loop, and
+/// started by absolute path: a busybox `env` or shell given a bare name
+/// would prefer its own applet over, say, `/usr/local/bin/tar`. A name
+/// not found is left bare for `env`, which then gives the shell's 127.
 pub const ENV_SHIM: &str = "/usr/bin/env";
+
+/// Variables something other than the command may add to its environment.
+const INJECTED: [&str; 4] = ["HOSTNAME", "PATH", "SHLVL", "PWD"];
+
+/// The `sh -c` script of [`exec_config`]: `$1` is the command, the rest
+/// its arguments; `unset` is the `-u NAME ...` list for `env`.
+fn launch_script(unset: &str) -> String {
+    format!(
+        "c=$1; shift; case $c in */*) ;; *) IFS=:; for d in $PATH; do \
+if [ -n \"$d\" ] && [ -f \"$d/$c\" ] && [ -x \"$d/$c\" ]; then c=$d/$c; break; fi; done; unset IFS;; esac; \
+exec {ENV_SHIM}{unset} -- \"$c\" \"$@\""
+    )
+}
 
 /// How the container is put together; filled by [`super::Container`] from
 /// [`super::DockerOptions`] and what it prepared.
@@ -171,19 +188,22 @@ pub fn container_body(plan: &ContainerPlan) -> ContainerCreateBody {
     }
 }
 
-/// The exec of `cmd`: through [`ENV_SHIM`] so the command gets exactly
-/// `cmd.env`, in `cmd.cwd`, as root, stdout and stderr attached apart, no
-/// stdin and no tty.
+/// The exec of `cmd`: through [`launch_script`] so the command gets
+/// exactly `cmd.env` and a `PATH` lookup, in `cmd.cwd`, as root, stdout
+/// and stderr attached apart, no stdin and no tty.
 pub fn exec_config(cmd: &CommandSpec) -> ExecConfig {
     let has = |k: &str| cmd.env.iter().any(|(n, _)| n == k);
-    let mut argv = vec![ENV_SHIM.to_string()];
-    for injected in ["HOSTNAME", "PATH"] {
-        if !has(injected) {
-            argv.extend(["-u".to_string(), injected.to_string()]);
-        }
-    }
-    // `env -u` would take an argv[0] starting with '-' for an option.
-    argv.push("--".into());
+    let unset: String = INJECTED
+        .iter()
+        .filter(|k| !has(k))
+        .map(|k| format!(" -u {k}"))
+        .collect();
+    let mut argv = vec![
+        "/bin/sh".to_string(),
+        "-c".to_string(),
+        launch_script(&unset),
+        "vmbuild-exec".to_string(),
+    ];
     argv.extend(cmd.argv.iter().cloned());
     ExecConfig {
         attach_stdin: Some(false),
@@ -315,10 +335,14 @@ mod tests {
             binds: Vec::new(),
         };
         let e = exec_config(&cmd);
-        assert_eq!(
-            e.cmd.unwrap(),
-            ["/usr/bin/env", "-u", "HOSTNAME", "-u", "PATH", "--", "-weird", "x"]
+        let argv = e.cmd.unwrap();
+        assert_eq!(argv[..2], ["/bin/sh", "-c"]);
+        assert!(
+            argv[2].ends_with("exec /usr/bin/env -u HOSTNAME -u PATH -u SHLVL -u PWD -- \"$c\" \"$@\""),
+            "{}",
+            argv[2]
         );
+        assert_eq!(argv[3..], ["vmbuild-exec", "-weird", "x"]);
         assert_eq!(e.env.unwrap(), ["HOME=/home/build"]);
         assert_eq!(e.working_dir.as_deref(), Some("/home/build/sub"));
         assert_eq!((e.tty, e.attach_stdin), (Some(false), Some(false)));
@@ -326,7 +350,8 @@ mod tests {
             env: vec![("PATH".into(), "/bin".into()), ("HOSTNAME".into(), "h".into())],
             ..cmd
         };
-        assert_eq!(exec_config(&cmd).cmd.unwrap()[..2], ["/usr/bin/env", "--"]);
+        let script = &exec_config(&cmd).cmd.unwrap()[2];
+        assert!(script.contains("exec /usr/bin/env -u SHLVL -u PWD --"), "{script}");
     }
 
     #[test]
