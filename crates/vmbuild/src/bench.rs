@@ -16,10 +16,77 @@ pub async fn bench(cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Boot(a) => boot(a).await,
         BenchCommand::Cache(a) => crate::bench_cache::cache(a).await,
+        BenchCommand::Runners(a) => tokio::task::block_in_place(|| runners(a)),
         BenchCommand::Transfer(a) => {
             tokio::task::block_in_place(|| crate::bench_transfer::transfer(a))
         }
     }
+}
+
+/// `vmbuild bench runners`: each pipeline built `runs` times under each
+/// runner, interleaved (round by round) so machine noise hits every runner
+/// alike; each build is a whole `vmbuild build` process (start, steps,
+/// export, teardown), timed from spawn to exit.
+fn runners(a: crate::cli::BenchRunnersArgs) -> Result<()> {
+    if a.runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    let configs = if a.configs.is_empty() {
+        vec![std::path::PathBuf::from("examples/hello/vmbuild.yaml")]
+    } else {
+        a.configs.clone()
+    };
+    let exe = std::env::current_exe().context("finding the vmbuild binary")?;
+    let scratch = tempfile::Builder::new()
+        .prefix("vmbuild-bench-runners-")
+        .tempdir()
+        .context("creating a scratch dir")?;
+    let names: Vec<String> = a.runners.iter().map(|r| r.kind().to_string()).collect();
+    let mut times = vec![vec![Vec::new(); names.len()]; configs.len()];
+    for round in 0..a.runs {
+        for (ci, cfg) in configs.iter().enumerate() {
+            for (ri, runner) in names.iter().enumerate() {
+                let out = scratch.path().join(format!("out-{round}-{ci}-{runner}"));
+                let t0 = Instant::now();
+                let o = Command::new(&exe)
+                    .arg("build")
+                    .arg(cfg)
+                    .args(["--runner", runner, "--output-dir"])
+                    .arg(&out)
+                    .args(&a.extra)
+                    .output()
+                    .context("running vmbuild build")?;
+                let secs = t0.elapsed().as_secs_f64();
+                if !o.status.success() {
+                    bail!(
+                        "{} under {runner} failed ({}): {}",
+                        cfg.display(),
+                        o.status,
+                        String::from_utf8_lossy(&o.stderr).trim()
+                    );
+                }
+                times[ci][ri].push(secs);
+            }
+        }
+    }
+    println!(
+        "{:<36}  {:<11}  {:>9}  {:>9}  (wall s, {} build(s) each)",
+        "PIPELINE", "RUNNER", "MEDIAN", "MIN", a.runs
+    );
+    for (ci, cfg) in configs.iter().enumerate() {
+        for (ri, runner) in names.iter().enumerate() {
+            let t = &times[ci][ri];
+            let min = t.iter().copied().fold(f64::INFINITY, f64::min);
+            println!(
+                "{:<36}  {:<11}  {:>9.2}  {:>9.2}",
+                cfg.display().to_string(),
+                runner,
+                median(t),
+                min
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The flags of `vm` that shape a boot, to pass to `vmbuild run`.

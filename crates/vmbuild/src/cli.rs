@@ -483,6 +483,9 @@ pub enum BenchCommand {
     /// Cache export and import (type=local, and a registry with --registry) against
     /// `tar | zstd -T0` and its reverse, and a re-export after a 1% change.
     Transfer(BenchTransferArgs),
+    /// One pipeline built under qemu, bubblewrap and docker, interleaved
+    /// in one run: wall time per runner.
+    Runners(BenchRunnersArgs),
 }
 
 #[derive(Debug, Args)]
@@ -500,6 +503,22 @@ pub struct BenchTransferArgs {
     /// Scratch directory (default: a fresh one in /var/tmp).
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchRunnersArgs {
+    /// Builds per runner (at least 1).
+    #[arg(long, default_value = "5")]
+    pub runs: usize,
+    /// Pipelines to build (default: examples/hello/vmbuild.yaml).
+    #[arg(value_name = "CONFIG")]
+    pub configs: Vec<PathBuf>,
+    /// Runners to compare.
+    #[arg(long = "runner", value_enum, default_values_t = [RunnerArg::Qemu, RunnerArg::Bubblewrap, RunnerArg::Docker])]
+    pub runners: Vec<RunnerArg>,
+    /// Extra flags for every build (e.g. `--extra=-e --extra=PIP_INDEX_URL=...`).
+    #[arg(long = "extra", value_name = "ARG", allow_hyphen_values = true)]
+    pub extra: Vec<String>,
 }
 
 #[derive(Debug, Args)]
