@@ -516,7 +516,9 @@ pub struct BenchRunnersArgs {
     /// Runners to compare.
     #[arg(long = "runner", value_enum, default_values_t = [RunnerArg::Qemu, RunnerArg::Bubblewrap, RunnerArg::Docker])]
     pub runners: Vec<RunnerArg>,
-    /// Extra flags for every build (e.g. `--extra=-e --extra=PIP_INDEX_URL=...`).
+    /// Extra flags for every build (e.g. `--extra=-e
+    /// --extra=PIP_INDEX_URL=http://{host}:PORT/simple/`); `{host}` becomes
+    /// the host's address as the runner's build sees it.
     #[arg(long = "extra", value_name = "ARG", allow_hyphen_values = true)]
     pub extra: Vec<String>,
 }

@@ -100,6 +100,26 @@ impl Engine {
         })
     }
 
+    /// The host's address on the engine's default bridge (how a
+    /// `--network user` container reaches a service on the host), e.g.
+    /// `172.17.0.1`.
+    pub async fn bridge_gateway(&self) -> Result<String, DockerError> {
+        let n = self
+            .docker
+            .inspect_network("bridge", None)
+            .await
+            .map_err(api("inspecting the bridge network"))?;
+        let configs = n.ipam.and_then(|i| i.config).unwrap_or_default();
+        configs
+            .iter()
+            .find_map(|c| c.gateway.clone())
+            .or_else(|| configs.iter().find_map(|c| first_host(c.subnet.as_deref()?)))
+            .ok_or_else(|| DockerError::Api {
+                during: "inspecting the bridge network".into(),
+                why: "it has no gateway address".into(),
+            })
+    }
+
     /// Whether `vmbuild/env:<key>` is in the engine.
     pub async fn has_image(&self, key: &str) -> Result<bool, DockerError> {
         match self.docker.inspect_image(&image_ref(key)).await {
@@ -244,6 +264,15 @@ impl Engine {
     }
 }
 
+/// The first host address of an IPv4 subnet (`172.17.0.0/16` ->
+/// `172.17.0.1`): the default bridge's gateway, which engine 20.10 does
+/// not list for the default bridge.
+pub fn first_host(subnet: &str) -> Option<String> {
+    let (net, _) = subnet.split_once('/')?;
+    let ip: std::net::Ipv4Addr = net.parse().ok()?;
+    Some(std::net::Ipv4Addr::from(u32::from(ip).checked_add(1)?).to_string())
+}
+
 /// One imported environment image as the engine lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EngineImage {
@@ -287,6 +316,13 @@ mod tests {
             engine_address(Some("unix:///run/x.sock")),
             "unix:///run/x.sock"
         );
+    }
+
+    #[test]
+    fn the_bridge_gateway_is_the_subnets_first_host() {
+        assert_eq!(first_host("172.17.0.0/16").as_deref(), Some("172.17.0.1"));
+        assert_eq!(first_host("fd00::/64"), None);
+        assert_eq!(first_host("garbage"), None);
     }
 
     #[tokio::test]
