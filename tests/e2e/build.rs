@@ -338,9 +338,9 @@ pipeline:
     }
 }
 
-/// A tar stream that plants `link -> <outside>` and then writes
-/// `link/pwned` through it.
-fn evil_tar(outside: &Path) -> Vec<u8> {
+/// A tar stream that plants `link -> <outside>`, then writes `link/pwned`
+/// through it, then `../escaped` beside the output dir.
+pub(crate) fn evil_tar(outside: &Path) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     let mut h = tar::Header::new_gnu();
     h.set_entry_type(tar::EntryType::Symlink);
@@ -355,6 +355,13 @@ fn evil_tar(outside: &Path) -> Vec<u8> {
     f.set_cksum();
     b.append_data(&mut f, "link/pwned", &b"pwned\n"[..])
         .unwrap();
+    let mut g = tar::Header::new_gnu();
+    g.set_size(6);
+    g.set_mode(0o644);
+    let name = b"../escaped";
+    g.as_old_mut().name[..name.len()].copy_from_slice(name);
+    g.set_cksum();
+    b.append(&g, &b"pwned\n"[..]).unwrap();
     b.into_inner().unwrap()
 }
 

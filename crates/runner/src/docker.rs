@@ -51,8 +51,8 @@ use crate::output::OutputSink;
 use crate::runners::StartEvent;
 use crate::stop::Stopper;
 use crate::vm::RootImage;
-pub use engine::{Engine, EngineImage, EngineInfo};
 use engine::{api, short};
+pub use engine::{Engine, EngineImage, EngineInfo};
 use plan::ContainerPlan;
 
 /// How often a running command's exec is asked whether it has exited
@@ -135,7 +135,10 @@ pub async fn ensure_image(
             let key = tokio::task::block_in_place(|| rootfs::busybox_key(&bb, &applets))?;
             (key, Some((bb, applets)))
         }
-        Some(img) => (tokio::task::block_in_place(|| rootfs::image_key(img))?, None),
+        Some(img) => (
+            tokio::task::block_in_place(|| rootfs::image_key(img))?,
+            None,
+        ),
     };
     if engine.has_image(&key).await? {
         return Ok(key);
@@ -306,10 +309,15 @@ impl Container {
         })
     }
 
-    async fn run_inner(&mut self, cmd: &CommandSpec, sink: &mut dyn OutputSink) -> Result<i32, RunError> {
-        let id = self.id.clone().ok_or_else(|| {
-            RunError::BadCommand("the container was already removed".into())
-        })?;
+    async fn run_inner(
+        &mut self,
+        cmd: &CommandSpec,
+        sink: &mut dyn OutputSink,
+    ) -> Result<i32, RunError> {
+        let id = self
+            .id
+            .clone()
+            .ok_or_else(|| RunError::BadCommand("the container was already removed".into()))?;
         if !self.made.contains(cmd.cwd.trim_end_matches('/')) {
             if let Some(argv) = plan::mkdir_cwd(cmd) {
                 let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
@@ -435,10 +443,7 @@ impl Container {
             0 => Ok(()),
             c => Err(DockerError::Api {
                 during: format!("running `{}` in the container", argv.join(" ")),
-                why: format!(
-                    "exit code {c}: {}",
-                    String::from_utf8_lossy(&tail).trim()
-                ),
+                why: format!("exit code {c}: {}", String::from_utf8_lossy(&tail).trim()),
             }
             .into()),
         }

@@ -58,8 +58,11 @@ fn runners(a: crate::cli::BenchRunnersArgs) -> Result<()> {
                     continue;
                 }
                 let out = scratch.path().join(format!("out-{round}-{ci}-{runner}"));
-                let extra: Vec<String> =
-                    a.extra.iter().map(|e| e.replace("{host}", &hosts[ri])).collect();
+                let extra: Vec<String> = a
+                    .extra
+                    .iter()
+                    .map(|e| e.replace("{host}", &hosts[ri]))
+                    .collect();
                 let t0 = Instant::now();
                 let o = Command::new(&exe)
                     .arg("build")
@@ -100,7 +103,11 @@ fn runners(a: crate::cli::BenchRunnersArgs) -> Result<()> {
     for (ci, cfg) in configs.iter().enumerate() {
         for (ri, runner) in names.iter().enumerate() {
             if let Some((_, why)) = unsupported.iter().find(|(k, _)| *k == (ci, ri)) {
-                println!("{:<36}  {:<11}  n/a: {why}", cfg.display().to_string(), runner);
+                println!(
+                    "{:<36}  {:<11}  n/a: {why}",
+                    cfg.display().to_string(),
+                    runner
+                );
                 continue;
             }
             let t = &times[ci][ri];

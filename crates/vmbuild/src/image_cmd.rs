@@ -35,8 +35,7 @@ fn spec_of(a: &ImageBuildArgs) -> Result<EnvSpec> {
                 environment_only: true,
                 ..Default::default()
             };
-            let plan = vmbuild_config::load(cfg, &opts)
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let plan = vmbuild_config::load(cfg, &opts).map_err(|e| anyhow::anyhow!("{e}"))?;
             if plan.packages.is_empty() {
                 bail!(
                     "{} asks for no packages (environment.contents.packages): nothing to build",
@@ -115,7 +114,8 @@ pub fn image(cmd: ImageCommand) -> Result<()> {
                     env::images_dir(&root).display()
                 );
             }
-            let engine = with_engine(|e| async move { Ok((e.address.clone(), e.env_images().await?)) });
+            let engine =
+                with_engine(|e| async move { Ok((e.address.clone(), e.env_images().await?)) });
             if let Some((address, copies)) = engine.transpose()? {
                 if !copies.is_empty() {
                     println!("in the docker engine at {address}:");
@@ -126,7 +126,9 @@ pub fn image(cmd: ImageCommand) -> Result<()> {
                             format!("vmbuild/env:{}", c.key),
                             human_size(c.size),
                             ago(std::time::UNIX_EPOCH
-                                + std::time::Duration::from_secs(u64::try_from(c.created).unwrap_or(0)))
+                                + std::time::Duration::from_secs(
+                                    u64::try_from(c.created).unwrap_or(0)
+                                ))
                         );
                     }
                 }
@@ -160,7 +162,8 @@ pub fn image(cmd: ImageCommand) -> Result<()> {
                     let k = k.clone();
                     async move { Ok(e.env_images().await?.into_iter().any(|i| i.key == k)) }
                 });
-                if engine_only.transpose()?.unwrap_or(false) && env::find_image(&root, &k).is_err() {
+                if engine_only.transpose()?.unwrap_or(false) && env::find_image(&root, &k).is_err()
+                {
                     remove_engine_copies(std::slice::from_ref(&k))?;
                     continue;
                 }

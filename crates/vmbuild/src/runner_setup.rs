@@ -9,8 +9,8 @@ use std::time::Instant;
 use vmbuild_image::env::InUse;
 use vmbuild_proto::{CacheMode, SymlinkSpec, GUEST_HOME};
 use vmbuild_runner::{
-    BwrapOptions, CacheShare, DockerOptions, Feature, KernelChoice, QemuOptions, RootImage, RunError, RunnerKind,
-    RunnerOptions, SharedDir, VmOptions,
+    BwrapOptions, CacheShare, DockerOptions, Feature, KernelChoice, QemuOptions, RootImage,
+    RunError, RunnerKind, RunnerOptions, SharedDir, VmOptions,
 };
 
 use crate::cli::{CacheModeArg, NetworkArg, VmArgs};

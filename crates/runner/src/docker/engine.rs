@@ -15,7 +15,10 @@ use bollard::query_parameters::{
 use bollard::Docker;
 use futures_util::StreamExt;
 
-use super::plan::{image_changes, image_ref, IMAGE_REPO, KIND_ENV_IMAGE, LABEL_KEY, LABEL_KIND, LABEL_MANAGED, LABEL_SESSION};
+use super::plan::{
+    image_changes, image_ref, IMAGE_REPO, KIND_ENV_IMAGE, LABEL_KEY, LABEL_KIND, LABEL_MANAGED,
+    LABEL_SESSION,
+};
 use super::DockerError;
 
 /// Where the engine is when `DOCKER_HOST` is not set.
@@ -89,8 +92,16 @@ impl Engine {
 
     /// Version, API version, storage driver and data root.
     pub async fn info(&self) -> Result<EngineInfo, DockerError> {
-        let v = self.docker.version().await.map_err(api("asking the engine's version"))?;
-        let i = self.docker.info().await.map_err(api("asking the engine's info"))?;
+        let v = self
+            .docker
+            .version()
+            .await
+            .map_err(api("asking the engine's version"))?;
+        let i = self
+            .docker
+            .info()
+            .await
+            .map_err(api("asking the engine's info"))?;
         Ok(EngineInfo {
             address: self.address.clone(),
             version: v.version.unwrap_or_default(),
@@ -113,7 +124,11 @@ impl Engine {
         configs
             .iter()
             .find_map(|c| c.gateway.clone())
-            .or_else(|| configs.iter().find_map(|c| first_host(c.subnet.as_deref()?)))
+            .or_else(|| {
+                configs
+                    .iter()
+                    .find_map(|c| first_host(c.subnet.as_deref()?))
+            })
             .ok_or_else(|| DockerError::Api {
                 during: "inspecting the bridge network".into(),
                 why: "it has no gateway address".into(),
@@ -220,7 +235,8 @@ impl Engine {
 
     /// Ids of the containers of one session ([`super::plan::LABEL_SESSION`]).
     pub async fn labelled_containers_of(&self, session: &str) -> Result<Vec<String>, DockerError> {
-        self.containers_labelled(format!("{LABEL_SESSION}={session}")).await
+        self.containers_labelled(format!("{LABEL_SESSION}={session}"))
+            .await
     }
 
     async fn containers_labelled(&self, label: String) -> Result<Vec<String>, DockerError> {
@@ -297,7 +313,10 @@ pub(crate) fn api(during: &'static str) -> impl Fn(bollard::errors::Error) -> Do
 /// A bollard error on one line (the engine's own message when it sent one).
 pub(crate) fn short(e: &bollard::errors::Error) -> String {
     match e {
-        bollard::errors::Error::DockerResponseServerError { message, status_code } => {
+        bollard::errors::Error::DockerResponseServerError {
+            message,
+            status_code,
+        } => {
             format!("{} (HTTP {status_code})", message.trim())
         }
         other => other.to_string().replace('\n', " "),
@@ -333,6 +352,9 @@ mod tests {
         let s = e.to_string();
         assert!(!s.contains('\n'), "{s}");
         assert!(s.contains(&sock) && s.contains("dockerd"), "{s}");
-        assert_eq!(crate::error::RunError::from(e).exit_code(), crate::error::EXIT_SETUP);
+        assert_eq!(
+            crate::error::RunError::from(e).exit_code(),
+            crate::error::EXIT_SETUP
+        );
     }
 }

@@ -240,7 +240,12 @@ pub fn mkdir_cwd(cmd: &CommandSpec) -> Option<Vec<String>> {
     if cwd.is_empty() || !cwd.starts_with('/') {
         return None;
     }
-    Some(vec!["mkdir".into(), "-p".into(), "--".into(), cwd.to_string()])
+    Some(vec![
+        "mkdir".into(),
+        "-p".into(),
+        "--".into(),
+        cwd.to_string(),
+    ])
 }
 
 /// An exit code as the engine reports it (a command killed by signal N
@@ -278,7 +283,9 @@ mod tests {
         assert_eq!(h.privileged, Some(false));
         assert_eq!(h.cap_drop.unwrap(), ["ALL"]);
         let caps = h.cap_add.unwrap();
-        assert!(!caps.iter().any(|c| c == "SYS_ADMIN" || c == "NET_RAW" || c == "MKNOD"));
+        assert!(!caps
+            .iter()
+            .any(|c| c == "SYS_ADMIN" || c == "NET_RAW" || c == "MKNOD"));
         assert_eq!(h.security_opt.unwrap(), ["no-new-privileges"]);
         assert_eq!(h.nano_cpus, Some(2_000_000_000));
         assert_eq!(h.memory, Some(512 << 20));
@@ -338,7 +345,9 @@ mod tests {
         let argv = e.cmd.unwrap();
         assert_eq!(argv[..2], ["/bin/sh", "-c"]);
         assert!(
-            argv[2].ends_with("exec /usr/bin/env -u HOSTNAME -u PATH -u SHLVL -u PWD -- \"$c\" \"$@\""),
+            argv[2].ends_with(
+                "exec /usr/bin/env -u HOSTNAME -u PATH -u SHLVL -u PWD -- \"$c\" \"$@\""
+            ),
             "{}",
             argv[2]
         );
@@ -347,11 +356,17 @@ mod tests {
         assert_eq!(e.working_dir.as_deref(), Some("/home/build/sub"));
         assert_eq!((e.tty, e.attach_stdin), (Some(false), Some(false)));
         let cmd = CommandSpec {
-            env: vec![("PATH".into(), "/bin".into()), ("HOSTNAME".into(), "h".into())],
+            env: vec![
+                ("PATH".into(), "/bin".into()),
+                ("HOSTNAME".into(), "h".into()),
+            ],
             ..cmd
         };
         let script = &exec_config(&cmd).cmd.unwrap()[2];
-        assert!(script.contains("exec /usr/bin/env -u SHLVL -u PWD --"), "{script}");
+        assert!(
+            script.contains("exec /usr/bin/env -u SHLVL -u PWD --"),
+            "{script}"
+        );
     }
 
     #[test]

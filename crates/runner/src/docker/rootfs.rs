@@ -60,7 +60,11 @@ pub fn busybox_key(busybox: &Path, applets: &[String]) -> Result<String, DockerE
 /// Writes the busybox root as a tar to `out`: [`BUSYBOX_DIRS`],
 /// `bin/busybox`, a symlink to it for each applet path (`usr/bin/env`,
 /// `bin/sh`, ...) and [`BUSYBOX_FILES`], all owned by root.
-pub fn write_busybox_tar(busybox: &Path, applets: &[String], out: &Path) -> Result<(), DockerError> {
+pub fn write_busybox_tar(
+    busybox: &Path,
+    applets: &[String],
+    out: &Path,
+) -> Result<(), DockerError> {
     let io = |what: &str| {
         let what = format!("{what} ({})", out.display());
         move |e: std::io::Error| DockerError::Io(what.clone(), e)
@@ -78,7 +82,8 @@ pub fn write_busybox_tar(busybox: &Path, applets: &[String], out: &Path) -> Resu
     };
     for (d, mode) in BUSYBOX_DIRS {
         let mut h = header(tar::EntryType::Directory, mode, 0);
-        t.append_data(&mut h, d, std::io::empty()).map_err(io("writing"))?;
+        t.append_data(&mut h, d, std::io::empty())
+            .map_err(io("writing"))?;
     }
     let bin = std::fs::read(busybox).map_err(io("reading busybox for"))?;
     let mut h = header(tar::EntryType::Regular, 0o755, bin.len() as u64);
@@ -86,11 +91,13 @@ pub fn write_busybox_tar(busybox: &Path, applets: &[String], out: &Path) -> Resu
         .map_err(io("writing"))?;
     for path in applet_links(applets) {
         let mut h = header(tar::EntryType::Symlink, 0o777, 0);
-        t.append_link(&mut h, &path, "/bin/busybox").map_err(io("writing"))?;
+        t.append_link(&mut h, &path, "/bin/busybox")
+            .map_err(io("writing"))?;
     }
     for (f, text) in BUSYBOX_FILES {
         let mut h = header(tar::EntryType::Regular, 0o644, text.len() as u64);
-        t.append_data(&mut h, f, text.as_bytes()).map_err(io("writing"))?;
+        t.append_data(&mut h, f, text.as_bytes())
+            .map_err(io("writing"))?;
     }
     t.into_inner()
         .and_then(|mut w| w.flush())
@@ -107,8 +114,10 @@ fn applet_links(applets: &[String]) -> Vec<String> {
         .map(|a| a.trim_start_matches('/').to_string())
         .filter(|a| a != "bin/busybox")
         .filter(|a| {
-            dirs.iter()
-                .any(|d| a.strip_prefix(d).is_some_and(|n| !n.is_empty() && !n.contains('/')))
+            dirs.iter().any(|d| {
+                a.strip_prefix(d)
+                    .is_some_and(|n| !n.is_empty() && !n.contains('/'))
+            })
         })
         .collect();
     v.sort();
@@ -184,7 +193,12 @@ pub fn unpack_image(image: &RootImage, dir: &Path) -> Result<(), DockerError> {
 /// Writes the tree at `dir` as a tar to `out`: owners, modes, mtimes and
 /// symlinks as they are (links not followed), device nodes included.
 pub fn write_tree_tar(dir: &Path, out: &Path) -> Result<(), DockerError> {
-    let io = |e: std::io::Error| DockerError::Io(format!("packing {} into {}", dir.display(), out.display()), e);
+    let io = |e: std::io::Error| {
+        DockerError::Io(
+            format!("packing {} into {}", dir.display(), out.display()),
+            e,
+        )
+    };
     let mut t = tar::Builder::new(BufWriter::new(File::create(out).map_err(io)?));
     t.follow_symlinks(false);
     t.mode(tar::HeaderMode::Complete);
@@ -259,7 +273,12 @@ mod tests {
                 )
             })
             .collect();
-        let find = |p: &str| entries.iter().find(|e| e.0.trim_end_matches('/') == p).unwrap();
+        let find = |p: &str| {
+            entries
+                .iter()
+                .find(|e| e.0.trim_end_matches('/') == p)
+                .unwrap()
+        };
         assert_eq!(find("tmp").2, 0o1777);
         assert_eq!(find("bin/busybox").1, tar::EntryType::Regular);
         assert_eq!(find("bin/sh").3.as_deref(), Some("/bin/busybox"));
