@@ -437,3 +437,57 @@ fn a_hostile_output_under_docker_changes_nothing_outside_the_output_dir() {
     let left: Vec<_> = std::fs::read_dir(outs.path()).unwrap().collect();
     assert!(left.is_empty(), "nothing beside the output dir: {left:?}");
 }
+
+#[test]
+fn a_rootfs_directory_is_imported_by_content_and_runs_the_command() {
+    let v = Vmb::new();
+    let root = vmbuild_image::cache_root().unwrap();
+    let bb = vmbuild_image::busybox(&root, &mut |_: &str| {}).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("usr/bin")).unwrap();
+    std::fs::create_dir_all(dir.path().join("bin")).unwrap();
+    std::fs::copy(&bb, dir.path().join("bin/busybox")).unwrap();
+    for a in ["bin/sh", "bin/echo", "bin/kill", "bin/mkdir", "usr/bin/env"] {
+        std::os::unix::fs::symlink("/bin/busybox", dir.path().join(a)).unwrap();
+    }
+    // A marker that makes this tree's content (and so its key) unique.
+    let marker = format!("{:?}", std::time::SystemTime::now());
+    std::fs::write(dir.path().join("marker"), &marker).unwrap();
+    let d = dir.path().to_string_lossy().into_owned();
+    let args = [
+        "run",
+        "--runner",
+        "docker",
+        "--rootfs",
+        &d,
+        "--",
+        "sh",
+        "-c",
+        "cat /marker; test ! -e /bin/ls",
+    ];
+    let o = run_clean(&v, &args);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), marker, "the command ran in the given tree");
+    assert!(
+        stderr(&o).contains("importing vmbuild/env:dir-"),
+        "{}",
+        stderr(&o)
+    );
+    let again = run_clean(&v, &args);
+    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+    assert!(
+        !stderr(&again).contains("importing"),
+        "imported once: {}",
+        stderr(&again)
+    );
+    // `vmbuild image rm KEY` removes an engine-only copy by its key.
+    let key = stderr(&o)
+        .split("vmbuild/env:")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    let rm = v.run(&["image", "rm", &key]);
+    assert_eq!(rm.status.code(), Some(0), "{}", stderr(&rm));
+    assert!(!docker(&["images", "--format", "{{.Tag}}"]).contains(&key));
+}

@@ -91,8 +91,13 @@ pub struct DockerOptions {
     pub volumes: Vec<SharedDir>,
     /// Guest directories under `/home/build` to create in the workspace.
     pub mkdirs: Vec<String>,
-    /// The root filesystem (`None`: the busybox environment).
+    /// The root filesystem (`None`: the busybox environment, unless
+    /// `root_dir` is given).
     pub root_image: Option<RootImage>,
+    /// `--rootfs DIR`: this directory tree as the root filesystem, packed
+    /// as it is (keyed by the digest of its tarball, so an unchanged tree
+    /// is imported once).
+    pub root_dir: Option<PathBuf>,
     pub network: Network,
     /// CPU limit in CPUs (`None`: none).
     pub cpus: Option<u32>,
@@ -123,9 +128,13 @@ impl std::fmt::Debug for Container {
 pub async fn ensure_image(
     engine: &Engine,
     root: Option<&RootImage>,
+    root_dir: Option<&Path>,
     events: &mut (dyn FnMut(StartEvent<'_>) + Send),
 ) -> Result<String, RunError> {
     let cache_root = vmbuild_image::cache_root()?;
+    if let Some(dir) = root_dir {
+        return ensure_dir_image(engine, &cache_root, dir, events).await;
+    }
     let (key, busybox) = match root {
         None => {
             let bb = tokio::task::block_in_place(|| {
@@ -143,22 +152,11 @@ pub async fn ensure_image(
     if engine.has_image(&key).await? {
         return Ok(key);
     }
-    let locks = cache_root.join("docker");
-    std::fs::create_dir_all(&locks)
-        .map_err(|e| RunError::io(format!("creating {}", locks.display()), e))?;
-    let lock_path = locks.join(format!(".import-{key}.lock"));
-    let _lock = tokio::task::block_in_place(|| lock_file(&lock_path))?;
+    let _lock = import_lock(&cache_root, &key)?;
     if engine.has_image(&key).await? {
         return Ok(key);
     }
-    events(StartEvent::Notice(&format!(
-        "importing {} into the Docker Engine (once)",
-        plan::image_ref(&key)
-    )));
-    let scratch = tempfile::Builder::new()
-        .prefix("vmbuild-import-")
-        .tempdir_in(&locks)
-        .map_err(|e| RunError::io("creating a scratch dir for an image import", e))?;
+    let scratch = import_scratch(&cache_root)?;
     let tar = rootfs::scratch_tar(scratch.path());
     tokio::task::block_in_place(|| match (&busybox, root) {
         (Some((bb, applets)), _) => rootfs::write_busybox_tar(bb, applets, &tar),
@@ -169,14 +167,78 @@ pub async fn ensure_image(
         }
         (None, None) => unreachable!("busybox is set when there is no root image"),
     })?;
-    engine.import(&key, &tar).await?;
+    import_and_clean(engine, &key, &tar, scratch, events).await?;
+    Ok(key)
+}
+
+/// [`ensure_image`] for a directory tree: packed first (its tarball's
+/// digest is the key), imported only when the engine lacks that key.
+async fn ensure_dir_image(
+    engine: &Engine,
+    cache_root: &Path,
+    dir: &Path,
+    events: &mut (dyn FnMut(StartEvent<'_>) + Send),
+) -> Result<String, RunError> {
+    let scratch = import_scratch(cache_root)?;
+    let tar = rootfs::scratch_tar(scratch.path());
+    let key = tokio::task::block_in_place(|| {
+        rootfs::write_tree_tar(dir, &tar)?;
+        rootfs::file_key("dir", &tar)
+    })?;
+    let _lock = import_lock(cache_root, &key)?;
+    if engine.has_image(&key).await? {
+        drop_scratch(scratch);
+        return Ok(key);
+    }
+    import_and_clean(engine, &key, &tar, scratch, events).await?;
+    Ok(key)
+}
+
+/// Imports `tar` as `key`, telling so, then removes the scratch dir.
+async fn import_and_clean(
+    engine: &Engine,
+    key: &str,
+    tar: &Path,
+    scratch: tempfile::TempDir,
+    events: &mut (dyn FnMut(StartEvent<'_>) + Send),
+) -> Result<(), RunError> {
+    events(StartEvent::Notice(&format!(
+        "importing {} into the Docker Engine (once)",
+        plan::image_ref(key)
+    )));
+    let imported = engine.import(key, tar).await;
+    drop_scratch(scratch);
+    Ok(imported?)
+}
+
+/// `<cache_root>/docker/`: import locks and scratch dirs.
+fn docker_dir(cache_root: &Path) -> Result<PathBuf, RunError> {
+    let d = cache_root.join("docker");
+    std::fs::create_dir_all(&d)
+        .map_err(|e| RunError::io(format!("creating {}", d.display()), e))?;
+    Ok(d)
+}
+
+/// Serializes imports of `key` on this host (held while the file lives).
+fn import_lock(cache_root: &Path, key: &str) -> Result<std::fs::File, RunError> {
+    let path = docker_dir(cache_root)?.join(format!(".import-{key}.lock"));
+    tokio::task::block_in_place(|| lock_file(&path))
+}
+
+fn import_scratch(cache_root: &Path) -> Result<tempfile::TempDir, RunError> {
+    tempfile::Builder::new()
+        .prefix("vmbuild-import-")
+        .tempdir_in(docker_dir(cache_root)?)
+        .map_err(|e| RunError::io("creating a scratch dir for an image import", e))
+}
+
+fn drop_scratch(scratch: tempfile::TempDir) {
     let path = scratch.path().to_path_buf();
     tokio::task::block_in_place(|| {
         if scratch.close().is_err() {
             let _ = crate::copy::remove_tree(&path);
         }
     });
-    Ok(key)
 }
 
 /// An exclusive `flock` on `path` (created), held while the file lives.
@@ -222,7 +284,13 @@ impl Container {
         session: &str,
         events: &mut (dyn FnMut(StartEvent<'_>) + Send),
     ) -> Result<Container, RunError> {
-        let key = ensure_image(engine, opts.root_image.as_ref(), events).await?;
+        let key = ensure_image(
+            engine,
+            opts.root_image.as_ref(),
+            opts.root_dir.as_deref(),
+            events,
+        )
+        .await?;
         events(StartEvent::Phase("preparing the container's workspace"));
         if let Some(c) = &opts.cache_dir {
             crate::bwrap::volumes::existing_dir("--cache-dir", c)?;

@@ -194,7 +194,13 @@ pub fn docker(
         cache_dir: cache.map(|c| c.host_dir.clone()),
         volumes: spec.volumes,
         mkdirs: spec.mkdirs,
-        root_image: root_image(args, holds)?,
+        // A directory goes in as it is (no erofs packing, whose bytes
+        // differ run to run and would give a new key each time).
+        root_dir: args.rootfs.clone().filter(|p| p.is_dir()),
+        root_image: match &args.rootfs {
+            Some(p) if p.is_dir() => None,
+            _ => root_image(args, holds)?,
+        },
         network: network(net),
         cpus: args.cpus.or(spec.cpus),
         memory_mib: args.memory.or(spec.memory_mib),

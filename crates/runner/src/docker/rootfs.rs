@@ -141,9 +141,14 @@ pub fn image_key(image: &RootImage) -> Result<String, DockerError> {
     if let Some(k) = parent_key {
         return Ok(k.to_string());
     }
+    file_key("file", &image.path)
+}
+
+/// `<prefix>-` and the first 32 hex digits of the sha256 of `path`.
+pub fn file_key(prefix: &str, path: &Path) -> Result<String, DockerError> {
     let mut h = Sha256::new();
-    hash_file(&mut h, &image.path)?;
-    Ok(format!("file-{}", &hex::encode(h.finalize())[..32]))
+    hash_file(&mut h, path)?;
+    Ok(format!("{prefix}-{}", &hex::encode(h.finalize())[..32]))
 }
 
 /// Unpacks `image` into `dir` (which must not exist yet) with its owners
