@@ -105,10 +105,4 @@ impl RunnerKind {
             ),
         }
     }
-
-    /// Whether the runner binds caches read-write itself (no overlay mode,
-    /// no persist choice): bubblewrap and docker, as melange's do.
-    pub fn binds_caches(self) -> bool {
-        matches!(self, Self::Bubblewrap | Self::Docker)
-    }
 }

@@ -246,6 +246,32 @@ mod tests {
     }
 
     #[test]
+    fn docker_supports_images_networks_and_volumes_but_not_vm_only_features() {
+        let ok = [
+            Feature::Packages,
+            Feature::RootFs,
+            Feature::Network(Network::User),
+            Feature::Network(Network::None),
+            Feature::Volumes,
+        ];
+        assert!(RunnerKind::Docker.check(&ok).is_ok());
+        for f in [
+            Feature::CaCerts,
+            Feature::CacheMode(CacheMode::Overlay),
+            Feature::StepVolumes,
+        ] {
+            let e = RunnerKind::Docker.check(&[f.clone()]).unwrap_err();
+            assert_eq!(e.exit_code(), crate::error::EXIT_SETUP);
+            let s = e.to_string();
+            assert!(
+                s.starts_with("the docker runner does not support")
+                    && s.contains("use --runner qemu"),
+                "{s}"
+            );
+        }
+    }
+
+    #[test]
     fn unsupported_names_runner_feature_and_what_to_do() {
         let e = RunnerKind::Bubblewrap
             .check(&[
