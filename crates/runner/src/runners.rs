@@ -260,7 +260,7 @@ mod tests {
             Feature::CacheMode(CacheMode::Overlay),
             Feature::StepVolumes,
         ] {
-            let e = RunnerKind::Docker.check(&[f.clone()]).unwrap_err();
+            let e = RunnerKind::Docker.check(std::slice::from_ref(&f)).unwrap_err();
             assert_eq!(e.exit_code(), crate::error::EXIT_SETUP);
             let s = e.to_string();
             assert!(
