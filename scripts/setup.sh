@@ -8,9 +8,10 @@
 #   openssl          the tests make a throw-away CA for `--ca-cert`
 #   docker-registry skopeo   cache export tests: a real OCI registry on loopback, and OCI tooling interop
 #   zstd             the plain `tar | zstd` baseline of `vmbuild bench transfer`
+#   docker.io        the Docker Engine of `--runner docker` (scripts/dockerd.sh starts one for the tests)
 set -euo pipefail
 
-packages=(qemu-system-x86 bubblewrap mmdebstrap erofs-utils libseccomp-dev libcap-ng-dev openssl docker-registry skopeo zstd)
+packages=(qemu-system-x86 bubblewrap mmdebstrap erofs-utils libseccomp-dev libcap-ng-dev openssl docker-registry skopeo zstd docker.io)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

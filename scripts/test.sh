@@ -8,6 +8,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/setup.sh
+# A Docker Engine for the `--runner docker` tests: the one already running,
+# else our own (data root and socket under target/dockerd/), stopped when
+# this script ends however it ends.
+trap 'scripts/dockerd.sh stop' EXIT
+eval "$(scripts/dockerd.sh start)"
 # The Rust virtiofsd, so both virtiofsd flavours are tested (QEMU's C one
 # comes with qemu-system-x86). Kept in target/ between runs.
 if [[ ! -x target/tools/bin/virtiofsd ]]; then

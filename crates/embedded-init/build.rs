@@ -25,8 +25,9 @@ const TRIPLE: &str = "x86_64-unknown-linux-gnu";
 
 fn main() {
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
-    let manifest_dir =
-        PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let manifest_dir = PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
+    );
     let workspace = manifest_dir.join("../..");
     println!("cargo:rerun-if-env-changed=VMBUILD_INIT_PATH");
 
@@ -38,7 +39,10 @@ fn main() {
         }
         None => {
             for watched in ["guest-init", "crates/proto", "Cargo.lock", "Cargo.toml"] {
-                println!("cargo:rerun-if-changed={}", workspace.join(watched).display());
+                println!(
+                    "cargo:rerun-if-changed={}",
+                    workspace.join(watched).display()
+                );
             }
             build_init(&workspace, &nested_target_dir(&out_dir))
         }
@@ -84,7 +88,10 @@ fn build_init(workspace: &Path, target_dir: &Path) -> PathBuf {
         .arg("--manifest-path")
         .arg(workspace.join("Cargo.toml"))
         .env("CARGO_TARGET_DIR", target_dir)
-        .env("RUSTFLAGS", "-C target-feature=+crt-static -C strip=symbols");
+        .env(
+            "RUSTFLAGS",
+            "-C target-feature=+crt-static -C strip=symbols",
+        );
     // What the outer cargo set for its own compilation must not leak into
     // the nested one (`cargo clippy` sets a workspace wrapper; flags for the
     // host build would replace the static ones).

@@ -1,5 +1,5 @@
 //! `vmbuild build`: steps, workspace in and out, failures, timeouts, the
-//! export's defences, and the same results under both runners.
+//! export's defences, and the same results under every runner.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -68,7 +68,7 @@ pub fn project(config: &str) -> tempfile::TempDir {
     d
 }
 
-const RUNNERS: [&str; 2] = ["qemu", "bubblewrap"];
+const RUNNERS: [&str; 3] = ["qemu", "bubblewrap", "docker"];
 
 pub fn build(v: &Vmb, proj: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
     let cfg = proj.join("vmbuild.yaml").to_string_lossy().into_owned();
@@ -103,11 +103,15 @@ pub fn check_outputs(out: &Path) {
 }
 
 #[test]
-fn three_steps_give_the_same_outputs_under_both_runners() {
+fn three_steps_give_the_same_outputs_under_all_three_runners() {
     let v = Vmb::new();
     let p = project(THREE_STEPS);
     let outs = tempfile::tempdir().unwrap();
-    let (q, b) = (outs.path().join("qemu"), outs.path().join("bwrap"));
+    let (q, b, d) = (
+        outs.path().join("qemu"),
+        outs.path().join("bwrap"),
+        outs.path().join("docker"),
+    );
 
     let o = build(
         &v,
@@ -140,6 +144,14 @@ fn three_steps_give_the_same_outputs_under_both_runners() {
         tree_digest(&q),
         tree_digest(&b),
         "both runners give the same tree"
+    );
+    let o = build(&v, p.path(), &d, &["--runner", "docker"]);
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    check_outputs(&d);
+    assert_eq!(
+        tree_digest(&q),
+        tree_digest(&d),
+        "docker gives the same tree as qemu"
     );
     // The source dir was not changed by either build.
     let names: Vec<_> = std::fs::read_dir(p.path())
@@ -261,7 +273,7 @@ fn a_config_error_names_file_line_and_column() {
 }
 
 #[test]
-fn env_precedence_conditions_nesting_and_uses_under_both_runners() {
+fn env_precedence_conditions_nesting_and_uses_under_every_runner() {
     let v = Vmb::new();
     let p = project(
         r#"
@@ -326,9 +338,9 @@ pipeline:
     }
 }
 
-/// A tar stream that plants `link -> <outside>` and then writes
-/// `link/pwned` through it.
-fn evil_tar(outside: &Path) -> Vec<u8> {
+/// A tar stream that plants `link -> <outside>`, then writes `link/pwned`
+/// through it, then `../escaped` beside the output dir.
+pub(crate) fn evil_tar(outside: &Path) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     let mut h = tar::Header::new_gnu();
     h.set_entry_type(tar::EntryType::Symlink);
@@ -343,6 +355,13 @@ fn evil_tar(outside: &Path) -> Vec<u8> {
     f.set_cksum();
     b.append_data(&mut f, "link/pwned", &b"pwned\n"[..])
         .unwrap();
+    let mut g = tar::Header::new_gnu();
+    g.set_size(6);
+    g.set_mode(0o644);
+    let name = b"../escaped";
+    g.as_old_mut().name[..name.len()].copy_from_slice(name);
+    g.set_cksum();
+    b.append(&g, &b"pwned\n"[..]).unwrap();
     b.into_inner().unwrap()
 }
 

@@ -36,16 +36,31 @@ fn github_actions_workflow_has_jobs_with_steps_that_build() {
     assert!(!jobs.is_empty());
     for (name, job) in jobs {
         assert!(job.get("runs-on").is_some(), "{name}: no runs-on");
-        let steps = job["steps"].as_array().unwrap_or_else(|| panic!("{name}: no steps"));
+        let steps = job["steps"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{name}: no steps"));
         for s in steps {
-            assert!(s.get("run").is_some() || s.get("uses").is_some(), "{name}: {s}");
+            assert!(
+                s.get("run").is_some() || s.get("uses").is_some(),
+                "{name}: {s}"
+            );
         }
-        let runs: String = steps.iter().map(|s| script_text(&s["run"])).collect::<Vec<_>>().join("\n");
+        let runs: String = steps
+            .iter()
+            .map(|s| script_text(&s["run"]))
+            .collect::<Vec<_>>()
+            .join("\n");
         assert!(runs.contains("vmbuild build "), "{name} builds nothing");
-        assert!(runs.contains("cargo install --locked"), "{name} installs no vmbuild");
+        assert!(
+            runs.contains("cargo install --locked"),
+            "{name} installs no vmbuild"
+        );
     }
     let all = recipe("github-actions.yml").1;
-    assert!(all.contains("/dev/kvm") && all.contains("actions/cache@"), "KVM and cache recipes");
+    assert!(
+        all.contains("/dev/kvm") && all.contains("actions/cache@"),
+        "KVM and cache recipes"
+    );
 }
 
 #[test]
@@ -60,14 +75,21 @@ fn gitlab_ci_job_has_a_script_that_builds() {
     assert!(!jobs.is_empty(), "no job with a script");
     for (name, job) in jobs {
         assert!(job["image"].is_string(), "{name}: no image");
-        assert!(script_text(&job["script"]).contains("vmbuild build "), "{name}");
+        assert!(
+            script_text(&job["script"]).contains("vmbuild build "),
+            "{name}"
+        );
     }
 }
 
 #[test]
 fn shell_runner_script_is_valid_bash_that_builds() {
     let (path, text) = recipe("shell-runner.sh");
-    let syntax = std::process::Command::new("bash").arg("-n").arg(&path).status().expect("bash -n");
+    let syntax = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&path)
+        .status()
+        .expect("bash -n");
     assert!(syntax.success(), "bash -n {}", path.display());
     assert!(text.contains("vmbuild build "));
 }
@@ -84,10 +106,21 @@ fn the_flags_the_recipes_use_exist() {
     let mut checked = 0;
     for name in ["github-actions.yml", "gitlab-ci.yml", "shell-runner.sh"] {
         let text = recipe(name).1;
-        for flag in text.split_whitespace().filter(|w| w.starts_with("--") && w.len() > 2) {
+        for flag in text
+            .split_whitespace()
+            .filter(|w| w.starts_with("--") && w.len() > 2)
+        {
             let flag = flag.split('=').next().unwrap_or(flag);
-            if ["--locked", "--git", "--device", "--password-stdin", "--no-install-recommends", "--name-match", "--reload-rules"]
-                .contains(&flag)
+            if [
+                "--locked",
+                "--git",
+                "--device",
+                "--password-stdin",
+                "--no-install-recommends",
+                "--name-match",
+                "--reload-rules",
+            ]
+            .contains(&flag)
             {
                 continue; // cargo's, docker's, apt's, udevadm's
             }

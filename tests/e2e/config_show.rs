@@ -11,15 +11,34 @@ fn config_show_names_each_layer() {
     let xdg = d.path().join("xdg");
     std::fs::create_dir_all(project.join("sub")).unwrap();
     std::fs::create_dir_all(xdg.join("vmbuild")).unwrap();
-    std::fs::write(project.join("vmbuild.yaml"), "package: {name: a, version: 1}\n").unwrap();
-    std::fs::write(project.join("vmbuild.toml"), "cpus = 2\ncache-dir = \"cache\"\n").unwrap();
-    std::fs::write(xdg.join("vmbuild/config.toml"), "cpus = 8\nnetwork = \"none\"\n").unwrap();
+    std::fs::write(
+        project.join("vmbuild.yaml"),
+        "package: {name: a, version: 1}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        project.join("vmbuild.toml"),
+        "cpus = 2\ncache-dir = \"cache\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        xdg.join("vmbuild/config.toml"),
+        "cpus = 8\nnetwork = \"none\"\n",
+    )
+    .unwrap();
     let mut cmd = std::process::Command::new(BIN);
     cmd.args(["config", "show"])
         .arg(project.join("vmbuild.yaml"))
         .env("XDG_CONFIG_HOME", &xdg)
         .env("VMBUILD_MEMORY", "3G");
-    for k in ["VMBUILD_RUNNER", "VMBUILD_CACHE_DIR", "VMBUILD_CACHE_ROOT", "VMBUILD_CACHE_MODE", "VMBUILD_CPUS", "VMBUILD_NETWORK"] {
+    for k in [
+        "VMBUILD_RUNNER",
+        "VMBUILD_CACHE_DIR",
+        "VMBUILD_CACHE_ROOT",
+        "VMBUILD_CACHE_MODE",
+        "VMBUILD_CPUS",
+        "VMBUILD_NETWORK",
+    ] {
         cmd.env_remove(k);
     }
     let out = cmd.output().expect("vmbuild config show");
@@ -33,8 +52,15 @@ fn config_show_names_each_layer() {
     };
     let project_file = project.join("vmbuild.toml").display().to_string();
     assert!(line("memory").ends_with("env VMBUILD_MEMORY"), "{text}");
-    assert!(line("cpus").contains(" 2 ") && line("cpus").ends_with(&format!("project file {project_file}")), "{text}");
-    assert!(line("cache-dir").contains(&project.join("cache").display().to_string()), "{text}");
+    assert!(
+        line("cpus").contains(" 2 ")
+            && line("cpus").ends_with(&format!("project file {project_file}")),
+        "{text}"
+    );
+    assert!(
+        line("cache-dir").contains(&project.join("cache").display().to_string()),
+        "{text}"
+    );
     assert!(line("network").contains("user file"), "{text}");
     assert!(line("runner").ends_with("built-in"), "{text}");
 
@@ -47,5 +73,8 @@ fn config_show_names_each_layer() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&bad.stderr);
-    assert!(!bad.status.success() && err.contains(&project_file) && err.contains("cpu"), "{err}");
+    assert!(
+        !bad.status.success() && err.contains(&project_file) && err.contains("cpu"),
+        "{err}"
+    );
 }

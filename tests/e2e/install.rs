@@ -19,7 +19,10 @@ pub fn cargo() -> Command {
 
 /// The `guest init sha256 ...` line of `BIN --version`.
 pub fn init_hash_line(bin: &Path) -> String {
-    let out = Command::new(bin).arg("--version").output().expect("vmbuild --version");
+    let out = Command::new(bin)
+        .arg("--version")
+        .output()
+        .expect("vmbuild --version");
     assert!(out.status.success(), "{out:?}");
     let text = stdout(&out);
     text.lines()
@@ -105,7 +108,11 @@ fn deb_package_holds_binary_init_man_completions_and_installs() {
         .find(|p| p.extension().is_some_and(|e| e == "deb"))
         .expect("a .deb in the output dir");
 
-    let listing = Command::new("dpkg-deb").arg("-c").arg(&deb).output().expect("dpkg-deb -c");
+    let listing = Command::new("dpkg-deb")
+        .arg("-c")
+        .arg(&deb)
+        .output()
+        .expect("dpkg-deb -c");
     assert!(listing.status.success(), "{listing:?}");
     let files: Vec<String> = stdout(&listing)
         .lines()
@@ -121,9 +128,17 @@ fn deb_package_holds_binary_init_man_completions_and_installs() {
         "./usr/share/fish/vendor_completions.d/vmbuild.fish",
         "./usr/share/vmbuild/vmbuild.schema.json",
     ] {
-        assert!(files.iter().any(|f| f == want), "{want} not in the .deb: {files:?}");
+        assert!(
+            files.iter().any(|f| f == want),
+            "{want} not in the .deb: {files:?}"
+        );
     }
-    let depends = Command::new("dpkg-deb").arg("-f").arg(&deb).arg("Depends").output().expect("dpkg-deb -f");
+    let depends = Command::new("dpkg-deb")
+        .arg("-f")
+        .arg(&deb)
+        .arg("Depends")
+        .output()
+        .expect("dpkg-deb -f");
     assert!(stdout(&depends).contains("qemu-system-x86"), "{depends:?}");
 
     // A scratch root with an empty dpkg database; its dependencies are the
@@ -142,7 +157,8 @@ fn deb_package_holds_binary_init_man_completions_and_installs() {
         .expect("dpkg -i");
     assert!(installed.status.success(), "{installed:?}");
     let bin = root.path().join("usr/bin/vmbuild");
-    let init = std::fs::read(root.path().join("usr/lib/vmbuild/vmbuild-init")).expect("installed init");
+    let init =
+        std::fs::read(root.path().join("usr/lib/vmbuild/vmbuild-init")).expect("installed init");
     use sha2::Digest;
     let hash = hex::encode(sha2::Sha256::digest(&init));
     assert_eq!(init_hash_line(&bin), format!("guest init sha256 {hash}"));

@@ -13,6 +13,7 @@ mod cache_transfer;
 mod ci_recipes;
 mod config_show;
 mod confinement;
+mod docker;
 mod env_images;
 mod install;
 mod melange;

@@ -29,14 +29,24 @@ fn image_build(tty: bool) -> (String, tempfile::TempDir) {
         .stdin(std::process::Stdio::null())
         .output()
         .expect("run vmbuild image build");
-    assert!(!out.status.success(), "the build was meant to fail: {out:?}");
+    assert!(
+        !out.status.success(),
+        "the build was meant to fail: {out:?}"
+    );
     (String::from_utf8_lossy(&out.stdout).into_owned(), xdg)
 }
 
 fn full_log_named(text: &str) -> String {
     const MARK: &str = "vmbuild: the build's full log: ";
-    let at = text.find(MARK).unwrap_or_else(|| panic!("no log file named: {text}"));
-    let path = text[at + MARK.len()..].lines().next().unwrap_or_default().trim().to_string();
+    let at = text
+        .find(MARK)
+        .unwrap_or_else(|| panic!("no log file named: {text}"));
+    let path = text[at + MARK.len()..]
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
@@ -47,15 +57,26 @@ fn image_build_shows_a_live_line_on_a_terminal_and_plain_lines_otherwise() {
         tty.contains("\r\x1b[2K") && tty.contains("running apt-get update"),
         "no live progress line on the terminal: {tty:?}"
     );
-    assert!(full_log_named(&tty).contains("Could not connect"), "the log has apt's error");
+    assert!(
+        full_log_named(&tty).contains("Could not connect"),
+        "the log has apt's error"
+    );
 
     let (plain, _keep) = image_build(false);
     assert!(
         !plain.contains('\r') && !plain.contains('\x1b'),
         "control characters without a terminal: {plain:?}"
     );
-    assert!(plain.lines().any(|l| l == "vmbuild: running apt-get update"), "{plain}");
+    assert!(
+        plain
+            .lines()
+            .any(|l| l == "vmbuild: running apt-get update"),
+        "{plain}"
+    );
     // Condensed: apt's own lines are in the log, not on the screen.
     let log = full_log_named(&plain);
-    assert!(log.contains("Could not connect") && log.lines().count() > plain.lines().count(), "{log}");
+    assert!(
+        log.contains("Could not connect") && log.lines().count() > plain.lines().count(),
+        "{log}"
+    );
 }

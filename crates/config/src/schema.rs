@@ -50,15 +50,17 @@ impl Builder {
         self.used.push(list);
         for k in keys {
             if !props.iter().any(|(p, _)| p == k) {
-                self.drift
-                    .push(format!("{list}: the decoder accepts `{k}`, the schema has no property for it"));
+                self.drift.push(format!(
+                    "{list}: the decoder accepts `{k}`, the schema has no property for it"
+                ));
             }
         }
         let mut properties = Map::new();
         for (p, v) in props {
             if !keys.contains(&p) {
-                self.drift
-                    .push(format!("{list}: the schema describes `{p}`, the decoder rejects it"));
+                self.drift.push(format!(
+                    "{list}: the schema describes `{p}`, the decoder rejects it"
+                ));
             }
             properties.insert(p.to_string(), v);
         }
@@ -324,7 +326,11 @@ mod tests {
     #[test]
     fn the_schema_describes_exactly_the_keys_the_decoder_accepts() {
         let (drift, _) = drift();
-        assert!(drift.is_empty(), "schema and decoder disagree:\n{}", drift.join("\n"));
+        assert!(
+            drift.is_empty(),
+            "schema and decoder disagree:\n{}",
+            drift.join("\n")
+        );
     }
 
     /// Every key list the decoder checks mappings against is in the schema:
@@ -339,12 +345,16 @@ mod tests {
         ];
         for src in sources {
             for line in src.lines() {
-                let Some(rest) = line.trim_start().strip_prefix("const ").or_else(|| {
-                    line.trim_start().strip_prefix("pub(crate) const ")
-                }) else {
+                let Some(rest) = line
+                    .trim_start()
+                    .strip_prefix("const ")
+                    .or_else(|| line.trim_start().strip_prefix("pub(crate) const "))
+                else {
                     continue;
                 };
-                let Some((name, ty)) = rest.split_once(':') else { continue };
+                let Some((name, ty)) = rest.split_once(':') else {
+                    continue;
+                };
                 if name.ends_with("_KEYS") && ty.trim_start().starts_with("&[&str]") {
                     assert!(used.contains(&name), "{name} has no schema mapping");
                 }
@@ -367,7 +377,9 @@ mod tests {
     }
 
     fn errors(v: &jsonschema::Validator, doc: &Value) -> Vec<String> {
-        v.iter_errors(doc).map(|e| format!("{}: {e}", e.instance_path())).collect()
+        v.iter_errors(doc)
+            .map(|e| format!("{}: {e}", e.instance_path()))
+            .collect()
     }
 
     #[test]
@@ -383,7 +395,10 @@ mod tests {
             for file in std::fs::read_dir(&dir).into_iter().flatten() {
                 let file = file.unwrap().path();
                 if file.extension().is_some_and(|e| e == "yaml" || e == "yml") {
-                    let doc = yaml_json(&file.display().to_string(), &std::fs::read_to_string(&file).unwrap());
+                    let doc = yaml_json(
+                        &file.display().to_string(),
+                        &std::fs::read_to_string(&file).unwrap(),
+                    );
                     let errs = errors(&v, &doc);
                     assert!(errs.is_empty(), "{}: {errs:?}", file.display());
                     seen += 1;
@@ -409,7 +424,10 @@ mod tests {
         let good = "package: {name: hello, version: 1}\npipeline:\n  - runs: make\n    working-directory: /src\n";
         assert!(errors(&v, &yaml_json("good", good)).is_empty());
         for (bad, path) in [
-            (good.replace("working-directory", "working-dir"), "/pipeline/0"),
+            (
+                good.replace("working-directory", "working-dir"),
+                "/pipeline/0",
+            ),
             (good.replace("pipeline:", "pipline:"), ""),
             (good.replace("version: 1", "verison: 1"), "/package"),
         ] {
@@ -419,13 +437,17 @@ mod tests {
                 "{bad}: {errs:?}"
             );
         }
-        let bad_enum = "package: {name: a, version: 1}\ncache:\n  - {id: x, target: /x, sharing: sometimes}\n";
+        let bad_enum =
+            "package: {name: a, version: 1}\ncache:\n  - {id: x, target: /x, sharing: sometimes}\n";
         assert!(!errors(&v, &yaml_json("enum", bad_enum)).is_empty());
     }
 
     #[test]
     fn the_checked_in_schema_is_the_generated_one() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../schemas/vmbuild.schema.json");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../schemas/vmbuild.schema.json"
+        );
         let file = std::fs::read_to_string(path).unwrap_or_default();
         assert!(
             file == pipeline_schema(),

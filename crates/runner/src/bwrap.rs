@@ -46,7 +46,7 @@
 
 mod args;
 mod mirror;
-mod volumes;
+pub(crate) mod volumes;
 
 use std::ffi::OsString;
 use std::fs;
@@ -128,31 +128,7 @@ impl Sandbox {
         let volumes = volumes::prepare(&opts.volumes)?;
         let targets: Vec<&str> = volumes.iter().map(|v| v.target.as_str()).collect();
         let mirror = mirror_host_root(&|dir| list_host_dir(dir), &targets)?;
-        let workspace = tempfile::Builder::new()
-            .prefix("vmbuild-ws-")
-            .tempdir()
-            .map_err(|e| {
-                RunError::io(
-                    format!("creating a workspace in {}", std::env::temp_dir().display()),
-                    e,
-                )
-            })?;
-        if let Some(source) = &opts.source_dir {
-            let started = Instant::now();
-            let stats = crate::copy::copy_tree(source, workspace.path())?;
-            tracing::debug!(?stats, elapsed = ?started.elapsed(), workspace = %workspace.path().display(), "copied the source");
-        }
-        let home = vmbuild_proto::GUEST_HOME;
-        let wanted = opts.mkdirs.iter().filter_map(|m| {
-            m.strip_prefix(home)
-                .and_then(|r| r.strip_prefix('/'))
-                .filter(|r| !r.split('/').any(|c| c == ".."))
-        });
-        for rel in std::iter::once("out").chain(wanted) {
-            let dir = workspace.path().join(rel);
-            fs::create_dir_all(&dir)
-                .map_err(|e| RunError::io(format!("creating {}", dir.display()), e))?;
-        }
+        let workspace = make_workspace(opts.source_dir.as_deref(), &opts.mkdirs)?;
         Ok(Sandbox {
             bwrap,
             mirror,
@@ -171,17 +147,7 @@ impl Sandbox {
     /// if a plain removal fails).
     pub async fn finish(self) {
         let Sandbox { workspace, .. } = self;
-        let path = workspace.path().to_path_buf();
-        let removed = tokio::task::spawn_blocking(move || match workspace.close() {
-            Ok(()) => Ok(()),
-            Err(_) => crate::copy::remove_tree(&path),
-        })
-        .await;
-        match removed {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!("could not remove the workspace: {e}"),
-            Err(e) => tracing::warn!("could not remove the workspace: {e}"),
-        }
+        remove_workspace(workspace).await;
     }
 
     /// Runs one command to its exit status, streaming its output to `sink`.
@@ -194,15 +160,7 @@ impl Sandbox {
         stop: &Stopper,
     ) -> Result<ExitInfo, RunError> {
         if cmd.argv.is_empty() {
-            let now = boottime_us();
-            sink.stderr(b"vmbuild: empty command line\n");
-            return Ok(ExitInfo {
-                code: Some(127),
-                signal: None,
-                started_us: now,
-                ended_us: now,
-                oom: None,
-            });
+            return Ok(empty_command(sink));
         }
         let inv = invocation(
             &self.mirror,
@@ -255,8 +213,73 @@ pub fn find_bwrap(explicit: Option<&Path>) -> Result<PathBuf, RunError> {
     }
 }
 
+/// A private workspace for the commands' `/home/build`: a copy of `source`
+/// (none: empty) with `out/` and the `mkdirs` under `/home/build` made in
+/// it (others, and any with `..`, ignored). Blocking.
+pub(crate) fn make_workspace(
+    source: Option<&Path>,
+    mkdirs: &[String],
+) -> Result<tempfile::TempDir, RunError> {
+    let workspace = tempfile::Builder::new()
+        .prefix("vmbuild-ws-")
+        .tempdir()
+        .map_err(|e| {
+            RunError::io(
+                format!("creating a workspace in {}", std::env::temp_dir().display()),
+                e,
+            )
+        })?;
+    if let Some(source) = source {
+        let started = Instant::now();
+        let stats = crate::copy::copy_tree(source, workspace.path())?;
+        tracing::debug!(?stats, elapsed = ?started.elapsed(), workspace = %workspace.path().display(), "copied the source");
+    }
+    let home = vmbuild_proto::GUEST_HOME;
+    let wanted = mkdirs.iter().filter_map(|m| {
+        m.strip_prefix(home)
+            .and_then(|r| r.strip_prefix('/'))
+            .filter(|r| !r.split('/').any(|c| c == ".."))
+    });
+    for rel in std::iter::once("out").chain(wanted) {
+        let dir = workspace.path().join(rel);
+        fs::create_dir_all(&dir)
+            .map_err(|e| RunError::io(format!("creating {}", dir.display()), e))?;
+    }
+    Ok(workspace)
+}
+
+/// Removes a workspace (making read-only directories writable first if a
+/// plain removal fails); a failure is only logged.
+pub(crate) async fn remove_workspace(workspace: tempfile::TempDir) {
+    let path = workspace.path().to_path_buf();
+    let removed = tokio::task::spawn_blocking(move || match workspace.close() {
+        Ok(()) => Ok(()),
+        Err(_) => crate::copy::remove_tree(&path),
+    })
+    .await;
+    match removed {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!("could not remove the workspace: {e}"),
+        Err(e) => tracing::warn!("could not remove the workspace: {e}"),
+    }
+}
+
+/// What running an empty command line gives under every runner: the
+/// shell's 127 and a message on stderr.
+pub(crate) fn empty_command(sink: &mut dyn OutputSink) -> ExitInfo {
+    let now = boottime_us();
+    sink.stderr(b"vmbuild: empty command line\n");
+    ExitInfo {
+        code: Some(127),
+        signal: None,
+        started_us: now,
+        ended_us: now,
+        oom: None,
+    }
+}
+
 /// CLOCK_BOOTTIME in microseconds, the clock the guest init reports in.
-fn boottime_us() -> u64 {
+pub(crate) fn boottime_us() -> u64 {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
     (t.tv_sec as u64) * 1_000_000 + (t.tv_nsec as u64) / 1_000
 }

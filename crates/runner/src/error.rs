@@ -67,6 +67,8 @@ pub enum RunError {
     #[error(transparent)]
     Export(#[from] crate::export::ExportError),
     #[error(transparent)]
+    Docker(#[from] crate::docker::DockerError),
+    #[error(transparent)]
     Cgroup(#[from] vmbuild_qemu::confine::cgroup::live::CgroupError),
     #[error(transparent)]
     Confine(#[from] vmbuild_proc::ConfineError),

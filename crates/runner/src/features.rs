@@ -11,6 +11,8 @@ pub enum RunnerKind {
     Qemu,
     /// A bubblewrap sandbox on the host.
     Bubblewrap,
+    /// A container of a Docker Engine.
+    Docker,
 }
 
 impl std::fmt::Display for RunnerKind {
@@ -18,6 +20,7 @@ impl std::fmt::Display for RunnerKind {
         f.write_str(match self {
             Self::Qemu => "qemu",
             Self::Bubblewrap => "bubblewrap",
+            Self::Docker => "docker",
         })
     }
 }
@@ -75,6 +78,15 @@ pub fn hint(runner: RunnerKind, feature: &Feature) -> &'static str {
         (RunnerKind::Bubblewrap, Feature::Network(_)) => {
             "bubblewrap commands never have a network; drop --network or use --runner qemu"
         }
+        (RunnerKind::Docker, Feature::CaCerts) => {
+            "the docker runner uses the image's own CA store; use --runner qemu"
+        }
+        (RunnerKind::Docker, Feature::CacheMode(_)) => {
+            "docker always binds the cache read-write (writes persist), as melange's docker runner does; drop --cache-mode or use --runner qemu"
+        }
+        (RunnerKind::Docker, Feature::StepVolumes) => {
+            "docker runs every step in one container; declare the volume in the top-level cache: or use --runner qemu"
+        }
         _ => "use another runner",
     }
 }
@@ -87,6 +99,10 @@ impl RunnerKind {
             Self::Bubblewrap => {
                 matches!(feature, Feature::Network(Network::None) | Feature::Volumes)
             }
+            Self::Docker => matches!(
+                feature,
+                Feature::Packages | Feature::RootFs | Feature::Network(_) | Feature::Volumes
+            ),
         }
     }
 }

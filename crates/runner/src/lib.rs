@@ -4,6 +4,7 @@
 //! - [`runners`]: the seam — runner kinds, what each supports, start, session
 //! - [`vm`]: the QEMU runner (options, pure plan, session, assets)
 //! - [`bwrap`]: the bubblewrap runner
+//! - [`docker`]: the docker runner (a Docker Engine, through its API)
 //! - [`pipeline`]: steps in order with live events, then the outputs
 //! - [`export`]: the hardened unpacker that places outputs on the host
 //! - [`env`]: the environment a guest command gets
@@ -13,6 +14,7 @@
 pub mod bwrap;
 pub mod commit;
 pub mod copy;
+pub mod docker;
 pub mod env;
 pub mod error;
 pub mod export;
@@ -25,6 +27,7 @@ pub mod timings;
 pub mod vm;
 
 pub use bwrap::{BwrapOptions, Sandbox};
+pub use docker::{Container, DockerError, DockerOptions};
 pub use error::{
     RunError, VmFailureKind, EXIT_INTERRUPTED, EXIT_SETUP, EXIT_TIMEOUT, EXIT_VM_FAILURE,
 };

@@ -10,6 +10,7 @@ use std::time::Instant;
 use vmbuild_proto::{CommandSpec, ExitInfo};
 
 use crate::bwrap::{BwrapOptions, Sandbox};
+use crate::docker::{Container, DockerOptions};
 use crate::error::RunError;
 pub use crate::features::{hint, Feature, RunnerKind};
 use crate::output::OutputSink;
@@ -56,6 +57,7 @@ pub struct QemuOptions {
 pub enum RunnerOptions {
     Qemu(Box<QemuOptions>),
     Bubblewrap(BwrapOptions),
+    Docker(Box<DockerOptions>),
 }
 
 impl RunnerOptions {
@@ -63,25 +65,32 @@ impl RunnerOptions {
         match self {
             Self::Qemu(_) => RunnerKind::Qemu,
             Self::Bubblewrap(_) => RunnerKind::Bubblewrap,
+            Self::Docker(_) => RunnerKind::Docker,
         }
     }
 
-    /// Guest memory in MiB, when the runner is a VM (for out-of-memory
-    /// advice).
+    /// Guest memory in MiB, when the runner is a VM or a container with a
+    /// memory limit (for out-of-memory advice).
     pub fn memory_mib(&self) -> Option<u32> {
         match self {
             Self::Qemu(q) => Some(q.vm.memory_mib),
             Self::Bubblewrap(_) => None,
+            Self::Docker(d) => d.memory_mib,
         }
     }
 
     /// Puts the commands in `image` (an environment image) instead of the
-    /// runner's default root. Only the qemu runner has roots to choose
-    /// ([`RunnerKind::check`] with [`Feature::Packages`] says so first).
+    /// runner's default root. Only the qemu and docker runners have roots
+    /// to choose ([`RunnerKind::check`] with [`Feature::Packages`] says so
+    /// first).
     pub fn set_root_image(&mut self, image: crate::vm::RootImage) -> Result<(), RunError> {
         match self {
             Self::Qemu(q) => {
                 q.vm.root_image = Some(image);
+                Ok(())
+            }
+            Self::Docker(d) => {
+                d.root_image = Some(image);
                 Ok(())
             }
             other => Err(RunError::Unsupported {
@@ -93,7 +102,8 @@ impl RunnerOptions {
 
     /// Starts the runner: for QEMU, prepares the kernel and initramfs
     /// (fetched on first use) and boots the VM; for bubblewrap, makes the
-    /// workspace. `events` hears about phases and notices as they come.
+    /// workspace; for docker, imports the image (once) and starts the
+    /// container. `events` hears about phases and notices as they come.
     /// Needs a multi-threaded tokio runtime (blocking work runs in place).
     pub async fn start(
         self,
@@ -123,6 +133,11 @@ impl RunnerOptions {
                 let sandbox = tokio::task::block_in_place(|| Sandbox::start(&b))?;
                 Ok(Session::Bubblewrap(sandbox))
             }
+            Self::Docker(d) => {
+                events(StartEvent::Phase("connecting to the Docker Engine"));
+                let c = Container::start(&d, stop, events).await?;
+                Ok(Session::Docker(Box::new(c)))
+            }
         }
     }
 }
@@ -132,9 +147,19 @@ impl RunnerOptions {
 pub enum Session {
     Qemu(Box<Vm>),
     Bubblewrap(Sandbox),
+    Docker(Box<Container>),
 }
 
 impl Session {
+    /// Which runner this session belongs to.
+    pub fn kind(&self) -> RunnerKind {
+        match self {
+            Self::Qemu(_) => RunnerKind::Qemu,
+            Self::Bubblewrap(_) => RunnerKind::Bubblewrap,
+            Self::Docker(_) => RunnerKind::Docker,
+        }
+    }
+
     /// Runs one command to its exit status, streaming its output to `sink`.
     pub async fn run(
         &mut self,
@@ -145,6 +170,7 @@ impl Session {
         match self {
             Self::Qemu(vm) => vm.run(cmd, sink, stop).await,
             Self::Bubblewrap(sb) => sb.run(cmd, sink, stop).await,
+            Self::Docker(c) => c.run(cmd, sink, stop).await,
         }
     }
 
@@ -158,8 +184,9 @@ impl Session {
     ) -> Result<ExitInfo, RunError> {
         match self {
             Self::Qemu(vm) => vm.export_changes(tag, sink, stop).await,
-            Self::Bubblewrap(_) => Err(RunError::BadCommand(format!(
-                "the bubblewrap runner has no overlay mount {tag} to export"
+            Self::Bubblewrap(_) | Self::Docker(_) => Err(RunError::BadCommand(format!(
+                "the {} runner has no overlay mount {tag} to export",
+                self.kind()
             ))),
         }
     }
@@ -173,6 +200,10 @@ impl Session {
                 sb.finish().await;
                 Ok(None)
             }
+            Self::Docker(c) => {
+                c.finish().await;
+                Ok(None)
+            }
         }
     }
 
@@ -181,6 +212,7 @@ impl Session {
         match self {
             Self::Qemu(vm) => (*vm).abort().await,
             Self::Bubblewrap(sb) => sb.finish().await,
+            Self::Docker(c) => c.finish().await,
         }
     }
 }
@@ -211,6 +243,34 @@ mod tests {
             .collect();
         assert_eq!(bw, [&Feature::Network(Network::None), &Feature::Volumes]);
         assert!(RunnerKind::Bubblewrap.check(&[]).is_ok());
+    }
+
+    #[test]
+    fn docker_supports_images_networks_and_volumes_but_not_vm_only_features() {
+        let ok = [
+            Feature::Packages,
+            Feature::RootFs,
+            Feature::Network(Network::User),
+            Feature::Network(Network::None),
+            Feature::Volumes,
+        ];
+        assert!(RunnerKind::Docker.check(&ok).is_ok());
+        for f in [
+            Feature::CaCerts,
+            Feature::CacheMode(CacheMode::Overlay),
+            Feature::StepVolumes,
+        ] {
+            let e = RunnerKind::Docker
+                .check(std::slice::from_ref(&f))
+                .unwrap_err();
+            assert_eq!(e.exit_code(), crate::error::EXIT_SETUP);
+            let s = e.to_string();
+            assert!(
+                s.starts_with("the docker runner does not support")
+                    && s.contains("use --runner qemu"),
+                "{s}"
+            );
+        }
     }
 
     #[test]

@@ -18,10 +18,131 @@ pub async fn bench(cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Boot(a) => boot(a).await,
         BenchCommand::Cache(a) => crate::bench_cache::cache(a).await,
+        BenchCommand::Runners(a) => tokio::task::block_in_place(|| runners(a)),
         BenchCommand::Transfer(a) => {
             tokio::task::block_in_place(|| crate::bench_transfer::transfer(a))
         }
     }
+}
+
+/// `vmbuild bench runners`: each pipeline built `runs` times under each
+/// runner, interleaved (round by round) so machine noise hits every runner
+/// alike, after one untimed warm-up round; each build is a whole `vmbuild build` process (start, steps,
+/// export, teardown), timed from spawn to exit.
+fn runners(a: crate::cli::BenchRunnersArgs) -> Result<()> {
+    if a.runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    let configs = if a.configs.is_empty() {
+        vec![std::path::PathBuf::from("examples/hello/vmbuild.yaml")]
+    } else {
+        a.configs.clone()
+    };
+    let exe = std::env::current_exe().context("finding the vmbuild binary")?;
+    let scratch = tempfile::Builder::new()
+        .prefix("vmbuild-bench-runners-")
+        .tempdir()
+        .context("creating a scratch dir")?;
+    let names: Vec<String> = a.runners.iter().map(|r| r.kind().to_string()).collect();
+    let mut hosts = Vec::new();
+    for r in &a.runners {
+        hosts.push(host_address(r.kind())?);
+    }
+    let mut times = vec![vec![Vec::new(); names.len()]; configs.len()];
+    // (config, runner) pairs the runner cannot build, with its reason.
+    let mut unsupported: Vec<((usize, usize), String)> = Vec::new();
+    // Round 0 is an untimed warm-up: first fetches, environment image
+    // builds and engine imports happen there, once.
+    for round in 0..=a.runs {
+        for (ci, cfg) in configs.iter().enumerate() {
+            for (ri, runner) in names.iter().enumerate() {
+                if unsupported.iter().any(|(k, _)| *k == (ci, ri)) {
+                    continue;
+                }
+                let out = scratch.path().join(format!("out-{round}-{ci}-{runner}"));
+                let extra: Vec<String> = a
+                    .extra
+                    .iter()
+                    .map(|e| e.replace("{host}", &hosts[ri]))
+                    .collect();
+                let t0 = Instant::now();
+                let o = Command::new(&exe)
+                    .arg("build")
+                    .arg(cfg)
+                    .args(["--runner", runner, "--output-dir"])
+                    .arg(&out)
+                    .args(&extra)
+                    .output()
+                    .context("running vmbuild build")?;
+                let secs = t0.elapsed().as_secs_f64();
+                let err = String::from_utf8_lossy(&o.stderr);
+                if o.status.code() == Some(vmbuild_runner::EXIT_SETUP)
+                    && err.contains("runner does not support")
+                {
+                    let last = err.lines().last().unwrap_or_default();
+                    let why = last.trim_start_matches("vmbuild: error: ").to_string();
+                    unsupported.push(((ci, ri), why));
+                    continue;
+                }
+                if !o.status.success() {
+                    bail!(
+                        "{} under {runner} failed ({}): {}",
+                        cfg.display(),
+                        o.status,
+                        err.trim()
+                    );
+                }
+                if round > 0 {
+                    times[ci][ri].push(secs);
+                }
+            }
+        }
+    }
+    println!(
+        "{:<36}  {:<11}  {:>9}  {:>9}  (wall s, {} build(s) each)",
+        "PIPELINE", "RUNNER", "MEDIAN", "MIN", a.runs
+    );
+    for (ci, cfg) in configs.iter().enumerate() {
+        for (ri, runner) in names.iter().enumerate() {
+            if let Some((_, why)) = unsupported.iter().find(|(k, _)| *k == (ci, ri)) {
+                println!(
+                    "{:<36}  {:<11}  n/a: {why}",
+                    cfg.display().to_string(),
+                    runner
+                );
+                continue;
+            }
+            let t = &times[ci][ri];
+            let min = t.iter().copied().fold(f64::INFINITY, f64::min);
+            println!(
+                "{:<36}  {:<11}  {:>9.2}  {:>9.2}",
+                cfg.display().to_string(),
+                runner,
+                median(t),
+                min
+            );
+        }
+    }
+    Ok(())
+}
+
+/// How a build under `kind` reaches a service on the host's loopback or
+/// bridge (`{host}` in `--extra`): QEMU's user network maps 10.0.2.2 to the
+/// host; a docker container uses the engine's bridge gateway; bubblewrap
+/// has no network (loopback only).
+fn host_address(kind: vmbuild_runner::RunnerKind) -> Result<String> {
+    Ok(match kind {
+        vmbuild_runner::RunnerKind::Qemu => "10.0.2.2".into(),
+        vmbuild_runner::RunnerKind::Bubblewrap => "127.0.0.1".into(),
+        vmbuild_runner::RunnerKind::Docker => tokio::runtime::Handle::current()
+            .block_on(async {
+                vmbuild_runner::docker::Engine::connect()
+                    .await?
+                    .bridge_gateway()
+                    .await
+            })
+            .context("finding the docker bridge's address")?,
+    })
 }
 
 /// The flags of `vm` that shape a boot, to pass to `vmbuild run`.

@@ -226,7 +226,11 @@ pub struct Fallbacks {
 
 /// The value below a flag: an environment fallback beats the pipeline's
 /// resources, a file fallback does not.
-pub fn below_flag(flag: Option<u32>, fallback: Option<(u32, bool)>, pipeline: Option<u32>) -> Option<u32> {
+pub fn below_flag(
+    flag: Option<u32>,
+    fallback: Option<(u32, bool)>,
+    pipeline: Option<u32>,
+) -> Option<u32> {
     match fallback {
         Some((v, true)) => flag.or(Some(v)),
         _ => flag.or(pipeline).or(fallback.map(|(v, _)| v)),
@@ -240,6 +244,9 @@ pub enum RunnerArg {
     Qemu,
     /// a bubblewrap sandbox on the host (no VM; the cache is bound read-write)
     Bubblewrap,
+    /// a container of a Docker Engine (DOCKER_HOST or the default socket;
+    /// the cache is bound read-write)
+    Docker,
 }
 
 impl RunnerArg {
@@ -247,6 +254,7 @@ impl RunnerArg {
         match self {
             Self::Qemu => vmbuild_runner::RunnerKind::Qemu,
             Self::Bubblewrap => vmbuild_runner::RunnerKind::Bubblewrap,
+            Self::Docker => vmbuild_runner::RunnerKind::Docker,
         }
     }
 }
@@ -567,6 +575,9 @@ pub enum BenchCommand {
     /// Cache export and import (type=local, and a registry with --registry) against
     /// `tar | zstd -T0` and its reverse, and a re-export after a 1% change.
     Transfer(BenchTransferArgs),
+    /// One pipeline built under qemu, bubblewrap and docker, interleaved
+    /// in one run: wall time per runner.
+    Runners(BenchRunnersArgs),
 }
 
 #[derive(Debug, Args)]
@@ -584,6 +595,24 @@ pub struct BenchTransferArgs {
     /// Scratch directory (default: a fresh one in /var/tmp).
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchRunnersArgs {
+    /// Builds per runner (at least 1).
+    #[arg(long, default_value = "5")]
+    pub runs: usize,
+    /// Pipelines to build (default: examples/hello/vmbuild.yaml).
+    #[arg(value_name = "CONFIG")]
+    pub configs: Vec<PathBuf>,
+    /// Runners to compare.
+    #[arg(long = "runner", value_enum, default_values_t = [RunnerArg::Qemu, RunnerArg::Bubblewrap, RunnerArg::Docker])]
+    pub runners: Vec<RunnerArg>,
+    /// Extra flags for every build (e.g. `--extra=-e
+    /// --extra=PIP_INDEX_URL=http://{host}:PORT/simple/`); `{host}` becomes
+    /// the host's address as the runner's build sees it.
+    #[arg(long = "extra", value_name = "ARG", allow_hyphen_values = true)]
+    pub extra: Vec<String>,
 }
 
 #[derive(Debug, Args)]

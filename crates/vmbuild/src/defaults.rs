@@ -33,8 +33,16 @@ pub struct Key {
 
 /// Every setting, in the order `config show` prints them.
 pub const KEYS: [Key; 7] = [
-    Key { name: "runner", env: "VMBUILD_RUNNER", builtin: "qemu" },
-    Key { name: "cache-dir", env: "VMBUILD_CACHE_DIR", builtin: "none (no cache dir shared)" },
+    Key {
+        name: "runner",
+        env: "VMBUILD_RUNNER",
+        builtin: "qemu",
+    },
+    Key {
+        name: "cache-dir",
+        env: "VMBUILD_CACHE_DIR",
+        builtin: "none (no cache dir shared)",
+    },
     Key {
         name: "cache-root",
         env: "VMBUILD_CACHE_ROOT",
@@ -45,9 +53,21 @@ pub const KEYS: [Key; 7] = [
         env: "VMBUILD_CACHE_MODE",
         builtin: "overlay (virtiofs when QEMU_USE_VIRTIOFS=1)",
     },
-    Key { name: "memory", env: "VMBUILD_MEMORY", builtin: "1024 MiB, or the pipeline's package.resources.memory" },
-    Key { name: "cpus", env: "VMBUILD_CPUS", builtin: "1, or the pipeline's package.resources.cpu" },
-    Key { name: "network", env: "VMBUILD_NETWORK", builtin: "user for build, none for run" },
+    Key {
+        name: "memory",
+        env: "VMBUILD_MEMORY",
+        builtin: "1024 MiB, or the pipeline's package.resources.memory",
+    },
+    Key {
+        name: "cpus",
+        env: "VMBUILD_CPUS",
+        builtin: "1, or the pipeline's package.resources.cpu",
+    },
+    Key {
+        name: "network",
+        env: "VMBUILD_NETWORK",
+        builtin: "user for build, none for run",
+    },
 ];
 
 /// Where a value came from.
@@ -128,9 +148,12 @@ pub struct File {
 impl File {
     /// Parses `text` (read from `path`).
     pub fn parse(path: &Path, text: &str) -> anyhow::Result<File> {
-        let settings: FileSettings =
-            toml::from_str(text).with_context(|| format!("{}: not a valid vmbuild defaults file", path.display()))?;
-        Ok(File { path: path.to_path_buf(), settings })
+        let settings: FileSettings = toml::from_str(text)
+            .with_context(|| format!("{}: not a valid vmbuild defaults file", path.display()))?;
+        Ok(File {
+            path: path.to_path_buf(),
+            settings,
+        })
     }
 
     fn read(path: &Path) -> anyhow::Result<Option<File>> {
@@ -184,7 +207,11 @@ impl Layers {
             Some(p) => File::read(&p)?,
             None => None,
         };
-        Ok(Layers { env, project: found.pop(), user })
+        Ok(Layers {
+            env,
+            project: found.pop(),
+            user,
+        })
     }
 
     /// The value of `key` below the flag, and where it came from; `None`:
@@ -206,12 +233,15 @@ impl Layers {
 /// `$XDG_CONFIG_HOME/vmbuild/config.toml`, else `$HOME/.config/vmbuild/config.toml`.
 pub fn user_file(env: impl Fn(&str) -> Option<std::ffi::OsString>) -> Option<PathBuf> {
     let nonempty = |k: &str| env(k).filter(|v| !v.is_empty()).map(PathBuf::from);
-    let base = nonempty("XDG_CONFIG_HOME").or_else(|| nonempty("HOME").map(|h| h.join(".config")))?;
+    let base =
+        nonempty("XDG_CONFIG_HOME").or_else(|| nonempty("HOME").map(|h| h.join(".config")))?;
     Some(base.join("vmbuild").join("config.toml"))
 }
 
 fn key(name: &str) -> &'static Key {
-    KEYS.iter().find(|k| k.name == name).unwrap_or_else(|| unreachable!("{name} is in KEYS"))
+    KEYS.iter()
+        .find(|k| k.name == name)
+        .unwrap_or_else(|| unreachable!("{name} is in KEYS"))
 }
 
 /// Parses a layer's value with the flag's own parser; the error names the layer.
@@ -237,7 +267,11 @@ fn value_enum<T: ValueEnum>(s: &str) -> Result<T, String> {
 /// Fills the settings the flags left unset from `layers`. `cpus` and
 /// `memory` from a file go to the VM args' file fallbacks (below the
 /// pipeline's resources); everything else into the flag's own field.
-pub fn apply(layers: &Layers, runner: &mut Option<RunnerArg>, vm: &mut VmArgs) -> anyhow::Result<()> {
+pub fn apply(
+    layers: &Layers,
+    runner: &mut Option<RunnerArg>,
+    vm: &mut VmArgs,
+) -> anyhow::Result<()> {
     fn fill<T>(
         field: &mut Option<T>,
         layers: &Layers,
@@ -254,9 +288,18 @@ pub fn apply(layers: &Layers, runner: &mut Option<RunnerArg>, vm: &mut VmArgs) -
         Ok(())
     }
     fill(runner, layers, "runner", value_enum::<RunnerArg>)?;
-    fill(&mut vm.cache_dir, layers, "cache-dir", |s| Ok(PathBuf::from(s)))?;
-    fill(&mut vm.cache_root, layers, "cache-root", |s| Ok(PathBuf::from(s)))?;
-    fill(&mut vm.cache_mode, layers, "cache-mode", value_enum::<CacheModeArg>)?;
+    fill(&mut vm.cache_dir, layers, "cache-dir", |s| {
+        Ok(PathBuf::from(s))
+    })?;
+    fill(&mut vm.cache_root, layers, "cache-root", |s| {
+        Ok(PathBuf::from(s))
+    })?;
+    fill(
+        &mut vm.cache_mode,
+        layers,
+        "cache-mode",
+        value_enum::<CacheModeArg>,
+    )?;
     fill(&mut vm.network, layers, "network", value_enum::<NetworkArg>)?;
     for (name, flag, fallback) in [
         ("memory", vm.memory, &mut vm.file_defaults.memory),
@@ -266,8 +309,14 @@ pub fn apply(layers: &Layers, runner: &mut Option<RunnerArg>, vm: &mut VmArgs) -
             continue;
         }
         let k = key(name);
-        let Some((v, src)) = layers.pick(k) else { continue };
-        let parser = if name == "memory" { crate::args::parse_memory } else { crate::args::parse_cpus };
+        let Some((v, src)) = layers.pick(k) else {
+            continue;
+        };
+        let parser = if name == "memory" {
+            crate::args::parse_memory
+        } else {
+            crate::args::parse_cpus
+        };
         let n = parse(&v, &src, k, parser)?;
         *fallback = Some((n, matches!(src, Source::Env(_))));
     }
@@ -307,7 +356,10 @@ mod tests {
     fn all_layers() -> Layers {
         Layers {
             env: vec![("VMBUILD_MEMORY", "3G".into())],
-            project: Some(file("/p/vmbuild.toml", "memory = 2048\ncpus = 2\ncache-dir = \"cache\"\n")),
+            project: Some(file(
+                "/p/vmbuild.toml",
+                "memory = 2048\ncpus = 2\ncache-dir = \"cache\"\n",
+            )),
             user: Some(file(
                 "/home/u/.config/vmbuild/config.toml",
                 "memory = \"1G\"\ncpus = 4\nrunner = \"bubblewrap\"\nnetwork = \"none\"\n",
@@ -328,8 +380,15 @@ mod tests {
     fn the_environment_beats_the_files() {
         let (mut runner, mut vm) = vm_args(&[]);
         apply(&all_layers(), &mut runner, &mut vm).unwrap();
-        assert_eq!(vm.file_defaults.memory, Some((3072, true)), "VMBUILD_MEMORY=3G");
-        assert_eq!(all_layers().pick(key("memory")).unwrap().1, Source::Env("VMBUILD_MEMORY"));
+        assert_eq!(
+            vm.file_defaults.memory,
+            Some((3072, true)),
+            "VMBUILD_MEMORY=3G"
+        );
+        assert_eq!(
+            all_layers().pick(key("memory")).unwrap().1,
+            Source::Env("VMBUILD_MEMORY")
+        );
     }
 
     #[test]
@@ -350,14 +409,20 @@ mod tests {
         apply(&all_layers(), &mut runner, &mut vm).unwrap();
         assert_eq!(runner, Some(RunnerArg::Bubblewrap));
         assert_eq!(vm.network, Some(NetworkArg::None));
-        assert!(matches!(all_layers().pick(key("runner")).unwrap().1, Source::User(_)));
+        assert!(matches!(
+            all_layers().pick(key("runner")).unwrap().1,
+            Source::User(_)
+        ));
     }
 
     #[test]
     fn with_no_layer_the_builtin_defaults_stay() {
         let (mut runner, mut vm) = vm_args(&[]);
         apply(&Layers::default(), &mut runner, &mut vm).unwrap();
-        assert_eq!((runner, vm.cache_dir, vm.network, vm.file_defaults.memory), (None, None, None, None));
+        assert_eq!(
+            (runner, vm.cache_dir, vm.network, vm.file_defaults.memory),
+            (None, None, None, None)
+        );
         let mut out = Vec::new();
         show(&Layers::default(), &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
@@ -369,10 +434,26 @@ mod tests {
     fn pipeline_resources_sit_between_the_environment_and_the_files() {
         use crate::cli::below_flag;
         let pipeline = Some(4096);
-        assert_eq!(below_flag(Some(512), Some((3072, true)), pipeline), Some(512), "flag");
-        assert_eq!(below_flag(None, Some((3072, true)), pipeline), Some(3072), "env");
-        assert_eq!(below_flag(None, Some((2048, false)), pipeline), Some(4096), "pipeline over file");
-        assert_eq!(below_flag(None, Some((2048, false)), None), Some(2048), "file");
+        assert_eq!(
+            below_flag(Some(512), Some((3072, true)), pipeline),
+            Some(512),
+            "flag"
+        );
+        assert_eq!(
+            below_flag(None, Some((3072, true)), pipeline),
+            Some(3072),
+            "env"
+        );
+        assert_eq!(
+            below_flag(None, Some((2048, false)), pipeline),
+            Some(4096),
+            "pipeline over file"
+        );
+        assert_eq!(
+            below_flag(None, Some((2048, false)), None),
+            Some(2048),
+            "file"
+        );
         assert_eq!(below_flag(None, None, None), None, "built-in");
     }
 
@@ -381,30 +462,67 @@ mod tests {
         let mut out = Vec::new();
         show(&all_layers(), &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
-        let line = |k: &str| text.lines().find(|l| l.starts_with(&format!("{k} "))).unwrap().to_string();
-        assert!(line("memory").contains("3G") && line("memory").ends_with("env VMBUILD_MEMORY"), "{text}");
-        assert!(line("cpus").ends_with("project file /p/vmbuild.toml"), "{text}");
-        assert!(line("runner").ends_with("user file /home/u/.config/vmbuild/config.toml"), "{text}");
+        let line = |k: &str| {
+            text.lines()
+                .find(|l| l.starts_with(&format!("{k} ")))
+                .unwrap()
+                .to_string()
+        };
+        assert!(
+            line("memory").contains("3G") && line("memory").ends_with("env VMBUILD_MEMORY"),
+            "{text}"
+        );
+        assert!(
+            line("cpus").ends_with("project file /p/vmbuild.toml"),
+            "{text}"
+        );
+        assert!(
+            line("runner").ends_with("user file /home/u/.config/vmbuild/config.toml"),
+            "{text}"
+        );
         assert!(line("cache-mode").ends_with("built-in"), "{text}");
     }
 
     #[test]
     fn bad_values_and_unknown_keys_are_errors_naming_the_file() {
         let err = File::parse(Path::new("/p/vmbuild.toml"), "memroy = 1\n").unwrap_err();
-        assert!(format!("{err:#}").contains("/p/vmbuild.toml") && format!("{err:#}").contains("memroy"), "{err:#}");
-        let layers = Layers { project: Some(file("/p/vmbuild.toml", "runner = \"kvm\"\n")), ..Layers::default() };
+        assert!(
+            format!("{err:#}").contains("/p/vmbuild.toml") && format!("{err:#}").contains("memroy"),
+            "{err:#}"
+        );
+        let layers = Layers {
+            project: Some(file("/p/vmbuild.toml", "runner = \"kvm\"\n")),
+            ..Layers::default()
+        };
         let (mut runner, mut vm) = vm_args(&[]);
-        let err = apply(&layers, &mut runner, &mut vm).unwrap_err().to_string();
-        assert!(err.contains("runner = `kvm` from project file /p/vmbuild.toml") && err.contains("qemu"), "{err}");
+        let err = apply(&layers, &mut runner, &mut vm)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("runner = `kvm` from project file /p/vmbuild.toml")
+                && err.contains("qemu"),
+            "{err}"
+        );
     }
 
     #[test]
     fn the_user_file_follows_xdg() {
         let env = |pairs: &'static [(&'static str, &'static str)]| {
-            move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).into())
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| (*v).into())
+            }
         };
-        assert_eq!(user_file(env(&[("XDG_CONFIG_HOME", "/x"), ("HOME", "/h")])), Some("/x/vmbuild/config.toml".into()));
-        assert_eq!(user_file(env(&[("HOME", "/h")])), Some("/h/.config/vmbuild/config.toml".into()));
+        assert_eq!(
+            user_file(env(&[("XDG_CONFIG_HOME", "/x"), ("HOME", "/h")])),
+            Some("/x/vmbuild/config.toml".into())
+        );
+        assert_eq!(
+            user_file(env(&[("HOME", "/h")])),
+            Some("/h/.config/vmbuild/config.toml".into())
+        );
         assert_eq!(user_file(env(&[])), None);
     }
 }

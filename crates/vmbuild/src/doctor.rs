@@ -95,6 +95,7 @@ pub fn doctor() -> i32 {
             "not found (needed only for --runner bubblewrap): apt-get install bubblewrap",
         ),
     }
+    doctor_docker(&r);
     match which::which("mkfs.ext4") {
         Ok(p) => r.ok("mkfs.ext4", format!("{} (for --disk scratch disks)", p.display())),
         Err(_) => r.info(
@@ -123,6 +124,31 @@ pub fn doctor() -> i32 {
     } else {
         println!("{} thing(s) missing; see the fix lines above", r.missing);
         1
+    }
+}
+
+/// The Docker Engine of `--runner docker`: where it answers, its version,
+/// the API version vmbuild negotiated, storage driver and data root; or
+/// why it is not usable (info only: the runner is optional).
+fn doctor_docker(r: &Report) {
+    let info = tokio::task::block_in_place(|| {
+        tokio::runtime::Handle::current().block_on(async {
+            let e = vmbuild_runner::docker::Engine::connect().await?;
+            e.info().await
+        })
+    });
+    match info {
+        Ok(i) => r.ok(
+            "docker",
+            format!(
+                "engine {} at {} (API {}, storage driver {}, data root {})",
+                i.version, i.address, i.api_version, i.storage_driver, i.data_root
+            ),
+        ),
+        Err(e) => r.info(
+            "docker",
+            format!("not usable (needed only for --runner docker): {e}"),
+        ),
     }
 }
 

@@ -1,4 +1,7 @@
-//! `vmbuild image ls | build | rm | prune`: the cached environment images.
+//! `vmbuild image ls | build | rm | prune`: the cached environment images,
+//! and their copies imported into a Docker Engine by the docker runner
+//! (`vmbuild/env:<key>`): listed when an engine answers, removed with the
+//! image they came from.
 
 use anyhow::{bail, Context, Result};
 use vmbuild_image::env::{self, EnvImage, EnvSpec};
@@ -56,6 +59,44 @@ fn spec_of(a: &ImageBuildArgs) -> Result<EnvSpec> {
     Ok(spec)
 }
 
+/// Runs `f` against the Docker Engine when one answers (`DOCKER_HOST` or
+/// the default socket); `None` when none does (no engine is not an error
+/// for managing the host's images). Called from a blocking section of the
+/// multi-threaded runtime.
+fn with_engine<T, F>(f: impl FnOnce(vmbuild_runner::docker::Engine) -> F) -> Option<Result<T>>
+where
+    F: std::future::Future<Output = Result<T>>,
+{
+    tokio::runtime::Handle::current().block_on(async {
+        let engine = vmbuild_runner::docker::Engine::connect().await.ok()?;
+        Some(f(engine).await)
+    })
+}
+
+/// Removes the engine copies whose key is in `keys` (full keys); prints
+/// what went.
+fn remove_engine_copies(keys: &[String]) -> Result<()> {
+    let keys = keys.to_vec();
+    let gone = with_engine(|e| async move {
+        let mut gone = Vec::new();
+        for i in e.env_images().await? {
+            if keys.contains(&i.key) {
+                e.remove_image(&i.key).await?;
+                gone.push(i);
+            }
+        }
+        Ok(gone)
+    });
+    for i in gone.transpose()?.unwrap_or_default() {
+        println!(
+            "removed the Docker Engine copy vmbuild/env:{} ({})",
+            i.key,
+            human_size(i.size)
+        );
+    }
+    Ok(())
+}
+
 pub fn image(cmd: ImageCommand) -> Result<()> {
     let root = vmbuild_image::cache_root()?;
     match cmd {
@@ -72,6 +113,25 @@ pub fn image(cmd: ImageCommand) -> Result<()> {
                     human_size(total),
                     env::images_dir(&root).display()
                 );
+            }
+            let engine =
+                with_engine(|e| async move { Ok((e.address.clone(), e.env_images().await?)) });
+            if let Some((address, copies)) = engine.transpose()? {
+                if !copies.is_empty() {
+                    println!("in the docker engine at {address}:");
+                    println!("{:<40}  {:>10}  CREATED", "IMAGE", "SIZE");
+                    for c in &copies {
+                        println!(
+                            "{:<40}  {:>10}  {}",
+                            format!("vmbuild/env:{}", c.key),
+                            human_size(c.size),
+                            ago(std::time::UNIX_EPOCH
+                                + std::time::Duration::from_secs(
+                                    u64::try_from(c.created).unwrap_or(0)
+                                ))
+                        );
+                    }
+                }
             }
         }
         ImageCommand::Build(a) => {
@@ -102,8 +162,20 @@ pub fn image(cmd: ImageCommand) -> Result<()> {
         }
         ImageCommand::Rm { images } => {
             for k in images {
+                // An engine-only copy (the busybox environment, a --rootfs
+                // import) goes by its full tag key.
+                let engine_only = with_engine(|e| {
+                    let k = k.clone();
+                    async move { Ok(e.env_images().await?.into_iter().any(|i| i.key == k)) }
+                });
+                if engine_only.transpose()?.unwrap_or(false) && env::find_image(&root, &k).is_err()
+                {
+                    remove_engine_copies(std::slice::from_ref(&k))?;
+                    continue;
+                }
                 let img = env::remove_image(&root, &k)?;
                 println!("removed {} ({})", img.short_key(), human_size(img.size));
+                remove_engine_copies(&[img.key])?;
             }
         }
         ImageCommand::Prune {
@@ -126,6 +198,10 @@ pub fn image(cmd: ImageCommand) -> Result<()> {
             }
             let freed: u64 = gone.iter().map(|i| i.size).sum();
             println!("{verb} {} image(s), {}", gone.len(), human_size(freed));
+            if !dry_run {
+                let keys: Vec<String> = gone.iter().map(|i| i.key.clone()).collect();
+                remove_engine_copies(&keys)?;
+            }
         }
     }
     Ok(())

@@ -35,8 +35,13 @@ impl Live {
     /// asked for). The log file is made in `log_dir` when it can be.
     pub fn new(tty: bool, log_dir: &Path, what: &str) -> Live {
         let bar = tty.then(|| {
-            let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
-            if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} [{elapsed}] {wide_msg}") {
+            let bar = indicatif::ProgressBar::with_draw_target(
+                None,
+                indicatif::ProgressDrawTarget::stderr(),
+            );
+            if let Ok(style) =
+                indicatif::ProgressStyle::with_template("{spinner} [{elapsed}] {wide_msg}")
+            {
                 bar.set_style(style);
             }
             bar.set_message(what.to_string());
@@ -54,7 +59,11 @@ impl Live {
             .map(|(file, path)| (path, file))
             .map_err(|e| tracing::warn!(%e, dir = %log_dir.display(), "no build log file"))
             .ok();
-        Live { bar, log, phase: what.to_string() }
+        Live {
+            bar,
+            log,
+            phase: what.to_string(),
+        }
     }
 
     /// One line of output from the work.
@@ -100,7 +109,10 @@ mod tests {
 
     #[test]
     fn mmdebstrap_and_vmbuild_phases_are_told_from_detail() {
-        assert_eq!(phase_of("I: running apt-get update...").as_deref(), Some("running apt-get update"));
+        assert_eq!(
+            phase_of("I: running apt-get update...").as_deref(),
+            Some("running apt-get update")
+        );
         assert_eq!(
             phase_of("I: installing remaining packages inside the chroot...").as_deref(),
             Some("installing remaining packages inside the chroot")
@@ -109,7 +121,12 @@ mod tests {
             phase_of("image 1a2b3c4d: packing erofs (80 MiB of files)").as_deref(),
             Some("image 1a2b3c4d: packing erofs (80 MiB of files)")
         );
-        for detail in ["Get:1 http://deb.debian.org/debian bookworm InRelease", "W: something", "I: ", "Unpacking libc6"] {
+        for detail in [
+            "Get:1 http://deb.debian.org/debian bookworm InRelease",
+            "W: something",
+            "I: ",
+            "Unpacking libc6",
+        ] {
             assert_eq!(phase_of(detail), None, "{detail}");
         }
     }
@@ -122,13 +139,20 @@ mod tests {
         live.line("Get:1 http://deb.debian.org/debian bookworm InRelease");
         let (path, _) = live.log.as_ref().map(|(p, f)| (p.clone(), f)).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
-        assert_eq!(text, "I: running apt-get update...\nGet:1 http://deb.debian.org/debian bookworm InRelease\n");
+        assert_eq!(
+            text,
+            "I: running apt-get update...\nGet:1 http://deb.debian.org/debian bookworm InRelease\n"
+        );
         live.finish(true);
         assert!(!path.exists(), "removed on success");
         let mut failed = Live::new(false, d.path(), "image y");
         failed.line("E: boom");
         let path = failed.log.as_ref().map(|(p, _)| p.clone()).unwrap();
         failed.finish(false);
-        assert_eq!(std::fs::read_to_string(path).unwrap(), "E: boom\n", "kept on failure");
+        assert_eq!(
+            std::fs::read_to_string(path).unwrap(),
+            "E: boom\n",
+            "kept on failure"
+        );
     }
 }

@@ -9,8 +9,8 @@ use std::time::Instant;
 use vmbuild_image::env::InUse;
 use vmbuild_proto::{CacheMode, SymlinkSpec, GUEST_HOME};
 use vmbuild_runner::{
-    BwrapOptions, CacheShare, Feature, KernelChoice, QemuOptions, RootImage, RunError, RunnerKind,
-    RunnerOptions, SharedDir, VmOptions,
+    BwrapOptions, CacheShare, DockerOptions, Feature, KernelChoice, QemuOptions, RootImage,
+    RunError, RunnerKind, RunnerOptions, SharedDir, VmOptions,
 };
 
 use crate::cli::{below_flag, CacheModeArg, NetworkArg, VmArgs};
@@ -122,7 +122,7 @@ pub fn share_mode(args: &VmArgs) -> Result<CacheMode, RunError> {
 pub fn cache_note(kind: RunnerKind, cache: &CacheShare, qemu_note: &str) -> String {
     match kind {
         RunnerKind::Qemu => qemu_note.to_string(),
-        RunnerKind::Bubblewrap => format!(
+        RunnerKind::Bubblewrap | RunnerKind::Docker => format!(
             "cache: {} (bind-mounted read-write; writes persist)",
             cache.host_dir.display()
         ),
@@ -165,6 +165,45 @@ pub fn options(
             volumes: spec.volumes,
             mkdirs: spec.mkdirs,
         }),
+        RunnerKind::Docker => RunnerOptions::Docker(Box::new(docker(args, cache, spec, holds)?)),
+    })
+}
+
+/// The docker runner's options: the cache and volumes bound read-write,
+/// `--rootfs` (if any) as its root, the network (`--network`, else the
+/// pipeline's, else none), `--cpus`/`--memory` (else the pipeline's
+/// resources) as the container's limits (none when neither gives one).
+pub fn docker(
+    args: &VmArgs,
+    cache: Option<&CacheShare>,
+    spec: Spec,
+    holds: &mut Holds,
+) -> Result<DockerOptions, RunError> {
+    let net = args
+        .network
+        .or(spec.default_network)
+        .unwrap_or(NetworkArg::None);
+    if net == NetworkArg::UserRestrictHost {
+        return Err(RunError::Flag {
+            flag: "--network".into(),
+            why: "user-restrict-host is a QEMU network; the docker runner has none (no network) and user (the engine's bridge)".into(),
+        });
+    }
+    Ok(DockerOptions {
+        source_dir: spec.source,
+        cache_dir: cache.map(|c| c.host_dir.clone()),
+        volumes: spec.volumes,
+        mkdirs: spec.mkdirs,
+        // A directory goes in as it is (no erofs packing, whose bytes
+        // differ run to run and would give a new key each time).
+        root_dir: args.rootfs.clone().filter(|p| p.is_dir()),
+        root_image: match &args.rootfs {
+            Some(p) if p.is_dir() => None,
+            _ => root_image(args, holds)?,
+        },
+        network: network(net),
+        cpus: args.cpus.or(spec.cpus),
+        memory_mib: args.memory.or(spec.memory_mib),
     })
 }
 

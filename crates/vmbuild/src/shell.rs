@@ -35,7 +35,8 @@ pub fn print(bytes: &[u8]) -> i32 {
 pub fn man_pages(dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let cmd = crate::cli::Cli::command();
-    clap_mangen::generate_to(cmd, dir).with_context(|| format!("writing man pages to {}", dir.display()))
+    clap_mangen::generate_to(cmd, dir)
+        .with_context(|| format!("writing man pages to {}", dir.display()))
 }
 
 /// Completion files as the shells look them up, by shell.
@@ -79,7 +80,11 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let script = d.path().join("vmbuild.bash");
         std::fs::write(&script, bash_script()).unwrap();
-        let syntax = Command::new("bash").arg("-n").arg(&script).status().unwrap();
+        let syntax = Command::new("bash")
+            .arg("-n")
+            .arg(&script)
+            .status()
+            .unwrap();
         assert!(syntax.success(), "bash -n rejected the completion script");
         // What bash does on `vmbuild ca<TAB>` and `vmbuild cache <TAB>`.
         let probe = format!(
@@ -94,9 +99,15 @@ mod tests {
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{out:?}");
         assert!(text.lines().any(|l| l == "top: cache"), "{text}");
-        let cache_line = text.lines().find(|l| l.starts_with("cache: ")).unwrap_or("");
+        let cache_line = text
+            .lines()
+            .find(|l| l.starts_with("cache: "))
+            .unwrap_or("");
         for sub in ["ls", "prune", "export"] {
-            assert!(cache_line.split(' ').any(|w| w == sub), "{sub} missing: {text}");
+            assert!(
+                cache_line.split(' ').any(|w| w == sub),
+                "{sub} missing: {text}"
+            );
         }
     }
 
@@ -104,7 +115,10 @@ mod tests {
     fn every_shell_gets_a_script_naming_the_subcommands() {
         for shell in [clap_complete::Shell::Zsh, clap_complete::Shell::Fish] {
             let text = String::from_utf8(completions(shell)).unwrap();
-            assert!(text.contains("validate") && text.contains("doctor"), "{shell}");
+            assert!(
+                text.contains("validate") && text.contains("doctor"),
+                "{shell}"
+            );
         }
     }
 
@@ -112,10 +126,17 @@ mod tests {
     fn assets_hold_man_pages_for_the_subcommands_completions_init_and_schema() {
         let top = tempfile::tempdir().unwrap();
         assets(top.path()).unwrap();
-        for f in ["completions/vmbuild.bash", "completions/_vmbuild", "completions/vmbuild.fish"] {
+        for f in [
+            "completions/vmbuild.bash",
+            "completions/_vmbuild",
+            "completions/vmbuild.fish",
+        ] {
             assert!(top.path().join(f).is_file(), "{f}");
         }
-        assert_eq!(std::fs::read(top.path().join("vmbuild-init")).unwrap(), vmbuild_embedded_init::INIT);
+        assert_eq!(
+            std::fs::read(top.path().join("vmbuild-init")).unwrap(),
+            vmbuild_embedded_init::INIT
+        );
         assert!(top.path().join("vmbuild.schema.json").is_file());
         let d = top.path().join("man");
         let main = std::fs::read_to_string(d.join("vmbuild.1")).unwrap();
@@ -123,6 +144,9 @@ mod tests {
         for page in ["vmbuild-run.1", "vmbuild-build.1", "vmbuild-cache-export.1"] {
             assert!(d.join(page).is_file(), "{page} missing");
         }
-        assert!(!d.join("vmbuild-assets.1").exists(), "hidden subcommands get no page");
+        assert!(
+            !d.join("vmbuild-assets.1").exists(),
+            "hidden subcommands get no page"
+        );
     }
 }

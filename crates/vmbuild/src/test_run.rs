@@ -108,8 +108,13 @@ pub async fn run_tests(
                 root_mode: None,
             }],
         };
-        let (mut options, mut holds) =
-            runner_setup::options_held(args.runner.unwrap_or_default().kind(), &args.vm, &cache, spec, started)?;
+        let (mut options, mut holds) = runner_setup::options_held(
+            args.runner.unwrap_or_default().kind(),
+            &args.vm,
+            &cache,
+            spec,
+            started,
+        )?;
         if !debian.is_empty() {
             let (image, held) = crate::build::env_image(&debian, obs)?;
             options.set_root_image(image)?;

@@ -89,7 +89,7 @@ pub fn check(
         }
         match kind {
             RunnerKind::Qemu => s.persist_in(mode).map(drop),
-            RunnerKind::Bubblewrap => bwrap_rules(s),
+            RunnerKind::Bubblewrap | RunnerKind::Docker => bind_rules(kind, s),
         }
         .map_err(flag)?;
         if s.sharing == Sharing::Private && matches!(s.source, VolumeSource::HostDir(_)) {
@@ -103,21 +103,27 @@ pub fn check(
     Ok(())
 }
 
-/// bubblewrap binds a volume read-write, as melange does: writes persist,
-/// so only `persist=always` (or nothing) describes it. Its commands run as
-/// the user who ran vmbuild, the only uid mapped into the sandbox, so
-/// `uid=`/`gid=` cannot apply (another owner would lock the command out).
-fn bwrap_rules(s: &VolumeSpec) -> Result<(), String> {
+/// bubblewrap and docker bind a volume read-write, as melange does: writes
+/// persist, so only `persist=always` (or nothing) describes it. Neither
+/// can give `uid=`/`gid=`: bubblewrap's commands run as the user who ran
+/// vmbuild, the only uid mapped into the sandbox (another owner would lock
+/// the command out), and a docker bind mount keeps the host directory's
+/// own owner.
+fn bind_rules(kind: RunnerKind, s: &VolumeSpec) -> Result<(), String> {
     if s.uid.is_some() || s.gid.is_some() {
+        let why = match kind {
+            RunnerKind::Docker => "whose bind mounts keep the host directory's owner",
+            _ => "whose commands run as your own user (the only one mapped into the sandbox)",
+        };
         return Err(format!(
-            "cache {}: uid=/gid= cannot apply with the bubblewrap runner, whose commands run as your own user (the only one mapped into the sandbox); drop them or use --runner qemu",
+            "cache {}: uid=/gid= cannot apply with the {kind} runner, {why}; drop them or use --runner qemu",
             s.name()
         ));
     }
     match s.persist {
         None | Some(Persist::Always) => Ok(()),
         Some(p) => Err(format!(
-            "cache {}: persist={} is not possible with the bubblewrap runner, which bind-mounts volumes read-write (writes persist); drop it or use --runner qemu",
+            "cache {}: persist={} is not possible with the {kind} runner, which bind-mounts volumes read-write (writes persist); drop it or use --runner qemu",
             s.name(),
             if p == Persist::Never { "never" } else { "on-success" }
         )),
@@ -162,7 +168,7 @@ pub fn cache_dir_spec(
     }
     match kind {
         RunnerKind::Qemu => spec.persist_in(mode).map(drop),
-        RunnerKind::Bubblewrap => bwrap_rules(&spec),
+        RunnerKind::Bubblewrap | RunnerKind::Docker => bind_rules(kind, &spec),
     }
     .map_err(|e| bad(e.replace("cache ", "")))?;
     Ok(Some(spec))
@@ -372,7 +378,9 @@ pub fn describe(m: &Mounted, kind: RunnerKind, mode: CacheMode) -> String {
         Sharing::Private => "private",
     };
     let how = match (kind, mode, m.spec.persist_in(mode)) {
-        (RunnerKind::Bubblewrap, _, _) => "bind-mounted read-write; writes persist",
+        (RunnerKind::Bubblewrap | RunnerKind::Docker, _, _) => {
+            "bind-mounted read-write; writes persist"
+        }
         (RunnerKind::Qemu, CacheMode::Overlay, Ok(Persist::OnSuccess)) => {
             "9p read-only + overlay; changes committed if the build succeeds"
         }

@@ -51,7 +51,9 @@ pub fn init_from_path(path: &Path) -> Result<GuestInit, RunError> {
             bytes: bytes.into(),
             path: Some(path.to_path_buf()),
         }),
-        Some(true) => Err(bad("dynamically linked (the guest has no dynamic loader)".into())),
+        Some(true) => Err(bad(
+            "dynamically linked (the guest has no dynamic loader)".into()
+        )),
         None => Err(bad("not an ELF64 executable".into())),
     }
 }
@@ -143,7 +145,11 @@ mod tests {
     #[test]
     fn the_embedded_init_is_described_by_its_hash() {
         let e = GuestInit::embedded();
-        assert!(e.describe().starts_with("built in (sha256 "), "{}", e.describe());
+        assert!(
+            e.describe().starts_with("built in (sha256 "),
+            "{}",
+            e.describe()
+        );
         assert!(!e.bytes.is_empty());
     }
 }
