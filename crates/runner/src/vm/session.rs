@@ -240,9 +240,9 @@ impl Vm {
             confined.child.as_ref(),
             incoming.as_ref(),
         )?;
+        let loading = incoming.is_some();
         drop(incoming);
         timings.qemu_spawned = Some(Instant::now());
-        let loading = argv.iter().any(|a| a == "-incoming");
 
         // QEMU connects to both sockets while it starts; it exits instead if
         // it cannot start (bad kernel, bad option...).
@@ -310,10 +310,8 @@ impl Vm {
 
     /// Sends `setup` and waits for `Ready`.
     async fn setup(&mut self, setup: Setup, stop: &Stopper) -> Result<(), RunError> {
-        self.ctl
-            .send(&HostMessage::Setup(setup))
-            .await
-            .map_err(|e| RunError::io("sending setup to the guest", e))?;
+        self.send(&HostMessage::Setup(setup), "sending setup to the guest")
+            .await?;
         let deadline = Some(("the guest init's reply to Setup (Ready)", self.waits.setup));
         match self
             .next_non_log(stop, "while setting up the guest", deadline)
@@ -342,12 +340,13 @@ impl Vm {
         }
     }
 
-    /// Sends one message to the guest init.
-    pub(super) async fn send(&mut self, msg: &HostMessage) -> Result<(), RunError> {
-        self.ctl
-            .send(msg)
-            .await
-            .map_err(|e| RunError::io("sending to the guest", e))
+    /// Sends one message to the guest init; `what` names it in the error.
+    pub(super) async fn send(
+        &mut self,
+        msg: &HostMessage,
+        what: &'static str,
+    ) -> Result<(), RunError> {
+        self.ctl.send(msg).await.map_err(|e| RunError::io(what, e))
     }
 
     /// The QMP connection (present until the VM is torn down).
@@ -396,10 +395,7 @@ impl Vm {
         sink: &mut dyn OutputSink,
         stop: &Stopper,
     ) -> Result<ExitInfo, RunError> {
-        self.ctl
-            .send(&msg)
-            .await
-            .map_err(|e| RunError::io("sending a request to the guest", e))?;
+        self.send(&msg, "sending a request to the guest").await?;
         loop {
             match self
                 .next_message(stop, "while running the command", None)

@@ -105,20 +105,22 @@ pub fn decide(snapshots: &Snapshots, launch: &Launch) -> Decision {
         &key::file_identity,
     );
     let k = key::key_of(&description);
-    match snapshots.lookup(&k, &description) {
-        Lookup::Found(saved) => Decision::Restore(saved, description),
-        Lookup::Missing => match SaveTarget::begin(snapshots.clone(), k, description) {
-            Some(t) => Decision::Save(t),
-            None => Decision::Cold("another run is saving this snapshot".into()),
-        },
+    let unusable = match snapshots.lookup(&k, &description) {
+        Lookup::Found(saved) => return Decision::Restore(saved, description),
+        Lookup::Missing => None,
         Lookup::Bad(why) => {
             tracing::debug!("snapshot {k} is unusable ({why}); replacing it");
             snapshots.discard(&k);
-            match SaveTarget::begin(snapshots.clone(), k, description) {
-                Some(t) => Decision::Save(t),
-                None => Decision::Cold(format!("snapshot unusable ({why}) and in use")),
-            }
+            Some(why)
         }
+    };
+    match (
+        SaveTarget::begin(snapshots.clone(), k, description),
+        unusable,
+    ) {
+        (Some(t), _) => Decision::Save(t),
+        (None, None) => Decision::Cold("another run is saving this snapshot".into()),
+        (None, Some(why)) => Decision::Cold(format!("snapshot unusable ({why}) and in use")),
     }
 }
 
@@ -300,7 +302,9 @@ pub async fn resume(
         entropy: host_entropy().map_err(Failed::Unusable)?,
         unix_time_ns: host_time_ns(),
     });
-    vm.send(&msg).await.map_err(Failed::from)?;
+    vm.send(&msg, "sending Resume to the restored guest")
+        .await
+        .map_err(Failed::from)?;
     let deadline = Some(("the restored guest's answer to Resume", RESUME_LIMIT));
     match vm
         .next_non_log(stop, "while restoring the VM", deadline)

@@ -12,11 +12,9 @@
 //! recorded size; its SHA-256 is checked while QEMU loads it, before the
 //! guest gets anything of the run.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use vmbuild_store::{Building, Lock, Store};
 
 use super::key;
@@ -246,25 +244,11 @@ pub fn mismatch(meta: &Meta, description: &str) -> Option<String> {
     None
 }
 
-/// Hex SHA-256 of the file at `path`.
-pub fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let mut f = std::fs::File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex::encode(h.finalize()))
-}
-
 /// Checks the stream against its recorded hash (blocking; run it beside
 /// QEMU's load).
 pub fn verify(saved_stream: &Path, meta: &Meta) -> Result<(), String> {
-    let got = sha256_file(saved_stream).map_err(|e| format!("reading {STREAM}: {e}"))?;
+    let got = vmbuild_image::kernel::deb::sha256_file(saved_stream)
+        .map_err(|e| format!("checking {STREAM}: {e}"))?;
     if got == meta.sha256 {
         Ok(())
     } else {
@@ -281,6 +265,7 @@ pub fn write_meta(dir: &Path, meta: &Meta) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::{Digest, Sha256};
 
     fn save(s: &Snapshots, key: &str, desc: &str, stream: &[u8]) {
         let b = s.begin(key).expect("free");
