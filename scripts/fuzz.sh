@@ -21,13 +21,16 @@ else
     export RUSTC_BOOTSTRAP=1
     fuzz=(cargo fuzz)
 fi
+# Build every target first, so a compile error shows as one (the run's
+# output below is filtered to libFuzzer's stats and findings).
+"${fuzz[@]}" build --fuzz-dir fuzz
 for target in $("${fuzz[@]}" list --fuzz-dir fuzz); do
     work=$(mktemp -d)
     echo "fuzz: $target for ${seconds}s"
     set +e
     "${fuzz[@]}" run --fuzz-dir fuzz "$target" "$work" "fuzz/corpus/$target" -- \
         -max_total_time="$seconds" -rss_limit_mb=2048 -print_final_stats=1 2>&1 \
-        | grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb|#[0-9]+ +DONE|==[0-9]+==|SUMMARY|.*panicked|.*artifact)'
+        | grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb|#[0-9]+ +DONE|==[0-9]+==|SUMMARY|.*panicked|.*Test unit written)'
     status=${PIPESTATUS[0]}
     set -e
     rm -rf "$work"

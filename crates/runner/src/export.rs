@@ -141,7 +141,22 @@ fn stderr_suffix(stderr: &str) -> String {
     let start = (start..s.len())
         .find(|i| s.is_char_boundary(*i))
         .unwrap_or(s.len());
-    format!("; guest tar said: {}", &s[start..])
+    format!("; guest tar said: {}", printable(&s[start..]))
+}
+
+/// `s` with its control characters (newlines, escape sequences) escaped:
+/// what the guest or a cache registry sent is shown on one line and cannot
+/// drive the user's terminal.
+pub fn printable(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn io_err(context: impl Into<String>, source: impl Into<io::Error>) -> ExportError {
@@ -151,9 +166,11 @@ fn io_err(context: impl Into<String>, source: impl Into<io::Error>) -> ExportErr
     }
 }
 
+/// The tar crate's reasons quote header fields: hostile bytes, made
+/// [`printable`].
 fn bad_stream(reason: impl std::fmt::Display) -> ExportError {
     ExportError::BadStream {
-        reason: reason.to_string(),
+        reason: printable(&reason.to_string()),
         guest_stderr: String::new(),
     }
 }

@@ -73,8 +73,10 @@ pub struct Export {
 #[error("{0}")]
 pub struct FormatError(pub String);
 
+/// The reasons quote what was read back (serde and oci-spec quote bad
+/// values): made printable, so a hostile export cannot drive the terminal.
 fn bad(why: impl Into<String>) -> FormatError {
-    FormatError(why.into())
+    FormatError(vmbuild_runner::export::printable(&why.into()))
 }
 
 /// Whether `d` is `sha256:` and 64 lowercase hex digits.
@@ -285,6 +287,19 @@ mod tests {
             ],
         };
         (config, layers)
+    }
+
+    /// Found by fuzzing (cache_manifest): oci-spec quotes a bad digest,
+    /// here one with a DEL and an escape sequence in it.
+    #[test]
+    fn a_hostile_value_is_quoted_escaped() {
+        let (config, layers) = sample();
+        let cj = serde_json::to_vec(&config).unwrap();
+        let mj = String::from_utf8(manifest(&cj, &config, &layers).unwrap()).unwrap();
+        let bad = mj.replacen("sha256:", "sha256:\\u001b[2J\\u007f", 1);
+        let e = config_of(bad.as_bytes()).unwrap_err().0;
+        assert!(!e.chars().any(char::is_control), "{e:?}");
+        assert!(e.contains("\\u{1b}[2J\\u{7f}"), "{e}");
     }
 
     #[test]

@@ -189,8 +189,10 @@ fn refused(e: &OciDistributionError) -> bool {
     }
 }
 
+/// What the registry said, on one line with no control character, cut at
+/// 300 bytes.
 fn one_line(s: &str) -> String {
-    let s = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    let s = vmbuild_runner::export::printable(&s.split_whitespace().collect::<Vec<_>>().join(" "));
     if s.len() > 300 {
         format!("{}...", &s[..s.floor_char_boundary(300)])
     } else {

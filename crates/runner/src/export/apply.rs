@@ -40,7 +40,7 @@ const DIR: OFlags = OFlags::RDONLY
     .union(OFlags::CLOEXEC);
 
 fn show(name: &OsStr) -> String {
-    name.to_string_lossy().into_owned()
+    super::printable(&name.to_string_lossy())
 }
 
 fn open_dir(at: impl AsFd, name: &OsStr, what: &str) -> Result<OwnedFd, ExportError> {

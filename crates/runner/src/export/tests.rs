@@ -975,3 +975,18 @@ fn dropping_an_uncommitted_staging_dir_removes_it_even_if_read_only() {
         "removal does not follow symlinks"
     );
 }
+
+/// Found by fuzzing (cache_import): the tar crate's error quotes a header
+/// field, here a checksum field holding a newline and an escape sequence;
+/// the error must stay one line and carry no control character.
+#[test]
+fn a_hostile_header_field_is_shown_escaped() {
+    let mut s = Stream::default();
+    s.file("a", b"x");
+    let mut bytes = s.end();
+    bytes[148..156].copy_from_slice(b"1\n\x1b[2J\0\0");
+    let f = fixture();
+    let e = extract(&f.stage, &bytes).unwrap_err().to_string();
+    assert!(!e.chars().any(char::is_control), "{e:?}");
+    assert!(e.contains("\\n\\u{1b}[2J"), "{e}");
+}
