@@ -123,17 +123,38 @@ fn interrupt_channel() -> tokio::sync::watch::Receiver<bool> {
 
 /// Fills `run`'s and `build`'s unset flags from the environment and the
 /// defaults files (the project file next to the pipeline; for `run`, in
-/// the current directory).
-fn apply_defaults(command: &mut cli::Command) -> anyhow::Result<()> {
+/// the current directory), and returns the colour choice (every command
+/// has `--color`; a defaults file another command cannot read is ignored
+/// for it, and reported by `config show`).
+fn apply_defaults(
+    command: &mut cli::Command,
+    color: Option<live::ColorChoice>,
+) -> anyhow::Result<live::ColorChoice> {
     let (runner, vm, dir) = match command {
         cli::Command::Run(a) => (&mut a.runner, &mut a.vm, std::path::PathBuf::from(".")),
         cli::Command::Build(a) => {
             let dir = project_dir(&a.config);
             (&mut a.runner, &mut a.vm, dir)
         }
-        _ => return Ok(()),
+        _ => {
+            let layers = defaults::Layers::load(std::path::Path::new("."))
+                .map_err(|e| tracing::debug!("defaults not read: {e:#}"))
+                .unwrap_or_default();
+            return defaults::color(&layers, color);
+        }
     };
-    defaults::apply(&defaults::Layers::load(&dir)?, runner, vm)
+    let layers = defaults::Layers::load(&dir)?;
+    defaults::apply(&layers, runner, vm)?;
+    defaults::color(&layers, color)
+}
+
+/// Whether the command prints JSON events (`--log-format json`).
+fn json_output(command: &cli::Command) -> bool {
+    match command {
+        cli::Command::Run(a) => a.log_format == cli::LogFormat::Json,
+        cli::Command::Build(a) => a.log_format == cli::LogFormat::Json,
+        _ => false,
+    }
 }
 
 /// The directory whose `vmbuild.toml` applies to `path` (a pipeline file
@@ -165,9 +186,14 @@ fn main() {
     };
     init_logging(cli.verbose);
     let mut cli = cli;
-    if let Err(e) = apply_defaults(&mut cli.command) {
-        eprintln!("vmbuild: error: {e:#}");
-        std::process::exit(EXIT_SETUP);
+    match apply_defaults(&mut cli.command, cli.color) {
+        Ok(color) => {
+            live::mode::init(color, json_output(&cli.command));
+        }
+        Err(e) => {
+            eprintln!("vmbuild: error: {e:#}");
+            std::process::exit(EXIT_SETUP);
+        }
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
