@@ -142,12 +142,18 @@ struct MeterView {
 }
 
 impl MeterView {
+    /// On a terminal a spinner shows at once (connecting to a registry,
+    /// reading an export's index); plain lines start with the first phase.
     fn new(mode: crate::live::Mode, label: &str) -> MeterView {
+        let task = match mode {
+            crate::live::Mode::Bar { .. } => Some(Task::start(mode, label, None).0),
+            crate::live::Mode::Plain { .. } => None,
+        };
         MeterView {
             mode,
             label: label.to_string(),
             phase: String::new(),
-            task: None,
+            task,
         }
     }
 
@@ -157,13 +163,14 @@ impl MeterView {
         if r.phase.is_empty() {
             return out;
         }
+        // The phase first: a narrow terminal cuts the end of a live line.
         let what = if r.total_blobs > 0 {
             format!(
-                "{}: {} {}/{} blobs",
-                self.label, r.phase, r.blobs, r.total_blobs
+                "{} {}/{} blobs for {}",
+                r.phase, r.blobs, r.total_blobs, self.label
             )
         } else {
-            format!("{}: {}", self.label, r.phase)
+            format!("{} for {}", r.phase, self.label)
         };
         if r.phase != self.phase || self.task.is_none() {
             out.extend(self.task.take().and_then(Task::finish));
@@ -370,7 +377,7 @@ mod tests {
             .is_empty());
         assert_eq!(
             v.reading(&reading("packing", 0, 0)),
-            ["cache-to X: packing 0/2 blobs (4.0 KiB)"]
+            ["packing 0/2 blobs for cache-to X (4.0 KiB)"]
         );
         assert!(
             v.reading(&reading("packing", 1, 2048)).is_empty(),
@@ -378,7 +385,7 @@ mod tests {
         );
         assert_eq!(
             v.reading(&reading("pushing", 0, 0)),
-            ["cache-to X: pushing 0/2 blobs (4.0 KiB)"]
+            ["pushing 0/2 blobs for cache-to X (4.0 KiB)"]
         );
         assert!(v.finish().is_empty(), "a short phase ends without a line");
     }

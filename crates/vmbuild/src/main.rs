@@ -36,7 +36,9 @@ use std::time::Instant;
 use clap::Parser;
 use vmbuild_runner::{RunError, Stopper, EXIT_SETUP};
 
-fn init_logging(verbose: u8) {
+/// Logs on stderr, coloured only when progress is (never on a pipe or in
+/// JSON: plain lines there have no control characters).
+fn init_logging(verbose: u8, color: bool) {
     let default = match verbose {
         0 => "warn",
         1 => "debug",
@@ -47,6 +49,7 @@ fn init_logging(verbose: u8) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(color)
         .with_target(false)
         .init();
 }
@@ -137,9 +140,7 @@ fn apply_defaults(
             (&mut a.runner, &mut a.vm, dir)
         }
         _ => {
-            let layers = defaults::Layers::load(std::path::Path::new("."))
-                .map_err(|e| tracing::debug!("defaults not read: {e:#}"))
-                .unwrap_or_default();
+            let layers = defaults::Layers::load(std::path::Path::new(".")).unwrap_or_default();
             return defaults::color(&layers, color);
         }
     };
@@ -184,11 +185,11 @@ fn main() {
             std::process::exit(code);
         }
     };
-    init_logging(cli.verbose);
     let mut cli = cli;
     match apply_defaults(&mut cli.command, cli.color) {
         Ok(color) => {
-            live::mode::init(color, json_output(&cli.command));
+            let mode = live::mode::init(color, json_output(&cli.command));
+            init_logging(cli.verbose, mode.color());
         }
         Err(e) => {
             eprintln!("vmbuild: error: {e:#}");

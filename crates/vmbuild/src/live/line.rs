@@ -39,7 +39,7 @@ pub fn done(what: &str, done: u64, elapsed: Duration) -> String {
 }
 
 /// Bytes per second (0 in the first millisecond).
-fn rate(done: u64, elapsed: Duration) -> u64 {
+pub fn rate(done: u64, elapsed: Duration) -> u64 {
     let secs = elapsed.as_secs_f64();
     if secs < 1e-3 {
         0

@@ -45,7 +45,8 @@ impl Mode {
 pub struct Inputs {
     /// stderr is a terminal.
     pub stderr_tty: bool,
-    /// `TERM=dumb`: a terminal that cannot redraw a line.
+    /// `TERM` unset or `dumb`: a terminal that cannot redraw a line (and
+    /// where indicatif would draw nothing at all).
     pub dumb_term: bool,
     /// `--color` (or vmbuild.toml's `color`).
     pub color: ColorChoice,
@@ -80,7 +81,7 @@ impl Inputs {
         use std::io::IsTerminal;
         Inputs {
             stderr_tty: std::io::stderr().is_terminal(),
-            dumb_term: std::env::var_os("TERM").is_some_and(|t| t == "dumb"),
+            dumb_term: console::is_dumb(),
             color,
             no_color: std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
             json,

@@ -113,19 +113,31 @@ impl Task {
 fn live_bar(color: bool, total: Option<u64>) -> ProgressBar {
     let template = match (total, color) {
         (Some(_), true) => {
-            "{spinner:.green} {wide_msg} {bar:16.cyan/blue} {bytes}/{total_bytes} {bytes_per_sec}"
+            "{spinner:.green} {wide_msg} {bar:16.cyan/blue} {bytes}/{total_bytes} {rate}"
         }
-        (Some(_), false) => "{spinner} {wide_msg} [{bar:16}] {bytes}/{total_bytes} {bytes_per_sec}",
+        (Some(_), false) => "{spinner} {wide_msg} [{bar:16}] {bytes}/{total_bytes} {rate}",
         (None, true) => "{spinner:.green} [{elapsed}] {wide_msg}",
         (None, false) => "{spinner} [{elapsed}] {wide_msg}",
     };
     let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr());
     match ProgressStyle::with_template(template) {
-        Ok(style) => bar.set_style(style.progress_chars("=> ")),
+        Ok(style) => bar.set_style(style.progress_chars("=> ").with_key("rate", average_rate)),
         Err(e) => tracing::debug!(%e, "progress template"),
     }
     bar.enable_steady_tick(TICK);
     bar
+}
+
+/// `{rate}`: bytes per second since the task began, as the plain lines
+/// say it (indicatif's own estimate jumps wildly when a transfer reports
+/// in big steps).
+fn average_rate(state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write) {
+    let done = state.pos();
+    let _ = write!(
+        w,
+        "{}/s",
+        crate::human::human_size(line::rate(done, state.elapsed()))
+    );
 }
 
 #[cfg(test)]
