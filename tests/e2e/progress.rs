@@ -41,9 +41,12 @@ fn shown(args: &str, tty: bool, env: &[(&str, &str)]) -> (Output, String) {
     (out, text)
 }
 
-/// The frames a live line drew (the text between its redraws).
+/// The frames a live line drew: the text before each `\r` + erase-line
+/// that redraws or clears it (none when nothing was drawn live).
 fn frames(text: &str) -> Vec<&str> {
-    text.split("\r\x1b[2K").collect()
+    let mut parts: Vec<&str> = text.split("\r\x1b[2K").collect();
+    parts.pop();
+    parts
 }
 
 /// An SGR colour (indicatif's green spinner, blue/cyan bar).
@@ -325,6 +328,70 @@ fn first_use_kernel_download_shows_bytes_then_an_unpack_spinner() {
     assert!(
         json.lines().any(|l| l.contains(r#""event":"note""#)
             && l.contains("downloading linux-image-fake (3.0 MiB)")),
+        "{json}"
+    );
+}
+
+#[test]
+fn a_build_that_needs_an_environment_image_shows_it_as_image_build_does() {
+    let t = tempfile::tempdir().unwrap();
+    let pipeline = t.path().join("vmbuild.yaml");
+    std::fs::write(
+        &pipeline,
+        "package: {name: t, version: '1'}\nenvironment:\n  contents:\n    packages: [hello]\npipeline:\n  - runs: hello\n",
+    )
+    .unwrap();
+    let xdg = t.path().join("xdg");
+    let env = [
+        ("XDG_CACHE_HOME", xdg.to_str().unwrap()),
+        ("http_proxy", "http://127.0.0.1:9"),
+        ("https_proxy", "http://127.0.0.1:9"),
+    ];
+    let build = |format: &str, tty: bool| {
+        let (o, text) = shown(
+            &format!("build {} --log-format {format}", pipeline.display()),
+            tty,
+            &env,
+        );
+        assert!(!o.status.success(), "apt-get update cannot work: {text}");
+        text
+    };
+
+    let tty = build("text", true);
+    assert!(
+        frames(&tty)
+            .iter()
+            .any(|f| f.contains("running apt-get update")),
+        "no live line for the image build: {tty:?}"
+    );
+    assert!(
+        full_log_named(&tty).contains("Could not connect"),
+        "{tty:?}"
+    );
+
+    let plain = build("text", false);
+    no_control_characters(&plain);
+    assert!(
+        plain
+            .lines()
+            .any(|l| l == "vmbuild: running apt-get update"),
+        "{plain}"
+    );
+    // apt's own lines stay in the log; only the error quotes its last ones.
+    assert!(
+        plain
+            .lines()
+            .filter(|l| l.contains("Could not connect"))
+            .all(|l| l.starts_with("vmbuild: error: ")),
+        "{plain}"
+    );
+
+    let json = build("json", true);
+    assert!(!json.contains('\x1b'), "{json:?}");
+    assert!(
+        json.lines()
+            .any(|l| l.contains(r#""event":"note""#)
+                && l.contains(r#""text":"running apt-get update""#)),
         "{json}"
     );
 }
