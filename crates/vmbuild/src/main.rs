@@ -48,7 +48,7 @@ fn init_logging(verbose: u8, color: bool) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| live::StderrAroundBars)
         .with_ansi(color)
         .with_target(false)
         .init();

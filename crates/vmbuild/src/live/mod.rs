@@ -13,6 +13,22 @@
 //!
 //! Plain lines are returned to the caller, which prints them where its
 //! other notes go (`vmbuild: ...` on stderr, or a build's JSON events).
+//! Anything else written to stderr while a live line shows goes through
+//! [`suspend`] (the log lines do: [`StderrAroundBars`]).
+
+/// stderr for the log (tracing) lines, written with the live lines out of
+/// the way so a warning never lands in the middle of a bar.
+pub struct StderrAroundBars;
+
+impl std::io::Write for StderrAroundBars {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        suspend(|| std::io::stderr().write(buf))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
 
 pub mod line;
 pub mod mode;
@@ -22,6 +38,5 @@ pub mod tool_log;
 
 pub use mode::{mode, ColorChoice, Mode};
 pub use start::StartProgress;
-pub use task::Task;
-
+pub use task::{suspend, Task};
 pub use tool_log::ToolLog;

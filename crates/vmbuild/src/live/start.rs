@@ -37,21 +37,13 @@ impl StartProgress {
         }
         out
     }
-
-    /// Runs `f` (printing a note) with any live line out of the way.
-    pub fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
-        match &self.task {
-            Some(t) => t.suspend(f),
-            None => f(),
-        }
-    }
 }
 
 /// Shows one start event: a phase or notice as a note (with any live line
 /// out of the way), progress as a task (its plain lines as notes).
 pub fn note_event(shown: &mut StartProgress, e: StartEvent<'_>, note: &mut dyn FnMut(&str)) {
     match e {
-        StartEvent::Phase(l) | StartEvent::Notice(l) => shown.suspend(|| note(l)),
+        StartEvent::Phase(l) | StartEvent::Notice(l) => super::task::suspend(|| note(l)),
         StartEvent::Progress(p) => {
             for l in shown.event(p) {
                 note(&l);

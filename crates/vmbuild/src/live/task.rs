@@ -3,9 +3,10 @@
 //! the lines to print, at the start and at most every
 //! [`line::PLAIN_EVERY`] after.
 
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::line;
 use super::mode::Mode;
@@ -13,6 +14,17 @@ use super::mode::Mode;
 /// How often a live bar redraws on its own (the spinner turns, the rate
 /// and elapsed time move).
 const TICK: Duration = Duration::from_millis(120);
+
+/// Every live line of the process, drawn together on stderr, so anything
+/// else printed there can step around them ([`suspend`]).
+static SCREEN: LazyLock<MultiProgress> =
+    LazyLock::new(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+
+/// Runs `f` (which prints to stderr) with the live lines cleared, redrawn
+/// after it; just `f` when none is shown.
+pub fn suspend<R>(f: impl FnOnce() -> R) -> R {
+    SCREEN.suspend(f)
+}
 
 /// A running operation (see the module docs).
 pub struct Task {
@@ -77,15 +89,6 @@ impl Task {
         ))
     }
 
-    /// Runs `f` with the live line out of the way (for a note printed
-    /// while the task runs).
-    pub fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
-        match &self.bar {
-            Some(b) => b.suspend(f),
-            None => f(),
-        }
-    }
-
     /// Ends the task: the live line is cleared; in plain mode the last
     /// line when bytes were counted for longer than one line's interval.
     pub fn finish(self) -> Option<String> {
@@ -119,7 +122,10 @@ fn live_bar(color: bool, total: Option<u64>) -> ProgressBar {
         (None, true) => "{spinner:.green} [{elapsed}] {wide_msg}",
         (None, false) => "{spinner} [{elapsed}] {wide_msg}",
     };
-    let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr());
+    let bar = SCREEN.add(ProgressBar::with_draw_target(
+        total,
+        ProgressDrawTarget::hidden(),
+    ));
     match ProgressStyle::with_template(template) {
         Ok(style) => bar.set_style(style.progress_chars("=> ").with_key("rate", average_rate)),
         Err(e) => tracing::debug!(%e, "progress template"),
