@@ -2,9 +2,9 @@
 //! indicatif bar or spinner on a terminal, plain lines now and then
 //! otherwise (no control characters), coloured or not.
 //!
-//! - [`mode`]: which of those, from the terminal, `--color`, `NO_COLOR`
+//! - [`mod@mode`]: which of those, from the terminal, `--color`, `NO_COLOR`
 //!   and `--log-format` (set once by `main`, read by every operation);
-//! - [`line`]: the plain lines' wording;
+//! - [`mod@line`]: the plain lines' wording;
 //! - [`task`]: one operation (bytes of a total, or a spinner);
 //! - [`start`]: a runner's start-up progress events (kernel download,
 //!   Docker import) as tasks;

@@ -50,7 +50,7 @@ pub struct Inputs {
     pub dumb_term: bool,
     /// `--color` (or vmbuild.toml's `color`).
     pub color: ColorChoice,
-    /// `NO_COLOR` is set and not empty (https://no-color.org).
+    /// `NO_COLOR` is set and not empty (<https://no-color.org>).
     pub no_color: bool,
     /// `--log-format json`: every line is an event, never a live line.
     pub json: bool,
