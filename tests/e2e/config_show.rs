@@ -23,7 +23,7 @@ fn config_show_names_each_layer() {
     .unwrap();
     std::fs::write(
         xdg.join("vmbuild/config.toml"),
-        "cpus = 8\nnetwork = \"none\"\n",
+        "cpus = 8\nnetwork = \"none\"\ncolor = \"never\"\n",
     )
     .unwrap();
     let mut cmd = std::process::Command::new(BIN);
@@ -38,6 +38,7 @@ fn config_show_names_each_layer() {
         "VMBUILD_CACHE_MODE",
         "VMBUILD_CPUS",
         "VMBUILD_NETWORK",
+        "VMBUILD_COLOR",
     ] {
         cmd.env_remove(k);
     }
@@ -62,6 +63,10 @@ fn config_show_names_each_layer() {
         "{text}"
     );
     assert!(line("network").contains("user file"), "{text}");
+    assert!(
+        line("color").contains(" never ") && line("color").contains("user file"),
+        "{text}"
+    );
     assert!(line("runner").ends_with("built-in"), "{text}");
 
     // A misspelled key is an error naming the file, for config show and for a run.

@@ -416,9 +416,19 @@ fn a_rootfs_directory_is_imported_by_content_and_runs_the_command() {
     let o = run_clean(&v, &args);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(stdout(&o), marker, "the command ran in the given tree");
+    // Without a terminal the import's progress is a plain line with its size.
     assert!(
-        stderr(&o).contains("importing vmbuild/env:dir-"),
+        stderr(&o)
+            .lines()
+            .any(|l| l.starts_with("vmbuild: importing vmbuild/env:dir-")
+                && l.contains("into the Docker Engine (once) (")
+                && l.ends_with("iB)")),
         "{}",
+        stderr(&o)
+    );
+    assert!(
+        !stderr(&o).contains('\r') && !stderr(&o).contains('\x1b'),
+        "{:?}",
         stderr(&o)
     );
     let again = run_clean(&v, &args);

@@ -25,6 +25,7 @@ pub mod env;
 mod error;
 pub mod initramfs;
 pub mod kernel;
+pub mod progress;
 mod provision;
 
 pub use dirs::{cache_root, cache_root_from};
@@ -39,5 +40,6 @@ pub use initramfs::{
 pub use kernel::{
     busybox, busybox_applets, busybox_pin, bzimage, deb, decompress, guest_module_groups,
     guest_modules, kernel_pin, module_dir_candidates, modules, pinned_kernel_dir, resolve_kernel,
-    BusyboxPin, Kernel, KernelOrigin, KernelPin, KernelRequest,
+    resolve_kernel_with_progress, BusyboxPin, Kernel, KernelOrigin, KernelPin, KernelRequest,
 };
+pub use progress::Progress;

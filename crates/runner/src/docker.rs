@@ -42,6 +42,7 @@ use bollard::exec::{StartExecOptions, StartExecResults};
 use bollard::query_parameters::CreateContainerOptionsBuilder;
 use futures_util::StreamExt;
 use vmbuild_cache::SharedDir;
+use vmbuild_image::Progress;
 use vmbuild_proto::{CommandSpec, ExitInfo};
 use vmbuild_qemu::Network;
 
@@ -158,7 +159,7 @@ pub async fn ensure_image(
     }
     let scratch = import_scratch(&cache_root)?;
     let tar = rootfs::scratch_tar(scratch.path());
-    tokio::task::block_in_place(|| match (&busybox, root) {
+    packing(events, || match (&busybox, root) {
         (Some((bb, applets)), _) => rootfs::write_busybox_tar(bb, applets, &tar),
         (None, Some(img)) => {
             let tree = scratch.path().join("tree");
@@ -181,7 +182,7 @@ async fn ensure_dir_image(
 ) -> Result<String, RunError> {
     let scratch = import_scratch(cache_root)?;
     let tar = rootfs::scratch_tar(scratch.path());
-    let key = tokio::task::block_in_place(|| {
+    let key = packing(events, || {
         rootfs::write_tree_tar(dir, &tar)?;
         rootfs::file_key("dir", &tar)
     })?;
@@ -202,13 +203,42 @@ async fn import_and_clean(
     scratch: tempfile::TempDir,
     events: &mut (dyn FnMut(StartEvent<'_>) + Send),
 ) -> Result<(), RunError> {
-    events(StartEvent::Notice(&format!(
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+    let what = format!(
         "importing {} into the Docker Engine (once)",
         plan::image_ref(key)
-    )));
-    let imported = engine.import(key, tar).await;
+    );
+    let total = std::fs::metadata(tar).map(|m| m.len()).ok();
+    events(StartEvent::Progress(Progress::Begin { what: &what, total }));
+    let sent = std::sync::Arc::new(AtomicU64::new(0));
+    let import = engine.import(key, tar, sent.clone());
+    tokio::pin!(import);
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let imported = loop {
+        tokio::select! {
+            r = &mut import => break r,
+            _ = tick.tick() => events(StartEvent::Progress(Progress::Bytes(sent.load(Relaxed)))),
+        }
+    };
+    events(StartEvent::Progress(Progress::Bytes(sent.load(Relaxed))));
+    events(StartEvent::Progress(Progress::End));
     drop_scratch(scratch);
     Ok(imported?)
+}
+
+/// Runs `work` (writing the root filesystem's tarball) in place, told as
+/// a spinner's worth of progress.
+fn packing<T, E>(
+    events: &mut (dyn FnMut(StartEvent<'_>) + Send),
+    work: impl FnOnce() -> Result<T, E>,
+) -> Result<T, E> {
+    events(StartEvent::Progress(Progress::Begin {
+        what: "packing the root filesystem for the Docker Engine",
+        total: None,
+    }));
+    let out = tokio::task::block_in_place(work);
+    events(StartEvent::Progress(Progress::End));
+    out
 }
 
 /// `<cache_root>/docker/`: import locks and scratch dirs.

@@ -41,6 +41,9 @@ pub enum StartEvent<'a> {
     Phase(&'a str),
     /// Worth telling whatever the front end: a first download, a fallback.
     Notice(&'a str),
+    /// How far a long part of starting has got: the first-use kernel
+    /// download and unpacking, an image import into the Docker Engine.
+    Progress(vmbuild_image::Progress<'a>),
 }
 
 /// The QEMU runner's options: the VM and its kernel.
@@ -115,9 +118,7 @@ impl RunnerOptions {
                 let vm = q.vm.validate()?;
                 events(StartEvent::Phase("preparing the kernel and initramfs"));
                 let assets = tokio::task::block_in_place(|| {
-                    crate::vm::assets::prepare(&q.kernel, &mut |l: &str| {
-                        events(StartEvent::Notice(l))
-                    })
+                    crate::vm::assets::prepare(&q.kernel, &mut |e| events(e))
                 })?;
                 events(StartEvent::Phase("booting the VM"));
                 let timings = Timings {

@@ -30,7 +30,7 @@ pub mod walk;
 pub use error::TransferError;
 pub use export::{export, ExportOptions, ExportSummary, Source};
 pub use import::{import, read_export, Dest, Outcome};
-pub use meter::Meter;
+pub use meter::{Meter, Reading};
 pub use store::Store;
 pub use target::{CacheRef, Direction, Location};
 

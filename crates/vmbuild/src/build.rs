@@ -9,7 +9,7 @@ use vmbuild_image::env::InUse;
 use vmbuild_proto::CommandSpec;
 pub use vmbuild_runner::pipeline::BuildObserver;
 use vmbuild_runner::pipeline::{self, Step, StepsOutcome};
-use vmbuild_runner::{env, RootImage, RunError, StartEvent, Stopper};
+use vmbuild_runner::{env, RootImage, RunError, Stopper};
 
 use crate::cache_transfer;
 use crate::cli::{BuildArgs, LogFormat, NetworkArg};
@@ -92,17 +92,29 @@ fn observer(args: &BuildArgs) -> Result<Box<dyn BuildObserver>, RunError> {
 }
 
 /// The environment image for the pipeline's packages, built on first use
-/// (progress shown as notes) and reused afterwards; held for use (not
-/// removable by `image rm`/`prune`) until the returned guard is dropped.
+/// and reused afterwards; held for use (not removable by `image
+/// rm`/`prune`) until the returned guard is dropped. A build shows as
+/// `vmbuild image build` does (one live line, or a note per phase), its
+/// tools' full log kept in a file that a failure names.
 pub fn env_image(
     packages: &[String],
     obs: &mut Box<dyn BuildObserver>,
 ) -> Result<(RootImage, InUse), RunError> {
     let spec = vmbuild_image::env::EnvSpec::new(packages.to_vec());
     let root = vmbuild_image::cache_root()?;
-    let (held, built) = tokio::task::block_in_place(|| {
-        vmbuild_image::env::ensure_env_image_in_use(&root, &spec, &mut |l: &str| obs.note(l))
-    })?;
+    let mut live =
+        crate::live::ToolLog::new(crate::live::mode(), &root.join("logs"), "environment image");
+    let result = tokio::task::block_in_place(|| {
+        vmbuild_image::env::ensure_env_image_in_use(&root, &spec, &mut |l: &str| {
+            if let Some(p) = live.line(l) {
+                obs.note(&p);
+            }
+        })
+    });
+    if let Some(l) = live.finish(result.is_ok()) {
+        obs.note(&l);
+    }
+    let (held, built) = result?;
     let img = held.image();
     obs.note(&format!(
         "environment image {} ({}, {} MiB){}",
@@ -323,11 +335,13 @@ pub async fn build(
         holds.images.push(held);
     }
     let memory_mib = options.memory_mib();
+    let mut shown = crate::live::StartProgress::new(crate::live::mode());
     let mut session = options
-        .start(&stop, &mut |e| match e {
-            StartEvent::Phase(l) | StartEvent::Notice(l) => obs.note(l),
+        .start(&stop, &mut |e| {
+            crate::live::start::note_event(&mut shown, e, &mut |l| obs.note(l))
         })
         .await?;
+    drop(shown);
 
     let mut oom_notes = crate::oom::OomNotes {
         memory_mib,

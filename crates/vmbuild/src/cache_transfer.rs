@@ -11,13 +11,17 @@ use std::time::Duration;
 use vmbuild_cache::volume::{lock_exclusive, VolumeSource, VolumeSpec};
 use vmbuild_runner::{RunError, Stopper};
 use vmbuild_transfer::{
-    CacheRef, Dest, Direction, ExportOptions, Location, Meter, Outcome, Source, TransferError,
+    CacheRef, Dest, Direction, ExportOptions, Location, Meter, Outcome, Reading, Source,
+    TransferError,
 };
+
+use crate::live::Task;
 
 /// The name of `--cache-dir` in an export.
 pub const CACHE_DIR_NAME: &str = "cache-dir";
-/// How often a long transfer reports its progress.
-const PROGRESS_EVERY: Duration = Duration::from_secs(3);
+/// How often a transfer's meter is read (a live bar moves this often;
+/// plain lines come at most every [`crate::live::line::PLAIN_EVERY`]).
+const METER_EVERY: Duration = Duration::from_millis(100);
 
 /// A volume a transfer reads or replaces.
 #[derive(Debug, Clone)]
@@ -84,9 +88,9 @@ fn label(dir: Direction, spec: &CacheRef) -> String {
 }
 
 /// Runs `work` on its own thread (the transfer blocks: disk, zstd, its own
-/// registry client), reporting `meter` every few seconds through `note`,
-/// and cancelling it on Ctrl-C or `--timeout` (then waiting for it to
-/// clean up).
+/// registry client), showing `meter` as a live bar or as plain notes
+/// through `note` (see [`crate::live`]), and cancelling it on Ctrl-C or
+/// `--timeout` (then waiting for it to clean up).
 pub async fn on_thread<T: Send + 'static>(
     label: &str,
     stop: &Stopper,
@@ -102,31 +106,94 @@ pub async fn on_thread<T: Send + 'static>(
             let _ = tx.send(work(&m));
         })
         .map_err(|e| RunError::io("starting the cache transfer thread", e))?;
-    let mut tick = tokio::time::interval(PROGRESS_EVERY);
-    tick.tick().await;
+    let mut shown = MeterView::new(crate::live::mode(), label);
+    let mut tick = tokio::time::interval(METER_EVERY);
     let during = format!("during {label}");
-    loop {
+    let out = loop {
         tokio::select! {
             r = &mut rx => {
-                return r.map_err(|_| RunError::CacheTransfer { flag: label.into(), why: "the transfer thread panicked".into() });
+                break r.map_err(|_| RunError::CacheTransfer { flag: label.into(), why: "the transfer thread panicked".into() });
             }
             _ = tick.tick() => {
-                let r = meter.read();
-                if r.total_bytes > 0 {
-                    note(&format!(
-                        "{label}: {} {}/{} blobs, {} of {}, {}/s",
-                        r.phase, r.blobs, r.total_blobs, crate::human::human_size(r.bytes), crate::human::human_size(r.total_bytes), crate::human::human_size(r.rate as u64)
-                    ));
-                } else if !r.phase.is_empty() {
-                    note(&format!("{label}: {}", r.phase));
+                for l in shown.reading(&meter.read()) {
+                    note(&l);
                 }
             }
             e = stop.fired(&during) => {
                 meter.cancel();
                 let _ = rx.await;
-                return Err(e);
+                break Err(e);
             }
         }
+    };
+    for l in shown.finish() {
+        note(&l);
+    }
+    out
+}
+
+/// A transfer's [`Meter`] readings as a [`Task`] per phase (packing,
+/// pushing, pulling, unpacking).
+struct MeterView {
+    mode: crate::live::Mode,
+    label: String,
+    phase: String,
+    task: Option<Task>,
+}
+
+impl MeterView {
+    /// On a terminal a spinner shows at once (connecting to a registry,
+    /// reading an export's index); plain lines start with the first phase.
+    fn new(mode: crate::live::Mode, label: &str) -> MeterView {
+        let task = match mode {
+            crate::live::Mode::Bar { .. } => Some(Task::start(mode, label, None).0),
+            crate::live::Mode::Plain { .. } => None,
+        };
+        MeterView {
+            mode,
+            label: label.to_string(),
+            phase: String::new(),
+            task,
+        }
+    }
+
+    /// Takes a reading; the plain lines due, if any.
+    fn reading(&mut self, r: &Reading) -> Vec<String> {
+        let mut out = Vec::new();
+        if r.phase.is_empty() {
+            return out;
+        }
+        // The phase first: a narrow terminal cuts the end of a live line.
+        let what = if r.total_blobs > 0 {
+            format!(
+                "{} {}/{} blobs for {}",
+                r.phase, r.blobs, r.total_blobs, self.label
+            )
+        } else {
+            format!("{} for {}", r.phase, self.label)
+        };
+        if r.phase != self.phase || self.task.is_none() {
+            out.extend(self.task.take().and_then(Task::finish));
+            r.phase.clone_into(&mut self.phase);
+            let total = (r.total_bytes > 0).then_some(r.total_bytes);
+            let (task, first) = Task::start(self.mode, &what, total);
+            self.task = Some(task);
+            out.extend(first);
+        }
+        if let Some(t) = &mut self.task {
+            t.set_what(&what);
+            out.extend(t.set_done(r.bytes));
+        }
+        out
+    }
+
+    /// Ends the live line; a plain closing line after a long phase.
+    fn finish(&mut self) -> Vec<String> {
+        self.task
+            .take()
+            .and_then(Task::finish)
+            .into_iter()
+            .collect()
     }
 }
 
@@ -287,6 +354,41 @@ pub async fn export_after(
 mod tests {
     use super::*;
     use vmbuild_cache::volume::VolumeSpec;
+
+    fn reading(phase: &str, blobs: u64, bytes: u64) -> Reading {
+        Reading {
+            phase: phase.into(),
+            bytes,
+            total_bytes: 4096,
+            blobs,
+            total_blobs: 2,
+            rate: 0.0,
+        }
+    }
+
+    #[test]
+    fn plain_transfer_lines_name_each_phase_once_with_its_size() {
+        let mut v = MeterView::new(crate::live::Mode::Plain { color: false }, "cache-to X");
+        assert!(v
+            .reading(&Reading {
+                phase: String::new(),
+                ..reading("", 0, 0)
+            })
+            .is_empty());
+        assert_eq!(
+            v.reading(&reading("packing", 0, 0)),
+            ["packing 0/2 blobs for cache-to X (4.0 KiB)"]
+        );
+        assert!(
+            v.reading(&reading("packing", 1, 2048)).is_empty(),
+            "not due yet"
+        );
+        assert_eq!(
+            v.reading(&reading("pushing", 0, 0)),
+            ["pushing 0/2 blobs for cache-to X (4.0 KiB)"]
+        );
+        assert!(v.finish().is_empty(), "a short phase ends without a line");
+    }
 
     #[test]
     fn build_volumes_are_the_cache_dir_and_named_volumes_once() {

@@ -43,6 +43,11 @@ pub struct Cli {
     /// More logging (-v: debug, -vv: trace); also RUST_LOG.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+    /// Colour in progress output: auto (on a terminal, unless NO_COLOR is set), always,
+    /// never [also VMBUILD_COLOR, vmbuild.toml `color`]. Progress is a live line only when
+    /// stderr is a terminal and not with --log-format json; plain lines otherwise.
+    #[arg(long, value_enum, global = true, value_name = "WHEN")]
+    pub color: Option<crate::live::ColorChoice>,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -1,5 +1,5 @@
 //! Defaults for the flags teams repeat (runner, cache dir and root, cache
-//! mode, memory, cpus, network), from `vmbuild.toml` next to the pipeline
+//! mode, memory, cpus, network, colour), from `vmbuild.toml` next to the pipeline
 //! and the user's `$XDG_CONFIG_HOME/vmbuild/config.toml`.
 //!
 //! Precedence, highest first: the flag, its environment variable
@@ -32,7 +32,7 @@ pub struct Key {
 }
 
 /// Every setting, in the order `config show` prints them.
-pub const KEYS: [Key; 7] = [
+pub const KEYS: [Key; 8] = [
     Key {
         name: "runner",
         env: "VMBUILD_RUNNER",
@@ -67,6 +67,11 @@ pub const KEYS: [Key; 7] = [
         name: "network",
         env: "VMBUILD_NETWORK",
         builtin: "user for build, none for run",
+    },
+    Key {
+        name: "color",
+        env: "VMBUILD_COLOR",
+        builtin: "auto (on a terminal, unless NO_COLOR is set)",
     },
 ];
 
@@ -119,6 +124,7 @@ struct FileSettings {
     memory: Option<Scalar>,
     cpus: Option<Scalar>,
     network: Option<String>,
+    color: Option<String>,
 }
 
 impl FileSettings {
@@ -133,6 +139,7 @@ impl FileSettings {
             "memory" => self.memory.as_ref().map(Scalar::text),
             "cpus" => self.cpus.as_ref().map(Scalar::text),
             "network" => self.network.clone(),
+            "color" => self.color.clone(),
             _ => None,
         }
     }
@@ -323,6 +330,21 @@ pub fn apply(
     Ok(())
 }
 
+/// `--color` as given, else from `layers` (every command takes it).
+pub fn color(
+    layers: &Layers,
+    flag: Option<crate::live::ColorChoice>,
+) -> anyhow::Result<crate::live::ColorChoice> {
+    if let Some(c) = flag {
+        return Ok(c);
+    }
+    let k = key("color");
+    match layers.pick(k) {
+        Some((v, src)) => parse(&v, &src, k, value_enum::<crate::live::ColorChoice>),
+        None => Ok(crate::live::ColorChoice::Auto),
+    }
+}
+
 /// `vmbuild config show`: every setting, its merged value and its source.
 pub fn show(layers: &Layers, out: &mut dyn std::io::Write) -> std::io::Result<()> {
     for k in &KEYS {
@@ -481,6 +503,32 @@ mod tests {
             "{text}"
         );
         assert!(line("cache-mode").ends_with("built-in"), "{text}");
+    }
+
+    #[test]
+    fn color_comes_from_the_flag_then_env_then_files() {
+        use crate::live::ColorChoice;
+        let mut layers = Layers {
+            env: vec![("VMBUILD_COLOR", "always".into())],
+            project: Some(file("/p/vmbuild.toml", "color = \"never\"\n")),
+            user: None,
+        };
+        let flag = Some(ColorChoice::Auto);
+        assert_eq!(color(&layers, flag).unwrap(), ColorChoice::Auto);
+        assert_eq!(color(&layers, None).unwrap(), ColorChoice::Always);
+        layers.env.clear();
+        assert_eq!(color(&layers, None).unwrap(), ColorChoice::Never);
+        assert_eq!(color(&Layers::default(), None).unwrap(), ColorChoice::Auto);
+        let bad = Layers {
+            project: Some(file("/p/vmbuild.toml", "color = \"rainbow\"\n")),
+            ..Layers::default()
+        };
+        let err = color(&bad, None).unwrap_err().to_string();
+        assert!(
+            err.contains("color = `rainbow` from project file /p/vmbuild.toml")
+                && err.contains("never"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -137,14 +137,19 @@ pub fn image(cmd: ImageCommand) -> Result<()> {
         ImageCommand::Build(a) => {
             let spec = spec_of(&a)?;
             let t0 = std::time::Instant::now();
-            use std::io::IsTerminal;
-            let mut live = crate::live::Live::new(
-                std::io::stderr().is_terminal(),
+            let mut live = crate::live::ToolLog::new(
+                crate::live::mode(),
                 &root.join("logs"),
                 "environment image",
             );
-            let result = env::ensure_env_image(&root, &spec, &mut |l: &str| live.line(l));
-            live.finish(result.is_ok());
+            let result = env::ensure_env_image(&root, &spec, &mut |l: &str| {
+                if let Some(p) = live.line(l) {
+                    eprintln!("vmbuild: {p}");
+                }
+            });
+            if let Some(l) = live.finish(result.is_ok()) {
+                eprintln!("vmbuild: {l}");
+            }
             let (img, built) = result.context("building the environment image")?;
             let what = if built {
                 format!("built in {:.0}s", t0.elapsed().as_secs_f64())

@@ -36,7 +36,9 @@ use std::time::Instant;
 use clap::Parser;
 use vmbuild_runner::{RunError, Stopper, EXIT_SETUP};
 
-fn init_logging(verbose: u8) {
+/// Logs on stderr, coloured only when progress is (never on a pipe or in
+/// JSON: plain lines there have no control characters).
+fn init_logging(verbose: u8, color: bool) {
     let default = match verbose {
         0 => "warn",
         1 => "debug",
@@ -46,7 +48,8 @@ fn init_logging(verbose: u8) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| live::StderrAroundBars)
+        .with_ansi(color)
         .with_target(false)
         .init();
 }
@@ -123,17 +126,36 @@ fn interrupt_channel() -> tokio::sync::watch::Receiver<bool> {
 
 /// Fills `run`'s and `build`'s unset flags from the environment and the
 /// defaults files (the project file next to the pipeline; for `run`, in
-/// the current directory).
-fn apply_defaults(command: &mut cli::Command) -> anyhow::Result<()> {
+/// the current directory), and returns the colour choice (every command
+/// has `--color`; a defaults file another command cannot read is ignored
+/// for it, and reported by `config show`).
+fn apply_defaults(
+    command: &mut cli::Command,
+    color: Option<live::ColorChoice>,
+) -> anyhow::Result<live::ColorChoice> {
     let (runner, vm, dir) = match command {
         cli::Command::Run(a) => (&mut a.runner, &mut a.vm, std::path::PathBuf::from(".")),
         cli::Command::Build(a) => {
             let dir = project_dir(&a.config);
             (&mut a.runner, &mut a.vm, dir)
         }
-        _ => return Ok(()),
+        _ => {
+            let layers = defaults::Layers::load(std::path::Path::new(".")).unwrap_or_default();
+            return defaults::color(&layers, color);
+        }
     };
-    defaults::apply(&defaults::Layers::load(&dir)?, runner, vm)
+    let layers = defaults::Layers::load(&dir)?;
+    defaults::apply(&layers, runner, vm)?;
+    defaults::color(&layers, color)
+}
+
+/// Whether the command prints JSON events (`--log-format json`).
+fn json_output(command: &cli::Command) -> bool {
+    match command {
+        cli::Command::Run(a) => a.log_format == cli::LogFormat::Json,
+        cli::Command::Build(a) => a.log_format == cli::LogFormat::Json,
+        _ => false,
+    }
 }
 
 /// The directory whose `vmbuild.toml` applies to `path` (a pipeline file
@@ -163,11 +185,16 @@ fn main() {
             std::process::exit(code);
         }
     };
-    init_logging(cli.verbose);
     let mut cli = cli;
-    if let Err(e) = apply_defaults(&mut cli.command) {
-        eprintln!("vmbuild: error: {e:#}");
-        std::process::exit(EXIT_SETUP);
+    match apply_defaults(&mut cli.command, cli.color) {
+        Ok(color) => {
+            let mode = live::mode::init(color, json_output(&cli.command));
+            init_logging(cli.verbose, mode.color());
+        }
+        Err(e) => {
+            eprintln!("vmbuild: error: {e:#}");
+            std::process::exit(EXIT_SETUP);
+        }
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

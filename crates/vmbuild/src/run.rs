@@ -85,13 +85,18 @@ pub async fn run(mut args: RunArgs, started: Instant, stop: Stopper) -> Result<i
     };
     let memory_mib = options.memory_mib();
     let mut events = JsonProgress::new(std::io::stderr());
+    let mut shown = crate::live::StartProgress::new(crate::live::mode());
     let mut session = options
         .start(&stop, &mut |e| match (json, e) {
-            (true, StartEvent::Phase(l) | StartEvent::Notice(l)) => events.note(l),
-            (false, StartEvent::Notice(l)) => eprintln!("vmbuild: {l}"),
+            // `run` keeps quiet about phases unless it speaks JSON.
             (false, StartEvent::Phase(_)) => {}
+            (true, e) => crate::live::start::note_event(&mut shown, e, &mut |l| events.note(l)),
+            (false, e) => {
+                crate::live::start::note_event(&mut shown, e, &mut |l| eprintln!("vmbuild: {l}"))
+            }
         })
         .await?;
+    drop(shown);
     let ran = if json {
         // The command as a one-step pipeline: the same events as a build.
         let step = Step {

@@ -324,7 +324,10 @@ fn root_image(args: &VmArgs, holds: &mut Holds) -> Result<Option<RootImage>, Run
 /// themselves).
 pub async fn assets(kernel: KernelChoice) -> Result<vmbuild_runner::BootAssets, RunError> {
     tokio::task::spawn_blocking(move || {
-        vmbuild_runner::vm::assets::prepare(&kernel, &mut |line: &str| eprintln!("vmbuild: {line}"))
+        let mut shown = crate::live::StartProgress::new(crate::live::mode());
+        vmbuild_runner::vm::assets::prepare(&kernel, &mut |e| {
+            crate::live::start::note_event(&mut shown, e, &mut |l| eprintln!("vmbuild: {l}"))
+        })
     })
     .await
     .map_err(|e| RunError::io("asset preparation", std::io::Error::other(e.to_string())))?

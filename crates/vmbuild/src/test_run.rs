@@ -14,7 +14,7 @@ use vmbuild_cache::SharedDir;
 use vmbuild_config::{Plan, PlanStep, TestPlan};
 use vmbuild_proto::CacheMode;
 use vmbuild_runner::pipeline::{self, StepsOutcome};
-use vmbuild_runner::{RunError, StartEvent, Stopper};
+use vmbuild_runner::{RunError, Stopper};
 
 use crate::build::{report_failure, steps, BuildObserver};
 use crate::cli::{BuildArgs, NetworkArg};
@@ -120,11 +120,13 @@ pub async fn run_tests(
             options.set_root_image(image)?;
             holds.images.push(held);
         }
+        let mut shown = crate::live::StartProgress::new(crate::live::mode());
         let mut session = options
-            .start(stop, &mut |e| match e {
-                StartEvent::Phase(l) | StartEvent::Notice(l) => obs.note(l),
+            .start(stop, &mut |e| {
+                crate::live::start::note_event(&mut shown, e, &mut |l| obs.note(l))
             })
             .await?;
+        drop(shown);
         let mut all = vec![install_step(
             test,
             plan.subpackages.is_empty(),

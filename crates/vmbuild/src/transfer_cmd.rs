@@ -41,7 +41,7 @@ fn transfer_vol(
 pub async fn transfer(cmd: CacheCommand, stop: &vmbuild_runner::Stopper) -> Result<()> {
     use crate::cache_transfer::{on_thread, records_dir};
     use vmbuild_transfer::{Direction, ExportOptions, Source};
-    let mut note = |l: &str| eprintln!("vmbuild: {l}");
+    let mut note = |l: &str| crate::live::suspend(|| eprintln!("vmbuild: {l}"));
     match cmd {
         CacheCommand::Export {
             targets,
@@ -121,11 +121,13 @@ pub async fn transfer(cmd: CacheCommand, stop: &vmbuild_runner::Stopper) -> Resu
                     });
                 }
                 let _lock = volume::lock_exclusive(&lock_root, &v.lock, true, |pid| {
-                    eprintln!(
-                        "vmbuild: waiting for {} to be released{}",
-                        v.name,
-                        pid.map(|p| format!(" by pid {p}")).unwrap_or_default()
-                    )
+                    crate::live::suspend(|| {
+                        eprintln!(
+                            "vmbuild: waiting for {} to be released{}",
+                            v.name,
+                            pid.map(|p| format!(" by pid {p}")).unwrap_or_default()
+                        )
+                    })
                 })
                 .map_err(|e| vmbuild_transfer::TransferError::Lock(e.to_string()))?;
                 let dest = vmbuild_transfer::Dest {

@@ -110,6 +110,7 @@ fn build_entry(
         Fallback::Candidate,
         out,
         notice,
+        &mut crate::progress::ignore,
     )?;
     let src = root.join(&pin.binary);
     let head = std::fs::read(&src)

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::io_err;
-use crate::ImageError;
+use crate::{ImageError, Progress};
 
 /// A package pinned by exact version and `.deb` hash.
 #[derive(Debug, Clone, Copy)]
@@ -76,7 +76,8 @@ pub struct FetchedDeb {
 
 /// Download `pin` into `work_dir` (a fresh, empty directory) and unpack it
 /// into `dest`. When the pinned version is gone from the archive, fetch the
-/// `fallback` instead and report it through `notice`.
+/// `fallback` instead and report it through `notice`. `progress` hears the
+/// download (bytes of the package's size) and the unpacking.
 pub fn fetch_deb(
     tools: &AptTools,
     pin: DebPin<'_>,
@@ -84,10 +85,11 @@ pub fn fetch_deb(
     work_dir: &Path,
     dest: &Path,
     notice: &mut dyn FnMut(&str),
+    progress: &mut dyn FnMut(Progress<'_>),
 ) -> Result<FetchedDeb, ImageError> {
     let spec = format!("{}={}", pin.package, pin.version);
     tracing::info!(package = %spec, "downloading with apt-get");
-    let out = run(&tools.apt_get, &["download", &spec], work_dir)?;
+    let out = download(tools, &spec, work_dir, progress)?;
     let fetched = if out.ok {
         let deb = find_deb(work_dir)?;
         let actual = sha256_file(&deb)?;
@@ -98,7 +100,7 @@ pub fn fetch_deb(
                 actual,
             });
         }
-        extract(tools, &deb, dest)?;
+        extract(tools, &deb, dest, progress)?;
         FetchedDeb {
             package: pin.package.to_string(),
             version: pin.version.to_string(),
@@ -106,7 +108,7 @@ pub fn fetch_deb(
             pinned: true,
         }
     } else if pin_missing(&out.stderr) {
-        let fetched = fetch_fallback(tools, pin, fallback, work_dir, dest)?;
+        let fetched = fetch_fallback(tools, pin, fallback, work_dir, dest, progress)?;
         let why = match fallback {
             Fallback::Candidate => "its current version in the archive".to_string(),
             Fallback::DependencyOf(meta) => format!("what {meta} depends on now"),
@@ -130,6 +132,7 @@ fn fetch_fallback(
     fallback: Fallback<'_>,
     work_dir: &Path,
     dest: &Path,
+    progress: &mut dyn FnMut(Progress<'_>),
 ) -> Result<FetchedDeb, ImageError> {
     let no_fallback = |reason: String| ImageError::NoFallback {
         package: pin.package.to_string(),
@@ -151,7 +154,7 @@ fn fetch_fallback(
         }
     };
     tracing::warn!(%package, "pinned version gone; downloading the current candidate");
-    let out = run(&tools.apt_get, &["download", &package], work_dir)?;
+    let out = download(tools, &package, work_dir, progress)?;
     if !out.ok {
         return Err(no_fallback(format!(
             "`apt-get download {package}` failed: {}",
@@ -171,7 +174,7 @@ fn fetch_fallback(
     }
     let (package, version) = parse_control(&out.stdout)
         .ok_or_else(|| no_fallback(format!("cannot read Package/Version of {}", deb.display())))?;
-    extract(tools, &deb, dest)?;
+    extract(tools, &deb, dest, progress)?;
     Ok(FetchedDeb {
         package,
         version,
@@ -180,12 +183,75 @@ fn fetch_fallback(
     })
 }
 
-fn extract(tools: &AptTools, deb: &Path, dest: &Path) -> Result<(), ImageError> {
+/// `apt-get download SPEC` into `work_dir`, telling `progress` the bytes
+/// that have arrived (of the size `--print-uris` gives, when it does).
+fn download(
+    tools: &AptTools,
+    spec: &str,
+    work_dir: &Path,
+    progress: &mut dyn FnMut(Progress<'_>),
+) -> Result<Output, ImageError> {
+    let total = run(
+        &tools.apt_get,
+        &["download", "--print-uris", spec],
+        work_dir,
+    )
+    .ok()
+    .filter(|o| o.ok)
+    .and_then(|o| parse_uri_size(&o.stdout));
+    let what = format!("downloading {}", spec.replace('=', " "));
+    progress(Progress::Begin { what: &what, total });
+    let out = run_watched(&tools.apt_get, &["download", spec], work_dir, &mut || {
+        progress(Progress::Bytes(dir_bytes(work_dir)));
+    });
+    progress(Progress::End);
+    out
+}
+
+/// The size apt-get's `--print-uris` gives for the one package it would
+/// fetch: `'URI' FILE SIZE HASH`.
+pub fn parse_uri_size(stdout: &str) -> Option<u64> {
+    stdout
+        .lines()
+        .find(|l| l.starts_with('\''))
+        .and_then(|l| l.rsplit_once('\'').map(|(_, rest)| rest))
+        .and_then(|rest| rest.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+}
+
+/// The bytes of the regular files under `dir` (apt writes its download
+/// there, or under `partial/`).
+fn dir_bytes(dir: &Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    rd.flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_bytes(&e.path()),
+            Ok(t) if t.is_file() => e.metadata().map_or(0, |m| m.len()),
+            _ => 0,
+        })
+        .sum()
+}
+
+fn extract(
+    tools: &AptTools,
+    deb: &Path,
+    dest: &Path,
+    progress: &mut dyn FnMut(Progress<'_>),
+) -> Result<(), ImageError> {
     std::fs::create_dir_all(dest).map_err(io_err(format!("creating {}", dest.display())))?;
     let deb_str = deb.to_string_lossy().into_owned();
     let dest_str = dest.to_string_lossy().into_owned();
     let cwd = dest.parent().unwrap_or(dest);
-    let out = run(&tools.dpkg_deb, &["-x", &deb_str, &dest_str], cwd)?;
+    let name = deb.file_name().unwrap_or_default().to_string_lossy();
+    progress(Progress::Begin {
+        what: &format!("unpacking {name}"),
+        total: None,
+    });
+    let out = run(&tools.dpkg_deb, &["-x", &deb_str, &dest_str], cwd);
+    progress(Progress::End);
+    let out = out?;
     if out.ok {
         Ok(())
     } else {
@@ -237,11 +303,12 @@ pub fn fetch_into_entry(
     fallback: Fallback<'_>,
     out: &Path,
     notice: &mut dyn FnMut(&str),
+    progress: &mut dyn FnMut(Progress<'_>),
 ) -> Result<(FetchedDeb, PathBuf), ImageError> {
     let download = out.join("download");
     let root = out.join("root");
     crate::provision::mkdir_0755(&download)?;
-    let fetched = fetch_deb(tools, pin, fallback, &download, &root, notice)?;
+    let fetched = fetch_deb(tools, pin, fallback, &download, &root, notice, progress)?;
     Ok((fetched, root))
 }
 
@@ -316,6 +383,69 @@ fn tail(stderr: &str) -> String {
     }
 }
 
+/// [`run`], calling `tick` about every 100 ms while the program runs.
+fn run_watched(
+    program: &Path,
+    args: &[&str],
+    cwd: &Path,
+    tick: &mut dyn FnMut(),
+) -> Result<Output, ImageError> {
+    use std::io::Read;
+    let command = format!("{} {}", program.display(), args.join(" "));
+    tracing::debug!(%command, "running");
+    let mut child = Command::new(program)
+        .args(args)
+        .current_dir(cwd)
+        .env("LC_ALL", "C")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(io_err(format!("running `{command}`")))?;
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut s = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut s);
+            }
+            String::from_utf8_lossy(&s).into_owned()
+        })
+    };
+    let out = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let err = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let status = loop {
+        tick();
+        match child.try_wait() {
+            Ok(Some(s)) => break s,
+            Ok(None) => std::thread::sleep(std::time::Duration::from_millis(100)),
+            Err(e) => return Err(io_err(format!("waiting for `{command}`"))(e)),
+        }
+    };
+    tick();
+    let stdout = out.join().unwrap_or_default();
+    let stderr = err.join().unwrap_or_default();
+    if !stderr.trim().is_empty() {
+        tracing::debug!(%command, %stderr, "stderr");
+    }
+    Ok(Output {
+        command,
+        ok: status.success(),
+        status: status.to_string(),
+        stdout,
+        stderr,
+    })
+}
+
 fn run(program: &Path, args: &[&str], cwd: &Path) -> Result<Output, ImageError> {
     let command = format!("{} {}", program.display(), args.join(" "));
     tracing::debug!(%command, "running");
@@ -342,6 +472,17 @@ fn run(program: &Path, args: &[&str], cwd: &Path) -> Result<Output, ImageError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn download_size_comes_from_print_uris() {
+        let out = "'http://deb.debian.org/debian/pool/main/l/linux-signed-amd64/linux-image-6.1.0-28-amd64_6.1.119-1_amd64.deb' linux-image-6.1.0-28-amd64_6.1.119-1_amd64.deb 69012344 SHA256:ab12\n";
+        assert_eq!(parse_uri_size(out), Some(69_012_344));
+        assert_eq!(parse_uri_size("E: Unable to locate package x\n"), None);
+        assert_eq!(
+            parse_uri_size("'http://x/y.deb' y.deb notanumber SHA256:00\n"),
+            None
+        );
+    }
 
     #[test]
     fn classifies_missing_pins() {
@@ -410,11 +551,16 @@ mod tests {
             p
         };
         let (hp, hv) = have.split_once('=').unwrap();
+        let size = content.len();
         AptTools {
             apt_get: script(
                 "apt-get",
                 format!(
                     r#"[ "$1" = download ] || exit 1
+if [ "$2" = --print-uris ]; then
+  echo "'http://deb.example/{hp}_{hv}_amd64.deb' {hp}_{hv}_amd64.deb {size} SHA256:00"
+  exit 0
+fi
 case "$2" in
   {have}|{hp}) printf '{content}' > "{hp}_{hv}_amd64.deb"; exit 0;;
   {hp}=*) echo "E: Version '${{2#*=}}' for '{hp}' was not found" >&2; exit 100;;
@@ -457,11 +603,33 @@ esac
             sha256: &hash,
         };
         let mut notices = Vec::new();
-        let got = fetch_deb(&tools, pin, Fallback::Candidate, &work, &dest, &mut |n| {
-            notices.push(n.to_string())
-        })
+        let mut events = Vec::new();
+        let got = fetch_deb(
+            &tools,
+            pin,
+            Fallback::Candidate,
+            &work,
+            &dest,
+            &mut |n| notices.push(n.to_string()),
+            &mut |p| events.push(format!("{p:?}")),
+        )
         .unwrap();
         assert!(got.pinned);
+        // The download's size from --print-uris, its bytes as they land
+        // (all 7 at the end), then a spinner while dpkg-deb unpacks.
+        assert_eq!(
+            events.first().map(String::as_str),
+            Some(r#"Begin { what: "downloading pkg 1.0", total: Some(7) }"#)
+        );
+        let end = events.iter().position(|e| e == "End").unwrap();
+        assert_eq!(events[end - 1], "Bytes(7)", "{events:?}");
+        assert_eq!(
+            &events[end + 1..],
+            [
+                r#"Begin { what: "unpacking pkg_1.0_amd64.deb", total: None }"#,
+                "End"
+            ]
+        );
         assert_eq!((got.package.as_str(), got.version.as_str()), ("pkg", "1.0"));
         assert_eq!(
             std::fs::read_to_string(dest.join("boot/payload")).unwrap(),
@@ -489,6 +657,7 @@ esac
             &work,
             &t.path().join("d"),
             &mut |_| {},
+            &mut crate::progress::ignore,
         )
         .unwrap_err();
         let msg = err.to_string();
@@ -521,6 +690,7 @@ esac
             &work,
             &t.path().join("d"),
             &mut |n| notices.push(n.to_string()),
+            &mut crate::progress::ignore,
         )
         .unwrap();
         assert!(!got.pinned);
@@ -553,6 +723,7 @@ esac
             &work,
             &t.path().join("d"),
             &mut |_| {},
+            &mut crate::progress::ignore,
         )
         .unwrap();
         assert_eq!((got.version.as_str(), got.pinned), ("1:1.36.1-9", false));

@@ -26,5 +26,5 @@ pub use image::{Kernel, KernelOrigin};
 pub use pins::{
     busybox_pin, guest_module_groups, guest_modules, kernel_pin, BusyboxPin, KernelPin,
 };
-pub use resolve::{pinned_kernel_dir, resolve_kernel, KernelRequest};
+pub use resolve::{pinned_kernel_dir, resolve_kernel, resolve_kernel_with_progress, KernelRequest};
 pub use user::module_dir_candidates;

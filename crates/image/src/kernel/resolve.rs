@@ -13,7 +13,7 @@ use crate::kernel::deb::{self, AptTools, DebPin, Fallback};
 use crate::kernel::image::{corrupt, no_pvh_notice, sha256, Kernel, KernelOrigin};
 use crate::kernel::pins;
 use crate::provision::{ensure_dir, is_complete, write_atomic};
-use crate::ImageError;
+use crate::{ImageError, Progress};
 
 /// What the user asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,12 +66,22 @@ pub fn resolve_kernel(
     req: &KernelRequest,
     notice: &mut dyn FnMut(&str),
 ) -> Result<Kernel, ImageError> {
+    resolve_kernel_with_progress(req, notice, &mut crate::progress::ignore)
+}
+
+/// [`resolve_kernel`], telling `progress` how a first-use download and
+/// unpacking of the pinned kernel goes.
+pub fn resolve_kernel_with_progress(
+    req: &KernelRequest,
+    notice: &mut dyn FnMut(&str),
+    progress: &mut dyn FnMut(Progress<'_>),
+) -> Result<Kernel, ImageError> {
     match &req.kernel {
         Some(path) => {
             crate::kernel::user::user_kernel(path, req.modules.as_deref(), &req.cache_root, notice)
         }
         None => {
-            let mut kernel = pinned_kernel(&req.cache_root, notice)?;
+            let mut kernel = pinned_kernel(&req.cache_root, notice, progress)?;
             if let Some(dir) = &req.modules {
                 kernel.modules_dir = Some(checked_modules_dir(dir, &kernel)?);
             }
@@ -108,13 +118,19 @@ pub fn pinned_kernel_dir(cache_root: &Path) -> Result<(PathBuf, bool), ImageErro
     Ok((dir, complete))
 }
 
-fn pinned_kernel(cache_root: &Path, notice: &mut dyn FnMut(&str)) -> Result<Kernel, ImageError> {
+fn pinned_kernel(
+    cache_root: &Path,
+    notice: &mut dyn FnMut(&str),
+    progress: &mut dyn FnMut(Progress<'_>),
+) -> Result<Kernel, ImageError> {
     let pin = pins::kernel_pin()?;
     let (dir, complete) = pinned_kernel_dir(cache_root)?;
     if !complete {
         let tools = AptTools::find(&pin.package)?;
         let started = std::time::Instant::now();
-        ensure_dir(&dir, |tmp| build_kernel_entry(tmp, &tools, &pin, notice))?;
+        ensure_dir(&dir, |tmp| {
+            build_kernel_entry(tmp, &tools, &pin, notice, progress)
+        })?;
         tracing::info!(dir = %dir.display(), elapsed = ?started.elapsed(), "kernel provisioned");
     }
     load_entry(&dir)
@@ -158,6 +174,7 @@ fn build_kernel_entry(
     tools: &AptTools,
     pin: &pins::KernelPin,
     notice: &mut dyn FnMut(&str),
+    progress: &mut dyn FnMut(Progress<'_>),
 ) -> Result<(), ImageError> {
     let (fetched, root) = deb::fetch_into_entry(
         tools,
@@ -169,6 +186,7 @@ fn build_kernel_entry(
         Fallback::DependencyOf(&pin.fallback_depends_of),
         out,
         notice,
+        progress,
     )?;
     let bad_package = |reason: String| ImageError::BadPackage {
         package: fetched.package.clone(),
@@ -205,17 +223,22 @@ fn build_kernel_entry(
     if header_release != release {
         tracing::warn!(%header_release, %release, "bzImage header release differs from its file name");
     }
-    let (vmlinux_sha256, no_pvh_reason) =
-        match bzimage::extract_pvh_vmlinux(&data).map_err(|e| corrupt(&vmlinuz, e))? {
-            Extraction::Pvh(elf) => {
-                write_atomic(&out.join("vmlinux"), &elf)?;
-                (Some(sha256(&elf)), None)
-            }
-            Extraction::NotBootable(why) => {
-                notice(&no_pvh_notice(&vmlinuz, &why));
-                (None, Some(why))
-            }
-        };
+    progress(Progress::Begin {
+        what: "decompressing the kernel's vmlinux",
+        total: None,
+    });
+    let extracted = bzimage::extract_pvh_vmlinux(&data);
+    progress(Progress::End);
+    let (vmlinux_sha256, no_pvh_reason) = match extracted.map_err(|e| corrupt(&vmlinuz, e))? {
+        Extraction::Pvh(elf) => {
+            write_atomic(&out.join("vmlinux"), &elf)?;
+            (Some(sha256(&elf)), None)
+        }
+        Extraction::NotBootable(why) => {
+            notice(&no_pvh_notice(&vmlinuz, &why));
+            (None, Some(why))
+        }
+    };
     let origin = if fetched.pinned {
         KernelOrigin::Pinned {
             package: fetched.package.clone(),

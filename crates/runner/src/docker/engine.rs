@@ -6,6 +6,8 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bollard::query_parameters::{
@@ -147,17 +149,27 @@ impl Engine {
     }
 
     /// Imports the root filesystem tarball `tar` as `vmbuild/env:<key>`,
-    /// labelled ([`image_changes`]); the body is streamed from the file.
-    pub async fn import(&self, key: &str, tar: &Path) -> Result<(), DockerError> {
+    /// labelled ([`image_changes`]); the body is streamed from the file,
+    /// counting the bytes read for the engine into `sent`.
+    pub async fn import(
+        &self,
+        key: &str,
+        tar: &Path,
+        sent: Arc<AtomicU64>,
+    ) -> Result<(), DockerError> {
         let file = tokio::fs::File::open(tar)
             .await
             .map_err(|e| DockerError::Io(format!("opening {}", tar.display()), e))?;
-        let body = futures_util::stream::try_unfold(file, |mut f| async move {
-            use tokio::io::AsyncReadExt;
-            let mut buf = vec![0u8; 1 << 20];
-            let n = f.read(&mut buf).await?;
-            buf.truncate(n);
-            Ok::<_, std::io::Error>((n > 0).then(|| (bytes::Bytes::from(buf), f)))
+        let body = futures_util::stream::try_unfold(file, move |mut f| {
+            let sent = sent.clone();
+            async move {
+                use tokio::io::AsyncReadExt;
+                let mut buf = vec![0u8; 1 << 20];
+                let n = f.read(&mut buf).await?;
+                sent.fetch_add(n as u64, Ordering::Relaxed);
+                buf.truncate(n);
+                Ok::<_, std::io::Error>((n > 0).then(|| (bytes::Bytes::from(buf), f)))
+            }
         });
         let mut options = CreateImageOptionsBuilder::default()
             .from_src("-")

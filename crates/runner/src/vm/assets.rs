@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::RunError;
+use crate::StartEvent;
 
 /// The guest init a boot uses: the one built into vmbuild, or the file
 /// `VMBUILD_INIT` names (for developers and tests).
@@ -92,10 +93,12 @@ pub struct KernelChoice {
 
 /// Resolves (fetching on first use) the kernel and busybox, and builds the
 /// initramfs; every piece is cached by content so a warm call does no work
-/// beyond hashing. `notice` receives lines worth telling the user.
+/// beyond hashing. `events` receives lines worth telling the user
+/// ([`StartEvent::Notice`]) and the first-use download's progress
+/// ([`StartEvent::Progress`]).
 pub fn prepare(
     choice: &KernelChoice,
-    notice: &mut dyn FnMut(&str),
+    events: &mut dyn FnMut(StartEvent<'_>),
 ) -> Result<BootAssets, RunError> {
     let init = locate_init()?;
     let cache_root = vmbuild_image::cache_root()?;
@@ -104,8 +107,14 @@ pub fn prepare(
         modules: choice.modules.clone(),
         cache_root: cache_root.clone(),
     };
-    let kernel = vmbuild_image::resolve_kernel(&req, notice)?;
-    let busybox = vmbuild_image::busybox(&cache_root, notice)?;
+    // Both sinks are the one `events`, never called into each other.
+    let shared = std::cell::RefCell::new(&mut *events);
+    let kernel = vmbuild_image::resolve_kernel_with_progress(
+        &req,
+        &mut |l| (shared.borrow_mut())(StartEvent::Notice(l)),
+        &mut |p| (shared.borrow_mut())(StartEvent::Progress(p)),
+    )?;
+    let busybox = vmbuild_image::busybox(&cache_root, &mut |l| events(StartEvent::Notice(l)))?;
     let modules = vmbuild_image::guest_modules()?;
     let on_demand = vmbuild_image::guest_module_groups()?;
     let applets = vmbuild_image::busybox_applets(&busybox);

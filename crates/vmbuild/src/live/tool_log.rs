@@ -1,13 +1,15 @@
-//! Live progress for long host-side work (an environment image build):
-//! on a terminal one spinner line (indicatif) with the elapsed time, the
-//! current phase and the latest tool line; otherwise plain `vmbuild:
-//! PHASE` lines, one per phase, with no control characters. The tools'
-//! whole output goes to a log file, named on failure and removed on
-//! success. No colour is ever used, so `NO_COLOR` holds trivially.
+//! A tool's output (an environment image build: mmdebstrap, then
+//! packing) condensed to its phases: in [`Mode::Bar`] one spinner line with
+//! the elapsed time, the current phase and the latest tool line; in
+//! [`Mode::Plain`] one line per phase, returned for the caller to print.
+//! The tools' whole output goes to a log file, named on failure and
+//! removed on success.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+
+use super::mode::Mode;
+use super::task::Task;
 
 /// The phase a tool output line starts, if it starts one: vmbuild's own
 /// `image KEY: ...` notes, and mmdebstrap's `I: ...` lines (its phases:
@@ -23,31 +25,19 @@ pub fn phase_of(line: &str) -> Option<String> {
     (!rest.is_empty()).then(|| rest.to_string())
 }
 
-/// A long operation's progress (see the module docs).
-pub struct Live {
-    bar: Option<indicatif::ProgressBar>,
+/// A tool-driven operation's progress (see the module docs).
+pub struct ToolLog {
+    task: Task,
+    mode: Mode,
     log: Option<(PathBuf, std::fs::File)>,
     phase: String,
 }
 
-impl Live {
-    /// `tty`: draw a live line (stderr is a terminal and JSON was not
-    /// asked for). The log file is made in `log_dir` when it can be.
-    pub fn new(tty: bool, log_dir: &Path, what: &str) -> Live {
-        let bar = tty.then(|| {
-            let bar = indicatif::ProgressBar::with_draw_target(
-                None,
-                indicatif::ProgressDrawTarget::stderr(),
-            );
-            if let Ok(style) =
-                indicatif::ProgressStyle::with_template("{spinner} [{elapsed}] {wide_msg}")
-            {
-                bar.set_style(style);
-            }
-            bar.set_message(what.to_string());
-            bar.enable_steady_tick(Duration::from_millis(120));
-            bar
-        });
+impl ToolLog {
+    /// Starts showing `what` in `mode`; the log file is made in `log_dir`
+    /// when it can be.
+    pub fn new(mode: Mode, log_dir: &Path, what: &str) -> ToolLog {
+        let (task, _) = Task::start(mode, what, None);
         let log = std::fs::create_dir_all(log_dir)
             .and_then(|()| {
                 tempfile::Builder::new()
@@ -59,46 +49,51 @@ impl Live {
             .map(|(file, path)| (path, file))
             .map_err(|e| tracing::warn!(%e, dir = %log_dir.display(), "no build log file"))
             .ok();
-        Live {
-            bar,
+        ToolLog {
+            task,
+            mode,
             log,
             phase: what.to_string(),
         }
     }
 
-    /// One line of output from the work.
-    pub fn line(&mut self, line: &str) {
+    /// One line of output from the work; in plain mode the line to print
+    /// when it starts a new phase.
+    pub fn line(&mut self, line: &str) -> Option<String> {
         if let Some((_, f)) = &mut self.log {
             let _ = writeln!(f, "{line}");
         }
-        match (phase_of(line), &self.bar) {
-            (Some(p), Some(bar)) => {
-                bar.set_message(p.clone());
+        let plain = matches!(self.mode, Mode::Plain { .. });
+        match phase_of(line) {
+            Some(p) if plain => (p != self.phase).then(|| {
+                self.phase.clone_from(&p);
+                super::line::paint(p, self.mode.color())
+            }),
+            Some(p) => {
+                self.task.set_what(&p);
                 self.phase = p;
+                None
             }
-            (Some(p), None) => {
-                if p != self.phase {
-                    eprintln!("vmbuild: {p}");
-                    self.phase = p;
-                }
+            None if plain => None,
+            None => {
+                self.task
+                    .set_what(&format!("{} · {}", self.phase, line.trim()));
+                None
             }
-            (None, Some(bar)) => bar.set_message(format!("{} · {}", self.phase, line.trim())),
-            (None, None) => {}
         }
     }
 
-    /// Ends the live line. On success the log is removed; on failure its
-    /// path is printed (with its last lines, which the error also quotes).
-    pub fn finish(self, ok: bool) {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
-        }
-        let Some((path, file)) = self.log else { return };
+    /// Ends the live line. On success the log is removed; on failure the
+    /// line naming it (the error quotes its last lines) is returned.
+    pub fn finish(self, ok: bool) -> Option<String> {
+        self.task.finish();
+        let (path, file) = self.log?;
         drop(file);
         if ok {
             let _ = std::fs::remove_file(&path);
+            None
         } else {
-            eprintln!("vmbuild: the build's full log: {}", path.display());
+            Some(format!("the build's full log: {}", path.display()))
         }
     }
 }
@@ -134,21 +129,33 @@ mod tests {
     #[test]
     fn plain_mode_keeps_the_whole_log_until_success() {
         let d = tempfile::tempdir().unwrap();
-        let mut live = Live::new(false, d.path(), "image x");
-        live.line("I: running apt-get update...");
-        live.line("Get:1 http://deb.debian.org/debian bookworm InRelease");
+        let plain = Mode::Plain { color: false };
+        let mut live = ToolLog::new(plain, d.path(), "image x");
+        assert_eq!(
+            live.line("I: running apt-get update...").as_deref(),
+            Some("running apt-get update")
+        );
+        assert_eq!(
+            live.line("Get:1 http://deb.debian.org/debian bookworm InRelease"),
+            None,
+            "detail stays in the log"
+        );
+        assert_eq!(live.line("I: running apt-get update..."), None, "said once");
         let (path, _) = live.log.as_ref().map(|(p, f)| (p.clone(), f)).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(
             text,
-            "I: running apt-get update...\nGet:1 http://deb.debian.org/debian bookworm InRelease\n"
+            "I: running apt-get update...\nGet:1 http://deb.debian.org/debian bookworm InRelease\nI: running apt-get update...\n"
         );
-        live.finish(true);
+        assert_eq!(live.finish(true), None);
         assert!(!path.exists(), "removed on success");
-        let mut failed = Live::new(false, d.path(), "image y");
+        let mut failed = ToolLog::new(plain, d.path(), "image y");
         failed.line("E: boom");
         let path = failed.log.as_ref().map(|(p, _)| p.clone()).unwrap();
-        failed.finish(false);
+        assert_eq!(
+            failed.finish(false),
+            Some(format!("the build's full log: {}", path.display()))
+        );
         assert_eq!(
             std::fs::read_to_string(path).unwrap(),
             "E: boom\n",
