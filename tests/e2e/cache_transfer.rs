@@ -267,8 +267,26 @@ fn ctrl_c_mid_transfer_leaves_nothing_and_changes_nothing() {
     crate::registry::make_volume(&root.join("big"), 500, 400 << 20);
     let r = root.to_string_lossy().into_owned();
     let to = format!("type=registry,ref={}", reg.reference("int/cache:x"));
+    // SIGINT once the transfer's first phase line is out (its handler is
+    // in place and work has begun), plus `after`: mid-transfer however
+    // slowly the process started.
     let interrupt = |args: &[&str], after: Duration| {
         let mut c = v.spawn(args);
+        let err = std::io::BufReader::new(c.stderr.take().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let drain = std::thread::spawn(move || {
+            use std::io::BufRead;
+            let mut text = String::new();
+            for line in err.lines().map_while(Result::ok) {
+                if line.contains("packing") || line.contains("pulling") {
+                    let _ = tx.send(());
+                }
+                text.push_str(&line);
+                text.push('\n');
+            }
+            text
+        });
+        let began = rx.recv_timeout(Duration::from_secs(60)).is_ok();
         std::thread::sleep(after);
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(c.id() as i32),
@@ -276,13 +294,15 @@ fn ctrl_c_mid_transfer_leaves_nothing_and_changes_nothing() {
         )
         .unwrap();
         let st = crate::harness::wait_with_limit(&mut c, Duration::from_secs(60));
+        let text = drain.join().unwrap();
+        assert!(began, "no phase line from vmbuild {args:?}: {text}");
         v.assert_clean();
         st.code()
     };
     // Export: stopped while packing or pushing; nothing is tagged.
     let code = interrupt(
         &["cache", "export", "big", "--to", &to, "--cache-root", &r],
-        Duration::from_millis(700),
+        Duration::from_millis(300),
     );
     assert_eq!(code, Some(130));
     assert!(leftovers(&root).is_empty(), "{:?}", leftovers(&root));
@@ -322,7 +342,7 @@ fn ctrl_c_mid_transfer_leaves_nothing_and_changes_nothing() {
             "--cache-root",
             &r,
         ],
-        Duration::from_millis(700),
+        Duration::from_millis(300),
     );
     assert_eq!(code, Some(130));
     assert_eq!(std::fs::read_dir(root.join("other")).unwrap().count(), 1);

@@ -103,25 +103,33 @@ fn tool_exit_code(r: anyhow::Result<()>) -> i32 {
 /// Ctrl-C (SIGINT) and SIGTERM set the interrupt flag; the run then stops
 /// the VM and cleans up before exiting.
 fn interrupt_channel() -> tokio::sync::watch::Receiver<bool> {
+    use tokio::signal::unix::{signal, SignalKind};
     let (tx, rx) = tokio::sync::watch::channel(false);
+    // Registered here, not inside the task: from this call on, SIGINT and
+    // SIGTERM stop the work cleanly rather than killing vmbuild, even
+    // before the task first runs.
+    let mut int = signal(SignalKind::interrupt()).ok();
+    let mut term = signal(SignalKind::terminate()).ok();
     tokio::spawn(async move {
-        let term = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut s) => {
-                    s.recv().await;
-                }
-                Err(_) => std::future::pending().await,
-            }
-        };
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term => {}
+            _ = recv(int.as_mut()) => {}
+            _ = recv(term.as_mut()) => {}
         }
         let _ = tx.send(true);
         // Keep the sender alive so receivers never see a closed channel.
         std::future::pending::<()>().await;
     });
     rx
+}
+
+/// The next delivery of `s`; never, without one.
+async fn recv(s: Option<&mut tokio::signal::unix::Signal>) {
+    match s {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 /// Fills `run`'s and `build`'s unset flags from the environment and the
