@@ -3,6 +3,7 @@
 //! CAP_DAC_READ_SEARCH, no new privileges, QEMU's seccomp filter, its own
 //! cgroup with the memory and pids limits — and still reading a cache of
 //! root-only files in the default (9p) mode. The cgroup is gone afterwards.
+//! virtiofsd: seccomp-confined, in its VM's cgroup.
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
@@ -130,9 +131,13 @@ fn qemu_runs_unprivileged_sandboxed_and_limited_and_reads_root_only_cache_files(
     );
 }
 
-/// `Seccomp:` and `NoNewPrivs:` of the live processes whose command line
-/// mentions `needle` and `virtiofsd`, with their open-file limit.
-fn virtiofsd_states(needle: &Path) -> Vec<(String, String, String)> {
+/// What the host sees of one virtiofsd process: `Seccomp:`,
+/// `NoNewPrivs:`, its open-file limit, and its memory and pids cgroups.
+type DaemonState = (String, String, String, (String, String));
+
+/// The [`DaemonState`]s of the live processes whose command line mentions
+/// `needle` and `virtiofsd`.
+fn virtiofsd_states(needle: &Path) -> Vec<DaemonState> {
     processes_mentioning(needle)
         .into_iter()
         .filter(|(_, cmd)| cmd.contains("virtiofsd"))
@@ -144,6 +149,7 @@ fn virtiofsd_states(needle: &Path) -> Vec<(String, String, String)> {
                 field(&st, "Seccomp:"),
                 field(&st, "NoNewPrivs:"),
                 nofile.split_whitespace().nth(3)?.to_string(),
+                (cgroup_of(pid, "memory"), cgroup_of(pid, "pids")),
             ))
         })
         .collect()
@@ -151,12 +157,9 @@ fn virtiofsd_states(needle: &Path) -> Vec<(String, String, String)> {
 
 /// Boots with `cache` in virtiofs mode (`env` picks the flavour), runs
 /// `script` (which prints `ready` and then sleeps), and returns the
-/// command's output and the virtiofsd states seen while it slept.
-fn virtiofs_run(
-    cache: &Path,
-    env: &[(&str, &Path)],
-    script: &str,
-) -> (String, Vec<(String, String, String)>) {
+/// command's output and the virtiofsd states seen while it slept, after
+/// checking that every virtiofsd process sits in its QEMU's cgroups.
+fn virtiofs_run(cache: &Path, env: &[(&str, &Path)], script: &str) -> (String, Vec<DaemonState>) {
     let v = Vmb::new();
     let cache_arg = cache.to_string_lossy().into_owned();
     let mut cmd = v.cmd();
@@ -180,6 +183,13 @@ fn virtiofs_run(
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let seen = read_until(&mut out, "ready");
     let states = virtiofsd_states(cache);
+    let qemu = qemu_pid(&v);
+    let vm = (cgroup_of(qemu, "memory"), cgroup_of(qemu, "pids"));
+    assert!(vm.0.starts_with("/vmbuild/"), "{vm:?}");
+    assert!(
+        !states.is_empty() && states.iter().all(|s| s.3 == vm),
+        "virtiofsd outside its VM's cgroups {vm:?}: {states:?}"
+    );
     let st = wait_with_limit(&mut child, Duration::from_secs(300));
     assert!(st.success(), "{st:?}: {seen}");
     v.assert_clean();
@@ -187,7 +197,7 @@ fn virtiofs_run(
 }
 
 #[test]
-fn virtiofsd_is_seccomp_confined_and_the_rust_one_serves_200000_files() {
+fn virtiofsd_is_seccomp_confined_in_its_vms_cgroup_and_the_rust_one_serves_200000_files() {
     // The C flavour (QEMU's, the default): its sandboxed worker runs under
     // its seccomp filter with no new privileges.
     let small = tempfile::tempdir().unwrap();
@@ -201,7 +211,7 @@ fn virtiofsd_is_seccomp_confined_and_the_rust_one_serves_200000_files() {
     assert!(
         states
             .iter()
-            .any(|(seccomp, nnp, _)| seccomp == "2" && nnp == "1"),
+            .any(|(seccomp, nnp, _, _)| seccomp == "2" && nnp == "1"),
         "C virtiofsd: {states:?}"
     );
 
@@ -225,7 +235,7 @@ fn virtiofsd_is_seccomp_confined_and_the_rust_one_serves_200000_files() {
         ["200000", "read-last", "ready"]
     );
     assert!(
-        states.iter().any(|(seccomp, _, _)| seccomp == "2"),
+        states.iter().any(|(seccomp, _, _, _)| seccomp == "2"),
         "Rust virtiofsd (--seccomp=kill): {states:?}"
     );
     // --rlimit-nofile: 1,000,000 where vmbuild may raise the hard limit,
@@ -234,7 +244,9 @@ fn virtiofsd_is_seccomp_confined_and_the_rust_one_serves_200000_files() {
     let want = 1_000_000u64.min(hard).to_string();
     let can_raise = 1_000_000u64.to_string();
     assert!(
-        states.iter().all(|(_, _, n)| *n == want || *n == can_raise),
+        states
+            .iter()
+            .all(|(_, _, n, _)| *n == want || *n == can_raise),
         "{states:?} (hard limit {hard})"
     );
 }

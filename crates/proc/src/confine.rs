@@ -87,20 +87,7 @@ pub enum ConfineError {
 /// [`ConfineError::Cgroup`] if a `cgroup.procs` file cannot be opened,
 /// [`ConfineError::Caps`] if the bounding set cannot be read.
 pub fn install(cmd: &mut Command, c: &Confinement) -> Result<(), ConfineError> {
-    let cgroups: Vec<OwnedFd> = c
-        .cgroup_procs
-        .iter()
-        .map(|p| {
-            OpenOptions::new()
-                .write(true)
-                .open(p)
-                .map(OwnedFd::from)
-                .map_err(|source| ConfineError::Cgroup {
-                    path: p.clone(),
-                    source,
-                })
-        })
-        .collect::<Result<_, _>>()?;
+    let cgroups = open_procs(&c.cgroup_procs)?;
     let root = rustix::process::geteuid().is_root();
     let ids = if root { c.ids.clone() } else { None };
     let keep: caps::CapsHashSet = if ids.is_some() {
@@ -160,6 +147,48 @@ pub fn install(cmd: &mut Command, c: &Confinement) -> Result<(), ConfineError> {
         });
     }
     Ok(())
+}
+
+/// Adds only the cgroup part of a [`Confinement`] to `cmd`: the child
+/// joins the cgroups of `procs` (`cgroup.procs` files) before `exec`, and
+/// keeps its ids, capabilities and limits. For a helper that confines
+/// itself (virtiofsd's own sandbox needs its capabilities) but must count
+/// against its VM's memory and pids limits.
+///
+/// # Errors
+/// [`ConfineError::Cgroup`] if a `cgroup.procs` file cannot be opened.
+pub fn join_cgroups(cmd: &mut Command, procs: &[PathBuf]) -> Result<(), ConfineError> {
+    let cgroups = open_procs(procs)?;
+    if cgroups.is_empty() {
+        return Ok(());
+    }
+    // SAFETY: the hook only writes one byte to descriptors opened above.
+    unsafe {
+        cmd.pre_exec(move || {
+            for fd in &cgroups {
+                join_cgroup(fd)?;
+            }
+            Ok(())
+        });
+    }
+    Ok(())
+}
+
+/// Opens each `cgroup.procs` file for writing, in the parent.
+fn open_procs(procs: &[PathBuf]) -> Result<Vec<OwnedFd>, ConfineError> {
+    procs
+        .iter()
+        .map(|p| {
+            OpenOptions::new()
+                .write(true)
+                .open(p)
+                .map(OwnedFd::from)
+                .map_err(|source| ConfineError::Cgroup {
+                    path: p.clone(),
+                    source,
+                })
+        })
+        .collect()
 }
 
 /// Moves the calling process into the cgroup whose `cgroup.procs` is `fd`

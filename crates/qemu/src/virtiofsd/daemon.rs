@@ -94,15 +94,10 @@ impl Virtiofsd {
         socket_path: &Path,
         log_path: &Path,
     ) -> Result<Virtiofsd, VirtiofsdError> {
-        let root = rustix::process::geteuid().is_root();
-        let sandbox =
-            default_sandbox(flavor, root).ok_or_else(|| VirtiofsdError::CFlavorNeedsRoot {
-                binary: binary.to_owned(),
-            })?;
         let args = VirtiofsdArgs {
             socket_path: socket_path.to_owned(),
             shared_dir: shared_dir.to_owned(),
-            sandbox,
+            sandbox: Self::sandbox_for(binary, flavor)?,
             rlimit_nofile: nofile_limit(),
         };
         Self::start_with(binary, flavor, &args, log_path, SOCKET_TIMEOUT).await
@@ -120,6 +115,35 @@ impl Virtiofsd {
         Self::start(&binary, info.flavor, shared_dir, socket_path, log_path).await
     }
 
+    /// [`Virtiofsd::start_found`], with the daemon (and the sandboxed
+    /// worker it forks) in the cgroups of `cgroup_procs` (`cgroup.procs`
+    /// files: its VM's), so it counts against the VM's memory and pids
+    /// limits.
+    pub async fn start_found_in(
+        shared_dir: &Path,
+        socket_path: &Path,
+        log_path: &Path,
+        cgroup_procs: &[PathBuf],
+    ) -> Result<Virtiofsd, VirtiofsdError> {
+        let binary = find_virtiofsd_on_host()?;
+        let info = probe(&binary).await?;
+        let args = VirtiofsdArgs {
+            socket_path: socket_path.to_owned(),
+            shared_dir: shared_dir.to_owned(),
+            sandbox: Self::sandbox_for(&binary, info.flavor)?,
+            rlimit_nofile: nofile_limit(),
+        };
+        Self::spawn(
+            &binary,
+            info.flavor,
+            &args,
+            log_path,
+            SOCKET_TIMEOUT,
+            cgroup_procs,
+        )
+        .await
+    }
+
     /// [`Virtiofsd::start`] with an explicit sandbox and socket timeout.
     pub async fn start_with(
         binary: &Path,
@@ -127,6 +151,28 @@ impl Virtiofsd {
         args: &VirtiofsdArgs,
         log_path: &Path,
         timeout: Duration,
+    ) -> Result<Virtiofsd, VirtiofsdError> {
+        Self::spawn(binary, flavor, args, log_path, timeout, &[]).await
+    }
+
+    /// The safest sandbox for `flavor` and this user ([`default_sandbox`]).
+    fn sandbox_for(
+        binary: &Path,
+        flavor: Flavor,
+    ) -> Result<crate::virtiofsd::Sandbox, VirtiofsdError> {
+        let root = rustix::process::geteuid().is_root();
+        default_sandbox(flavor, root).ok_or_else(|| VirtiofsdError::CFlavorNeedsRoot {
+            binary: binary.to_owned(),
+        })
+    }
+
+    async fn spawn(
+        binary: &Path,
+        flavor: Flavor,
+        args: &VirtiofsdArgs,
+        log_path: &Path,
+        timeout: Duration,
+        cgroup_procs: &[PathBuf],
     ) -> Result<Virtiofsd, VirtiofsdError> {
         let argv = build_args(flavor, args)?;
         let socket = &args.socket_path;
@@ -138,6 +184,8 @@ impl Virtiofsd {
         let mut cmd = std::process::Command::new(binary);
         cmd.args(&argv);
         raise_nofile(&mut cmd, args.rlimit_nofile);
+        vmbuild_proc::confine::join_cgroups(&mut cmd, cgroup_procs)
+            .map_err(|e| VirtiofsdError::Cgroup(e.to_string()))?;
         let child = Child::spawn(cmd, Output::Log(log_path.to_owned()), Signal::KILL).map_err(
             |e| match e {
                 ProcError::LogFile { path, source } => VirtiofsdError::Log { path, source },

@@ -55,6 +55,10 @@ pub enum VirtiofsdError {
         source: std::io::Error,
     },
 
+    /// The VM's cgroup could not be opened for virtiofsd to join.
+    #[error("cannot put virtiofsd in its VM's cgroup: {0}")]
+    Cgroup(String),
+
     /// `virtiofsd` exited before its socket appeared.
     #[error("virtiofsd ({}) exited with {status} before creating its socket {}; full log: {}; last lines:\n{log_tail}", .binary.display(), .socket.display(), .log.display())]
     EarlyExit {

@@ -219,9 +219,21 @@ impl Vm {
         let qemu_log = qemu_log(rundir.path());
 
         let mut daemons = Vec::new();
+        // virtiofsd joins its VM's cgroup: a guest that makes it grow
+        // (open files, memory) hits the VM's limits, not the host's.
+        let cgroup_procs = confined
+            .cgroup
+            .as_ref()
+            .map(|c| c.plan().procs.clone())
+            .unwrap_or_default();
         for d in &plan.daemons {
-            let proc =
-                vmbuild_cache::Virtiofsd::start_found(&d.shared_dir, &d.socket, &d.log).await?;
+            let proc = vmbuild_cache::Virtiofsd::start_found_in(
+                &d.shared_dir,
+                &d.socket,
+                &d.log,
+                &cgroup_procs,
+            )
+            .await?;
             confined.hand_over(&d.socket)?;
             daemons.push(Daemon {
                 tag: d.tag.clone(),
