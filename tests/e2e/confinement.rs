@@ -353,3 +353,47 @@ fn restrict_host_rejects_the_hosts_loopback_that_plain_user_networking_reaches()
     assert!(String::from_utf8_lossy(&o.stdout).contains("host-service"));
     assert_eq!(hits.load(Ordering::SeqCst), 1);
 }
+
+/// QEMU killed by its cgroup's memory limit is reported as that, and the
+/// run ends cleanly. The limit (guest memory plus QEMU's overhead) cannot
+/// be reached by a guest alone, so once the guest is up the test lowers it
+/// to what QEMU uses now plus 64 MiB; the guest then touches 400 MiB.
+#[test]
+fn qemu_killed_by_its_cgroups_memory_limit_is_reported() {
+    let v = Vmb::new();
+    let mut child = v.spawn(&[
+        "run",
+        "--memory",
+        "768",
+        "--",
+        "sh",
+        "-c",
+        "echo ready; sleep 2; dd if=/dev/zero of=/dev/null bs=400M count=1; echo survived",
+    ]);
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    assert_eq!(read_until(&mut out, "ready"), "ready\n");
+    let mem_dir = PathBuf::from("/sys/fs/cgroup/memory")
+        .join(cgroup_of(qemu_pid(&v), "memory").trim_start_matches('/'));
+    let usage: u64 = std::fs::read_to_string(mem_dir.join("memory.usage_in_bytes"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let lower = (usage + (64 << 20)).to_string();
+    std::fs::write(mem_dir.join("memory.limit_in_bytes"), &lower).unwrap();
+    // With swap accounting, memory+swap too (never below memory alone).
+    let _ = std::fs::write(mem_dir.join("memory.memsw.limit_in_bytes"), &lower);
+    let st = wait_with_limit(&mut child, Duration::from_secs(120));
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(!rest.contains("survived"), "{rest}");
+    assert!(!st.success(), "{st:?}");
+    assert!(
+        err.contains("QEMU was killed by its cgroup's memory limit"),
+        "{st:?}: {err}"
+    );
+    v.assert_clean();
+    assert!(!mem_dir.exists(), "the VM's cgroup is removed");
+}
