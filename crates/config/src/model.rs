@@ -59,8 +59,8 @@ pub(crate) struct Environment {
     pub packages: Vec<Str>,
     pub repositories: Vec<Str>,
     pub env: Vec<(Str, Str)>,
-    /// `accounts.run-as`: the user the steps run as.
-    pub run_as: Option<Str>,
+    /// `accounts`: groups and users to create, and `run-as`.
+    pub accounts: crate::accounts::AccountsDef,
 }
 
 /// One pipeline step.
@@ -185,7 +185,6 @@ pub(crate) const CONTENTS_KEYS: &[&str] = &[
     "keyring",
     "baseimage",
 ];
-pub(crate) const ACCOUNTS_KEYS: &[&str] = &["run-as", "users", "groups"];
 pub(crate) const STEP_KEYS: &[&str] = &[
     "name",
     "runs",
@@ -447,14 +446,7 @@ pub(crate) fn environment(
         }
     }
     if let Some(a) = f.get("accounts") {
-        let af = cx.map(a, "accounts", "environment.accounts", ACCOUNTS_KEYS)?;
-        env.run_as = cx.opt_string(&af, "run-as")?;
-        note_ignored(
-            &af,
-            &format!("{prefix}accounts."),
-            &["users", "groups"],
-            ignored,
-        );
+        env.accounts = crate::accounts::decode(cx, a, &format!("{prefix}accounts"))?;
     }
     Ok(env)
 }

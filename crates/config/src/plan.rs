@@ -48,8 +48,10 @@ pub struct Plan {
     /// `test:` sections (the main package's first, then the subpackages'),
     /// each run in a fresh VM after a successful build.
     pub tests: Vec<TestPlan>,
-    /// `environment.accounts.run-as`: the user every step runs as.
-    pub run_as: Option<String>,
+    /// `environment.accounts`: the groups and users created before the
+    /// first step, and the `run-as` user every build step runs as
+    /// (`None`: root).
+    pub accounts: crate::accounts::Accounts,
     /// melange keys present in the file that vmbuild accepts and ignores
     /// (packaging metadata, update monitors...), one line each,
     /// `file:line:col: ...`; shown at `-v`.
@@ -102,6 +104,9 @@ pub struct TestPlan {
     pub steps: Vec<PlanStep>,
     /// Test steps skipped by `if:`.
     pub skipped: Vec<String>,
+    /// `test.environment.accounts` (melange's default `build` account
+    /// added); its `run-as` user runs the test steps.
+    pub accounts: crate::accounts::Accounts,
 }
 
 /// One step to run.

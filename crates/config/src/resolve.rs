@@ -144,6 +144,21 @@ pub(crate) fn subst(src: &Source, s: &Str, scope: &dyn Scope) -> Result<String, 
     })
 }
 
+/// `accounts` with its `run-as` substituted and resolved
+/// ([`crate::accounts::resolve`]).
+fn resolve_accounts(
+    src: &Source,
+    accounts: &crate::accounts::AccountsDef,
+    scope: &dyn Scope,
+) -> Result<crate::accounts::Accounts, ConfigError> {
+    let run_as = accounts
+        .run_as
+        .as_ref()
+        .map(|s| subst(src, s, scope).map(|value| Str { value, ..s.clone() }))
+        .transpose()?;
+    crate::accounts::resolve(src, accounts, run_as.as_ref())
+}
+
 fn subst_pairs(
     src: &Source,
     pairs: &[(Str, Str)],
@@ -276,12 +291,7 @@ pub(crate) fn resolve(
         .iter()
         .map(|s| subst(src, s, &scope))
         .collect::<Result<Vec<_>, _>>()?;
-    let run_as = config
-        .environment
-        .run_as
-        .as_ref()
-        .map(|s| subst(src, s, &scope))
-        .transpose()?;
+    let accounts = resolve_accounts(src, &config.environment.accounts, &scope)?;
 
     let mut below = inputs.base_env.to_vec();
     layer(&mut below, &inputs.env_file);
@@ -366,7 +376,9 @@ pub(crate) fn resolve(
                 packages.push(w);
             }
         }
+        let accounts = resolve_accounts(src, &test.environment.accounts, &scope)?;
         tests.push(TestPlan {
+            accounts,
             package,
             packages,
             installs,
@@ -410,7 +422,7 @@ pub(crate) fn resolve(
         skipped,
         subpackages,
         tests,
-        run_as,
+        accounts,
         notes,
         volumes: config.cache.clone(),
     })

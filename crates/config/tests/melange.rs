@@ -84,7 +84,16 @@ fn a_full_melange_config_resolves() {
     assert_eq!(p.package.cpus, Some(2));
     assert_eq!(p.package.test_memory_mib, Some(512));
     assert_eq!(p.packages, ["build-base", "busybox", "gcc~13"]);
-    assert_eq!(p.run_as.as_deref(), Some("build"));
+    let run_as = p.accounts.run_as.as_ref().expect("run-as build");
+    assert_eq!(
+        (run_as.name.as_str(), run_as.uid, run_as.gid),
+        ("build", 1000, 1000)
+    );
+    assert_eq!(
+        p.accounts.users.len(),
+        1,
+        "the declared build user, not a second"
+    );
     assert_eq!(p.subpackages, ["lzip-dev", "lzip-doc", "lziprecover-doc"]);
     assert_eq!(p.skipped, ["never"]);
     let bodies: Vec<(&str, &str, &str)> = p
@@ -136,7 +145,6 @@ fn a_full_melange_config_resolves() {
         "`package.checks`",
         "`package.resources.disk`",
         "`environment.contents.keyring`",
-        "`environment.accounts.users`",
         "`capabilities`",
         "`update`",
         "`subpackages[].dependencies`",
