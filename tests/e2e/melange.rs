@@ -138,9 +138,12 @@ fn a_melange_config_builds_splits_and_tests_offline_with_melange_flags() {
     let cache = work.path().join("cache");
     let out = work.path().join("out");
     let config = proj.join("zed.yaml");
+    let workspace = work.path().join("ws");
     let o = v.run(&[
         "build",
         &config.display().to_string(),
+        "--workspace-dir",
+        &workspace.display().to_string(),
         "--runner",
         "qemu",
         "--cache-dir",
@@ -174,6 +177,14 @@ fn a_melange_config_builds_splits_and_tests_offline_with_melange_flags() {
     assert!(!out.join("zed/usr/share/man").exists());
     assert_eq!(read("zed-red/flavour"), "warm\n");
     assert_eq!(read("zed-blue/flavour"), "cold\n");
+    // --workspace-dir kept the guest's /home/build: the fetched source,
+    // what the run-as user wrote, the outputs.
+    assert_eq!(
+        std::fs::read_to_string(workspace.join("VERSION")).unwrap(),
+        "2.5.1"
+    );
+    assert!(workspace.join("written-by-maker").is_file());
+    assert!(workspace.join("out/zed/usr/bin/zed").is_file());
 
     // The runners that cannot switch users refuse run-as before running
     // anything, rather than running the steps as root.

@@ -129,6 +129,39 @@ pub async fn accounts(
     .await
 }
 
+/// `--workspace-dir DIR`: copies the guest's `/home/build` into `DIR`
+/// (replacing it, through the same hardened unpacker and atomic swap as
+/// the outputs) after the steps, whether they passed or not. melange binds
+/// its workspace dir read-write instead; a copy keeps the VM's shares
+/// read-only and gives the same result after the build.
+async fn keep_workspace(
+    session: &mut vmbuild_runner::Session,
+    args: &BuildArgs,
+    stop: &Stopper,
+    obs: &mut Box<dyn BuildObserver>,
+) -> Result<(), RunError> {
+    let Some(dir) = &args.workspace_dir else {
+        return Ok(());
+    };
+    obs.note(&format!(
+        "copying the workspace {GUEST_HOME} to {} (--workspace-dir)",
+        dir.display()
+    ));
+    pipeline::export_outputs(
+        session,
+        GUEST_HOME,
+        env::base_env(),
+        dir,
+        vmbuild_runner::ExportLimits {
+            max_bytes: args.max_output_size,
+            ..vmbuild_runner::ExportLimits::default()
+        },
+        stop,
+    )
+    .await
+    .map(|_| ())
+}
+
 /// The environment image for the pipeline's packages, built on first use
 /// (progress shown as notes) and reused afterwards; held for use (not
 /// removable by `image rm`/`prune`) until the returned guard is dropped.
@@ -397,6 +430,10 @@ pub async fn build(
             return Err(e);
         }
     };
+    if let Err(e) = keep_workspace(&mut session, &args, &stop, &mut obs).await {
+        session.abort().await;
+        return Err(e);
+    }
     let code = match outcome {
         StepsOutcome::AllPassed { .. } => {
             obs.note(&format!(
