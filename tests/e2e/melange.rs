@@ -341,7 +341,9 @@ const AUTOCONF: &str = r#"
 package: { name: hello, version: "1.0", epoch: 0 }
 environment:
   contents:
-    packages: [build-base, busybox]
+    # With the tools of tests/e2e/melange_families.rs (cmake to ruby): both
+    # tests use one environment image, built once.
+    packages: [build-base, busybox, cmake, ninja, meson, python3, py3-build, py3-installer, py3-setuptools, python3-wheel, perl, ruby, ca-certificates-bundle]
 pipeline:
   - uses: fetch
     with:
