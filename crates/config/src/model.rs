@@ -51,6 +51,8 @@ pub(crate) struct Package {
     /// `package.test-resources`: the test VM's size.
     pub test_cpus: Option<u32>,
     pub test_memory_mib: Option<u32>,
+    /// `dependencies.runtime`: installed into the test VMs.
+    pub runtime: Vec<Str>,
 }
 
 /// `environment:` (apko's image configuration, the parts a build uses).
@@ -233,6 +235,41 @@ pub(crate) fn note_ignored(
     }
 }
 
+/// `dependencies.runtime` of a package or subpackage mapping: the one
+/// part of `dependencies` vmbuild uses (melange's test VMs install the
+/// tested package's runtime dependencies with it). The other keys
+/// (`provides`, `replaces`, ...) stay accepted and ignored, and so do apk
+/// conflicts (`!name`) and virtual names (`so:...`, `cmd:...`) in
+/// `runtime`; a `dependencies` that is not a mapping is a located type
+/// error.
+pub(crate) fn runtime_deps(cx: Cx<'_>, f: &Fields<'_>) -> Result<Vec<Str>, ConfigError> {
+    let Some(d) = f.get("dependencies") else {
+        return Ok(Vec::new());
+    };
+    let crate::yaml::Kind::Map(entries) = &d.kind else {
+        return Err(cx.wrong_type(d, "dependencies", "a mapping"));
+    };
+    for (k, v) in entries {
+        if cx.string(k, "dependencies")?.value != "runtime" || v.is_null() {
+            continue;
+        }
+        let crate::yaml::Kind::Seq(items) = &v.kind else {
+            return Err(cx.wrong_type(v, "runtime", "a list of strings"));
+        };
+        let mut out = Vec::new();
+        for i in items {
+            let dep = cx.string(i, "runtime")?;
+            // apk conflicts (`!musl`) and virtual providers (`so:libc.so.6`,
+            // `cmd:sh`) name nothing a Debian environment can install.
+            if !dep.value.starts_with('!') && !dep.value.contains(':') {
+                out.push(dep);
+            }
+        }
+        return Ok(out);
+    }
+    Ok(Vec::new())
+}
+
 /// Decodes a config file's root node.
 pub(crate) fn config(cx: Cx<'_>, root: &Node) -> Result<Config, ConfigError> {
     if !matches!(root.kind, crate::yaml::Kind::Map(_)) {
@@ -386,6 +423,7 @@ fn package(
         memory_mib,
         test_cpus,
         test_memory_mib,
+        runtime: runtime_deps(cx, &f)?,
     })
 }
 

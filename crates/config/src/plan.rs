@@ -92,12 +92,14 @@ pub struct PackageInfo {
 pub struct TestPlan {
     /// The package it tests (the main package or a subpackage).
     pub package: String,
-    /// The test environment's packages: `test.environment.contents.packages`
-    /// and the test steps' `needs.packages`, without the names of the
-    /// build's own packages (see [`TestPlan::installs`]).
+    /// The test environment's packages: `test.environment.contents.packages`,
+    /// the test steps' `needs.packages` and the `dependencies.runtime` of
+    /// every installed package (transitively, melange's apk install), without
+    /// the names of the build's own packages (see [`TestPlan::installs`]).
     pub packages: Vec<String>,
     /// The build's own packages the test environment lists (melange always
-    /// adds the tested package): their output directories are installed
+    /// adds the tested package), and those an installed package's
+    /// `dependencies.runtime` names: their output directories are installed
     /// into the test VM's root.
     pub installs: Vec<String>,
     /// The test steps, in order.

@@ -322,6 +322,11 @@ pub(crate) fn resolve(
     r.walk(&config.pipeline, &Frame::top(src, Vec::new()))?;
     let mut subpackages = Vec::new();
     let mut built = vec![(p.name.value.clone(), build.clone(), config.test.as_ref())];
+    // Each built package's `dependencies.runtime`, substituted in its scope.
+    let mut runtime_of: Vec<(String, Vec<String>)> = Vec::new();
+    let mut deps = Vec::new();
+    add_packages(src, &p.runtime, &StepScope::globals(&build), &mut deps)?;
+    runtime_of.push((p.name.value.clone(), deps));
     for s in &subs {
         r.globals = s.vars.clone();
         r.package = s.name.clone();
@@ -335,6 +340,9 @@ pub(crate) fn resolve(
         r.walk(&s.def.pipeline, &Frame::top(src, vec![s.name.clone()]))?;
         subpackages.push(s.name.clone());
         built.push((s.name.clone(), s.vars.clone(), s.def.test.as_ref()));
+        let mut deps = Vec::new();
+        add_packages(src, &s.def.runtime, &StepScope::globals(&s.vars), &mut deps)?;
+        runtime_of.push((s.name.clone(), deps));
     }
     for n in std::mem::take(&mut r.needs) {
         if !packages.contains(&n) {
@@ -366,7 +374,7 @@ pub(crate) fn resolve(
         wanted.append(&mut r.needs);
         let mut installs = vec![package.clone()];
         let mut packages = Vec::new();
-        for w in wanted {
+        let mut place = |w: String, installs: &mut Vec<String>| {
             let bare = crate::names::apk_name(&w);
             if all.iter().any(|a| a == bare) {
                 if !installs.iter().any(|i| i == bare) {
@@ -375,6 +383,20 @@ pub(crate) fn resolve(
             } else if !packages.contains(&w) {
                 packages.push(w);
             }
+        };
+        for w in wanted {
+            place(w, &mut installs);
+        }
+        // Every installed package brings its `dependencies.runtime` (as
+        // melange's apk install does), the build's own ones installed too.
+        let mut i = 0;
+        while i < installs.len() {
+            if let Some((_, deps)) = runtime_of.iter().find(|(n, _)| *n == installs[i]) {
+                for d in deps {
+                    place(d.clone(), &mut installs);
+                }
+            }
+            i += 1;
         }
         let accounts = resolve_accounts(src, &test.environment.accounts, &scope)?;
         tests.push(TestPlan {
@@ -390,6 +412,12 @@ pub(crate) fn resolve(
         .ignored
         .iter()
         .map(|(pos, key)| {
+            if key.ends_with("dependencies") {
+                return format!(
+                    "{}: `{key}`: only `runtime` is used (installed into the test VMs); the rest is apk metadata, ignored",
+                    src.loc(*pos)
+                );
+            }
             format!(
                 "{}: `{key}` is melange packaging metadata with no meaning for a vmbuild build; ignored",
                 src.loc(*pos)
