@@ -54,7 +54,20 @@ pub fn run(
         return refuse(sink, 127, "vmbuild-init: empty command line\n".into());
     };
     let cwd = Path::new(&spec.cwd);
-    if let Err(e) = root.host(cwd).and_then(|at| mkdir_p(&at)) {
+    let made = root.host(cwd).and_then(|at| {
+        let missing = missing_dirs(&at);
+        mkdir_p(&at)?;
+        // A directory made for a command that runs as a user belongs to
+        // that user, as if the command had made it itself.
+        if let Some(u) = &spec.user {
+            for d in &missing {
+                std::os::unix::fs::lchown(d, Some(u.uid), Some(u.gid))
+                    .map_err(|e| InitError::io(format!("chown of {}", d.display()), e))?;
+            }
+        }
+        Ok(())
+    });
+    if let Err(e) = made {
         return refuse(sink, 126, format!("vmbuild-init: {e}\n"));
     }
     let program = match resolve(argv0, env_path(&spec.env), cwd, |p| root.probe(p)) {
@@ -103,6 +116,7 @@ pub fn run(
             }
         }
     }
+    let ids = spec.user.as_ref().map(|u| (u.uid, u.gid, u.groups.clone()));
     let mut cmd = Command::new(&program);
     cmd.arg0(argv0)
         .args(&spec.argv[1..])
@@ -112,8 +126,9 @@ pub fn run(
         .stdout(Stdio::from(out_w))
         .stderr(Stdio::from(err_w));
     // chroot first, then chdir: the program and cwd are paths in the root.
-    // SAFETY: unshare(2), mount(2), chroot(2), chdir(2) and setsid(2) are
-    // async-signal-safe syscalls and every string was allocated before fork.
+    // SAFETY: unshare(2), mount(2), chroot(2), chdir(2), setgroups(2),
+    // setgid(2), setuid(2) and setsid(2) are async-signal-safe syscalls and
+    // every string and id list was allocated before fork.
     unsafe {
         cmd.pre_exec(move || {
             if !binds.is_empty() {
@@ -142,6 +157,16 @@ pub fn run(
             }
             if libc::chdir(c_cwd.as_ptr()) != 0 {
                 return Err(std::io::Error::last_os_error());
+            }
+            // Drop root last, after everything that needs it: supplementary
+            // groups first (setgroups needs root), then the gid, then the uid.
+            if let Some((uid, gid, groups)) = &ids {
+                if libc::setgroups(groups.len(), groups.as_ptr()) != 0
+                    || libc::setgid(*gid) != 0
+                    || libc::setuid(*uid) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
             }
             libc::setsid();
             Ok(())
@@ -181,6 +206,18 @@ pub fn run(
         ended_us,
         oom: oom.finish(),
     })
+}
+
+/// The directories `mkdir -p path` would create, outermost first (none
+/// when `path` exists).
+fn missing_dirs(path: &Path) -> Vec<std::path::PathBuf> {
+    let mut out: Vec<_> = path
+        .ancestors()
+        .take_while(|p| !p.as_os_str().is_empty() && std::fs::symlink_metadata(p).is_err())
+        .map(Path::to_path_buf)
+        .collect();
+    out.reverse();
+    out
 }
 
 /// Forwards output until `pid` exits, then drains what is already buffered.
@@ -327,8 +364,54 @@ mod tests {
             ],
             cwd: "/".into(),
             binds: Vec::new(),
+            user: None,
         };
         run_spec(&spec)
+    }
+
+    #[test]
+    fn missing_dirs_lists_what_mkdir_p_makes_outermost_first() {
+        let tmp = std::env::temp_dir().join(format!("vmbuild-init-md-{}", std::process::id()));
+        std::fs::create_dir_all(&tmp).unwrap();
+        let deep = tmp.join("a/b/c");
+        assert_eq!(
+            missing_dirs(&deep),
+            [tmp.join("a"), tmp.join("a/b"), tmp.join("a/b/c")]
+        );
+        assert!(missing_dirs(&tmp).is_empty());
+        std::fs::remove_dir_all(&tmp).unwrap();
+    }
+
+    #[test]
+    fn a_user_command_runs_with_its_ids_and_owns_the_cwd_it_gets() {
+        // Switching ids needs root, as the init has; elsewhere there is
+        // nothing to switch from.
+        if !nix::unistd::geteuid().is_root() {
+            return;
+        }
+        let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        let tmp = std::env::temp_dir().join(format!("vmbuild-init-user-{}", std::process::id()));
+        let cwd = tmp.join("made/here");
+        let spec = CommandSpec {
+            argv: vec![
+                "sh".into(),
+                "-c".into(),
+                "id -u; id -g; id -G; touch mine".into(),
+            ],
+            env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+            cwd: cwd.display().to_string(),
+            binds: Vec::new(),
+            user: Some(vmbuild_proto::RunUser {
+                uid: 4321,
+                gid: 4322,
+                groups: vec![4322, 4323],
+            }),
+        };
+        let (info, got) = run_spec(&spec);
+        let out = String::from_utf8_lossy(&got.out).into_owned();
+        std::fs::remove_dir_all(&tmp).unwrap();
+        assert_eq!(info.code, Some(0), "{}", String::from_utf8_lossy(&got.err));
+        assert_eq!(out, "4321\n4322\n4322 4323\n");
     }
 
     fn run_spec(spec: &CommandSpec) -> (ExitInfo, Got) {
@@ -422,6 +505,7 @@ mod tests {
             env: vec![("PATH".into(), "/usr/bin:/bin".into())],
             cwd: "/".into(),
             binds: Vec::new(),
+            user: None,
         };
         let (info, got) = run_spec(&spec);
         assert_eq!(info.code, Some(127));
@@ -442,6 +526,7 @@ mod tests {
             env: vec![],
             cwd: d.path().join("new/cwd").display().to_string(),
             binds: Vec::new(),
+            user: None,
         };
         let (info, got) = run_spec(&spec);
         assert_eq!(info.code, Some(126));
@@ -458,6 +543,7 @@ mod tests {
             env: vec![("PATH".into(), "/usr/bin:/bin".into())],
             cwd: d.path().display().to_string(),
             binds: Vec::new(),
+            user: None,
         };
         let (info, got) = run_spec(&spec);
         assert_eq!(info.code, Some(0));
@@ -484,6 +570,7 @@ mod tests {
             env: vec![("PATH".into(), "/usr/bin:/bin".into())],
             cwd: "/work".into(),
             binds: Vec::new(),
+            user: None,
         };
         let info = run(&spec, &root, watch, &mut sink).unwrap();
         assert_eq!(info.code, Some(127));

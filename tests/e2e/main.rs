@@ -17,6 +17,7 @@ mod docker;
 mod env_images;
 mod install;
 mod melange;
+mod melange_families;
 mod network;
 mod non_root;
 mod oom;

@@ -1,6 +1,7 @@
 //! A melange-style config, end to end in the busybox environment: `fetch`
 //! from a seeded cache (offline), a main package split into `range:` and
 //! `split/*` subpackages, `var-transforms`, bash-or-busybox shell features,
+//! `environment.accounts` with `run-as` (build and test steps as a user),
 //! and a `test:` section in a fresh VM; invoked with melange's flags.
 
 use std::path::Path;
@@ -19,6 +20,15 @@ package:
 environment:
   contents:
     packages: [busybox]
+  accounts:
+    groups:
+      - groupname: makers
+        gid: 1500
+        members: [maker]
+    users:
+      - username: maker
+        uid: 1500
+    run-as: maker
 var-transforms:
   - from: ${{package.version}}
     match: ^(\d+)\.(\d+)\.\d+$
@@ -39,6 +49,12 @@ pipeline:
       [[ "$(cat VERSION)" == 2.5.1 ]]
       if (false | true); then echo "pipefail is off" >&2; exit 1; fi
       echo build-only > /tmp/marker
+  - name: steps run as the run-as user, who owns the workspace
+    runs: |
+      test "$(id -u):$(id -g):$(id -un)" = 1500:1500:maker
+      id -G | grep -qw 1500
+      touch /home/build/written-by-maker ${{targets.outdir}}/zed-blue/probe
+      rm ${{targets.outdir}}/zed-blue/probe
   - runs: |
       mkdir -p ${{targets.destdir}}/usr/bin ${{targets.destdir}}/usr/include ${{targets.destdir}}/usr/share/man/man1
       printf '#!/bin/sh\necho zed ${{vars.mm}}\n' > ${{targets.destdir}}/usr/bin/zed
@@ -60,9 +76,12 @@ test:
   environment:
     contents:
       packages: [zed-dev]
+    accounts:
+      run-as: build
   pipeline:
     - name: the tool is installed in a fresh VM
       runs: |
+        test "$(id -u):$(id -un)" = 1000:build
         test "$(zed)" = "zed 2.5"
         test -f /usr/include/zed.h
         test ! -e /tmp/marker
@@ -119,9 +138,12 @@ fn a_melange_config_builds_splits_and_tests_offline_with_melange_flags() {
     let cache = work.path().join("cache");
     let out = work.path().join("out");
     let config = proj.join("zed.yaml");
+    let workspace = work.path().join("ws");
     let o = v.run(&[
         "build",
         &config.display().to_string(),
+        "--workspace-dir",
+        &workspace.display().to_string(),
         "--runner",
         "qemu",
         "--cache-dir",
@@ -142,6 +164,7 @@ fn a_melange_config_builds_splits_and_tests_offline_with_melange_flags() {
         "{err}"
     );
     assert!(err.contains("testing zed in a fresh VM"), "{err}");
+    assert!(err.contains("steps run as maker (1500:1500)"), "{err}");
     let read =
         |p: &str| std::fs::read_to_string(out.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
     assert_eq!(read("zed/usr/bin/zed"), "#!/bin/sh\necho zed 2.5\n");
@@ -154,6 +177,36 @@ fn a_melange_config_builds_splits_and_tests_offline_with_melange_flags() {
     assert!(!out.join("zed/usr/share/man").exists());
     assert_eq!(read("zed-red/flavour"), "warm\n");
     assert_eq!(read("zed-blue/flavour"), "cold\n");
+    // --workspace-dir kept the guest's /home/build: the fetched source,
+    // what the run-as user wrote, the outputs.
+    assert_eq!(
+        std::fs::read_to_string(workspace.join("VERSION")).unwrap(),
+        "2.5.1"
+    );
+    assert!(workspace.join("written-by-maker").is_file());
+    assert!(workspace.join("out/zed/usr/bin/zed").is_file());
+
+    // The runners that cannot switch users refuse run-as before running
+    // anything, rather than running the steps as root.
+    for runner in ["bubblewrap", "docker"] {
+        let o = v.run(&[
+            "build",
+            &config.display().to_string(),
+            "--runner",
+            runner,
+            "--out-dir",
+            &work.path().join("never").display().to_string(),
+        ]);
+        let err = stderr(&o);
+        assert_ne!(o.status.code(), Some(0), "{err}");
+        assert!(
+            err.contains(&format!(
+                "the {runner} runner does not support environment.accounts.run-as"
+            )),
+            "{err}"
+        );
+        assert!(!work.path().join("never").exists());
+    }
 
     // A failing test fails the build, naming the step; the outputs stay.
     let failing = CONFIG
@@ -288,7 +341,9 @@ const AUTOCONF: &str = r#"
 package: { name: hello, version: "1.0", epoch: 0 }
 environment:
   contents:
-    packages: [build-base, busybox]
+    # With the tools of tests/e2e/melange_families.rs (cmake to ruby): both
+    # tests use one environment image, built once.
+    packages: [build-base, busybox, cmake, ninja, meson, python3, py3-build, py3-installer, py3-setuptools, python3-wheel, perl, ruby, ca-certificates-bundle]
 pipeline:
   - uses: fetch
     with:

@@ -117,6 +117,7 @@
 //!    own `environment` included — a command-line override is how a CI job
 //!    runs a config differently without editing it.
 
+pub mod accounts;
 mod cond;
 mod decode;
 pub mod env;

@@ -47,6 +47,8 @@ pub(crate) struct Subpackage {
     pub range: Option<Str>,
     pub pipeline: Vec<Step>,
     pub test: Option<Test>,
+    /// `dependencies.runtime`: installed into the test VMs.
+    pub runtime: Vec<Str>,
 }
 
 /// A `test:` section: its own environment and steps, run in a fresh VM.
@@ -103,6 +105,7 @@ pub(crate) fn subpackages(
                 .get("test")
                 .map(|n| test(cx, n, "subpackages[].test.", ignored))
                 .transpose()?,
+            runtime: model::runtime_deps(cx, &sf)?,
         });
     }
     Ok(out)

@@ -51,6 +51,8 @@ pub(crate) struct Package {
     /// `package.test-resources`: the test VM's size.
     pub test_cpus: Option<u32>,
     pub test_memory_mib: Option<u32>,
+    /// `dependencies.runtime`: installed into the test VMs.
+    pub runtime: Vec<Str>,
 }
 
 /// `environment:` (apko's image configuration, the parts a build uses).
@@ -59,8 +61,8 @@ pub(crate) struct Environment {
     pub packages: Vec<Str>,
     pub repositories: Vec<Str>,
     pub env: Vec<(Str, Str)>,
-    /// `accounts.run-as`: the user the steps run as.
-    pub run_as: Option<Str>,
+    /// `accounts`: groups and users to create, and `run-as`.
+    pub accounts: crate::accounts::AccountsDef,
 }
 
 /// One pipeline step.
@@ -185,7 +187,6 @@ pub(crate) const CONTENTS_KEYS: &[&str] = &[
     "keyring",
     "baseimage",
 ];
-pub(crate) const ACCOUNTS_KEYS: &[&str] = &["run-as", "users", "groups"];
 pub(crate) const STEP_KEYS: &[&str] = &[
     "name",
     "runs",
@@ -232,6 +233,41 @@ pub(crate) fn note_ignored(
             out.push((k.pos, format!("{prefix}{key}")));
         }
     }
+}
+
+/// `dependencies.runtime` of a package or subpackage mapping: the one
+/// part of `dependencies` vmbuild uses (melange's test VMs install the
+/// tested package's runtime dependencies with it). The other keys
+/// (`provides`, `replaces`, ...) stay accepted and ignored, and so do apk
+/// conflicts (`!name`) and virtual names (`so:...`, `cmd:...`) in
+/// `runtime`; a `dependencies` that is not a mapping is a located type
+/// error.
+pub(crate) fn runtime_deps(cx: Cx<'_>, f: &Fields<'_>) -> Result<Vec<Str>, ConfigError> {
+    let Some(d) = f.get("dependencies") else {
+        return Ok(Vec::new());
+    };
+    let crate::yaml::Kind::Map(entries) = &d.kind else {
+        return Err(cx.wrong_type(d, "dependencies", "a mapping"));
+    };
+    for (k, v) in entries {
+        if cx.string(k, "dependencies")?.value != "runtime" || v.is_null() {
+            continue;
+        }
+        let crate::yaml::Kind::Seq(items) = &v.kind else {
+            return Err(cx.wrong_type(v, "runtime", "a list of strings"));
+        };
+        let mut out = Vec::new();
+        for i in items {
+            let dep = cx.string(i, "runtime")?;
+            // apk conflicts (`!musl`) and virtual providers (`so:libc.so.6`,
+            // `cmd:sh`) name nothing a Debian environment can install.
+            if !dep.value.starts_with('!') && !dep.value.contains(':') {
+                out.push(dep);
+            }
+        }
+        return Ok(out);
+    }
+    Ok(Vec::new())
 }
 
 /// Decodes a config file's root node.
@@ -387,6 +423,7 @@ fn package(
         memory_mib,
         test_cpus,
         test_memory_mib,
+        runtime: runtime_deps(cx, &f)?,
     })
 }
 
@@ -447,14 +484,7 @@ pub(crate) fn environment(
         }
     }
     if let Some(a) = f.get("accounts") {
-        let af = cx.map(a, "accounts", "environment.accounts", ACCOUNTS_KEYS)?;
-        env.run_as = cx.opt_string(&af, "run-as")?;
-        note_ignored(
-            &af,
-            &format!("{prefix}accounts."),
-            &["users", "groups"],
-            ignored,
-        );
+        env.accounts = crate::accounts::decode(cx, a, &format!("{prefix}accounts"))?;
     }
     Ok(env)
 }

@@ -63,6 +63,11 @@ const BUILTINS: &[(&str, &str)] = &[
     builtin!("split/static"),
     builtin!("strip"),
     builtin!("test/echo"),
+    builtin!("xcover/ensure"),
+    builtin!("xcover/profile"),
+    builtin!("xcover/status"),
+    builtin!("xcover/stop"),
+    builtin!("xcover/wait"),
 ];
 
 /// The names of the built-in pipelines.

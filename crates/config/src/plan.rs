@@ -48,8 +48,10 @@ pub struct Plan {
     /// `test:` sections (the main package's first, then the subpackages'),
     /// each run in a fresh VM after a successful build.
     pub tests: Vec<TestPlan>,
-    /// `environment.accounts.run-as`: the user every step runs as.
-    pub run_as: Option<String>,
+    /// `environment.accounts`: the groups and users created before the
+    /// first step, and the `run-as` user every build step runs as
+    /// (`None`: root).
+    pub accounts: crate::accounts::Accounts,
     /// melange keys present in the file that vmbuild accepts and ignores
     /// (packaging metadata, update monitors...), one line each,
     /// `file:line:col: ...`; shown at `-v`.
@@ -90,18 +92,23 @@ pub struct PackageInfo {
 pub struct TestPlan {
     /// The package it tests (the main package or a subpackage).
     pub package: String,
-    /// The test environment's packages: `test.environment.contents.packages`
-    /// and the test steps' `needs.packages`, without the names of the
-    /// build's own packages (see [`TestPlan::installs`]).
+    /// The test environment's packages: `test.environment.contents.packages`,
+    /// the test steps' `needs.packages` and the `dependencies.runtime` of
+    /// every installed package (transitively, melange's apk install), without
+    /// the names of the build's own packages (see [`TestPlan::installs`]).
     pub packages: Vec<String>,
     /// The build's own packages the test environment lists (melange always
-    /// adds the tested package): their output directories are installed
+    /// adds the tested package), and those an installed package's
+    /// `dependencies.runtime` names: their output directories are installed
     /// into the test VM's root.
     pub installs: Vec<String>,
     /// The test steps, in order.
     pub steps: Vec<PlanStep>,
     /// Test steps skipped by `if:`.
     pub skipped: Vec<String>,
+    /// `test.environment.accounts` (melange's default `build` account
+    /// added); its `run-as` user runs the test steps.
+    pub accounts: crate::accounts::Accounts,
 }
 
 /// One step to run.

@@ -144,6 +144,21 @@ pub(crate) fn subst(src: &Source, s: &Str, scope: &dyn Scope) -> Result<String, 
     })
 }
 
+/// `accounts` with its `run-as` substituted and resolved
+/// ([`crate::accounts::resolve`]).
+fn resolve_accounts(
+    src: &Source,
+    accounts: &crate::accounts::AccountsDef,
+    scope: &dyn Scope,
+) -> Result<crate::accounts::Accounts, ConfigError> {
+    let run_as = accounts
+        .run_as
+        .as_ref()
+        .map(|s| subst(src, s, scope).map(|value| Str { value, ..s.clone() }))
+        .transpose()?;
+    crate::accounts::resolve(src, accounts, run_as.as_ref())
+}
+
 fn subst_pairs(
     src: &Source,
     pairs: &[(Str, Str)],
@@ -276,12 +291,7 @@ pub(crate) fn resolve(
         .iter()
         .map(|s| subst(src, s, &scope))
         .collect::<Result<Vec<_>, _>>()?;
-    let run_as = config
-        .environment
-        .run_as
-        .as_ref()
-        .map(|s| subst(src, s, &scope))
-        .transpose()?;
+    let accounts = resolve_accounts(src, &config.environment.accounts, &scope)?;
 
     let mut below = inputs.base_env.to_vec();
     layer(&mut below, &inputs.env_file);
@@ -312,6 +322,11 @@ pub(crate) fn resolve(
     r.walk(&config.pipeline, &Frame::top(src, Vec::new()))?;
     let mut subpackages = Vec::new();
     let mut built = vec![(p.name.value.clone(), build.clone(), config.test.as_ref())];
+    // Each built package's `dependencies.runtime`, substituted in its scope.
+    let mut runtime_of: Vec<(String, Vec<String>)> = Vec::new();
+    let mut deps = Vec::new();
+    add_packages(src, &p.runtime, &StepScope::globals(&build), &mut deps)?;
+    runtime_of.push((p.name.value.clone(), deps));
     for s in &subs {
         r.globals = s.vars.clone();
         r.package = s.name.clone();
@@ -325,6 +340,9 @@ pub(crate) fn resolve(
         r.walk(&s.def.pipeline, &Frame::top(src, vec![s.name.clone()]))?;
         subpackages.push(s.name.clone());
         built.push((s.name.clone(), s.vars.clone(), s.def.test.as_ref()));
+        let mut deps = Vec::new();
+        add_packages(src, &s.def.runtime, &StepScope::globals(&s.vars), &mut deps)?;
+        runtime_of.push((s.name.clone(), deps));
     }
     for n in std::mem::take(&mut r.needs) {
         if !packages.contains(&n) {
@@ -356,7 +374,7 @@ pub(crate) fn resolve(
         wanted.append(&mut r.needs);
         let mut installs = vec![package.clone()];
         let mut packages = Vec::new();
-        for w in wanted {
+        let mut place = |w: String, installs: &mut Vec<String>| {
             let bare = crate::names::apk_name(&w);
             if all.iter().any(|a| a == bare) {
                 if !installs.iter().any(|i| i == bare) {
@@ -365,8 +383,24 @@ pub(crate) fn resolve(
             } else if !packages.contains(&w) {
                 packages.push(w);
             }
+        };
+        for w in wanted {
+            place(w, &mut installs);
         }
+        // Every installed package brings its `dependencies.runtime` (as
+        // melange's apk install does), the build's own ones installed too.
+        let mut i = 0;
+        while i < installs.len() {
+            if let Some((_, deps)) = runtime_of.iter().find(|(n, _)| *n == installs[i]) {
+                for d in deps {
+                    place(d.clone(), &mut installs);
+                }
+            }
+            i += 1;
+        }
+        let accounts = resolve_accounts(src, &test.environment.accounts, &scope)?;
         tests.push(TestPlan {
+            accounts,
             package,
             packages,
             installs,
@@ -378,6 +412,12 @@ pub(crate) fn resolve(
         .ignored
         .iter()
         .map(|(pos, key)| {
+            if key.ends_with("dependencies") {
+                return format!(
+                    "{}: `{key}`: only `runtime` is used (installed into the test VMs); the rest is apk metadata, ignored",
+                    src.loc(*pos)
+                );
+            }
             format!(
                 "{}: `{key}` is melange packaging metadata with no meaning for a vmbuild build; ignored",
                 src.loc(*pos)
@@ -410,7 +450,7 @@ pub(crate) fn resolve(
         skipped,
         subpackages,
         tests,
-        run_as,
+        accounts,
         notes,
         volumes: config.cache.clone(),
     })

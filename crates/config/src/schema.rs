@@ -12,13 +12,14 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::accounts::{ACCOUNTS_KEYS, GROUP_KEYS, USER_KEYS};
 use crate::melange::{
     DATA_KEYS, OPTION_CONTENTS_KEYS, OPTION_ENV_KEYS, OPTION_KEYS, OPTION_LIST_KEYS,
     SUBPACKAGE_KEYS, TEST_KEYS, TRANSFORM_KEYS,
 };
 use crate::model::{
-    ACCOUNTS_KEYS, ASSERTION_KEYS, CONTENTS_KEYS, ENVIRONMENT_KEYS, INPUT_KEYS, NEEDS_KEYS,
-    PACKAGE_KEYS, PIPELINE_DEF_KEYS, RESOURCE_KEYS, STEP_KEYS, TOP_KEYS,
+    ASSERTION_KEYS, CONTENTS_KEYS, ENVIRONMENT_KEYS, INPUT_KEYS, NEEDS_KEYS, PACKAGE_KEYS,
+    PIPELINE_DEF_KEYS, RESOURCE_KEYS, STEP_KEYS, TOP_KEYS,
 };
 use crate::volumes::CACHE_KEYS;
 
@@ -129,7 +130,7 @@ fn build(b: &mut Builder) -> Value {
             "annotations": ignored(),
             "commit": ignored(),
             "target-architecture": ignored(),
-            "dependencies": ignored(),
+            "dependencies": json!({ "description": "`runtime:` (package names) is installed into the test VMs; the other keys are apk metadata, ignored" }),
             "options": ignored(),
             "scriptlets": ignored(),
             "checks": ignored(),
@@ -146,10 +147,22 @@ fn build(b: &mut Builder) -> Value {
         "keyring": string_list("ignored: apk keyring"),
         "baseimage": ignored(),
     });
+    let user = mapping!(b, USER_KEYS, {
+        "username": scalar("the user's name"),
+        "uid": json!({ "type": ["integer", "string"], "description": "the user's id" }),
+        "gid": json!({ "type": ["integer", "string"], "description": "its primary group id (default: the uid)" }),
+        "shell": scalar("login shell (default /bin/sh)"),
+        "homedir": scalar("home directory (default /home/<username>)"),
+    });
+    let group = mapping!(b, GROUP_KEYS, {
+        "groupname": scalar("the group's name"),
+        "gid": json!({ "type": ["integer", "string"], "description": "the group's id" }),
+        "members": string_list("user names in the group"),
+    });
     let accounts = mapping!(b, ACCOUNTS_KEYS, {
-        "run-as": scalar("the user the steps run as"),
-        "users": ignored(),
-        "groups": ignored(),
+        "run-as": scalar("the user the steps run as (a declared username or uid; default root)"),
+        "users": json!({ "type": ["array", "null"], "items": user, "description": "users created before the steps run (a `build` user, uid 1000, is always added)" }),
+        "groups": json!({ "type": ["array", "null"], "items": group, "description": "groups created before the steps run (a `build` group, gid 1000, is always added)" }),
     });
     let environment = mapping!(b, ENVIRONMENT_KEYS, {
         "contents": contents,
@@ -213,7 +226,7 @@ fn build(b: &mut Builder) -> Value {
             "pipeline": steps(),
             "test": reference("test"),
             "description": scalar("what the subpackage is"),
-            "dependencies": ignored(),
+            "dependencies": json!({ "description": "`runtime:` (package names) is installed into the test VMs; the other keys are apk metadata, ignored" }),
             "options": ignored(),
             "scriptlets": ignored(),
             "annotations": ignored(),
@@ -342,6 +355,7 @@ mod tests {
             include_str!("model.rs"),
             include_str!("melange.rs"),
             include_str!("volumes.rs"),
+            include_str!("accounts.rs"),
         ];
         for src in sources {
             for line in src.lines() {

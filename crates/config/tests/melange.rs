@@ -19,7 +19,7 @@ package:
   copyright:
     - license: GPL-2.0-or-later
   dependencies:
-    runtime: [libgcc]
+    runtime: [libgcc, "!musl", "so:libc.so.6"]
   resources: { cpu: 2, memory: 2Gi, disk: 10Gi }
   test-resources: { cpu: 1, memory: 512Mi }
   checks: { disabled: [empty] }
@@ -84,7 +84,16 @@ fn a_full_melange_config_resolves() {
     assert_eq!(p.package.cpus, Some(2));
     assert_eq!(p.package.test_memory_mib, Some(512));
     assert_eq!(p.packages, ["build-base", "busybox", "gcc~13"]);
-    assert_eq!(p.run_as.as_deref(), Some("build"));
+    let run_as = p.accounts.run_as.as_ref().expect("run-as build");
+    assert_eq!(
+        (run_as.name.as_str(), run_as.uid, run_as.gid),
+        ("build", 1000, 1000)
+    );
+    assert_eq!(
+        p.accounts.users.len(),
+        1,
+        "the declared build user, not a second"
+    );
     assert_eq!(p.subpackages, ["lzip-dev", "lzip-doc", "lziprecover-doc"]);
     assert_eq!(p.skipped, ["never"]);
     let bodies: Vec<(&str, &str, &str)> = p
@@ -120,13 +129,15 @@ fn a_full_melange_config_resolves() {
     let main = &p.tests[0];
     assert_eq!(main.package, "lzip");
     assert_eq!(main.installs, ["lzip", "lzip-dev"]);
-    assert_eq!(main.packages, ["coreutils"]);
+    // lzip's dependencies.runtime comes along into its test VM.
+    assert_eq!(main.packages, ["coreutils", "libgcc"]);
     assert_eq!(body(&main.steps[0].script), "lzip --version");
     let dev = &p.tests[1];
-    assert_eq!(
-        (dev.package.as_str(), dev.installs.as_slice()),
-        ("lzip-dev", &["lzip-dev".to_string()][..])
-    );
+    // lzip-dev's runtime dependency is the build's own lzip: installed
+    // from the outputs, and lzip's own runtime dependency with it.
+    assert_eq!(dev.package, "lzip-dev");
+    assert_eq!(dev.installs, ["lzip-dev", "lzip"]);
+    assert_eq!(dev.packages, ["libgcc"]);
     assert_eq!(body(&dev.steps[0].script), "echo testing lzip-dev");
 
     let notes = p.notes.join("\n");
@@ -136,7 +147,6 @@ fn a_full_melange_config_resolves() {
         "`package.checks`",
         "`package.resources.disk`",
         "`environment.contents.keyring`",
-        "`environment.accounts.users`",
         "`capabilities`",
         "`update`",
         "`subpackages[].dependencies`",

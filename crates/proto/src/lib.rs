@@ -30,7 +30,7 @@ pub use frame::{
 };
 pub use messages::{
     BindSpec, CacheMode, CommandSpec, ExitInfo, ExportChanges, GuestMessage, Hello, HostMessage,
-    Message, MountSpec, NetworkSpec, OomKill, OomVictim, Ready, Resume, RootSpec, ScratchSpec,
+    Message, MountSpec, NetworkSpec, OomKill, OomVictim, Ready, Resume, RootSpec, RunUser, ScratchSpec,
     Setup, SymlinkSpec, CONTROL_PORT_NAME, GUEST_CACHE_ALIAS, GUEST_CACHE_DIR, GUEST_CA_BUNDLE,
     GUEST_HOME, OPAQUE_MARKER, RESUME_ENTROPY_BYTES, ROOT_FSTYPES, WHITEOUT_PREFIX,
 };

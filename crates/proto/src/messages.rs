@@ -192,6 +192,24 @@ pub struct CommandSpec {
     /// own (step-level cache volumes): nothing else sees them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub binds: Vec<BindSpec>,
+    /// The user the command runs as; `None`: root (the init's own ids).
+    /// melange's `environment.accounts.run-as`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<RunUser>,
+}
+
+/// Numeric ids a command runs with. The guest init calls `setgroups`,
+/// `setgid` and `setuid` (in that order) between fork and exec, so the
+/// command keeps no root privilege; the account's `/etc/passwd` entry is
+/// the build's business, not the init's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunUser {
+    pub uid: u32,
+    /// Primary group id.
+    pub gid: u32,
+    /// Supplementary group ids (may be empty).
+    #[serde(default)]
+    pub groups: Vec<u32>,
 }
 
 /// `source` (a guest directory, e.g. a hidden volume mount) shown at
@@ -508,6 +526,7 @@ mod tests {
                 env: vec![("PATH".into(), "/bin".into())],
                 cwd: "/".into(),
                 binds: Vec::new(),
+                user: None,
             }),
             HostMessage::Shutdown,
             HostMessage::Resume(Resume {

@@ -63,6 +63,7 @@ use vmbuild_proc::{Child, Output, Signal};
 use vmbuild_proto::{CommandSpec, ExitInfo};
 
 use crate::error::RunError;
+use crate::features::{Feature, RunnerKind};
 use crate::output::OutputSink;
 use crate::stop::Stopper;
 use args::{invocation, parse_status, setup_failed, Invocation, VolumeBind, ENV_SHIM};
@@ -161,6 +162,13 @@ impl Sandbox {
     ) -> Result<ExitInfo, RunError> {
         if cmd.argv.is_empty() {
             return Ok(empty_command(sink));
+        }
+        if cmd.user.is_some() {
+            // Never run a step as root that asked for a user.
+            return Err(RunError::Unsupported {
+                runner: RunnerKind::Bubblewrap,
+                feature: Feature::RunAs,
+            });
         }
         let inv = invocation(
             &self.mirror,

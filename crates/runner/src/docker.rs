@@ -48,6 +48,7 @@ use vmbuild_qemu::Network;
 
 use crate::bwrap::{boottime_us, empty_command, make_workspace, remove_workspace};
 use crate::error::RunError;
+use crate::features::{Feature, RunnerKind};
 use crate::output::OutputSink;
 use crate::runners::StartEvent;
 use crate::stop::Stopper;
@@ -384,6 +385,13 @@ impl Container {
     ) -> Result<ExitInfo, RunError> {
         if cmd.argv.is_empty() {
             return Ok(empty_command(sink));
+        }
+        if cmd.user.is_some() {
+            // Never run a step as root that asked for a user.
+            return Err(RunError::Unsupported {
+                runner: RunnerKind::Docker,
+                feature: Feature::RunAs,
+            });
         }
         let started_us = boottime_us();
         let ran = tokio::select! {

@@ -112,6 +112,10 @@ pub enum RunError {
         code: i32,
         stderr: String,
     },
+    /// The root command that creates `environment.accounts` in the guest
+    /// failed (e.g. a name the environment already has with another id).
+    #[error("creating environment.accounts in the guest failed ({code}): {stderr}")]
+    Accounts { code: i32, stderr: String },
     /// `persist=on-success` could not commit a volume's changes.
     #[error("committing cache {volume}: {why}")]
     Commit { volume: String, why: String },

@@ -43,6 +43,10 @@ pub enum Feature {
     Volumes,
     /// A step's own `cache:`: volumes for that step only.
     StepVolumes,
+    /// `environment.accounts.run-as`: steps run as a non-root user of the
+    /// environment (melange's accounts; only the qemu runner's guest init
+    /// switches ids).
+    RunAs,
 }
 
 impl std::fmt::Display for Feature {
@@ -56,6 +60,7 @@ impl std::fmt::Display for Feature {
             Self::Network(Network::None) => f.write_str("--network none"),
             Self::Volumes => f.write_str("--cache volumes"),
             Self::StepVolumes => f.write_str("step-level cache volumes"),
+            Self::RunAs => f.write_str("environment.accounts.run-as"),
         }
     }
 }
@@ -86,6 +91,12 @@ pub fn hint(runner: RunnerKind, feature: &Feature) -> &'static str {
         }
         (RunnerKind::Docker, Feature::StepVolumes) => {
             "docker runs every step in one container; declare the volume in the top-level cache: or use --runner qemu"
+        }
+        (RunnerKind::Bubblewrap, Feature::RunAs) => {
+            "bubblewrap runs steps as you on the host's accounts; remove environment.accounts.run-as or use --runner qemu"
+        }
+        (RunnerKind::Docker, Feature::RunAs) => {
+            "the docker runner runs steps as root and does not create environment.accounts; remove run-as or use --runner qemu"
         }
         _ => "use another runner",
     }

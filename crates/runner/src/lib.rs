@@ -11,6 +11,7 @@
 //! - [`stop`]: deadline and Ctrl-C
 //! - [`error`]: errors and the exit codes they map to
 
+pub mod accounts;
 pub mod bwrap;
 pub mod commit;
 pub mod copy;

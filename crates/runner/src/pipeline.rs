@@ -263,6 +263,7 @@ pub async fn export_outputs(
         env,
         cwd: "/".into(),
         binds: Vec::new(),
+        user: None,
     };
     let exit = session.run(&cmd, &mut extractor, stop).await;
     let stderr = extractor.0.guest_stderr();

@@ -23,6 +23,7 @@ fn spec(argv: &[&str], cwd: &str) -> CommandSpec {
         ],
         cwd: cwd.into(),
         binds: Vec::new(),
+        user: None,
     }
 }
 

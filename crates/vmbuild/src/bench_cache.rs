@@ -109,6 +109,7 @@ async fn in_guest(a: &BenchCacheArgs, mode: CacheMode, cache: &Path) -> Result<V
         env: env::base_env(),
         cwd: "/".into(),
         binds: Vec::new(),
+        user: None,
     };
     let mut outcome = Ok(());
     let pass = std::iter::once(PREP).chain(OPS.iter().map(|(_, op)| *op));

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use vmbuild_config::{package_dir, LoadOptions, Plan, GUEST_OUTPUT_DIR};
 use vmbuild_image::env::InUse;
-use vmbuild_proto::CommandSpec;
+use vmbuild_proto::{CommandSpec, RunUser, GUEST_HOME};
 pub use vmbuild_runner::pipeline::BuildObserver;
 use vmbuild_runner::pipeline::{self, Step, StepsOutcome};
 use vmbuild_runner::{env, RootImage, RunError, Stopper};
@@ -50,8 +50,8 @@ pub fn report_failure(
     EXIT_STEP_FAILED
 }
 
-/// The runner's steps for plan steps.
-pub fn steps(plan_steps: &[vmbuild_config::PlanStep]) -> Vec<Step> {
+/// The runner's steps for plan steps, each run as `user` (`None`: root).
+pub fn steps(plan_steps: &[vmbuild_config::PlanStep], user: Option<&RunUser>) -> Vec<Step> {
     plan_steps
         .iter()
         .map(|s| Step {
@@ -62,6 +62,7 @@ pub fn steps(plan_steps: &[vmbuild_config::PlanStep]) -> Vec<Step> {
                 env: s.env.clone(),
                 cwd: s.workdir.clone(),
                 binds: Vec::new(),
+                user: user.cloned(),
             },
             timeout: s.timeout,
         })
@@ -89,6 +90,76 @@ fn observer(args: &BuildArgs) -> Result<Box<dyn BuildObserver>, RunError> {
             Box::new(Tee(screen, TextProgress::new(f)))
         }
     })
+}
+
+/// Creates `accounts` in a started session when the file declares any
+/// (qemu runner; the others have refused `run-as` already and are told
+/// here that they make no accounts), as root, before the first step.
+pub async fn accounts(
+    session: &mut vmbuild_runner::Session,
+    accounts: &vmbuild_config::accounts::Accounts,
+    stop: &Stopper,
+    obs: &mut Box<dyn BuildObserver>,
+) -> Result<(), RunError> {
+    if !accounts.declared {
+        return Ok(());
+    }
+    if session.kind() != vmbuild_runner::RunnerKind::Qemu {
+        obs.note(&format!(
+            "environment.accounts: the {} runner does not create users or groups; steps run as root",
+            session.kind()
+        ));
+        return Ok(());
+    }
+    let names: Vec<&str> = accounts.users.iter().map(|u| u.name.as_str()).collect();
+    obs.note(&format!(
+        "creating environment.accounts (users: {}){}",
+        names.join(", "),
+        match &accounts.run_as {
+            Some(r) => format!("; steps run as {} ({}:{})", r.name, r.uid, r.gid),
+            None => String::new(),
+        }
+    ));
+    vmbuild_runner::accounts::create_accounts(
+        session,
+        &accounts.setup_script(GUEST_HOME),
+        env::base_env(),
+        stop,
+    )
+    .await
+}
+
+/// `--workspace-dir DIR`: copies the guest's `/home/build` into `DIR`
+/// (replacing it, through the same hardened unpacker and atomic swap as
+/// the outputs) after the steps, whether they passed or not. melange binds
+/// its workspace dir read-write instead; a copy keeps the VM's shares
+/// read-only and gives the same result after the build.
+async fn keep_workspace(
+    session: &mut vmbuild_runner::Session,
+    args: &BuildArgs,
+    stop: &Stopper,
+    obs: &mut Box<dyn BuildObserver>,
+) -> Result<(), RunError> {
+    let Some(dir) = &args.workspace_dir else {
+        return Ok(());
+    };
+    obs.note(&format!(
+        "copying the workspace {GUEST_HOME} to {} (--workspace-dir)",
+        dir.display()
+    ));
+    pipeline::export_outputs(
+        session,
+        GUEST_HOME,
+        env::base_env(),
+        dir,
+        vmbuild_runner::ExportLimits {
+            max_bytes: args.max_output_size,
+            ..vmbuild_runner::ExportLimits::default()
+        },
+        stop,
+    )
+    .await
+    .map(|_| ())
 }
 
 /// The environment image for the pipeline's packages, built on first use
@@ -255,13 +326,19 @@ pub async fn build(
         volumes: Vec::new(),
     };
     kind.check(&runner_setup::requested(&args.vm, &spec))?;
+    // Refused before anything boots: the build's run-as, and the tests'.
+    let tests_run_as = !args.skip_tests && plan.tests.iter().any(|t| t.accounts.run_as.is_some());
+    if plan.accounts.run_as.is_some() || tests_run_as {
+        kind.check(&[vmbuild_runner::Feature::RunAs])?;
+    }
     let per_step: Vec<_> = plan.steps.iter().map(|s| s.volumes.clone()).collect();
     let step_specs = crate::step_volumes::distinct(&per_step);
     if !step_specs.is_empty() {
         kind.check(&[vmbuild_runner::Feature::StepVolumes])?;
         crate::volumes::check(&step_specs, kind, mode, false, false)?;
     }
-    let mut steps = steps(&plan.steps);
+    let user = vmbuild_runner::accounts::run_user(plan.accounts.run_as.as_ref());
+    let mut steps = steps(&plan.steps, user.as_ref());
     for (step, own) in steps.iter_mut().zip(&per_step) {
         step.command.binds = crate::step_volumes::binds(own, &step_specs);
     }
@@ -342,6 +419,10 @@ pub async fn build(
         })
         .await?;
     drop(shown);
+    if let Err(e) = accounts(&mut session, &plan.accounts, &stop, &mut obs).await {
+        session.abort().await;
+        return Err(e);
+    }
 
     let mut oom_notes = crate::oom::OomNotes {
         memory_mib,
@@ -363,6 +444,10 @@ pub async fn build(
             return Err(e);
         }
     };
+    if let Err(e) = keep_workspace(&mut session, &args, &stop, &mut obs).await {
+        session.abort().await;
+        return Err(e);
+    }
     let code = match outcome {
         StepsOutcome::AllPassed { .. } => {
             obs.note(&format!(

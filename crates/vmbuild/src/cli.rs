@@ -286,6 +286,11 @@ pub struct BuildArgs {
     /// Shown at /home/build in the guest (default: the config file's directory).
     #[arg(long, value_name = "DIR")]
     pub source_dir: Option<PathBuf>,
+    /// After the build's steps, passed or failed, copy the guest's
+    /// /home/build (sources, build tree, outputs) into DIR, replacing it,
+    /// and keep it (melange: --workspace-dir).
+    #[arg(long, value_name = "DIR")]
+    pub workspace_dir: Option<PathBuf>,
     /// Where the package's files land after a successful build (default:
     /// ./vmbuild-out/<package>; with subpackages ./vmbuild-out, one dir per package)
     /// (melange: --out-dir).

@@ -3,6 +3,7 @@
 //! say only "unexpected argument"). The flags that do mean the same thing
 //! are real options of `vmbuild build` (`--out-dir`, `--cpu`, `--memory`,
 //! `--timeout`, `--env-file`, `--vars-file`, `--pipeline-dir`, `--source-dir`,
+//! `--workspace-dir`,
 //! `--build-option`, `--package-append`, `--rm`, `--debug`, `--runner`,
 //! `--cache-dir`).
 
@@ -47,10 +48,9 @@ const NO_MEANING: &[(&str, &str)] = &[
     ("--lint-warn", "vmbuild does not lint packages"),
     ("--persist-lint-results", "vmbuild does not lint packages"),
     (
-        "--workspace-dir",
-        "not supported yet; the workspace is --source-dir shown at /home/build",
+        "--interactive",
+        "no shell is attached to a failed step yet; rerun with --debug (set -x) and --workspace-dir DIR to inspect the build tree",
     ),
-    ("--interactive", "not supported yet"),
     (
         "--disk",
         "the guest's disk is memory-backed; raise --memory",

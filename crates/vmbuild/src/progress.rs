@@ -212,6 +212,7 @@ mod tests {
                 env: vec![],
                 cwd: "/".into(),
                 binds: Vec::new(),
+                user: None,
             },
             timeout: None,
         }

@@ -82,6 +82,7 @@ pub async fn run(mut args: RunArgs, started: Instant, stop: Stopper) -> Result<i
             .clone()
             .unwrap_or_else(|| GUEST_HOME.to_string()),
         binds: Vec::new(),
+        user: None,
     };
     let memory_mib = options.memory_mib();
     let mut events = JsonProgress::new(std::io::stderr());

@@ -108,13 +108,12 @@ pub async fn run_tests(
                 root_mode: None,
             }],
         };
-        let (mut options, mut holds) = runner_setup::options_held(
-            args.runner.unwrap_or_default().kind(),
-            &args.vm,
-            &cache,
-            spec,
-            started,
-        )?;
+        let kind = args.runner.unwrap_or_default().kind();
+        if test.accounts.run_as.is_some() {
+            kind.check(&[vmbuild_runner::Feature::RunAs])?;
+        }
+        let (mut options, mut holds) =
+            runner_setup::options_held(kind, &args.vm, &cache, spec, started)?;
         if !debian.is_empty() {
             let (image, held) = crate::build::env_image(&debian, obs)?;
             options.set_root_image(image)?;
@@ -127,13 +126,16 @@ pub async fn run_tests(
             })
             .await?;
         drop(shown);
-        let mut all = vec![install_step(
-            test,
-            plan.subpackages.is_empty(),
-            &test.steps[0],
-        )];
-        all.extend(test.steps.iter().cloned());
-        let ran = pipeline::run_steps(&mut session, &steps(&all), &mut **obs, stop).await;
+        if let Err(e) = crate::build::accounts(&mut session, &test.accounts, stop, obs).await {
+            session.abort().await;
+            return Err(e);
+        }
+        // The install step runs as root; the test's own steps as its run-as user.
+        let install = install_step(test, plan.subpackages.is_empty(), &test.steps[0]);
+        let user = vmbuild_runner::accounts::run_user(test.accounts.run_as.as_ref());
+        let mut all = steps(&[install], None);
+        all.extend(steps(&test.steps, user.as_ref()));
+        let ran = pipeline::run_steps(&mut session, &all, &mut **obs, stop).await;
         let outcome = match ran {
             Ok(o) => o,
             Err(e) => {

@@ -222,6 +222,7 @@ mod tests {
                 .collect(),
             cwd: cwd.into(),
             binds: Vec::new(),
+            user: None,
         }
     }
 

@@ -340,6 +340,7 @@ mod tests {
             env: vec![("HOME".into(), "/home/build".into())],
             cwd: "/home/build/sub".into(),
             binds: Vec::new(),
+            user: None,
         };
         let e = exec_config(&cmd);
         let argv = e.cmd.unwrap();
@@ -376,6 +377,7 @@ mod tests {
             env: Vec::new(),
             cwd: "/".into(),
             binds: Vec::new(),
+            user: None,
         };
         assert_eq!(mkdir_cwd(&cmd), None);
         cmd.cwd = "/home/build/a b/".into();
