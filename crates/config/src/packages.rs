@@ -196,7 +196,7 @@ impl PackageMap {
 
     /// Up to three suggestions for an unknown name: `libNAME-dev` /
     /// `libNAME` for a `NAME-dev`, and the closest map and Debian names
-    /// (`debian_names`: the index, for "did you mean").
+    /// (`debian_names`: the index, sorted, for "did you mean").
     pub fn suggestions(
         &self,
         name: &str,
@@ -225,11 +225,15 @@ impl PackageMap {
         }
         // Only names that could be close enough: the same first two
         // characters and a similar length (the index has ~60,000 names).
+        // `debian_names` is sorted: those sharing the first two characters
+        // are one run of it, found by binary search.
         let (head, len) = (name.get(..2).unwrap_or(name), name.len());
-        let near = debian_names
+        let from = debian_names.partition_point(|d| d.as_str() < head);
+        let near = debian_names[from..]
             .iter()
             .map(String::as_str)
-            .filter(|d| d.starts_with(head) && d.len().abs_diff(len) <= len / 3 + 1);
+            .take_while(|d| d.starts_with(head))
+            .filter(|d| d.len().abs_diff(len) <= len / 3 + 1);
         if let Some(d) = closest(name, near) {
             out.push(d);
         }
@@ -275,6 +279,8 @@ mod tests {
         ]
         .iter()
         .map(|s| s.to_string())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
         .collect()
     }
 

@@ -14,22 +14,67 @@ where
         let cl = c.to_lowercase();
         let prefix =
             lower.len().min(cl.len()) >= 3 && (cl.starts_with(&lower) || lower.starts_with(&cl));
-        let d = if cl == lower {
-            0
-        } else if prefix {
-            1
-        } else {
-            distance(&lower, &cl)
-        };
         let limit = (input.chars().count().max(c.chars().count()) / 3).max(1);
-        if d <= limit && best.is_none_or(|(bd, _)| d < bd) {
+        // Only a strictly closer candidate can win: past that bound the
+        // distance is not computed out (thousands of candidates from an
+        // index of Debian's ~60,000 names).
+        let bound = best.map_or(limit, |(bd, _)| limit.min(bd.saturating_sub(1)));
+        let d = if cl == lower {
+            Some(0)
+        } else if prefix {
+            Some(1)
+        } else {
+            distance_within(&lower, &cl, bound)
+        };
+        if let Some(d) = d.filter(|d| *d <= limit && best.is_none_or(|(bd, _)| *d < bd)) {
             best = Some((d, c));
         }
     }
     best.map(|(_, c)| c.to_string())
 }
 
+/// The optimal-string-alignment distance (Levenshtein plus adjacent
+/// swaps) of `a` and `b` if it is at most `max`, else `None` — found
+/// without filling the whole table when it is larger: the lengths alone
+/// may rule it out, and two rows past `max` end the search (no later cell
+/// can come back under it).
+fn distance_within(a: &str, b: &str, max: usize) -> Option<usize> {
+    let (la, lb) = (a.chars().count(), b.chars().count());
+    if la.abs_diff(lb) > max {
+        return None;
+    }
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let w = b.len() + 1;
+    let mut d = vec![0usize; (a.len() + 1) * w];
+    for (j, cell) in d.iter_mut().enumerate().take(w) {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        d[i * w] = i;
+        let mut row_min = d[i * w];
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut v = (d[(i - 1) * w + j] + 1)
+                .min(d[i * w + j - 1] + 1)
+                .min(d[(i - 1) * w + j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                v = v.min(d[(i - 2) * w + j - 2] + 1);
+            }
+            d[i * w + j] = v;
+            row_min = row_min.min(v);
+        }
+        // The transposition reaches back two rows, so stop only when this
+        // row and the one before are both past `max`.
+        if row_min > max && (i < 2 || d[(i - 1) * w..i * w].iter().all(|v| *v > max)) {
+            return None;
+        }
+    }
+    Some(d[a.len() * w + b.len()]).filter(|v| *v <= max)
+}
+
 /// Optimal-string-alignment distance (Levenshtein plus adjacent swaps).
+#[cfg(test)]
 fn distance(a: &str, b: &str) -> usize {
     let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
@@ -81,5 +126,38 @@ mod tests {
         assert_eq!(distance("kitten", "sitting"), 3);
         assert_eq!(distance("ab", "ba"), 1);
         assert_eq!(distance("", "abc"), 3);
+    }
+
+    #[test]
+    fn the_bounded_distance_agrees_with_the_full_one() {
+        let words = [
+            "",
+            "a",
+            "ab",
+            "ba",
+            "abc",
+            "acb",
+            "kitten",
+            "sitting",
+            "libssl-dev",
+            "libssl3",
+            "openssl-dev",
+            "python3-pip",
+            "py3-pip",
+            "python-3.12",
+            "build-base",
+            "abcdef",
+            "badcfe",
+            "fedcba",
+        ];
+        for a in words {
+            for b in words {
+                let full = distance(a, b);
+                for max in 0..8 {
+                    let want = (full <= max).then_some(full);
+                    assert_eq!(distance_within(a, b, max), want, "{a:?} {b:?} max {max}");
+                }
+            }
+        }
     }
 }
