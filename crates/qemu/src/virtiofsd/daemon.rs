@@ -94,12 +94,7 @@ impl Virtiofsd {
         socket_path: &Path,
         log_path: &Path,
     ) -> Result<Virtiofsd, VirtiofsdError> {
-        let args = VirtiofsdArgs {
-            socket_path: socket_path.to_owned(),
-            shared_dir: shared_dir.to_owned(),
-            sandbox: Self::sandbox_for(binary, flavor)?,
-            rlimit_nofile: nofile_limit(),
-        };
+        let args = Self::default_args(binary, flavor, shared_dir, socket_path)?;
         Self::start_with(binary, flavor, &args, log_path, SOCKET_TIMEOUT).await
     }
 
@@ -110,9 +105,7 @@ impl Virtiofsd {
         socket_path: &Path,
         log_path: &Path,
     ) -> Result<Virtiofsd, VirtiofsdError> {
-        let binary = find_virtiofsd_on_host()?;
-        let info = probe(&binary).await?;
-        Self::start(&binary, info.flavor, shared_dir, socket_path, log_path).await
+        Self::start_found_in(shared_dir, socket_path, log_path, &[]).await
     }
 
     /// [`Virtiofsd::start_found`], with the daemon (and the sandboxed
@@ -127,12 +120,7 @@ impl Virtiofsd {
     ) -> Result<Virtiofsd, VirtiofsdError> {
         let binary = find_virtiofsd_on_host()?;
         let info = probe(&binary).await?;
-        let args = VirtiofsdArgs {
-            socket_path: socket_path.to_owned(),
-            shared_dir: shared_dir.to_owned(),
-            sandbox: Self::sandbox_for(&binary, info.flavor)?,
-            rlimit_nofile: nofile_limit(),
-        };
+        let args = Self::default_args(&binary, info.flavor, shared_dir, socket_path)?;
         Self::spawn(
             &binary,
             info.flavor,
@@ -155,14 +143,25 @@ impl Virtiofsd {
         Self::spawn(binary, flavor, args, log_path, timeout, &[]).await
     }
 
-    /// The safest sandbox for `flavor` and this user ([`default_sandbox`]).
-    fn sandbox_for(
+    /// The arguments for sharing `shared_dir` on `socket_path`: the
+    /// safest sandbox for `flavor` and this user ([`default_sandbox`]) and
+    /// [`nofile_limit`].
+    fn default_args(
         binary: &Path,
         flavor: Flavor,
-    ) -> Result<crate::virtiofsd::Sandbox, VirtiofsdError> {
+        shared_dir: &Path,
+        socket_path: &Path,
+    ) -> Result<VirtiofsdArgs, VirtiofsdError> {
         let root = rustix::process::geteuid().is_root();
-        default_sandbox(flavor, root).ok_or_else(|| VirtiofsdError::CFlavorNeedsRoot {
-            binary: binary.to_owned(),
+        let sandbox =
+            default_sandbox(flavor, root).ok_or_else(|| VirtiofsdError::CFlavorNeedsRoot {
+                binary: binary.to_owned(),
+            })?;
+        Ok(VirtiofsdArgs {
+            socket_path: socket_path.to_owned(),
+            shared_dir: shared_dir.to_owned(),
+            sandbox,
+            rlimit_nofile: nofile_limit(),
         })
     }
 
