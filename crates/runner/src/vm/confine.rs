@@ -37,6 +37,15 @@ impl Confined {
         }
     }
 
+    /// The `cgroup.procs` files of the VM's cgroup (none without one):
+    /// what QEMU and its virtiofsd daemons join.
+    pub fn cgroup_procs(&self) -> Vec<std::path::PathBuf> {
+        self.cgroup
+            .as_ref()
+            .map(|c| c.plan().procs.clone())
+            .unwrap_or_default()
+    }
+
     /// Gives QEMU's uid a socket another process made (virtiofsd's).
     ///
     /// # Errors
@@ -137,12 +146,7 @@ pub fn prepare(
         let cg = Cgroup::create(qc::cgroup::plan(layout, &name, *limits))?;
         confined.cgroup = Some(cg);
     }
-    let procs = confined
-        .cgroup
-        .as_ref()
-        .map(|c| c.plan().procs.clone())
-        .unwrap_or_default();
-    confined.child = confined.plan.confinement(procs);
+    confined.child = confined.plan.confinement(confined.cgroup_procs());
     Ok(confined)
 }
 

@@ -221,11 +221,7 @@ impl Vm {
         let mut daemons = Vec::new();
         // virtiofsd joins its VM's cgroup: a guest that makes it grow
         // (open files, memory) hits the VM's limits, not the host's.
-        let cgroup_procs = confined
-            .cgroup
-            .as_ref()
-            .map(|c| c.plan().procs.clone())
-            .unwrap_or_default();
+        let cgroup_procs = confined.cgroup_procs();
         for d in &plan.daemons {
             let proc = vmbuild_cache::Virtiofsd::start_found_in(
                 &d.shared_dir,
