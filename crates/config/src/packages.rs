@@ -311,6 +311,15 @@ mod tests {
         assert_eq!(m.lookup("openssl-dev").unwrap(), ["libssl-dev"]);
         assert_eq!(m.lookup("util-linux-dev").unwrap().len(), 3);
         assert!(m.lookup("no-such-thing").is_none());
+        // What the go/covdata, llvm/covreport, maven/pombump and pecl/*
+        // built-ins and their users name.
+        assert_eq!(m.lookup("llvm-19").unwrap(), ["llvm"]);
+        assert_eq!(m.lookup("llvm-19-dev").unwrap(), ["llvm-dev"]);
+        assert_eq!(m.lookup("clang-19").unwrap(), ["clang"]);
+        assert_eq!(m.lookup("py3-yaml").unwrap(), ["python3-yaml"]);
+        assert_eq!(m.lookup("php-8.3-dev").unwrap(), ["php-dev"]);
+        assert_eq!(m.lookup("php-8.3").unwrap(), ["php-cli"]);
+        assert_eq!(m.lookup("jq").unwrap(), ["jq"]);
     }
 
     #[test]

@@ -267,6 +267,73 @@ fn skipped_uses_steps_are_not_loaded() {
     assert!(e.contains("bad `uses` path"), "{e}");
 }
 
+/// melange's built-in pipelines (pkg/build/pipelines/ in
+/// chainguard-dev/melange, read 2026-11-30): vmbuild ships each by name.
+const MELANGE_BUILTINS: [&str; 51] = [
+    "R/build",
+    "autoconf/configure",
+    "autoconf/make-install",
+    "autoconf/make",
+    "cargo/build",
+    "cmake/build",
+    "cmake/configure",
+    "cmake/install",
+    "fetch",
+    "git-am",
+    "git-checkout",
+    "go/build",
+    "go/build/v2",
+    "go/bump",
+    "go/covdata",
+    "go/install",
+    "llvm/covreport",
+    "maven/configure-mirror",
+    "maven/pombump",
+    "meson/compile",
+    "meson/configure",
+    "meson/install",
+    "npm/install",
+    "patch",
+    "pecl/install",
+    "pecl/phpize",
+    "perl/cleanup",
+    "perl/make",
+    "python/build-wheel",
+    "python/build",
+    "python/import",
+    "python/install",
+    "python/test",
+    "ruby/build",
+    "ruby/clean",
+    "ruby/install",
+    "split/alldocs",
+    "split/bin",
+    "split/debug",
+    "split/dev",
+    "split/infodir",
+    "split/lib",
+    "split/locales",
+    "split/manpages",
+    "split/static",
+    "strip",
+    "xcover/ensure",
+    "xcover/profile",
+    "xcover/status",
+    "xcover/stop",
+    "xcover/wait",
+];
+
+#[test]
+fn the_builtins_are_melanges_full_set() {
+    let mut ours: Vec<&str> = builtin_pipelines().collect();
+    let mut theirs = MELANGE_BUILTINS.to_vec();
+    // vmbuild's own addition (melange has no `test/echo`).
+    theirs.push("test/echo");
+    ours.sort_unstable();
+    theirs.sort_unstable();
+    assert_eq!(ours, theirs);
+}
+
 #[test]
 fn every_builtin_resolves_with_its_defaults() {
     let names: Vec<&str> = builtin_pipelines().collect();
