@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use crate::harness::{stderr, Vmb};
 
 /// The tests/e2e/fixtures index server on the host's loopback.
-struct Index {
+pub(crate) struct Index {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
     log: PathBuf,
     file_marker: &'static str,
     _dir: tempfile::TempDir,
@@ -71,7 +71,7 @@ impl Index {
     /// them with tests/e2e/fixtures/`script` (given `extra` arguments last);
     /// `file_marker` is what the paths of package files (not index
     /// documents) contain.
-    fn start(
+    pub(crate) fn start(
         script: &str,
         file_marker: &'static str,
         delay: f64,

@@ -18,6 +18,7 @@ mod env_images;
 mod install;
 mod melange;
 mod melange_families;
+mod melange_toolchains;
 mod network;
 mod non_root;
 mod oom;

@@ -6,9 +6,9 @@
 //! and `python/build-wheel`; each on a tiny source written here. Nothing
 //! is fetched from the network but Debian packages for the image.
 //!
-//! `go/*`, `cargo/build` and `npm/install` are left out for their cost
-//! (docs/melange-compat.md has the measurement); `pecl/*` and `R/build`
-//! too (PHP's and R's toolchains).
+//! The toolchain families (`go/*`, `cargo/build`, `npm/install`, `pecl/*`,
+//! `R/build`, `llvm/covreport`, `maven/*`, `git-am`) run in
+//! tests/e2e/melange_toolchains.rs, in an image of their own.
 
 use std::path::Path;
 
