@@ -42,7 +42,8 @@ pipeline:
   - uses: cargo/build
     with: { modroot: rs, output: hello-cargo }
   - uses: npm/install
-    with: { package: hello-npm, version: 1.0.0 }
+    # An override reinstalls the tree under lib/ (nothing to override here).
+    with: { package: hello-npm, version: 1.0.0, overrides: "left-pad@1.3.0" }
   - uses: pecl/phpize
     working-directory: phpext
   - uses: autoconf/make
@@ -357,6 +358,9 @@ fn toolchain_pipelines_build_tiny_sources_in_one_vm() {
     assert!(out
         .join("tools/usr/lib/node_modules/hello-npm/package.json")
         .is_file());
+    for left in ["package.json", "package-lock.json"] {
+        assert!(!out.join("tools/usr/lib").join(left).exists(), "{left}");
+    }
     // pecl: the extension installed and enabled, and it loads.
     assert_eq!(read(&format!("{r}/php.out")), "hello, php");
     assert_eq!(
