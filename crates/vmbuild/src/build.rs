@@ -169,9 +169,10 @@ async fn keep_workspace(
 /// tools' full log kept in a file that a failure names.
 pub fn env_image(
     packages: &[String],
+    distro: &crate::cli::DistroArgs,
     obs: &mut Box<dyn BuildObserver>,
 ) -> Result<(RootImage, InUse), RunError> {
-    let spec = vmbuild_image::env::EnvSpec::new(packages.to_vec());
+    let spec = distro.apply(vmbuild_image::env::EnvSpec::new(packages.to_vec()));
     let root = vmbuild_image::cache_root()?;
     let mut live =
         crate::live::ToolLog::new(crate::live::mode(), &root.join("logs"), "environment image");
@@ -293,6 +294,17 @@ pub async fn build(
         &crate::packages::wanted(&plan.packages),
         &args.package_map,
     )?;
+    // The tests' environments too: a name with no Debian equivalent fails
+    // now, not after the build has run.
+    if !args.skip_tests {
+        for t in &plan.tests {
+            crate::packages::debian_packages(
+                &args.config,
+                &crate::packages::wanted(&t.packages),
+                &args.package_map,
+            )?;
+        }
+    }
     let (export_dir, output_dir) = outputs(&plan, args.output_dir.as_deref());
     if !debian.is_empty() && args.vm.rootfs.is_some() {
         return Err(RunError::Flag {
@@ -407,7 +419,7 @@ pub async fn build(
         obs.note(&crate::volumes::describe(v, kind, mode));
     }
     if !debian.is_empty() {
-        let (image, held) = env_image(&debian, &mut obs)?;
+        let (image, held) = env_image(&debian, &args.distro, &mut obs)?;
         options.set_root_image(image)?;
         holds.images.push(held);
     }

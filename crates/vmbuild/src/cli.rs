@@ -348,6 +348,8 @@ pub struct BuildArgs {
     /// Add packages to the build environment (repeatable; melange's flag).
     #[arg(long, value_name = "NAME")]
     pub package_append: Vec<String>,
+    #[command(flatten)]
+    pub distro: DistroArgs,
     /// Trace every step's commands (`set -x`), as melange's --debug.
     #[arg(long)]
     pub debug: bool,
@@ -567,12 +569,36 @@ pub struct ImageBuildArgs {
     /// A package to include (repeatable), instead of a pipeline file.
     #[arg(long, value_name = "NAME")]
     pub package: Vec<String>,
-    /// Debian suite (default bookworm).
-    #[arg(long)]
+    #[command(flatten)]
+    pub distro: DistroArgs,
+}
+
+/// Where environment images come from: the Debian suite and mirror
+/// mmdebstrap installs `environment.contents.packages` from. Both are part
+/// of an image's key, so each suite gets its own cached image.
+#[derive(Debug, Clone, Default, Args)]
+pub struct DistroArgs {
+    /// Debian suite of the environment images (default bookworm; e.g. trixie for a newer
+    /// glibc and toolchain, as recent melange configs often need).
+    #[arg(long, value_name = "SUITE")]
     pub suite: Option<String>,
-    /// Debian mirror URL (default deb.debian.org).
-    #[arg(long)]
+    /// Debian mirror URL for the environment images (default http://deb.debian.org/debian).
+    #[arg(long, value_name = "URL")]
     pub mirror: Option<String>,
+}
+
+impl DistroArgs {
+    /// `spec` with the suite and mirror given on the command line (the
+    /// others keep the spec's defaults).
+    pub fn apply(&self, mut spec: vmbuild_image::env::EnvSpec) -> vmbuild_image::env::EnvSpec {
+        if let Some(s) = &self.suite {
+            spec.suite = s.clone();
+        }
+        if let Some(m) = &self.mirror {
+            spec.mirror = Some(m.clone());
+        }
+        spec
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -667,5 +693,30 @@ mod tests {
     #[test]
     fn run_requires_a_command() {
         assert!(Cli::try_parse_from(["vmbuild", "run"]).is_err());
+    }
+
+    #[test]
+    fn builds_suite_and_mirror_make_their_own_environment_image() {
+        let cli = Cli::try_parse_from([
+            "vmbuild",
+            "build",
+            "x.yaml",
+            "--suite",
+            "trixie",
+            "--mirror",
+            "http://mirror.example/debian",
+        ])
+        .unwrap();
+        let Command::Build(b) = cli.command else {
+            panic!("not build")
+        };
+        let plain = vmbuild_image::env::EnvSpec::new(["gcc"]);
+        let spec = b.distro.apply(plain.clone());
+        assert_eq!(spec.suite, "trixie");
+        assert_eq!(spec.mirror.as_deref(), Some("http://mirror.example/debian"));
+        assert_eq!(spec.packages, plain.packages);
+        assert_ne!(spec.key(), plain.key());
+        // Without the flags, the defaults (bookworm, mmdebstrap's mirror).
+        assert_eq!(DistroArgs::default().apply(plain.clone()), plain);
     }
 }
