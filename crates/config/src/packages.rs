@@ -298,7 +298,10 @@ mod tests {
         let m = PackageMap::parse("t", BUILTIN).unwrap();
         assert!(m.entries.len() >= 55, "{}", m.entries.len());
         let m = PackageMap::builtin();
-        assert_eq!(m.lookup("build-base").unwrap(), ["build-essential", "pkgconf"]);
+        assert_eq!(
+            m.lookup("build-base").unwrap(),
+            ["build-essential", "pkgconf"]
+        );
         assert_eq!(
             m.lookup("ca-certificates-bundle").unwrap(),
             ["ca-certificates"]

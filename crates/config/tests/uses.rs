@@ -385,3 +385,25 @@ fn a_uses_steps_working_directory_is_where_dir_inputs_start() {
         }
     }
 }
+
+/// `--skip-tests`: the `test:` sections are left unresolved, so a test
+/// pipeline this machine lacks does not stop the build.
+#[test]
+fn skipped_tests_are_not_resolved() {
+    let text = format!(
+        "{HEADER}pipeline:\n  - runs: 'true'\ntest:\n  pipeline:\n    - uses: test/not-shipped-here\n"
+    );
+    let e = vmbuild_config::parse_str("vmbuild.yaml", &text, &LoadOptions::default()).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("pipeline `test/not-shipped-here` not found"),
+        "{e}"
+    );
+    let opts = LoadOptions {
+        skip_tests: true,
+        ..LoadOptions::default()
+    };
+    let p = vmbuild_config::parse_str("vmbuild.yaml", &text, &opts).unwrap();
+    assert!(p.tests.is_empty());
+    assert_eq!(p.steps.len(), 1);
+}

@@ -261,6 +261,7 @@ pub async fn build(
         build_options: args.build_option.clone(),
         vars_file: args.vars_file.clone(),
         environment_only: false,
+        skip_tests: args.skip_tests,
     };
     let mut plan = vmbuild_config::load(&args.config, &opts)?;
     for p in &args.package_append {
@@ -294,16 +295,14 @@ pub async fn build(
         &crate::packages::wanted(&plan.packages),
         &args.package_map,
     )?;
-    // The tests' environments too: a name with no Debian equivalent fails
-    // now, not after the build has run.
-    if !args.skip_tests {
-        for t in &plan.tests {
-            crate::packages::debian_packages(
-                &args.config,
-                &crate::packages::wanted(&t.packages),
-                &args.package_map,
-            )?;
-        }
+    // The tests' environments too (none with --skip-tests): a name with no
+    // Debian equivalent fails now, not after the build has run.
+    for t in &plan.tests {
+        crate::packages::debian_packages(
+            &args.config,
+            &crate::packages::wanted(&t.packages),
+            &args.package_map,
+        )?;
     }
     let (export_dir, output_dir) = outputs(&plan, args.output_dir.as_deref());
     if !debian.is_empty() && args.vm.rootfs.is_some() {
