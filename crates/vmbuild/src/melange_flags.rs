@@ -5,7 +5,7 @@
 //! `--timeout`, `--env-file`, `--vars-file`, `--pipeline-dir`, `--source-dir`,
 //! `--workspace-dir`,
 //! `--build-option`, `--package-append`, `--rm`, `--debug`, `--runner`,
-//! `--cache-dir`).
+//! `--cache-dir`, `--interactive`).
 
 /// `(flag, why it has no meaning here)`.
 const NO_MEANING: &[(&str, &str)] = &[
@@ -48,10 +48,6 @@ const NO_MEANING: &[(&str, &str)] = &[
     ("--lint-warn", "vmbuild does not lint packages"),
     ("--persist-lint-results", "vmbuild does not lint packages"),
     (
-        "--interactive",
-        "no shell is attached to a failed step yet; rerun with --debug (set -x) and --workspace-dir DIR to inspect the build tree",
-    ),
-    (
         "--disk",
         "the guest's disk is memory-backed; raise --memory",
     ),
@@ -90,6 +86,7 @@ mod tests {
         );
         assert!(check(&argv("vmbuild build x.yaml --signing-key k")).is_some());
         assert!(check(&argv("vmbuild build x.yaml --out-dir o")).is_none());
+        assert!(check(&argv("vmbuild build x.yaml --interactive")).is_none());
         assert!(check(&argv("vmbuild run -- melange --arch x")).is_none());
     }
 }
