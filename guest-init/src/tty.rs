@@ -9,9 +9,9 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::process::Stdio;
 
 use nix::errno::Errno;
-use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use nix::fcntl::OFlag;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::pty::{openpty, Winsize};
+use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt, Winsize};
 use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
 use vmbuild_proto::{ExitInfo, GuestMessage, HostMessage, TtyRun, WindowSize};
@@ -48,15 +48,7 @@ pub fn run(
         Prepared::Spawn(c) => c,
         Prepared::Refused(info) => return Ok(info),
     };
-    let pty = openpty(Some(&winsize(req.size)), None)
-        .map_err(|e| InitError::sys("opening a pseudo-terminal", e))?;
-    let (master, slave) = (pty.master, pty.slave);
-    for fd in [&master, &slave] {
-        fcntl(fd, FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))
-            .map_err(|e| InitError::sys("setting FD_CLOEXEC on the pty", e))?;
-    }
-    fcntl(&master, FcntlArg::F_SETFL(OFlag::O_NONBLOCK))
-        .map_err(|e| InitError::sys("setting O_NONBLOCK on the pty", e))?;
+    let (master, slave) = open_pty(req.size)?;
     let stdio = |fd: &OwnedFd| {
         fd.try_clone()
             .map(Stdio::from)
@@ -86,6 +78,30 @@ pub fn run(
     };
     let status = relay(pid, &master, watch, port)?;
     exec::exit_info(status, started_us, None)
+}
+
+/// A new pty of `size`: the master (non-blocking) and the slave, both
+/// close-on-exec from the start.
+fn open_pty(size: WindowSize) -> Result<(OwnedFd, OwnedFd)> {
+    let err = |e| InitError::sys("opening a pseudo-terminal", e);
+    let master =
+        posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)
+            .map_err(err)?;
+    grantpt(&master).map_err(err)?;
+    unlockpt(&master).map_err(err)?;
+    let name = ptsname_r(&master).map_err(err)?;
+    let slave = nix::fcntl::open(
+        name.as_str(),
+        OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(err)?;
+    let master = OwnedFd::from(master);
+    // SAFETY: TIOCSWINSZ reads one `struct winsize` we own.
+    if unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &winsize(size)) } != 0 {
+        return Err(err(Errno::last()));
+    }
+    Ok((master, slave))
 }
 
 fn winsize(s: WindowSize) -> Winsize {
@@ -233,12 +249,21 @@ mod tests {
     /// Runs `sh -i`-like commands on a pty with a socket for a port, feeding
     /// `input` as one `Stdin` frame; returns the status and the output.
     fn run_on_pty(script: &str, input: &[u8], size: WindowSize) -> (ExitInfo, Vec<u8>) {
+        run_with_frames(script, &[HostMessage::Stdin(input.to_vec())], size)
+    }
+
+    /// [`run_on_pty`] with any host frames sent first, in order.
+    fn run_with_frames(
+        script: &str,
+        frames: &[HostMessage],
+        size: WindowSize,
+    ) -> (ExitInfo, Vec<u8>) {
         let _g = exec::tests_serial();
         let (a, mut host) = UnixStream::pair().unwrap();
         let mut port = Port::from_file(File::from(OwnedFd::from(a)), "/x".into());
-        HostMessage::Stdin(input.to_vec())
-            .write_to(&mut host)
-            .unwrap();
+        for f in frames {
+            f.write_to(&mut host).unwrap();
+        }
         let req = TtyRun {
             command: CommandSpec {
                 argv: vec!["sh".into(), "-c".into(), script.into()],
@@ -297,9 +322,26 @@ mod tests {
     }
 
     #[test]
+    fn a_resize_from_the_host_reaches_the_pty() {
+        // The command waits for a line typed after the resize, then asks.
+        let (info, out) = run_with_frames(
+            "read go; stty size",
+            &[
+                HostMessage::Resize(WindowSize { rows: 44, cols: 99 }),
+                HostMessage::Stdin(b"go\n".to_vec()),
+            ],
+            WindowSize::default(),
+        );
+        let text = String::from_utf8_lossy(&out);
+        assert_eq!(info.code, Some(0), "{text}");
+        assert!(text.contains("44 99"), "{text}");
+    }
+
+    #[test]
     fn ctrl_c_typed_interrupts_the_foreground_command() {
-        // ^C (0x03) on the terminal is SIGINT for its foreground job.
-        let (info, out) = run_on_pty("sleep 20", b"\x03", WindowSize::default());
+        // ^C (0x03) on the terminal is SIGINT for its foreground job (`exec`:
+        // no moment when a forked sleep could miss it).
+        let (info, out) = run_on_pty("exec sleep 20", b"\x03", WindowSize::default());
         assert_eq!(
             info.signal,
             Some(libc::SIGINT),

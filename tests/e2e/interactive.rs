@@ -141,7 +141,8 @@ fn shell_then_exit_0_continues(runner: &str, args: &str) {
     t.type_in("echo \"cwd=$(pwd) var=$STEP_VAR term=$TERM\"; cat \"$HISTFILE\"\n");
     t.wait_for("cwd=/home/build/sub var=from-the-step term=xterm");
     t.wait_for("echo before");
-    t.type_in("sleep 60; echo \"slept-$((1 + 1))\"\n");
+    t.type_in("echo \"sleeping-$((2 + 2))\"; sleep 60; echo \"slept-$((1 + 1))\"\n");
+    t.wait_for("sleeping-4");
     std::thread::sleep(Duration::from_secs(2));
     t.type_in("\x03");
     t.type_in("echo \"interrupted=$?\"\n");
