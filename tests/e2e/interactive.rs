@@ -207,20 +207,30 @@ fn bubblewrap_shell_exit_1_fails_the_build_at_the_step() {
 }
 
 #[test]
-fn without_a_terminal_or_with_docker_it_is_refused_before_anything_runs() {
+fn docker_shell_in_the_failed_step_then_exit_0_continues_the_build() {
+    shell_then_exit_0_continues("docker", "");
+}
+
+#[test]
+fn docker_shell_exit_1_fails_the_build_at_the_step() {
+    shell_then_exit_1_fails("docker");
+}
+
+#[test]
+fn without_a_terminal_it_is_refused_before_anything_runs() {
     let vmb = Vmb::new();
     let p = project();
     let config = p.path().join("vmbuild.yaml");
     let config = config.to_str().unwrap();
-    for (runner, says) in [
-        ("qemu", "--interactive: stdin is not a terminal"),
-        ("docker", "the docker runner does not support --interactive"),
-    ] {
+    for runner in ["qemu", "bubblewrap", "docker"] {
         let t0 = Instant::now();
         let o = vmb.run(&["build", "--runner", runner, "--interactive", config]);
         assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
         let line = assert_one_line_error(&o);
-        assert!(line.contains(says), "{line}");
+        assert!(
+            line.contains("--interactive: stdin is not a terminal"),
+            "{line}"
+        );
         assert!(
             t0.elapsed() < Duration::from_secs(10),
             "took {:?}: something ran first",

@@ -102,9 +102,6 @@ pub fn hint(runner: RunnerKind, feature: &Feature) -> &'static str {
         (RunnerKind::Docker, Feature::RunAs) => {
             "the docker runner runs steps as root and does not create environment.accounts; remove run-as or use --runner qemu"
         }
-        (RunnerKind::Docker, Feature::Interactive) => {
-            "no shell is attached to a failed step in a container yet; drop --interactive or use --runner qemu"
-        }
         _ => "use another runner",
     }
 }
@@ -120,7 +117,11 @@ impl RunnerKind {
             ),
             Self::Docker => matches!(
                 feature,
-                Feature::Packages | Feature::RootFs | Feature::Network(_) | Feature::Volumes
+                Feature::Packages
+                    | Feature::RootFs
+                    | Feature::Network(_)
+                    | Feature::Volumes
+                    | Feature::Interactive
             ),
         }
     }

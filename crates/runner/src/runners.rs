@@ -178,8 +178,8 @@ impl Session {
     /// Runs `cmd` attached to the user's terminal (stdin must be one; it is
     /// in raw mode meanwhile and restored after) until it exits: an
     /// interactive shell for `--interactive`. qemu: on a guest pty relayed
-    /// over the control channel; bubblewrap: on a host pty; docker: not
-    /// supported ([`Feature::Interactive`]).
+    /// over the control channel; bubblewrap: on a host pty; docker: an
+    /// exec with a terminal.
     pub async fn run_tty(
         &mut self,
         cmd: &CommandSpec,
@@ -188,10 +188,7 @@ impl Session {
         match self {
             Self::Qemu(vm) => vm.run_tty(cmd, stop).await,
             Self::Bubblewrap(sb) => sb.run_tty(cmd, stop).await,
-            Self::Docker(_) => Err(RunError::Unsupported {
-                runner: RunnerKind::Docker,
-                feature: Feature::Interactive,
-            }),
+            Self::Docker(c) => c.run_tty(cmd, stop).await,
         }
     }
 
@@ -282,13 +279,13 @@ mod tests {
             Feature::Network(Network::User),
             Feature::Network(Network::None),
             Feature::Volumes,
+            Feature::Interactive,
         ];
         assert!(RunnerKind::Docker.check(&ok).is_ok());
         for f in [
             Feature::CaCerts,
             Feature::CacheMode(CacheMode::Overlay),
             Feature::StepVolumes,
-            Feature::Interactive,
         ] {
             let e = RunnerKind::Docker
                 .check(std::slice::from_ref(&f))

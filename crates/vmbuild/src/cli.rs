@@ -357,8 +357,8 @@ pub struct BuildArgs {
     /// When a step fails, open a shell on this terminal inside the build environment
     /// (the guest for qemu) in the step's working directory with its environment, as
     /// melange's --interactive: `exit 0` continues with the next step as if it had
-    /// passed, any other exit fails the build there. Needs a terminal on stdin; not
-    /// with --runner docker. Time in the shell does not count against --timeout.
+    /// passed, any other exit fails the build there. Needs a terminal on stdin. Time in
+    /// the shell does not count against --timeout.
     #[arg(long)]
     pub interactive: bool,
 }
