@@ -33,6 +33,9 @@ pipeline:
 /// What the build says once the shell is open.
 const PROMPTED: &str = "Type 'exit 0' to continue with the next step or 'exit 1' to abort";
 
+/// Printed before `stty -a` once vmbuild has exited.
+const STTY_MARK: &str = "terminal-after-vmbuild:";
+
 /// How long a whole interactive build may take (one VM boot under TCG on
 /// a loaded machine, plus the typing).
 const LIMIT: Duration = Duration::from_secs(120);
@@ -46,8 +49,9 @@ struct Terminal {
 
 impl Terminal {
     fn start(vmb: &Vmb, project: &Path, args: &str) -> Terminal {
+        // After vmbuild, the terminal's settings as it left them.
         let line = format!(
-            "{BIN} build --interactive {args} --output-dir {out} {config}",
+            "{BIN} build --interactive {args} --output-dir {out} {config}; rc=$?; echo {STTY_MARK}; stty -a; exit $rc",
             out = project.join("out").display(),
             config = project.join("vmbuild.yaml").display()
         );
@@ -117,7 +121,18 @@ impl Terminal {
         };
         // The reader thread gets the last bytes once script has exited.
         std::thread::sleep(Duration::from_millis(200));
-        (status.code().unwrap_or(-1), self.text())
+        let text = self.text();
+        let after = text
+            .rsplit_once(STTY_MARK)
+            .map(|(_, a)| a.split_whitespace().collect::<Vec<_>>())
+            .unwrap_or_else(|| panic!("no stty output: {text}"));
+        for cooked in ["icanon", "isig", "echo"] {
+            assert!(
+                after.contains(&cooked),
+                "vmbuild left the terminal without {cooked}: {after:?}"
+            );
+        }
+        (status.code().unwrap_or(-1), text)
     }
 }
 
