@@ -86,7 +86,7 @@ impl Drop for RawMode {
 /// Bytes typed on stdin, read on a thread of their own (reads of a
 /// terminal block, and tokio's stdin would keep a read pending after the
 /// shell is gone, eating the next keystrokes). The thread polls, so it
-/// stops within [`INPUT_POLL`] of the drop and reads nothing after it.
+/// stops within `INPUT_POLL` (100 ms) of the drop and reads nothing after it.
 pub struct Input {
     rx: mpsc::Receiver<Vec<u8>>,
     stop: Arc<AtomicBool>,
