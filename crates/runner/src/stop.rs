@@ -37,7 +37,8 @@ impl Stopper {
 
     /// Moves the deadline `by` later, for this stopper and every clone of
     /// it: time the user spent in an interactive shell (`--interactive`)
-    /// does not count against `--timeout`.
+    /// does not count against `--timeout`. A [`Stopper::fired`] already
+    /// waiting keeps the deadline it started with.
     pub fn push_back(&self, by: Duration) {
         *self.pushed.lock().unwrap_or_else(|p| p.into_inner()) += by;
     }
