@@ -212,16 +212,19 @@ pub async fn run_steps_gated(
             tail: Tail::default(),
         };
         let ran = session.run(&step.command, &mut sink, &step_stop).await;
-        gate.after(i);
         let exit = match ran {
             Ok(e) => e,
             Err(RunError::Timeout { after, .. }) => {
+                gate.after(i);
                 return Err(RunError::Timeout {
                     after,
                     during: format!("in step '{}'", step.name),
-                })
+                });
             }
-            Err(e) => return Err(e),
+            Err(e) => {
+                gate.after(i);
+                return Err(e);
+            }
         };
         let tail = sink.tail.text();
         let result = StepResult {
@@ -229,7 +232,14 @@ pub async fn run_steps_gated(
             duration: t0.elapsed(),
         };
         obs.step_finished(i, step, &result);
-        if !result.ok() && debug_shell(session, step, &result.exit, obs, stop).await? {
+        // The shell has the step's volumes: the gate lets go after it.
+        let go_on = if result.ok() {
+            Ok(false)
+        } else {
+            debug_shell(session, step, &result.exit, obs, stop).await
+        };
+        gate.after(i);
+        if go_on? {
             durations.push(result.duration);
             continue;
         }
