@@ -672,6 +672,21 @@ mod tests {
     }
 
     #[test]
+    fn build_takes_melanges_interactive_flag() {
+        let parse = |args: &[&str]| {
+            let cli = Cli::try_parse_from(args).unwrap();
+            let Command::Build(b) = cli.command else {
+                panic!("not build")
+            };
+            b.interactive
+        };
+        assert!(parse(&["vmbuild", "build", "--interactive", "x.yaml"]));
+        assert!(!parse(&["vmbuild", "build", "x.yaml"]));
+        // Only build has it (melange has it on build).
+        assert!(Cli::try_parse_from(["vmbuild", "run", "--interactive", "--", "sh"]).is_err());
+    }
+
+    #[test]
     fn run_requires_a_command() {
         assert!(Cli::try_parse_from(["vmbuild", "run"]).is_err());
     }
