@@ -46,6 +46,7 @@
 
 mod args;
 mod mirror;
+mod tty;
 pub(crate) mod volumes;
 
 use std::ffi::OsString;
@@ -504,9 +505,9 @@ impl Running {
 /// In the forked child: puts each fd at its target number, inheritable,
 /// and marks every other fd above them close-on-exec, so nothing our
 /// process inherited (a CI runner's or make's fds) leaks into the sandbox.
-fn place_fds(fds: &[(i32, i32); 2]) -> std::io::Result<()> {
+fn place_fds<const N: usize>(fds: &[(i32, i32); N]) -> std::io::Result<()> {
     // Move them out of the way first, so one's target cannot clobber the other.
-    let mut high = [0; 2];
+    let mut high = [0; N];
     for (i, (fd, _)) in fds.iter().enumerate() {
         // SAFETY: fcntl(F_DUPFD_CLOEXEC) takes integers and touches no
         // memory; `fd` is open (the parent keeps it alive until spawn returns).

@@ -65,6 +65,7 @@ pub fn steps(plan_steps: &[vmbuild_config::PlanStep], user: Option<&RunUser>) ->
                 user: user.cloned(),
             },
             timeout: s.timeout,
+            shell: None,
         })
         .collect()
 }
@@ -249,6 +250,9 @@ pub async fn build(
     interrupt: tokio::sync::watch::Receiver<bool>,
 ) -> Result<i32, RunError> {
     let kind = args.runner.unwrap_or_default().kind();
+    if args.interactive {
+        crate::interactive::check(kind, vmbuild_runner::terminal::stdin_is_terminal())?;
+    }
     let (cache_defaults, cache_default_aliases) =
         vmbuild_cache::env_layers(args.vm.cache_dir.is_some());
     let opts = LoadOptions {
@@ -352,6 +356,16 @@ pub async fn build(
     let mut steps = steps(&plan.steps, user.as_ref());
     for (step, own) in steps.iter_mut().zip(&per_step) {
         step.command.binds = crate::step_volumes::binds(own, &step_specs);
+    }
+    if args.interactive {
+        let term = crate::interactive::term(std::env::var("TERM").ok());
+        for (step, plan_step) in steps.iter_mut().zip(&plan.steps) {
+            step.shell = Some(crate::interactive::shell_command(
+                plan_step,
+                &step.command,
+                &term,
+            ));
+        }
     }
     let timeout = args.timeout.or(plan.package.timeout);
     let stop = Stopper::new(timeout, interrupt);

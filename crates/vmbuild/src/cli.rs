@@ -356,6 +356,13 @@ pub struct BuildArgs {
     /// Accepted for melange compatibility: vmbuild always removes everything it made.
     #[arg(long)]
     pub rm: bool,
+    /// When a step fails, open a shell on this terminal inside the build environment
+    /// (the guest for qemu) in the step's working directory with its environment, as
+    /// melange's --interactive: `exit 0` continues with the next step as if it had
+    /// passed, any other exit fails the build there. Needs a terminal on stdin. Time in
+    /// the shell does not count against --timeout.
+    #[arg(long)]
+    pub interactive: bool,
 }
 
 #[derive(Debug, Args)]
@@ -688,6 +695,21 @@ mod tests {
         assert_eq!(r.command, ["sh", "-c", "exit 7"]);
         assert_eq!(r.vm.cpus, Some(2));
         assert_eq!(r.env, [("A".to_string(), "1".to_string())]);
+    }
+
+    #[test]
+    fn build_takes_melanges_interactive_flag() {
+        let parse = |args: &[&str]| {
+            let cli = Cli::try_parse_from(args).unwrap();
+            let Command::Build(b) = cli.command else {
+                panic!("not build")
+            };
+            b.interactive
+        };
+        assert!(parse(&["vmbuild", "build", "--interactive", "x.yaml"]));
+        assert!(!parse(&["vmbuild", "build", "x.yaml"]));
+        // Only build has it (melange has it on build).
+        assert!(Cli::try_parse_from(["vmbuild", "run", "--interactive", "--", "sh"]).is_err());
     }
 
     #[test]

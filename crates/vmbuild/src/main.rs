@@ -15,6 +15,7 @@ mod defaults;
 mod doctor;
 mod human;
 mod image_cmd;
+mod interactive;
 mod live;
 mod melange_flags;
 mod oom;
