@@ -389,19 +389,23 @@ impl Container {
         if cmd.argv.is_empty() {
             return Ok(empty_command(sink));
         }
-        if cmd.user.is_some() {
-            // Never run a step as root that asked for a user.
-            return Err(RunError::Unsupported {
-                runner: RunnerKind::Docker,
-                feature: Feature::RunAs,
-            });
-        }
+        refuse_run_as(cmd)?;
         let started_us = boottime_us();
         let ran = tokio::select! {
             biased;
             e = stop.fired(DURING) => Err(e),
             r = self.run_inner(cmd, sink) => r,
         };
+        self.exited(ran, started_us).await
+    }
+
+    /// A command's end: its exit status since `started_us`, or, when it was
+    /// stopped or failed, the container removed and the error.
+    pub(crate) async fn exited(
+        &mut self,
+        ran: Result<i32, RunError>,
+        started_us: u64,
+    ) -> Result<ExitInfo, RunError> {
         let code = match ran {
             Ok(code) => code,
             Err(e) => {
@@ -639,4 +643,16 @@ fn session_id() -> String {
         t & 0xffff_ffff_ffff,
         N.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// Refuses a command that asks for a user: the docker runner has no
+/// accounts, and never runs as root a step that asked for one.
+pub(crate) fn refuse_run_as(cmd: &CommandSpec) -> Result<(), RunError> {
+    match cmd.user {
+        Some(_) => Err(RunError::Unsupported {
+            runner: RunnerKind::Docker,
+            feature: Feature::RunAs,
+        }),
+        None => Ok(()),
+    }
 }

@@ -14,10 +14,8 @@ use rustix::termios::{tcsetwinsize, Winsize};
 use tokio::io::unix::AsyncFd;
 use vmbuild_proto::{CommandSpec, ExitInfo, WindowSize};
 
-use super::args::invocation;
 use super::{boottime_us, place_fds, Sandbox, ARGS_FD, CHUNK};
 use crate::error::RunError;
-use crate::features::{Feature, RunnerKind};
 use crate::stop::Stopper;
 use crate::terminal::{self, Input, RawMode, Resizes};
 
@@ -64,19 +62,7 @@ impl Sandbox {
         cmd: &CommandSpec,
         stop: &Stopper,
     ) -> Result<ExitInfo, RunError> {
-        if cmd.user.is_some() {
-            return Err(RunError::Unsupported {
-                runner: RunnerKind::Bubblewrap,
-                feature: Feature::RunAs,
-            });
-        }
-        let mut inv = invocation(
-            &self.mirror,
-            self.workspace.path(),
-            self.cache_dir.as_deref(),
-            &self.volumes,
-            cmd,
-        )?;
+        let mut inv = self.invocation(cmd)?;
         // --new-session would take the shell out of the pty's session: no
         // job control, and Ctrl-C would reach bubblewrap instead of the
         // shell. The pty is the shell's own, so TIOCSTI (what the option

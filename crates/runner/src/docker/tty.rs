@@ -12,7 +12,6 @@ use super::engine::api;
 use super::{plan, Container, DockerError, POLL};
 use crate::bwrap::boottime_us;
 use crate::error::RunError;
-use crate::features::{Feature, RunnerKind};
 use crate::stop::Stopper;
 use crate::terminal::{self, Input, RawMode, Resizes};
 
@@ -29,12 +28,7 @@ impl Container {
         cmd: &CommandSpec,
         stop: &Stopper,
     ) -> Result<ExitInfo, RunError> {
-        if cmd.user.is_some() {
-            return Err(RunError::Unsupported {
-                runner: RunnerKind::Docker,
-                feature: Feature::RunAs,
-            });
-        }
+        super::refuse_run_as(cmd)?;
         let started_us = boottime_us();
         let raw = RawMode::enter()?;
         let ran = tokio::select! {
@@ -43,20 +37,7 @@ impl Container {
             r = self.tty_inner(cmd) => r,
         };
         drop(raw);
-        let code = match ran {
-            Ok(code) => code,
-            Err(e) => {
-                self.remove().await;
-                return Err(e);
-            }
-        };
-        Ok(ExitInfo {
-            code: Some(code),
-            signal: None,
-            started_us,
-            ended_us: boottime_us(),
-            oom: None,
-        })
+        self.exited(ran, started_us).await
     }
 
     async fn tty_inner(&mut self, cmd: &CommandSpec) -> Result<i32, RunError> {
