@@ -50,8 +50,48 @@ pub fn run(
 ) -> Result<ExitInfo> {
     watch.drain();
     reap(None);
+    let mut cmd = match prepare(spec, root, sink)? {
+        Prepared::Spawn(c) => c,
+        Prepared::Refused(info) => return Ok(info),
+    };
+    let (out_r, out_w) =
+        pipe2(OFlag::O_CLOEXEC).map_err(|e| InitError::sys("creating the stdout pipe", e))?;
+    let (err_r, err_w) =
+        pipe2(OFlag::O_CLOEXEC).map_err(|e| InitError::sys("creating the stderr pipe", e))?;
+    for r in [&out_r, &err_r] {
+        fcntl(r, FcntlArg::F_SETFL(OFlag::O_NONBLOCK))
+            .map_err(|e| InitError::sys("setting O_NONBLOCK", e))?;
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::from(out_w))
+        .stderr(Stdio::from(err_w));
+    let oom = crate::oom::OomWatch::start();
+    let started_us = boottime_us();
+    let pid = match spawn(cmd, &spec.argv[0], sink)? {
+        Ok(pid) => pid,
+        Err(refused) => return Ok(refused),
+    };
+    let status = pump(pid, [out_r, err_r], watch, sink)?;
+    exit_info(status, started_us, oom.finish())
+}
+
+/// A command ready to spawn (stdio still to choose), or the refusal
+/// already reported on the sink.
+pub enum Prepared {
+    Spawn(Command),
+    Refused(ExitInfo),
+}
+
+/// Everything [`run`] does before choosing the command's stdio: makes the
+/// working directory, resolves `argv[0]`, and sets up (after fork) the
+/// step's binds, the chroot, the working directory, the user's ids and a
+/// new session (`setsid`), in that order. Problems with the spec itself
+/// (no argv, a missing program, a bad path) are [`Prepared::Refused`] with
+/// the shell's message and code; errors are the init's own failures.
+pub fn prepare(spec: &CommandSpec, root: &GuestRoot, sink: &mut Sink<'_>) -> Result<Prepared> {
+    let refused = |sink: &mut Sink<'_>, code, msg| refuse(sink, code, msg).map(Prepared::Refused);
     let Some(argv0) = spec.argv.first() else {
-        return refuse(sink, 127, "vmbuild-init: empty command line\n".into());
+        return refused(sink, 127, "vmbuild-init: empty command line\n".into());
     };
     let cwd = Path::new(&spec.cwd);
     let made = root.host(cwd).and_then(|at| {
@@ -68,29 +108,20 @@ pub fn run(
         Ok(())
     });
     if let Err(e) = made {
-        return refuse(sink, 126, format!("vmbuild-init: {e}\n"));
+        return refused(sink, 126, format!("vmbuild-init: {e}\n"));
     }
     let program = match resolve(argv0, env_path(&spec.env), cwd, |p| root.probe(p)) {
         Ok(p) => p,
-        Err(errno) => return refuse(sink, exit_code_for(errno), spawn_message(argv0, errno)),
+        Err(errno) => return refused(sink, exit_code_for(errno), spawn_message(argv0, errno)),
     };
     let to_c = |p: &Path| CString::new(p.as_os_str().as_bytes());
     let (Ok(c_cwd), Ok(c_root)) = (to_c(cwd), root.chroot_dir().map(to_c).transpose()) else {
-        return refuse(
+        return refused(
             sink,
             126,
             "vmbuild-init: a path contains a NUL byte\n".into(),
         );
     };
-
-    let (out_r, out_w) =
-        pipe2(OFlag::O_CLOEXEC).map_err(|e| InitError::sys("creating the stdout pipe", e))?;
-    let (err_r, err_w) =
-        pipe2(OFlag::O_CLOEXEC).map_err(|e| InitError::sys("creating the stderr pipe", e))?;
-    for r in [&out_r, &err_r] {
-        fcntl(r, FcntlArg::F_SETFL(OFlag::O_NONBLOCK))
-            .map_err(|e| InitError::sys("setting O_NONBLOCK", e))?;
-    }
     // Step-level volumes: mount points made now (before fork), the binds
     // themselves in the child's own mount namespace, so only it sees them.
     let mut binds = Vec::new();
@@ -100,15 +131,15 @@ pub fn run(
             .and_then(|s| root.host(Path::new(&b.target)).map(|t| (s, t)));
         let (src, dst) = match paths {
             Ok(p) => p,
-            Err(e) => return refuse(sink, 126, format!("vmbuild-init: {e}\n")),
+            Err(e) => return refused(sink, 126, format!("vmbuild-init: {e}\n")),
         };
         if let Err(e) = mkdir_p(&dst) {
-            return refuse(sink, 126, format!("vmbuild-init: {e}\n"));
+            return refused(sink, 126, format!("vmbuild-init: {e}\n"));
         }
         match (to_c(&src), to_c(&dst)) {
             (Ok(s), Ok(d)) => binds.push((s, d)),
             _ => {
-                return refuse(
+                return refused(
                     sink,
                     126,
                     "vmbuild-init: a bind path contains a NUL byte\n".into(),
@@ -121,10 +152,7 @@ pub fn run(
     cmd.arg0(argv0)
         .args(&spec.argv[1..])
         .env_clear()
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(out_w))
-        .stderr(Stdio::from(err_w));
+        .envs(spec.env.iter().map(|(k, v)| (k, v)));
     // chroot first, then chdir: the program and cwd are paths in the root.
     // SAFETY: unshare(2), mount(2), chroot(2), chdir(2), setgroups(2),
     // setgid(2), setuid(2) and setsid(2) are async-signal-safe syscalls and
@@ -172,24 +200,39 @@ pub fn run(
             Ok(())
         });
     }
-    let oom = crate::oom::OomWatch::start();
-    let started_us = boottime_us();
+    Ok(Prepared::Spawn(cmd))
+}
+
+/// Spawns `cmd` (from [`prepare`], stdio chosen) and hands it to the
+/// reaper: its pid, or the shell-style refusal when it could not start.
+/// The command (and so the parent's copies of its stdio) is dropped.
+pub fn spawn(
+    mut cmd: Command,
+    argv0: &str,
+    sink: &mut Sink<'_>,
+) -> Result<std::result::Result<Pid, ExitInfo>> {
     let spawned = cmd.spawn();
-    // Close our copies of the write ends now, or EOF never comes.
+    // Close our copies of the child's ends now, or EOF never comes.
     drop(cmd);
     let child = match spawned {
         Ok(c) => c,
         Err(e) => {
             let errno = e.raw_os_error().map(Errno::from_raw).unwrap_or(Errno::EIO);
-            return refuse(sink, exit_code_for(errno), spawn_message(argv0, errno));
+            return refuse(sink, exit_code_for(errno), spawn_message(argv0, errno)).map(Err);
         }
     };
     let pid = Pid::from_raw(child.id() as i32);
     // The reaper collects it; std's Child must not (dropping it does not wait).
     drop(child);
+    Ok(Ok(pid))
+}
 
-    let status = pump(pid, [out_r, err_r], watch, sink)?;
-    let ended_us = boottime_us();
+/// The [`ExitInfo`] of a command reaped with `status`.
+pub fn exit_info(
+    status: WaitStatus,
+    started_us: u64,
+    oom: Option<vmbuild_proto::OomKill>,
+) -> Result<ExitInfo> {
     let (code, signal) = match status {
         WaitStatus::Exited(_, c) => (Some(c), None),
         WaitStatus::Signaled(_, s, _) => (None, Some(s as i32)),
@@ -203,8 +246,8 @@ pub fn run(
         code,
         signal,
         started_us,
-        ended_us,
-        oom: oom.finish(),
+        ended_us: boottime_us(),
+        oom,
     })
 }
 
@@ -338,14 +381,21 @@ fn refuse(sink: &mut Sink<'_>, code: i32, msg: String) -> Result<ExitInfo> {
     })
 }
 
+/// `reap` takes any child of the process: tests that run commands take
+/// this lock, one at a time (here and in `tty`).
+#[cfg(test)]
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Holds [`SERIAL`] for a test.
+#[cfg(test)]
+pub(crate) fn tests_serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Mutex;
     use std::time::{Duration, Instant};
-
-    /// `reap` takes any child of the process: run these one at a time.
-    static SERIAL: Mutex<()> = Mutex::new(());
 
     #[derive(Default)]
     struct Got {
@@ -355,7 +405,7 @@ mod tests {
     }
 
     fn run_sh(script: &str) -> (ExitInfo, Got) {
-        let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        let _g = tests_serial();
         let spec = CommandSpec {
             argv: vec!["sh".into(), "-c".into(), script.into()],
             env: vec![
@@ -389,7 +439,7 @@ mod tests {
         if !nix::unistd::geteuid().is_root() {
             return;
         }
-        let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        let _g = tests_serial();
         let tmp = std::env::temp_dir().join(format!("vmbuild-init-user-{}", std::process::id()));
         let cwd = tmp.join("made/here");
         let spec = CommandSpec {
@@ -499,7 +549,7 @@ mod tests {
 
     #[test]
     fn missing_command_is_127_with_message() {
-        let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        let _g = tests_serial();
         let spec = CommandSpec {
             argv: vec!["no-such-command-xyz".into()],
             env: vec![("PATH".into(), "/usr/bin:/bin".into())],
@@ -517,7 +567,7 @@ mod tests {
 
     #[test]
     fn non_executable_is_126_and_cwd_is_created() {
-        let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        let _g = tests_serial();
         let d = tempfile::tempdir().unwrap();
         let f = d.path().join("script");
         std::fs::write(&f, "#!/bin/sh\necho hi\n").unwrap();
@@ -536,7 +586,7 @@ mod tests {
 
     #[test]
     fn argv0_is_kept_and_cwd_applies() {
-        let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        let _g = tests_serial();
         let d = tempfile::tempdir().unwrap();
         let spec = CommandSpec {
             argv: vec!["sh".into(), "-c".into(), "pwd; echo \"$0\"".into()],
@@ -553,7 +603,7 @@ mod tests {
 
     #[test]
     fn commands_are_looked_up_and_run_inside_an_image_root() {
-        let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        let _g = tests_serial();
         let d = tempfile::tempdir().unwrap();
         let root = GuestRoot::at(d.path());
         let watch = ChildWatch::install().unwrap();

@@ -3,7 +3,8 @@
 //! Boot: mount the API filesystems, install busybox applets if needed, load
 //! the initramfs's modules, bring up `lo`, open the virtio-serial control
 //! port and say Hello. Then serve the host (Setup, Run*, Shutdown) and
-//! power off. A Setup may mount an environment image at /sysroot; commands
+//! power off. A RunTty runs a command on a pseudo-terminal (an interactive
+//! shell) and relays its input and output. A Setup may mount an environment image at /sysroot; commands
 //! then run chrooted there while the init stays in the initramfs. Every
 //! error and panic ends in [`fatal::fatal`], which reports and powers off:
 //! PID 1 never returns.
@@ -29,6 +30,7 @@ mod scratch;
 mod setup;
 mod sysfs;
 mod sysroot;
+mod tty;
 
 use std::os::fd::AsRawFd;
 use std::path::Path;
@@ -149,6 +151,12 @@ fn serve(port: &mut Port, watch: &ChildWatch) -> Result<()> {
                 let info = exec::run(&spec, &root, watch, &mut |m| port.send(&m))?;
                 port.send(&GuestMessage::Exited(info))?;
             }
+            Some(HostMessage::RunTty(req)) => {
+                let info = tty::run(&req, &root, watch, port)?;
+                port.send(&GuestMessage::Exited(info))?;
+            }
+            // Typing or a resize that raced the end of a terminal command.
+            Some(HostMessage::Stdin(_) | HostMessage::Resize(_)) => {}
             Some(HostMessage::ExportChanges(e)) => {
                 let info = export_changes(&e.tag, &mut |m| port.send(&m))?;
                 port.send(&GuestMessage::Exited(info))?;

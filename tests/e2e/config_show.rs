@@ -18,7 +18,7 @@ fn config_show_names_each_layer() {
     .unwrap();
     std::fs::write(
         project.join("vmbuild.toml"),
-        "cpus = 2\ncache-dir = \"cache\"\n",
+        "cpus = 2\ncache-dir = \"cache\"\nsuite = \"trixie\"\n",
     )
     .unwrap();
     std::fs::write(
@@ -39,6 +39,8 @@ fn config_show_names_each_layer() {
         "VMBUILD_CPUS",
         "VMBUILD_NETWORK",
         "VMBUILD_COLOR",
+        "VMBUILD_SUITE",
+        "VMBUILD_MIRROR",
     ] {
         cmd.env_remove(k);
     }
@@ -68,6 +70,12 @@ fn config_show_names_each_layer() {
         "{text}"
     );
     assert!(line("runner").ends_with("built-in"), "{text}");
+    assert!(
+        line("suite").contains(" trixie ")
+            && line("suite").ends_with(&format!("project file {project_file}")),
+        "{text}"
+    );
+    assert!(line("mirror").ends_with("built-in"), "{text}");
 
     // A misspelled key is an error naming the file, for config show and for a run.
     std::fs::write(project.join("vmbuild.toml"), "cpu = 2\n").unwrap();

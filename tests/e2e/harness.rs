@@ -165,7 +165,9 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// Waits for a child with a limit, killing it (and failing) past the limit.
+/// Waits for a child with a limit, killing it (and failing) past the limit;
+/// the failure shows what the child had written to a piped stderr, so a
+/// hang says where it hung.
 pub fn wait_with_limit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
     let t0 = Instant::now();
     loop {
@@ -175,10 +177,36 @@ pub fn wait_with_limit(child: &mut Child, limit: Duration) -> std::process::Exit
         if t0.elapsed() > limit {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("vmbuild did not exit within {limit:?}");
+            panic!(
+                "vmbuild did not exit within {limit:?}; its stderr:\n{}",
+                stderr_so_far(child)
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// What a killed child wrote to its piped stderr: read on a thread for at
+/// most 2 s, since a grandchild may still hold the pipe open.
+fn stderr_so_far(child: &mut Child) -> String {
+    let Some(mut err) = child.stderr.take() else {
+        return "(not piped)".into();
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut chunk = [0u8; 4096];
+        while let Ok(n @ 1..) = std::io::Read::read(&mut err, &mut chunk) {
+            if tx.send(chunk[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut got = Vec::new();
+    while let Ok(bytes) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        got.extend(bytes);
+    }
+    String::from_utf8_lossy(&got).into_owned()
 }
 
 /// The error output is exactly one line.

@@ -16,6 +16,7 @@ mod confinement;
 mod docker;
 mod env_images;
 mod install;
+mod interactive;
 mod melange;
 mod melange_families;
 mod melange_toolchains;

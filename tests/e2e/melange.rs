@@ -49,6 +49,8 @@ pipeline:
       [[ "$(cat VERSION)" == 2.5.1 ]]
       if (false | true); then echo "pipefail is off" >&2; exit 1; fi
       echo build-only > /tmp/marker
+  - name: the scratch disk's size (--disk)
+    runs: df -Pk /home/build | awk 'NR == 2 { print $2 }' > disk-kb
   - name: steps run as the run-as user, who owns the workspace
     runs: |
       test "$(id -u):$(id -g):$(id -un)" = 1500:1500:maker
@@ -154,6 +156,8 @@ fn a_melange_config_builds_splits_and_tests_offline_with_melange_flags() {
         "1",
         "--memory",
         "1Gi",
+        "--disk",
+        "2Gi",
         "--log-format",
         "json",
     ]);
@@ -184,6 +188,13 @@ fn a_melange_config_builds_splits_and_tests_offline_with_melange_flags() {
         "2.5.1"
     );
     assert!(workspace.join("written-by-maker").is_file());
+    // melange's `--disk 2Gi` sized the scratch disk (ext4 keeps ~2%).
+    let kb: u64 = std::fs::read_to_string(workspace.join("disk-kb"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!((1_800_000..=2_097_152).contains(&kb), "{kb} KiB");
     assert!(workspace.join("out/zed/usr/bin/zed").is_file());
 
     // The runners that cannot switch users refuse run-as before running

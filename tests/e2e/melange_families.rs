@@ -49,8 +49,7 @@ pipeline:
   - uses: perl/make
     working-directory: pl
   - uses: autoconf/make-install
-    with:
-      dir: pl
+    working-directory: pl
   - uses: perl/cleanup
   - uses: ruby/build
     with:

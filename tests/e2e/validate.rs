@@ -139,3 +139,35 @@ fn build_lists_every_unknown_package_before_booting() {
     assert!(!err.contains("booting"), "{err}");
     assert!(t0.elapsed() < std::time::Duration::from_secs(30));
 }
+
+/// The same for a `test:` section's environment: its unknown names fail
+/// the build before it boots, not after the build has run; `--skip-tests`
+/// does not look at them.
+#[test]
+fn a_tests_unknown_package_fails_before_the_build_boots() {
+    let v = Vmb::new();
+    let d = tempfile::tempdir().unwrap();
+    let cfg = write(
+        d.path(),
+        "t.yaml",
+        "package: { name: p, version: '1' }\npipeline:\n  - runs: 'true'\ntest:\n  environment:\n    contents:\n      packages: [ldd-check-zz]\n  pipeline:\n    - runs: 'true'\n",
+    );
+    let out = d.path().join("out");
+    let o = v.run(&["build", &cfg, "--out-dir", &out.display().to_string()]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(125), "{err}");
+    assert!(
+        err.contains("t.yaml: 1 package name(s) have no Debian equivalent: ldd-check-zz"),
+        "{err}"
+    );
+    assert!(!err.contains("booting"), "{err}");
+    assert!(!out.exists());
+    let o = v.run(&[
+        "build",
+        &cfg,
+        "--skip-tests",
+        "--out-dir",
+        &out.display().to_string(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}

@@ -194,6 +194,10 @@ pub struct LoadOptions {
     /// pipeline that cannot be found is skipped (its `needs` with it)
     /// instead of being an error.
     pub environment_only: bool,
+    /// The `test:` sections are not wanted (`vmbuild build --skip-tests`):
+    /// they are not resolved, so their `uses:` pipelines and packages need
+    /// not exist, and the plan has no tests.
+    pub skip_tests: bool,
 }
 
 /// Loads the config file at `path` and resolves it into a plan. Its
@@ -263,6 +267,7 @@ fn resolve_text(
             cli_env: &opts.cli_env,
             build_options: &opts.build_options,
             environment_only: opts.environment_only,
+            skip_tests: opts.skip_tests,
             vars_file,
         },
     )

@@ -298,7 +298,10 @@ mod tests {
         let m = PackageMap::parse("t", BUILTIN).unwrap();
         assert!(m.entries.len() >= 55, "{}", m.entries.len());
         let m = PackageMap::builtin();
-        assert_eq!(m.lookup("build-base").unwrap(), ["build-essential"]);
+        assert_eq!(
+            m.lookup("build-base").unwrap(),
+            ["build-essential", "pkgconf"]
+        );
         assert_eq!(
             m.lookup("ca-certificates-bundle").unwrap(),
             ["ca-certificates"]
@@ -338,7 +341,7 @@ mod tests {
         );
         assert_eq!(
             r.debian,
-            ["build-essential", "gcc", "jq", "make", "busybox"]
+            ["build-essential", "pkgconf", "gcc", "jq", "make", "busybox"]
         );
         assert_eq!(r.dropped_constraints, ["gcc~13"]);
         assert_eq!(r.unknown.len(), 2);
@@ -362,7 +365,7 @@ mod tests {
     fn without_an_index_names_pass_unverified() {
         let names = vec!["build-base".to_string(), "zzzq".to_string()];
         let r = PackageMap::builtin().resolve(&names, None, &mut |_| Vec::new());
-        assert_eq!(r.debian, ["build-essential", "zzzq"]);
+        assert_eq!(r.debian, ["build-essential", "pkgconf", "zzzq"]);
         assert_eq!(r.unverified, ["zzzq"]);
         assert!(r.unknown.is_empty());
     }

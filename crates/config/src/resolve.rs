@@ -36,6 +36,8 @@ pub(crate) struct Inputs<'a> {
     pub build_options: &'a [String],
     /// Skip `uses:` pipelines that cannot be found.
     pub environment_only: bool,
+    /// Leave the `test:` sections out of the plan, unresolved.
+    pub skip_tests: bool,
     /// `--vars-file` values (literal), over the config's `vars`.
     pub vars_file: Vec<(String, String)>,
 }
@@ -355,7 +357,9 @@ pub(crate) fn resolve(
     all.extend(subpackages.iter().cloned());
     let mut tests = Vec::new();
     for (package, vars, test) in built {
-        let Some(test) = test else { continue };
+        let Some(test) = test.filter(|_| !inputs.skip_tests) else {
+            continue;
+        };
         let scope = StepScope::globals(&vars);
         let mut below = test_below.clone();
         layer(

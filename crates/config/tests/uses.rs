@@ -399,7 +399,8 @@ fn autoconf_pipelines_use_their_dir_input() {
     let p = plan(&format!(
         "{HEADER}pipeline:\n  - uses: autoconf/configure\n    with: {{ dir: src, opts: --enable-x }}\n  - uses: autoconf/make-install\n"
     ));
-    assert_eq!(p.steps[0].workdir, "/home/build/src");
+    assert_eq!(p.steps[0].workdir, "/home/build");
+    assert!(p.steps[0].script.contains("cd \"src\"\n"));
     assert!(p.steps[0].script.contains("--enable-x"));
     assert!(
         p.steps[0].script.contains("--host=x86_64-pc-linux-gnu") || !cfg!(target_arch = "x86_64")
@@ -425,5 +426,51 @@ fn environment_only_skips_pipelines_it_cannot_find() {
     };
     let p = plan_with(&text, &opts);
     assert_eq!(p.packages, ["make"]);
+    assert_eq!(p.steps.len(), 1);
+}
+
+/// melange's model: a `uses:` step's `working-directory` is where the
+/// pipeline's steps start, and directory inputs such as `dir` are relative
+/// to it, so both spellings build in `/home/build/pl`.
+#[test]
+fn a_uses_steps_working_directory_is_where_dir_inputs_start() {
+    for (how, extra) in [
+        ("working-directory", "    working-directory: pl\n"),
+        ("dir", "    with: { dir: pl }\n"),
+    ] {
+        let p = vmbuild_config::parse_str(
+            "vmbuild.yaml",
+            &format!("{HEADER}pipeline:\n  - uses: autoconf/make\n{extra}"),
+            &LoadOptions::default(),
+        )
+        .unwrap();
+        let s = &p.steps[0];
+        let (wd, dir) = (s.workdir.as_str(), body(&s.script).lines().next().unwrap());
+        match how {
+            "dir" => assert_eq!((wd, dir), ("/home/build", "cd \"pl\""), "{how}"),
+            _ => assert_eq!((wd, dir), ("/home/build/pl", "cd \".\""), "{how}"),
+        }
+    }
+}
+
+/// `--skip-tests`: the `test:` sections are left unresolved, so a test
+/// pipeline this machine lacks does not stop the build.
+#[test]
+fn skipped_tests_are_not_resolved() {
+    let text = format!(
+        "{HEADER}pipeline:\n  - runs: 'true'\ntest:\n  pipeline:\n    - uses: test/not-shipped-here\n"
+    );
+    let e = vmbuild_config::parse_str("vmbuild.yaml", &text, &LoadOptions::default()).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("pipeline `test/not-shipped-here` not found"),
+        "{e}"
+    );
+    let opts = LoadOptions {
+        skip_tests: true,
+        ..LoadOptions::default()
+    };
+    let p = vmbuild_config::parse_str("vmbuild.yaml", &text, &opts).unwrap();
+    assert!(p.tests.is_empty());
     assert_eq!(p.steps.len(), 1);
 }

@@ -25,6 +25,9 @@ pub enum FrameKind {
     Shutdown = 66,
     ExportChanges = 67,
     Resume = 68,
+    RunTty = 69,
+    Stdin = 70,
+    Resize = 71,
 }
 
 impl FrameKind {
@@ -42,6 +45,9 @@ impl FrameKind {
             66 => Self::Shutdown,
             67 => Self::ExportChanges,
             68 => Self::Resume,
+            69 => Self::RunTty,
+            70 => Self::Stdin,
+            71 => Self::Resize,
             _ => return None,
         })
     }

@@ -16,6 +16,7 @@
 //! guest: Hello                      (init is up, port is open)
 //! host:  Setup        guest: Ready | Fatal
 //! host:  Run          guest: Stdout*/Stderr* ... Exited   (repeat per command)
+//! host:  RunTty       guest: Stdout* ... Exited   (host: Stdin*/Resize* meanwhile)
 //! host:  Shutdown     guest: (syncs, powers off)
 //! ```
 //!
@@ -30,7 +31,8 @@ pub use frame::{
 };
 pub use messages::{
     BindSpec, CacheMode, CommandSpec, ExitInfo, ExportChanges, GuestMessage, Hello, HostMessage,
-    Message, MountSpec, NetworkSpec, OomKill, OomVictim, Ready, Resume, RootSpec, RunUser, ScratchSpec,
-    Setup, SymlinkSpec, CONTROL_PORT_NAME, GUEST_CACHE_ALIAS, GUEST_CACHE_DIR, GUEST_CA_BUNDLE,
-    GUEST_HOME, OPAQUE_MARKER, RESUME_ENTROPY_BYTES, ROOT_FSTYPES, WHITEOUT_PREFIX,
+    Message, MountSpec, NetworkSpec, OomKill, OomVictim, Ready, Resume, RootSpec, RunUser,
+    ScratchSpec, Setup, SymlinkSpec, TtyRun, WindowSize, CONTROL_PORT_NAME, GUEST_CACHE_ALIAS,
+    GUEST_CACHE_DIR, GUEST_CA_BUNDLE, GUEST_HOME, OPAQUE_MARKER, RESUME_ENTROPY_BYTES,
+    ROOT_FSTYPES, STDIN_CHUNK, WHITEOUT_PREFIX,
 };

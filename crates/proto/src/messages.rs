@@ -220,6 +220,38 @@ pub struct BindSpec {
     pub target: String,
 }
 
+/// Host -> guest: run one command on a pseudo-terminal, for an interactive
+/// shell (`vmbuild build --interactive`, after melange's flag). The command
+/// gets a new pty as its stdin, stdout, stderr and controlling terminal (a
+/// session of its own); what it writes comes back as `Stdout` frames (a
+/// terminal merges both streams), then `Exited`. While it runs the host
+/// sends [`HostMessage::Stdin`] and [`HostMessage::Resize`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TtyRun {
+    pub command: CommandSpec,
+    /// The terminal's size when the command starts.
+    pub size: WindowSize,
+}
+
+/// A terminal's size in character cells (`struct winsize` without the
+/// pixel fields).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowSize {
+    pub rows: u16,
+    pub cols: u16,
+}
+
+impl Default for WindowSize {
+    /// 24 x 80, the size a terminal that cannot say its own is taken to have.
+    fn default() -> Self {
+        Self { rows: 24, cols: 80 }
+    }
+}
+
+/// Most bytes the host puts in one [`HostMessage::Stdin`] frame (typing
+/// and pastes come in far smaller reads).
+pub const STDIN_CHUNK: usize = 4096;
+
 /// Guest -> host: a command ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExitInfo {
@@ -324,6 +356,15 @@ pub enum HostMessage {
     /// The guest was restored from a snapshot: reseed, set the clock, say
     /// Hello again (see [`Resume`]).
     Resume(Resume),
+    /// Run a command on a pseudo-terminal (see [`TtyRun`]).
+    RunTty(TtyRun),
+    /// Bytes typed on the host's terminal, for the command a `RunTty`
+    /// started (raw bytes, at most [`STDIN_CHUNK`] each). The guest drops
+    /// them when no such command runs (it may have just exited).
+    Stdin(Vec<u8>),
+    /// The host's terminal changed size: the pty of a `RunTty` command
+    /// takes it (the command gets SIGWINCH). Dropped like `Stdin`.
+    Resize(WindowSize),
 }
 
 /// Which overlay mount's changes to export.
@@ -403,6 +444,9 @@ impl Message for HostMessage {
             Self::Shutdown => (FrameKind::Shutdown, Vec::new()),
             Self::ExportChanges(e) => (FrameKind::ExportChanges, json(e)),
             Self::Resume(r) => (FrameKind::Resume, json(r)),
+            Self::RunTty(r) => (FrameKind::RunTty, json(r)),
+            Self::Stdin(b) => (FrameKind::Stdin, b.clone()),
+            Self::Resize(w) => (FrameKind::Resize, json(w)),
         }
     }
 
@@ -413,6 +457,9 @@ impl Message for HostMessage {
             FrameKind::Shutdown => Self::Shutdown,
             FrameKind::ExportChanges => Self::ExportChanges(parse(kind, &payload)?),
             FrameKind::Resume => Self::Resume(parse(kind, &payload)?),
+            FrameKind::RunTty => Self::RunTty(parse(kind, &payload)?),
+            FrameKind::Stdin => Self::Stdin(payload),
+            FrameKind::Resize => Self::Resize(parse(kind, &payload)?),
             other => return Err(FrameError::Unexpected(other)),
         })
     }
@@ -533,6 +580,24 @@ mod tests {
                 entropy: vec![7; RESUME_ENTROPY_BYTES],
                 unix_time_ns: 1_796_000_000_123_456_789,
             }),
+            HostMessage::RunTty(TtyRun {
+                command: CommandSpec {
+                    argv: vec!["/bin/sh".into(), "-i".into()],
+                    env: vec![("TERM".into(), "xterm-256color".into())],
+                    cwd: "/home/build/src".into(),
+                    binds: Vec::new(),
+                    user: None,
+                },
+                size: WindowSize {
+                    rows: 50,
+                    cols: 132,
+                },
+            }),
+            HostMessage::Stdin(b"exit 0\r\x03\xff".to_vec()),
+            HostMessage::Resize(WindowSize {
+                rows: 1,
+                cols: u16::MAX,
+            }),
         ];
         let mut buf = Vec::new();
         for m in &msgs {
@@ -542,6 +607,28 @@ mod tests {
         for m in &msgs {
             assert_eq!(&HostMessage::read_from(&mut r).unwrap().unwrap(), m);
         }
+    }
+
+    #[test]
+    fn tty_frames_have_their_own_kinds_and_stdin_is_raw() {
+        let (kind, payload) = HostMessage::Stdin(vec![3, 0, 255]).encode();
+        assert_eq!((kind, payload), (FrameKind::Stdin, vec![3, 0, 255]));
+        let (kind, payload) = HostMessage::Resize(WindowSize {
+            rows: 40,
+            cols: 100,
+        })
+        .encode();
+        assert_eq!(kind, FrameKind::Resize);
+        assert_eq!(payload, br#"{"rows":40,"cols":100}"#);
+        // Only the host sends these.
+        assert!(matches!(
+            GuestMessage::decode(FrameKind::Stdin, vec![1]),
+            Err(FrameError::Unexpected(FrameKind::Stdin))
+        ));
+        assert!(
+            HostMessage::decode(FrameKind::Resize, br#"{"rows":-1,"cols":0}"#.to_vec()).is_err()
+        );
+        assert_eq!(WindowSize::default(), WindowSize { rows: 24, cols: 80 });
     }
 
     #[test]

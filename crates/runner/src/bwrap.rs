@@ -46,6 +46,7 @@
 
 mod args;
 mod mirror;
+mod tty;
 pub(crate) mod volumes;
 
 use std::ffi::OsString;
@@ -151,6 +152,26 @@ impl Sandbox {
         remove_workspace(workspace).await;
     }
 
+    /// How bubblewrap runs `cmd` in this sandbox (its binds, environment and
+    /// working directory). A command that asks for a user is refused: only
+    /// the invoking user is mapped here, and a step that asked for a user
+    /// never runs as root.
+    pub(crate) fn invocation(&self, cmd: &CommandSpec) -> Result<Invocation, RunError> {
+        if cmd.user.is_some() {
+            return Err(RunError::Unsupported {
+                runner: RunnerKind::Bubblewrap,
+                feature: Feature::RunAs,
+            });
+        }
+        invocation(
+            &self.mirror,
+            self.workspace.path(),
+            self.cache_dir.as_deref(),
+            &self.volumes,
+            cmd,
+        )
+    }
+
     /// Runs one command to its exit status, streaming its output to `sink`.
     /// On timeout or interrupt (`stop`) the whole sandbox is killed and the
     /// stopper's error returned.
@@ -163,20 +184,7 @@ impl Sandbox {
         if cmd.argv.is_empty() {
             return Ok(empty_command(sink));
         }
-        if cmd.user.is_some() {
-            // Never run a step as root that asked for a user.
-            return Err(RunError::Unsupported {
-                runner: RunnerKind::Bubblewrap,
-                feature: Feature::RunAs,
-            });
-        }
-        let inv = invocation(
-            &self.mirror,
-            self.workspace.path(),
-            self.cache_dir.as_deref(),
-            &self.volumes,
-            cmd,
-        )?;
+        let inv = self.invocation(cmd)?;
         let started_us = boottime_us();
         let mut run = Running::spawn(&self.bwrap, &inv)?;
         let result = run.supervise(sink, stop).await;
@@ -504,9 +512,9 @@ impl Running {
 /// In the forked child: puts each fd at its target number, inheritable,
 /// and marks every other fd above them close-on-exec, so nothing our
 /// process inherited (a CI runner's or make's fds) leaks into the sandbox.
-fn place_fds(fds: &[(i32, i32); 2]) -> std::io::Result<()> {
+fn place_fds<const N: usize>(fds: &[(i32, i32); N]) -> std::io::Result<()> {
     // Move them out of the way first, so one's target cannot clobber the other.
-    let mut high = [0; 2];
+    let mut high = [0; N];
     for (i, (fd, _)) in fds.iter().enumerate() {
         // SAFETY: fcntl(F_DUPFD_CLOEXEC) takes integers and touches no
         // memory; `fd` is open (the parent keeps it alive until spawn returns).

@@ -19,7 +19,9 @@
 //! - Root in the container with only [`plan::CAPS_KEPT`], no new
 //!   privileges, never privileged.
 //! - Exactly the environment in [`CommandSpec::env`], its cwd (created if
-//!   missing), no stdin; stdout and stderr apart, streamed.
+//!   missing), no stdin; stdout and stderr apart, streamed. (An
+//!   interactive shell, `--interactive`, is an exec with a terminal
+//!   instead: `docker/tty.rs`.)
 //!
 //! Every command is one exec in one long-lived container. It ends on its
 //! exit status (polled while the output streams), not on EOF: when it has
@@ -33,6 +35,7 @@
 pub mod engine;
 pub mod plan;
 pub mod rootfs;
+mod tty;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -386,19 +389,23 @@ impl Container {
         if cmd.argv.is_empty() {
             return Ok(empty_command(sink));
         }
-        if cmd.user.is_some() {
-            // Never run a step as root that asked for a user.
-            return Err(RunError::Unsupported {
-                runner: RunnerKind::Docker,
-                feature: Feature::RunAs,
-            });
-        }
+        refuse_run_as(cmd)?;
         let started_us = boottime_us();
         let ran = tokio::select! {
             biased;
             e = stop.fired(DURING) => Err(e),
             r = self.run_inner(cmd, sink) => r,
         };
+        self.exited(ran, started_us).await
+    }
+
+    /// A command's end: its exit status since `started_us`, or, when it was
+    /// stopped or failed, the container removed and the error.
+    pub(crate) async fn exited(
+        &mut self,
+        ran: Result<i32, RunError>,
+        started_us: u64,
+    ) -> Result<ExitInfo, RunError> {
         let code = match ran {
             Ok(code) => code,
             Err(e) => {
@@ -420,17 +427,7 @@ impl Container {
         cmd: &CommandSpec,
         sink: &mut dyn OutputSink,
     ) -> Result<i32, RunError> {
-        let id = self
-            .id
-            .clone()
-            .ok_or_else(|| RunError::BadCommand("the container was already removed".into()))?;
-        if !self.made.contains(cmd.cwd.trim_end_matches('/')) {
-            if let Some(argv) = plan::mkdir_cwd(cmd) {
-                let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
-                self.helper(&id, &argv).await?;
-                self.made.insert(cmd.cwd.trim_end_matches('/').to_string());
-            }
-        }
+        let id = self.prepare_cwd(cmd).await?;
         let exec = self
             .engine
             .docker
@@ -491,6 +488,22 @@ impl Container {
             .await;
         }
         Ok(code)
+    }
+
+    /// The container's id, with `cmd`'s working directory made (once).
+    async fn prepare_cwd(&mut self, cmd: &CommandSpec) -> Result<String, RunError> {
+        let id = self
+            .id
+            .clone()
+            .ok_or_else(|| RunError::BadCommand("the container was already removed".into()))?;
+        if !self.made.contains(cmd.cwd.trim_end_matches('/')) {
+            if let Some(argv) = plan::mkdir_cwd(cmd) {
+                let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+                self.helper(&id, &argv).await?;
+                self.made.insert(cmd.cwd.trim_end_matches('/').to_string());
+            }
+        }
+        Ok(id)
     }
 
     /// The exec's exit code once it has exited, else `None`.
@@ -630,4 +643,16 @@ fn session_id() -> String {
         t & 0xffff_ffff_ffff,
         N.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// Refuses a command that asks for a user: the docker runner has no
+/// accounts, and never runs as root a step that asked for one.
+pub(crate) fn refuse_run_as(cmd: &CommandSpec) -> Result<(), RunError> {
+    match cmd.user {
+        Some(_) => Err(RunError::Unsupported {
+            runner: RunnerKind::Docker,
+            feature: Feature::RunAs,
+        }),
+        None => Ok(()),
+    }
 }

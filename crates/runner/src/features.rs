@@ -47,6 +47,9 @@ pub enum Feature {
     /// environment (melange's accounts; only the qemu runner's guest init
     /// switches ids).
     RunAs,
+    /// `vmbuild build --interactive`: a shell attached to the user's
+    /// terminal when a step fails (melange's flag).
+    Interactive,
 }
 
 impl std::fmt::Display for Feature {
@@ -61,6 +64,7 @@ impl std::fmt::Display for Feature {
             Self::Volumes => f.write_str("--cache volumes"),
             Self::StepVolumes => f.write_str("step-level cache volumes"),
             Self::RunAs => f.write_str("environment.accounts.run-as"),
+            Self::Interactive => f.write_str("--interactive"),
         }
     }
 }
@@ -107,12 +111,17 @@ impl RunnerKind {
     pub fn supports(self, feature: &Feature) -> bool {
         match self {
             Self::Qemu => true,
-            Self::Bubblewrap => {
-                matches!(feature, Feature::Network(Network::None) | Feature::Volumes)
-            }
+            Self::Bubblewrap => matches!(
+                feature,
+                Feature::Network(Network::None) | Feature::Volumes | Feature::Interactive
+            ),
             Self::Docker => matches!(
                 feature,
-                Feature::Packages | Feature::RootFs | Feature::Network(_) | Feature::Volumes
+                Feature::Packages
+                    | Feature::RootFs
+                    | Feature::Network(_)
+                    | Feature::Volumes
+                    | Feature::Interactive
             ),
         }
     }

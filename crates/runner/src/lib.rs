@@ -9,6 +9,7 @@
 //! - [`export`]: the hardened unpacker that places outputs on the host
 //! - [`env`]: the environment a guest command gets
 //! - [`stop`]: deadline and Ctrl-C
+//! - [`terminal`]: the user's terminal during an interactive shell
 //! - [`error`]: errors and the exit codes they map to
 
 pub mod accounts;
@@ -24,6 +25,7 @@ pub mod output;
 pub mod pipeline;
 pub mod runners;
 pub mod stop;
+pub mod terminal;
 pub mod timings;
 pub mod vm;
 

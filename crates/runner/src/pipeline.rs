@@ -26,7 +26,15 @@ pub struct Step {
     pub depth: usize,
     pub command: CommandSpec,
     pub timeout: Option<Duration>,
+    /// The shell to open on the user's terminal when this step fails
+    /// (`vmbuild build --interactive`, melange's flag): exit 0 from it
+    /// continues with the next step as if this one had passed, anything
+    /// else fails the build here. `None`: a failure ends the build.
+    pub shell: Option<CommandSpec>,
 }
+
+/// What the user is told before the shell opens (melange's words, nearly).
+pub const SHELL_PROMPT: &str = "Type 'exit 0' to continue with the next step or 'exit 1' to abort";
 
 /// Which stream an output chunk came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -204,16 +212,19 @@ pub async fn run_steps_gated(
             tail: Tail::default(),
         };
         let ran = session.run(&step.command, &mut sink, &step_stop).await;
-        gate.after(i);
         let exit = match ran {
             Ok(e) => e,
             Err(RunError::Timeout { after, .. }) => {
+                gate.after(i);
                 return Err(RunError::Timeout {
                     after,
                     during: format!("in step '{}'", step.name),
-                })
+                });
             }
-            Err(e) => return Err(e),
+            Err(e) => {
+                gate.after(i);
+                return Err(e);
+            }
         };
         let tail = sink.tail.text();
         let result = StepResult {
@@ -221,6 +232,17 @@ pub async fn run_steps_gated(
             duration: t0.elapsed(),
         };
         obs.step_finished(i, step, &result);
+        // The shell has the step's volumes: the gate lets go after it.
+        let go_on = if result.ok() {
+            Ok(false)
+        } else {
+            debug_shell(session, step, &result.exit, obs, stop).await
+        };
+        gate.after(i);
+        if go_on? {
+            durations.push(result.duration);
+            continue;
+        }
         if !result.ok() {
             return Ok(StepsOutcome::Failed {
                 index: i,
@@ -232,6 +254,57 @@ pub async fn run_steps_gated(
         durations.push(result.duration);
     }
     Ok(StepsOutcome::AllPassed { durations })
+}
+
+/// When `step` (just failed with `exit`) has a shell, opens it on the
+/// user's terminal and says whether the build goes on (the shell exited
+/// 0). The time spent in it moves `stop`'s deadline later: `--timeout`
+/// counts build time, not the user's typing, and the shell itself has no
+/// deadline (Ctrl-C is typed into it; SIGTERM still stops the build).
+async fn debug_shell(
+    session: &mut Session,
+    step: &Step,
+    exit: &ExitInfo,
+    obs: &mut dyn BuildObserver,
+    stop: &Stopper,
+) -> Result<bool, RunError> {
+    let Some(shell) = &step.shell else {
+        return Ok(false);
+    };
+    obs.note(&format!(
+        "step '{}' failed ({}); opening a shell in {} with its environment (--interactive)",
+        step.name,
+        status_text(exit),
+        shell.cwd
+    ));
+    obs.note(SHELL_PROMPT);
+    let t0 = Instant::now();
+    let ran = session.run_tty(shell, &stop.without_deadline()).await;
+    stop.push_back(t0.elapsed());
+    let ended = ran?;
+    if ended.code == Some(0) {
+        obs.note(&format!(
+            "the shell exited 0: continuing after step '{}' as if it had passed",
+            step.name
+        ));
+        Ok(true)
+    } else {
+        obs.note(&format!(
+            "the shell exited {}: the build fails at step '{}'",
+            ended.shell_code(),
+            step.name
+        ));
+        Ok(false)
+    }
+}
+
+/// `exit code 2`, `signal 9`.
+fn status_text(e: &ExitInfo) -> String {
+    match (e.code, e.signal) {
+        (Some(c), _) => format!("exit code {c}"),
+        (None, Some(s)) => format!("signal {s}"),
+        _ => "an unknown status".into(),
+    }
 }
 
 /// Streams `guest_dir` out of the backend as a tar archive into a staging

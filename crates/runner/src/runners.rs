@@ -175,6 +175,23 @@ impl Session {
         }
     }
 
+    /// Runs `cmd` attached to the user's terminal (stdin must be one; it is
+    /// in raw mode meanwhile and restored after) until it exits: an
+    /// interactive shell for `--interactive`. qemu: on a guest pty relayed
+    /// over the control channel; bubblewrap: on a host pty; docker: an
+    /// exec with a terminal.
+    pub async fn run_tty(
+        &mut self,
+        cmd: &CommandSpec,
+        stop: &Stopper,
+    ) -> Result<ExitInfo, RunError> {
+        match self {
+            Self::Qemu(vm) => vm.run_tty(cmd, stop).await,
+            Self::Bubblewrap(sb) => sb.run_tty(cmd, stop).await,
+            Self::Docker(c) => c.run_tty(cmd, stop).await,
+        }
+    }
+
     /// Streams the changes a build made in the overlay mount `tag` (qemu
     /// runner only: the other runners write volumes directly).
     pub async fn export_changes(
@@ -236,13 +253,21 @@ mod tests {
             Feature::Network(Network::None),
             Feature::Volumes,
             Feature::StepVolumes,
+            Feature::Interactive,
         ];
         assert!(RunnerKind::Qemu.check(&all).is_ok());
         let bw: Vec<_> = all
             .iter()
             .filter(|f| RunnerKind::Bubblewrap.supports(f))
             .collect();
-        assert_eq!(bw, [&Feature::Network(Network::None), &Feature::Volumes]);
+        assert_eq!(
+            bw,
+            [
+                &Feature::Network(Network::None),
+                &Feature::Volumes,
+                &Feature::Interactive
+            ]
+        );
         assert!(RunnerKind::Bubblewrap.check(&[]).is_ok());
     }
 
@@ -254,6 +279,7 @@ mod tests {
             Feature::Network(Network::User),
             Feature::Network(Network::None),
             Feature::Volumes,
+            Feature::Interactive,
         ];
         assert!(RunnerKind::Docker.check(&ok).is_ok());
         for f in [

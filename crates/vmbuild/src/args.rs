@@ -82,9 +82,14 @@ pub fn parse_age(s: &str) -> Result<Duration, String> {
     }
 }
 
-/// `500M`, `20G`, `1T`, or bytes.
+/// `500M`, `20G`, `1T`, or bytes, in binary units; melange's (Kubernetes
+/// quantity) forms `500Mi`, `20Gi` mean the same.
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
+    let t = match t.strip_suffix('i') {
+        Some(u) if u.ends_with(['K', 'k', 'M', 'm', 'G', 'g', 'T', 't']) => u,
+        _ => t,
+    };
     let (num, mult) = match t.char_indices().last() {
         Some((i, 'K' | 'k')) => (&t[..i], 1u64 << 10),
         Some((i, 'M' | 'm')) => (&t[..i], 1 << 20),
@@ -150,6 +155,9 @@ mod tests {
         assert!(parse_age("soon").is_err());
         assert_eq!(parse_size("20G").unwrap(), 20 << 30);
         assert_eq!(parse_size("512").unwrap(), 512);
+        assert_eq!(parse_size("20Gi").unwrap(), 20 << 30);
+        assert_eq!(parse_size("500Mi").unwrap(), 500 << 20);
+        assert!(parse_size("20i").is_err());
         assert!(parse_size("lots").is_err());
         assert!(parse_size("99999999999T").is_err());
     }

@@ -65,6 +65,7 @@ pub fn steps(plan_steps: &[vmbuild_config::PlanStep], user: Option<&RunUser>) ->
                 user: user.cloned(),
             },
             timeout: s.timeout,
+            shell: None,
         })
         .collect()
 }
@@ -169,9 +170,10 @@ async fn keep_workspace(
 /// tools' full log kept in a file that a failure names.
 pub fn env_image(
     packages: &[String],
+    distro: &crate::cli::DistroArgs,
     obs: &mut Box<dyn BuildObserver>,
 ) -> Result<(RootImage, InUse), RunError> {
-    let spec = vmbuild_image::env::EnvSpec::new(packages.to_vec());
+    let spec = distro.apply(vmbuild_image::env::EnvSpec::new(packages.to_vec()));
     let root = vmbuild_image::cache_root()?;
     let mut live =
         crate::live::ToolLog::new(crate::live::mode(), &root.join("logs"), "environment image");
@@ -248,6 +250,9 @@ pub async fn build(
     interrupt: tokio::sync::watch::Receiver<bool>,
 ) -> Result<i32, RunError> {
     let kind = args.runner.unwrap_or_default().kind();
+    if args.interactive {
+        crate::interactive::check(kind, vmbuild_runner::terminal::stdin_is_terminal())?;
+    }
     let (cache_defaults, cache_default_aliases) =
         vmbuild_cache::env_layers(args.vm.cache_dir.is_some());
     let opts = LoadOptions {
@@ -260,6 +265,7 @@ pub async fn build(
         build_options: args.build_option.clone(),
         vars_file: args.vars_file.clone(),
         environment_only: false,
+        skip_tests: args.skip_tests,
     };
     let mut plan = vmbuild_config::load(&args.config, &opts)?;
     for p in &args.package_append {
@@ -293,6 +299,15 @@ pub async fn build(
         &crate::packages::wanted(&plan.packages),
         &args.package_map,
     )?;
+    // The tests' environments too (none with --skip-tests): a name with no
+    // Debian equivalent fails now, not after the build has run.
+    for t in &plan.tests {
+        crate::packages::debian_packages(
+            &args.config,
+            &crate::packages::wanted(&t.packages),
+            &args.package_map,
+        )?;
+    }
     let (export_dir, output_dir) = outputs(&plan, args.output_dir.as_deref());
     if !debian.is_empty() && args.vm.rootfs.is_some() {
         return Err(RunError::Flag {
@@ -341,6 +356,16 @@ pub async fn build(
     let mut steps = steps(&plan.steps, user.as_ref());
     for (step, own) in steps.iter_mut().zip(&per_step) {
         step.command.binds = crate::step_volumes::binds(own, &step_specs);
+    }
+    if args.interactive {
+        let term = crate::interactive::term(std::env::var("TERM").ok());
+        for (step, plan_step) in steps.iter_mut().zip(&plan.steps) {
+            step.shell = Some(crate::interactive::shell_command(
+                plan_step,
+                &step.command,
+                &term,
+            ));
+        }
     }
     let timeout = args.timeout.or(plan.package.timeout);
     let stop = Stopper::new(timeout, interrupt);
@@ -407,7 +432,7 @@ pub async fn build(
         obs.note(&crate::volumes::describe(v, kind, mode));
     }
     if !debian.is_empty() {
-        let (image, held) = env_image(&debian, &mut obs)?;
+        let (image, held) = env_image(&debian, &args.distro, &mut obs)?;
         options.set_root_image(image)?;
         holds.images.push(held);
     }

@@ -348,12 +348,21 @@ pub struct BuildArgs {
     /// Add packages to the build environment (repeatable; melange's flag).
     #[arg(long, value_name = "NAME")]
     pub package_append: Vec<String>,
+    #[command(flatten)]
+    pub distro: DistroArgs,
     /// Trace every step's commands (`set -x`), as melange's --debug.
     #[arg(long)]
     pub debug: bool,
     /// Accepted for melange compatibility: vmbuild always removes everything it made.
     #[arg(long)]
     pub rm: bool,
+    /// When a step fails, open a shell on this terminal inside the build environment
+    /// (the guest for qemu) in the step's working directory with its environment, as
+    /// melange's --interactive: `exit 0` continues with the next step as if it had
+    /// passed, any other exit fails the build there. Needs a terminal on stdin. Time in
+    /// the shell does not count against --timeout.
+    #[arg(long)]
+    pub interactive: bool,
 }
 
 #[derive(Debug, Args)]
@@ -567,12 +576,36 @@ pub struct ImageBuildArgs {
     /// A package to include (repeatable), instead of a pipeline file.
     #[arg(long, value_name = "NAME")]
     pub package: Vec<String>,
-    /// Debian suite (default bookworm).
-    #[arg(long)]
+    #[command(flatten)]
+    pub distro: DistroArgs,
+}
+
+/// Where environment images come from: the Debian suite and mirror
+/// mmdebstrap installs `environment.contents.packages` from. Both are part
+/// of an image's key, so each suite gets its own cached image.
+#[derive(Debug, Clone, Default, Args)]
+pub struct DistroArgs {
+    /// Debian suite of the environment images (default bookworm; e.g. trixie for a newer
+    /// glibc and toolchain, as recent melange configs often need).
+    #[arg(long, value_name = "SUITE")]
     pub suite: Option<String>,
-    /// Debian mirror URL (default deb.debian.org).
-    #[arg(long)]
+    /// Debian mirror URL for the environment images (default http://deb.debian.org/debian).
+    #[arg(long, value_name = "URL")]
     pub mirror: Option<String>,
+}
+
+impl DistroArgs {
+    /// `spec` with the suite and mirror given on the command line (the
+    /// others keep the spec's defaults).
+    pub fn apply(&self, mut spec: vmbuild_image::env::EnvSpec) -> vmbuild_image::env::EnvSpec {
+        if let Some(s) = &self.suite {
+            spec.suite = s.clone();
+        }
+        if let Some(m) = &self.mirror {
+            spec.mirror = Some(m.clone());
+        }
+        spec
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -665,7 +698,47 @@ mod tests {
     }
 
     #[test]
+    fn build_takes_melanges_interactive_flag() {
+        let parse = |args: &[&str]| {
+            let cli = Cli::try_parse_from(args).unwrap();
+            let Command::Build(b) = cli.command else {
+                panic!("not build")
+            };
+            b.interactive
+        };
+        assert!(parse(&["vmbuild", "build", "--interactive", "x.yaml"]));
+        assert!(!parse(&["vmbuild", "build", "x.yaml"]));
+        // Only build has it (melange has it on build).
+        assert!(Cli::try_parse_from(["vmbuild", "run", "--interactive", "--", "sh"]).is_err());
+    }
+
+    #[test]
     fn run_requires_a_command() {
         assert!(Cli::try_parse_from(["vmbuild", "run"]).is_err());
+    }
+
+    #[test]
+    fn builds_suite_and_mirror_make_their_own_environment_image() {
+        let cli = Cli::try_parse_from([
+            "vmbuild",
+            "build",
+            "x.yaml",
+            "--suite",
+            "trixie",
+            "--mirror",
+            "http://mirror.example/debian",
+        ])
+        .unwrap();
+        let Command::Build(b) = cli.command else {
+            panic!("not build")
+        };
+        let plain = vmbuild_image::env::EnvSpec::new(["gcc"]);
+        let spec = b.distro.apply(plain.clone());
+        assert_eq!(spec.suite, "trixie");
+        assert_eq!(spec.mirror.as_deref(), Some("http://mirror.example/debian"));
+        assert_eq!(spec.packages, plain.packages);
+        assert_ne!(spec.key(), plain.key());
+        // Without the flags, the defaults (bookworm, mmdebstrap's mirror).
+        assert_eq!(DistroArgs::default().apply(plain.clone()), plain);
     }
 }

@@ -16,7 +16,7 @@ use anyhow::{bail, Context};
 use clap::ValueEnum;
 use serde::Deserialize;
 
-use crate::cli::{CacheModeArg, NetworkArg, RunnerArg, VmArgs};
+use crate::cli::{CacheModeArg, DistroArgs, NetworkArg, RunnerArg, VmArgs};
 
 /// The project file names, looked up in the pipeline's directory (`run`:
 /// the current directory); at most one may exist.
@@ -32,7 +32,7 @@ pub struct Key {
 }
 
 /// Every setting, in the order `config show` prints them.
-pub const KEYS: [Key; 8] = [
+pub const KEYS: [Key; 10] = [
     Key {
         name: "runner",
         env: "VMBUILD_RUNNER",
@@ -72,6 +72,16 @@ pub const KEYS: [Key; 8] = [
         name: "color",
         env: "VMBUILD_COLOR",
         builtin: "auto (on a terminal, unless NO_COLOR is set)",
+    },
+    Key {
+        name: "suite",
+        env: "VMBUILD_SUITE",
+        builtin: "bookworm (the Debian suite of environment images)",
+    },
+    Key {
+        name: "mirror",
+        env: "VMBUILD_MIRROR",
+        builtin: "http://deb.debian.org/debian",
     },
 ];
 
@@ -125,6 +135,8 @@ struct FileSettings {
     cpus: Option<Scalar>,
     network: Option<String>,
     color: Option<String>,
+    suite: Option<String>,
+    mirror: Option<String>,
 }
 
 impl FileSettings {
@@ -140,6 +152,8 @@ impl FileSettings {
             "cpus" => self.cpus.as_ref().map(Scalar::text),
             "network" => self.network.clone(),
             "color" => self.color.clone(),
+            "suite" => self.suite.clone(),
+            "mirror" => self.mirror.clone(),
             _ => None,
         }
     }
@@ -330,6 +344,17 @@ pub fn apply(
     Ok(())
 }
 
+/// Fills `--suite` and `--mirror` (build, image build) from `layers` when
+/// they were not given.
+pub fn apply_distro(layers: &Layers, distro: &mut DistroArgs) -> anyhow::Result<()> {
+    for (name, field) in [("suite", &mut distro.suite), ("mirror", &mut distro.mirror)] {
+        if field.is_none() {
+            *field = layers.pick(key(name)).map(|(v, _)| v);
+        }
+    }
+    Ok(())
+}
+
 /// `--color` as given, else from `layers` (every command takes it).
 pub fn color(
     layers: &Layers,
@@ -435,6 +460,31 @@ mod tests {
             all_layers().pick(key("runner")).unwrap().1,
             Source::User(_)
         ));
+    }
+
+    #[test]
+    fn suite_and_mirror_come_from_the_flag_then_env_then_files() {
+        let layers = Layers {
+            env: vec![("VMBUILD_MIRROR", "http://env.example/debian".into())],
+            project: Some(file(
+                "/p/vmbuild.toml",
+                "suite = \"trixie\"\nmirror = \"http://file.example/debian\"\n",
+            )),
+            user: None,
+        };
+        let mut d = DistroArgs::default();
+        apply_distro(&layers, &mut d).unwrap();
+        assert_eq!(d.suite.as_deref(), Some("trixie"));
+        assert_eq!(d.mirror.as_deref(), Some("http://env.example/debian"));
+        let mut d = DistroArgs {
+            suite: Some("sid".into()),
+            mirror: None,
+        };
+        apply_distro(&layers, &mut d).unwrap();
+        assert_eq!(d.suite.as_deref(), Some("sid"));
+        let mut d = DistroArgs::default();
+        apply_distro(&Layers::default(), &mut d).unwrap();
+        assert_eq!((d.suite, d.mirror), (None, None));
     }
 
     #[test]

@@ -29,7 +29,7 @@ fn print_table(images: &[EnvImage]) {
 
 /// The image spec of a pipeline file or of `--package` flags.
 fn spec_of(a: &ImageBuildArgs) -> Result<EnvSpec> {
-    let mut spec = match &a.config {
+    let spec = match &a.config {
         Some(cfg) => {
             let opts = vmbuild_config::LoadOptions {
                 environment_only: true,
@@ -50,13 +50,7 @@ fn spec_of(a: &ImageBuildArgs) -> Result<EnvSpec> {
         None if !a.package.is_empty() => EnvSpec::new(a.package.clone()),
         None => bail!("give a pipeline file or --package NAME (repeatable)"),
     };
-    if let Some(s) = &a.suite {
-        spec.suite = s.clone();
-    }
-    if let Some(m) = &a.mirror {
-        spec.mirror = Some(m.clone());
-    }
-    Ok(spec)
+    Ok(a.distro.apply(spec))
 }
 
 /// Runs `f` against the Docker Engine when one answers (`DOCKER_HOST` or

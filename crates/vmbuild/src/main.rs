@@ -15,6 +15,7 @@ mod defaults;
 mod doctor;
 mod human;
 mod image_cmd;
+mod interactive;
 mod live;
 mod melange_flags;
 mod oom;
@@ -132,7 +133,7 @@ async fn recv(s: Option<&mut tokio::signal::unix::Signal>) {
     }
 }
 
-/// Fills `run`'s and `build`'s unset flags from the environment and the
+/// Fills `run`'s, `build`'s and `image build`'s unset flags from the environment and the
 /// defaults files (the project file next to the pipeline; for `run`, in
 /// the current directory), and returns the colour choice (every command
 /// has `--color`; a defaults file another command cannot read is ignored
@@ -141,11 +142,22 @@ fn apply_defaults(
     command: &mut cli::Command,
     color: Option<live::ColorChoice>,
 ) -> anyhow::Result<live::ColorChoice> {
-    let (runner, vm, dir) = match command {
-        cli::Command::Run(a) => (&mut a.runner, &mut a.vm, std::path::PathBuf::from(".")),
+    let (runner, vm, distro, dir) = match command {
+        cli::Command::Run(a) => (
+            &mut a.runner,
+            &mut a.vm,
+            None,
+            std::path::PathBuf::from("."),
+        ),
         cli::Command::Build(a) => {
             let dir = project_dir(&a.config);
-            (&mut a.runner, &mut a.vm, dir)
+            (&mut a.runner, &mut a.vm, Some(&mut a.distro), dir)
+        }
+        cli::Command::Image(cli::ImageCommand::Build(a)) => {
+            let dir = a.config.as_deref().map_or(".".into(), project_dir);
+            let layers = defaults::Layers::load(&dir)?;
+            defaults::apply_distro(&layers, &mut a.distro)?;
+            return defaults::color(&layers, color);
         }
         _ => {
             let layers = defaults::Layers::load(std::path::Path::new(".")).unwrap_or_default();
@@ -154,6 +166,9 @@ fn apply_defaults(
     };
     let layers = defaults::Layers::load(&dir)?;
     defaults::apply(&layers, runner, vm)?;
+    if let Some(d) = distro {
+        defaults::apply_distro(&layers, d)?;
+    }
     defaults::color(&layers, color)
 }
 

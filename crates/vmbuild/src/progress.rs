@@ -215,6 +215,7 @@ mod tests {
                 user: None,
             },
             timeout: None,
+            shell: None,
         }
     }
 

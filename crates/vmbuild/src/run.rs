@@ -105,6 +105,7 @@ pub async fn run(mut args: RunArgs, started: Instant, stop: Stopper) -> Result<i
             depth: 0,
             command: cmd,
             timeout: None,
+            shell: None,
         };
         let mut with_oom = OomNotes {
             inner: &mut events,

@@ -115,7 +115,7 @@ pub async fn run_tests(
         let (mut options, mut holds) =
             runner_setup::options_held(kind, &args.vm, &cache, spec, started)?;
         if !debian.is_empty() {
-            let (image, held) = crate::build::env_image(&debian, obs)?;
+            let (image, held) = crate::build::env_image(&debian, &args.distro, obs)?;
             options.set_root_image(image)?;
             holds.images.push(held);
         }

@@ -6,6 +6,7 @@
 //! - [`confine`]: QEMU's uid, capability, sandbox, cgroup and what it must open
 //! - [`scratch`]: the scratch disk (sparse file, ext4 made on the host)
 //! - [`session`]: executes a plan; boot, run, shutdown, abort
+//! - [`tty`]: an interactive shell on a guest pty (`--interactive`)
 //! - [`diagnose`]: failed VM -> one error with QEMU's and the console's words
 //! - [`control`]: the host end of the guest control channel
 //! - [`assets`]: guest init lookup, kernel and initramfs preparation
@@ -22,6 +23,7 @@ pub mod plan;
 pub mod scratch;
 pub mod session;
 pub mod snapshot;
+mod tty;
 mod warm;
 
 pub use launch::BootInfo;

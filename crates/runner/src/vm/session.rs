@@ -472,8 +472,8 @@ impl Vm {
 
     /// The next message from the guest, or why none will come: QEMU or a
     /// daemon exited, the stopper fired, or `deadline` (what is awaited,
-    /// how long) passed.
-    async fn next_message(
+    /// how long) passed. Cancel-safe (a dropped call loses no message).
+    pub(super) async fn next_message(
         &mut self,
         stop: &Stopper,
         during: &'static str,
