@@ -92,8 +92,8 @@ subpackages:
         working-directory: py
 "#;
 
-/// Writes `files` (path, contents) under `dir`.
-fn write_all(dir: &Path, files: &[(&str, &str)]) {
+/// Writes `files` (path, contents) under `dir` (also the toolchain test's).
+pub(crate) fn write_all(dir: &Path, files: &[(&str, &str)]) {
     for (p, text) in files {
         let at = dir.join(p);
         std::fs::create_dir_all(at.parent().unwrap()).unwrap();

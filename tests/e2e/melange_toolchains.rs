@@ -15,6 +15,7 @@ use std::process::Command;
 
 use crate::env_images::Index;
 use crate::harness::{stderr, Vmb};
+use crate::melange_families::write_all;
 
 /// The environment of both builds: every package the pipelines below
 /// need, so the two configs resolve to one environment image. Debian's
@@ -102,15 +103,6 @@ environment:
 pipeline:
   - uses: go/covdata
 "#;
-
-/// Writes `files` (path, contents) under `dir`.
-fn write_all(dir: &Path, files: &[(&str, &str)]) {
-    for (p, text) in files {
-        let at = dir.join(p);
-        std::fs::create_dir_all(at.parent().unwrap()).unwrap();
-        std::fs::write(at, text).unwrap();
-    }
-}
 
 fn run(cmd: &mut Command) -> String {
     let o = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
