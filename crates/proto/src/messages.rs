@@ -182,7 +182,7 @@ pub struct SymlinkSpec {
 /// Host -> guest: run one command.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommandSpec {
-    /// argv[0] is looked up in `PATH` from `env` when it has no slash.
+    /// `argv[0]` is looked up in `PATH` from `env` when it has no slash.
     pub argv: Vec<String>,
     /// The complete environment of the command; the init adds nothing.
     pub env: Vec<(String, String)>,
