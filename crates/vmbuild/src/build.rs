@@ -294,20 +294,15 @@ pub async fn build(
     for note in &plan.notes {
         tracing::info!("{note}");
     }
-    let debian = crate::packages::debian_packages(
-        &args.config,
-        &crate::packages::wanted(&plan.packages),
-        &args.package_map,
-    )?;
-    // The tests' environments too (none with --skip-tests): a name with no
-    // Debian equivalent fails now, not after the build has run.
-    for t in &plan.tests {
-        crate::packages::debian_packages(
-            &args.config,
-            &crate::packages::wanted(&t.packages),
-            &args.package_map,
-        )?;
-    }
+    // The build's environment, then each test's (none with --skip-tests):
+    // a name with no Debian equivalent fails now, not after the build ran.
+    let envs: Vec<Vec<String>> = std::iter::once(&plan.packages)
+        .chain(plan.tests.iter().map(|t| &t.packages))
+        .map(|p| crate::packages::wanted(p))
+        .collect();
+    let mut debian = crate::packages::debian_packages(&args.config, &envs, &args.package_map)?;
+    let test_debian = debian.split_off(1);
+    let debian = debian.remove(0);
     let (export_dir, output_dir) = outputs(&plan, args.output_dir.as_deref());
     if !debian.is_empty() && args.vm.rootfs.is_some() {
         return Err(RunError::Flag {
@@ -526,8 +521,16 @@ pub async fn build(
             let tested = if args.skip_tests || plan.tests.is_empty() {
                 0
             } else {
-                crate::test_run::run_tests(&args, &plan, &output_dir, started, &stop, &mut obs)
-                    .await?
+                crate::test_run::run_tests(
+                    &args,
+                    &plan,
+                    &test_debian,
+                    &output_dir,
+                    started,
+                    &stop,
+                    &mut obs,
+                )
+                .await?
             };
             // The cache goes out only after the whole build, tests included, passed.
             if let (0, Some((root, vols))) = (tested, &transfers) {

@@ -43,9 +43,9 @@ fn spec_of(a: &ImageBuildArgs) -> Result<EnvSpec> {
                 );
             }
             let wanted = crate::packages::wanted(&plan.packages);
-            let debian = crate::packages::debian_packages(cfg, &wanted, &[])
+            let debian = crate::packages::debian_packages(cfg, &[wanted], &[])
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
-            EnvSpec::new(debian)
+            EnvSpec::new(debian.concat())
         }
         None if !a.package.is_empty() => EnvSpec::new(a.package.clone()),
         None => bail!("give a pipeline file or --package NAME (repeatable)"),

@@ -107,33 +107,46 @@ pub fn wanted(packages: &[String]) -> Vec<String> {
     packages.to_vec()
 }
 
-/// The Debian packages for a config's environment `names`, loading the
-/// maps and index only when there are names; every name with no Debian
-/// equivalent in one error naming `config`, before anything boots.
+/// The Debian packages for each of a config's environments (`envs`: the
+/// names each asks for, e.g. the build's then each test's), in order;
+/// the maps and index are loaded once, and only when some environment
+/// names packages. The first environment with names that have no Debian
+/// equivalent is one error naming `config` and every such name, before
+/// anything boots.
 pub fn debian_packages(
     config: &std::path::Path,
-    names: &[String],
+    envs: &[Vec<String>],
     maps: &[PathBuf],
-) -> Result<Vec<String>, ConfigError> {
-    if names.is_empty() {
-        return Ok(Vec::new());
+) -> Result<Vec<Vec<String>>, ConfigError> {
+    if envs.iter().all(Vec::is_empty) {
+        return Ok(vec![Vec::new(); envs.len()]);
     }
-    let r = Packages::load(maps)?.resolve(names);
-    if let Some(message) = r.unknown_message() {
-        return Err(ConfigError::UnknownPackages {
-            file: config.display().to_string(),
-            message,
-        });
-    }
-    for c in &r.dropped_constraints {
-        tracing::info!("{c}: the apk version constraint is dropped (Debian's versions differ)");
-    }
-    for u in &r.unverified {
-        tracing::info!(
-            "{u}: not in the package map and not checked (no apt index); used as a Debian name"
-        );
-    }
-    Ok(r.debian)
+    let packages = Packages::load(maps)?;
+    envs.iter()
+        .map(|names| {
+            if names.is_empty() {
+                return Ok(Vec::new());
+            }
+            let r = packages.resolve(names);
+            if let Some(message) = r.unknown_message() {
+                return Err(ConfigError::UnknownPackages {
+                    file: config.display().to_string(),
+                    message,
+                });
+            }
+            for c in &r.dropped_constraints {
+                tracing::info!(
+                    "{c}: the apk version constraint is dropped (Debian's versions differ)"
+                );
+            }
+            for u in &r.unverified {
+                tracing::info!(
+                    "{u}: not in the package map and not checked (no apt index); used as a Debian name"
+                );
+            }
+            Ok(r.debian)
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -142,6 +155,20 @@ mod tests {
 
     fn v(s: &[&str]) -> Vec<String> {
         s.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn every_environment_is_resolved_in_order() {
+        let cfg = std::path::Path::new("pkg.yaml");
+        let envs = [Vec::new(), v(&["build-base"]), Vec::new()];
+        let out = debian_packages(cfg, &envs, &[]).unwrap();
+        assert_eq!(out.len(), 3);
+        assert!(out[0].is_empty() && out[2].is_empty());
+        assert_eq!(out[1], ["build-essential", "pkgconf"]);
+        assert_eq!(
+            debian_packages(cfg, &[Vec::new(), Vec::new()], &[]).unwrap(),
+            [Vec::<String>::new(), Vec::new()]
+        );
     }
 
     #[test]

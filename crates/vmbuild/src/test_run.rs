@@ -57,11 +57,14 @@ pub fn install_step(test: &TestPlan, one_package: bool, template: &PlanStep) -> 
     }
 }
 
-/// Runs every test of `plan` in its own fresh VM, in order; the exit code
-/// of the first failing one (after reporting it), else 0.
+/// Runs every test of `plan` in its own fresh VM, in order, each in its
+/// Debian environment of `debian` (one entry per test, resolved before the
+/// build booted); the exit code of the first failing one (after reporting
+/// it), else 0.
 pub async fn run_tests(
     args: &BuildArgs,
     plan: &Plan,
+    debian: &[Vec<String>],
     outputs: &Path,
     started: Instant,
     stop: &Stopper,
@@ -70,15 +73,10 @@ pub async fn run_tests(
     let outputs = outputs
         .canonicalize()
         .map_err(|e| RunError::io(format!("the outputs {}", outputs.display()), e))?;
-    for test in &plan.tests {
+    for (test, debian) in plan.tests.iter().zip(debian) {
         if test.steps.is_empty() {
             continue;
         }
-        let debian = crate::packages::debian_packages(
-            &args.config,
-            &crate::packages::wanted(&test.packages),
-            &args.package_map,
-        )?;
         obs.note(&format!(
             "testing {} in a fresh VM: {} step(s){}",
             test.package,
@@ -115,7 +113,7 @@ pub async fn run_tests(
         let (mut options, mut holds) =
             runner_setup::options_held(kind, &args.vm, &cache, spec, started)?;
         if !debian.is_empty() {
-            let (image, held) = crate::build::env_image(&debian, &args.distro, obs)?;
+            let (image, held) = crate::build::env_image(debian, &args.distro, obs)?;
             options.set_root_image(image)?;
             holds.images.push(held);
         }
