@@ -51,7 +51,6 @@ pub(crate) mod volumes;
 
 use std::ffi::OsString;
 use std::fs;
-use std::io::{Seek, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
@@ -312,12 +311,7 @@ struct Running {
 
 impl Running {
     fn spawn(bwrap: &Path, inv: &Invocation) -> Result<Running, RunError> {
-        let mut args_file = tempfile::tempfile()
-            .map_err(|e| RunError::io("creating a temporary file for bubblewrap's options", e))?;
-        args_file
-            .write_all(&inv.options_bytes())
-            .and_then(|_| args_file.rewind())
-            .map_err(|e| RunError::io("writing bubblewrap's options", e))?;
+        let args_file = inv.options_file()?;
         let (status_r, status_w) =
             std::io::pipe().map_err(|e| RunError::io("creating bubblewrap's status pipe", e))?;
         let status_rx = pipe::Receiver::from_owned_fd(OwnedFd::from(status_r))

@@ -33,6 +33,18 @@ impl Invocation {
         }
         out
     }
+
+    /// The options in an unlinked temporary file, rewound, for bubblewrap
+    /// to read as `--args FD`.
+    pub(crate) fn options_file(&self) -> Result<std::fs::File, RunError> {
+        use std::io::{Seek, Write};
+        let mut f = tempfile::tempfile()
+            .map_err(|e| RunError::io("creating a temporary file for bubblewrap's options", e))?;
+        f.write_all(&self.options_bytes())
+            .and_then(|_| f.rewind())
+            .map_err(|e| RunError::io("writing bubblewrap's options", e))?;
+        Ok(f)
+    }
 }
 
 fn refuse_nul(what: &str, s: &str) -> Result<(), RunError> {

@@ -4,7 +4,6 @@
 //! the pty's output is written to stdout.
 
 use std::ffi::CString;
-use std::io::{Seek, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::Stdio;
@@ -68,12 +67,7 @@ impl Sandbox {
         // shell. The pty is the shell's own, so TIOCSTI (what the option
         // guards against) can only type into the shell itself.
         inv.options.retain(|o| o != "--new-session");
-        let mut args_file = tempfile::tempfile()
-            .map_err(|e| RunError::io("creating a temporary file for bubblewrap's options", e))?;
-        args_file
-            .write_all(&inv.options_bytes())
-            .and_then(|_| args_file.rewind())
-            .map_err(|e| RunError::io("writing bubblewrap's options", e))?;
+        let args_file = inv.options_file()?;
 
         let raw = RawMode::enter()?;
         let (master, slave) = open_pty(terminal::window_size())?;
