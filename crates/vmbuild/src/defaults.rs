@@ -275,6 +275,24 @@ fn parse<T>(
     parser(value).map_err(|why| anyhow::anyhow!("{k} = `{value}` from {source}: {why}", k = k.name))
 }
 
+/// Sets `field`, when no flag set it, to key `name`'s value from `layers`
+/// (read by `parser`; a bad value is an error naming its source).
+fn fill<T>(
+    field: &mut Option<T>,
+    layers: &Layers,
+    name: &str,
+    parser: impl FnOnce(&str) -> Result<T, String>,
+) -> anyhow::Result<()> {
+    if field.is_some() {
+        return Ok(());
+    }
+    let k = key(name);
+    if let Some((v, src)) = layers.pick(k) {
+        *field = Some(parse(&v, &src, k, parser)?);
+    }
+    Ok(())
+}
+
 fn value_enum<T: ValueEnum>(s: &str) -> Result<T, String> {
     T::from_str(s, false).map_err(|_| {
         let names: Vec<String> = T::value_variants()
@@ -293,21 +311,6 @@ pub fn apply(
     runner: &mut Option<RunnerArg>,
     vm: &mut VmArgs,
 ) -> anyhow::Result<()> {
-    fn fill<T>(
-        field: &mut Option<T>,
-        layers: &Layers,
-        name: &str,
-        parser: impl FnOnce(&str) -> Result<T, String>,
-    ) -> anyhow::Result<()> {
-        if field.is_some() {
-            return Ok(());
-        }
-        let k = key(name);
-        if let Some((v, src)) = layers.pick(k) {
-            *field = Some(parse(&v, &src, k, parser)?);
-        }
-        Ok(())
-    }
     fill(runner, layers, "runner", value_enum::<RunnerArg>)?;
     fill(&mut vm.cache_dir, layers, "cache-dir", |s| {
         Ok(PathBuf::from(s))
@@ -347,12 +350,8 @@ pub fn apply(
 /// Fills `--suite` and `--mirror` (build, image build) from `layers` when
 /// they were not given.
 pub fn apply_distro(layers: &Layers, distro: &mut DistroArgs) -> anyhow::Result<()> {
-    for (name, field) in [("suite", &mut distro.suite), ("mirror", &mut distro.mirror)] {
-        if field.is_none() {
-            *field = layers.pick(key(name)).map(|(v, _)| v);
-        }
-    }
-    Ok(())
+    fill(&mut distro.suite, layers, "suite", |s| Ok(s.to_string()))?;
+    fill(&mut distro.mirror, layers, "mirror", |s| Ok(s.to_string()))
 }
 
 /// `--color` as given, else from `layers` (every command takes it).
